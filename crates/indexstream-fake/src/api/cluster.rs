@@ -1,0 +1,146 @@
+//! `GET /`, `_cluster/health` and `_cat/indices`.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::{Reply, Request};
+use crate::engine::index::parse_time_value;
+use crate::engine::ResolveOpts;
+use crate::error::ApiResult;
+use crate::server::Shared;
+
+/// The version the fake reports: the newest 2.x line, so no version-gated test is skipped.
+pub const VERSION: &str = "2.19.0";
+
+pub fn root(shared: &Shared) -> ApiResult<Reply> {
+    let c = shared.lock();
+    Ok(Reply::json(200, &json!({
+        "name": c.config.node_name,
+        "cluster_name": c.config.cluster_name,
+        "cluster_uuid": c.config.cluster_uuid,
+        "version": {
+            "distribution": "opensearch",
+            "number": VERSION,
+            "build_type": "fake",
+            "build_hash": "indexstream-fake",
+            "build_date": "2025-02-01T00:00:00.000000Z",
+            "build_snapshot": false,
+            "lucene_version": "9.12.1",
+            "minimum_wire_compatibility_version": "7.10.0",
+            "minimum_index_compatibility_version": "7.0.0"
+        },
+        "tagline": "The OpenSearch Project: https://opensearch.org/"
+    })))
+}
+
+fn rank(status: &str) -> u8 {
+    match status {
+        "green" => 2,
+        "yellow" => 1,
+        _ => 0,
+    }
+}
+
+fn health_body(shared: &Shared, index: Option<&str>) -> (Value, &'static str) {
+    let c = shared.lock();
+    let targets = match index {
+        Some(expr) => match c.resolve(expr, ResolveOpts::default()) {
+            Ok(t) => Some(t.into_iter().map(|t| t.index).collect::<Vec<_>>()),
+            Err(_) => None,
+        },
+        None => Some(c.indices.keys().cloned().collect()),
+    };
+    let (mut primaries, mut unassigned) = (0usize, 0usize);
+    let status = match &targets {
+        None => "red",
+        Some(names) => {
+            for name in names {
+                if let Some(i) = c.indices.get(name) {
+                    primaries += i.shards.len();
+                    unassigned += i.shards.len() * i.replicas as usize;
+                }
+            }
+            if unassigned > 0 { "yellow" } else { "green" }
+        }
+    };
+    let total = primaries + unassigned;
+    let pct = if total == 0 { 100.0 } else { primaries as f64 * 100.0 / total as f64 };
+    (json!({
+        "cluster_name": c.config.cluster_name,
+        "status": status,
+        "timed_out": false,
+        "number_of_nodes": 1,
+        "number_of_data_nodes": 1,
+        "discovered_master": true,
+        "discovered_cluster_manager": true,
+        "active_primary_shards": primaries,
+        "active_shards": primaries,
+        "relocating_shards": 0,
+        "initializing_shards": 0,
+        "unassigned_shards": unassigned,
+        "delayed_unassigned_shards": 0,
+        "number_of_pending_tasks": 0,
+        "number_of_in_flight_fetch": 0,
+        "task_max_waiting_in_queue_millis": 0,
+        "active_shards_percent_as_number": pct
+    }), status)
+}
+
+pub async fn health(shared: &Shared, index: Option<&str>, req: &Request) -> ApiResult<Reply> {
+    let wanted = req.param("wait_for_status").map(rank);
+    let timeout = match req.param("timeout") {
+        Some(t) => parse_time_value("timeout", t)?.unwrap_or(Duration::from_secs(30)),
+        None => Duration::from_secs(30),
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let (mut body, status) = health_body(shared, index);
+        match wanted {
+            Some(w) if rank(status) < w => {
+                if tokio::time::Instant::now() >= deadline {
+                    body["timed_out"] = json!(true);
+                    return Ok(Reply::json(408, &body));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            _ => return Ok(Reply::json(200, &body)),
+        }
+    }
+}
+
+pub fn cat_indices(shared: &Shared, index: Option<&str>, req: &Request) -> ApiResult<Reply> {
+    let c = shared.lock();
+    let targets = c.resolve(index.unwrap_or("_all"), ResolveOpts::default())?;
+    let rows: Vec<Value> = targets
+        .iter()
+        .filter_map(|t| c.indices.get(&t.index))
+        .map(|i| {
+            json!({
+                "health": if i.replicas > 0 { "yellow" } else { "green" },
+                "status": "open",
+                "index": i.name,
+                "uuid": i.uuid,
+                "pri": i.shards.len().to_string(),
+                "rep": i.replicas.to_string(),
+                "docs.count": i.docs_count().to_string(),
+                "docs.deleted": "0",
+            })
+        })
+        .collect();
+    if req.param("format") == Some("json") {
+        return Ok(Reply::json(200, &Value::Array(rows)));
+    }
+    let cols = ["health", "status", "index", "uuid", "pri", "rep", "docs.count", "docs.deleted"];
+    let mut out = String::new();
+    if req.flag("v")? {
+        out.push_str(&cols.join(" "));
+        out.push('\n');
+    }
+    for r in rows {
+        let line: Vec<String> = cols.iter().map(|c| r[*c].as_str().unwrap_or_default().to_string()).collect();
+        out.push_str(&line.join(" "));
+        out.push('\n');
+    }
+    Ok(Reply::text(200, out))
+}

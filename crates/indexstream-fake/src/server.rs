@@ -1,0 +1,162 @@
+//! The HTTP server: accepts connections, applies fault rules, logs requests and hands them to
+//! the API. Connections are served with hyper directly (not `axum::serve`) because the `drop`
+//! fault must close one particular connection without answering, which needs a handle on it.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::api::{self, Reply, Request};
+use crate::engine::Cluster;
+use crate::faults::{Faults, RequestLog, RequestRecord};
+
+/// State shared by every connection.
+#[derive(Debug)]
+pub struct Shared {
+    pub cluster: Mutex<Cluster>,
+    pub faults: Mutex<Faults>,
+    pub log: Mutex<RequestLog>,
+    /// Woken after every refresh, for `?refresh=wait_for` and `wait_for_status`.
+    pub refreshed: Notify,
+    pub started: Instant,
+}
+
+impl Shared {
+    pub fn lock(&self) -> MutexGuard<'_, Cluster> {
+        self.cluster.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn faults(&self) -> MutexGuard<'_, Faults> {
+        self.faults.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn log(&self) -> MutexGuard<'_, RequestLog> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Largest request body accepted, as OpenSearch's default `http.max_content_length`.
+const MAX_BODY: usize = 100 * 1024 * 1024;
+
+fn to_response(reply: Reply) -> hyper::Response<Full<Bytes>> {
+    let mut builder = hyper::Response::builder().status(reply.status).header("content-type", reply.content_type);
+    for (k, v) in reply.headers {
+        builder = builder.header(k, v);
+    }
+    builder.body(Full::new(Bytes::from(reply.body))).unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
+}
+
+fn fault_error(status: u16, retry_after: Option<u64>) -> Reply {
+    use crate::error::ApiError;
+    let mut reply = match status {
+        429 => Reply::error(&ApiError::new(429, "es_rejected_execution_exception", "rejected execution of coordinating operation [injected fault]")),
+        502 => Reply::text(502, "Bad Gateway (injected fault)".into()),
+        504 => Reply::text(504, "Gateway Timeout (injected fault)".into()),
+        503 => Reply::error(&ApiError::new(503, "unavailable_shards_exception", "primary shard is not active (injected fault)")),
+        s => Reply::error(&ApiError::new(s, "exception", format!("injected fault with status {s}"))),
+    };
+    if let Some(s) = retry_after {
+        reply.headers.push(("retry-after", s.to_string()));
+    }
+    reply
+}
+
+async fn serve_one(shared: Arc<Shared>, req: hyper::Request<Incoming>, abort: Arc<Notify>) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let arrived = Instant::now();
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let declared = req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    if declared > MAX_BODY {
+        return Ok(to_response(Reply::error(&crate::error::ApiError::new(413, "content_too_long", format!("Request content-length [{declared}] exceeds the limit [{MAX_BODY}]")))));
+    }
+    let body = match req.into_body().collect().await {
+        Ok(b) => b.to_bytes().to_vec(),
+        Err(_) => Vec::new(),
+    };
+    let segments = api::split_path(&path);
+    let (kind, indices) = api::classify(&method, &segments);
+    let verdict = shared.faults().judge(kind, &indices);
+    let mut record = RequestRecord {
+        seq: 0,
+        at_ms: arrived.duration_since(shared.started).as_secs_f64() * 1000.0,
+        method: method.clone(),
+        path: path.clone(),
+        query: query.clone(),
+        api: kind,
+        indices,
+        status: None,
+        faults: verdict.fired.clone(),
+    };
+    if let Some(d) = verdict.delay {
+        tokio::time::sleep(d).await;
+    }
+    if verdict.drop {
+        shared.log().push(record.clone());
+        abort.notify_one();
+        // The connection task drops this request's future once it sees the abort.
+        std::future::pending::<()>().await;
+    }
+    let reply = match verdict.error {
+        Some((status, retry_after)) => fault_error(status, retry_after),
+        None => {
+            let request = Request { method, path, segments, params: api::parse_query_string(&query), body };
+            api::handle(&shared, request, verdict.partial_shards, &verdict.reject_items).await
+        }
+    };
+    record.status = Some(reply.status);
+    shared.log().push(record);
+    Ok(to_response(reply))
+}
+
+/// Serves connections from `listener` until `shutdown` resolves.
+pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+    let ticker = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_millis(5));
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                interval.tick().await;
+                let refreshed = shared.lock().tick(Instant::now());
+                if refreshed {
+                    shared.refreshed.notify_waiters();
+                }
+            }
+        })
+    };
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let Ok((stream, _)) = accepted else { continue };
+                let _ = stream.set_nodelay(true);
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let abort = Arc::new(Notify::new());
+                    let service = {
+                        let abort = abort.clone();
+                        service_fn(move |req| serve_one(shared.clone(), req, abort.clone()))
+                    };
+                    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = abort.notified() => {}
+                    }
+                });
+            }
+        }
+    }
+    ticker.abort();
+}

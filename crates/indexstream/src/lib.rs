@@ -1,0 +1,1 @@
+//! indexstream: a Kafka-style consumer for OpenSearch and Elasticsearch indices.
