@@ -18,25 +18,40 @@ pub struct Args {
     shards: u32,
     /// Refresh interval of an index created without one (`-1` disables scheduled refreshes).
     #[arg(long, default_value = "1s", value_parser = parse_refresh)]
-    refresh_interval: Option<Duration>,
+    refresh_interval: RefreshInterval,
     /// Seed for ids, refresh phases and visibility draws (reproducible runs).
     #[arg(long)]
     seed: Option<u64>,
 }
 
-fn parse_refresh(s: &str) -> Result<Option<Duration>, String> {
+/// A refresh interval; `None` is OpenSearch's `-1` (no scheduled refresh).
+#[derive(Debug, Clone, Copy)]
+pub struct RefreshInterval(pub Option<Duration>);
+
+pub fn parse_refresh(s: &str) -> Result<RefreshInterval, String> {
     if s == "-1" {
-        return Ok(None);
+        return Ok(RefreshInterval(None));
     }
-    humantime::parse_duration(s).map(Some).map_err(|e| format!("invalid duration [{s}]: {e}"))
+    humantime::parse_duration(s)
+        .map(|d| RefreshInterval(Some(d)))
+        .map_err(|e| format!("invalid duration [{s}]: {e} (use e.g. 1s, 500ms, or -1)"))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port)).await.with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
+    let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", args.host, args.port))?;
     let addr = listener.local_addr()?;
-    eprintln!("indexstream dev-server: OpenSearch-compatible fake cluster listening on http://{addr}");
+    eprintln!(
+        "indexstream dev-server: OpenSearch-compatible fake cluster listening on http://{addr}"
+    );
     println!("http://{addr}");
-    let config = FakeConfig { default_shards: args.shards, default_refresh_interval: args.refresh_interval, seed: args.seed, ..FakeConfig::default() };
+    let config = FakeConfig {
+        default_shards: args.shards,
+        default_refresh_interval: args.refresh_interval.0,
+        seed: args.seed,
+        ..FakeConfig::default()
+    };
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "indexstream", version, about = "A Kafka-style consumer for OpenSearch and Elasticsearch indices")]
+#[command(
+    name = "indexstream",
+    version,
+    about = "A Kafka-style consumer for OpenSearch and Elasticsearch indices"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -21,7 +25,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -2,9 +2,13 @@
 
 use serde_json::{json, Map, Value};
 
-/// An API error with the HTTP status, the OpenSearch exception type and its reason.
+/// An API error with the HTTP status, the OpenSearch exception type and its reason (boxed, so
+/// that results stay small).
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct ApiError(Box<ErrorBody>);
+
+#[derive(Debug, Clone)]
+pub struct ErrorBody {
     pub status: u16,
     pub kind: String,
     pub reason: String,
@@ -12,9 +16,27 @@ pub struct ApiError {
     pub extra: Map<String, Value>,
 }
 
+impl std::ops::Deref for ApiError {
+    type Target = ErrorBody;
+    fn deref(&self) -> &ErrorBody {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for ApiError {
+    fn deref_mut(&mut self) -> &mut ErrorBody {
+        &mut self.0
+    }
+}
+
 impl ApiError {
     pub fn new(status: u16, kind: &str, reason: impl Into<String>) -> Self {
-        ApiError { status, kind: kind.to_string(), reason: reason.into(), extra: Map::new() }
+        ApiError(Box::new(ErrorBody {
+            status,
+            kind: kind.to_string(),
+            reason: reason.into(),
+            extra: Map::new(),
+        }))
     }
 
     pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
@@ -58,10 +80,14 @@ impl ApiError {
     }
 
     pub fn document_missing(index: &str, uuid: &str, shard: u32, id: &str) -> Self {
-        Self::new(404, "document_missing_exception", format!("[{id}]: document missing"))
-            .with("index", index)
-            .with("shard", shard.to_string())
-            .with("index_uuid", uuid)
+        Self::new(
+            404,
+            "document_missing_exception",
+            format!("[{id}]: document missing"),
+        )
+        .with("index", index)
+        .with("shard", shard.to_string())
+        .with("index_uuid", uuid)
     }
 
     pub fn mapper_parsing(reason: impl Into<String>) -> Self {

@@ -94,7 +94,17 @@ fn any_api() -> String {
 
 impl FaultRule {
     pub fn new(api: &str, action: FaultAction) -> Self {
-        FaultRule { api: api.into(), index: None, status: None, action, count: None, probability: None, delay_ms: None, retry_after_s: None, seed: None }
+        FaultRule {
+            api: api.into(),
+            index: None,
+            status: None,
+            action,
+            count: None,
+            probability: None,
+            delay_ms: None,
+            retry_after_s: None,
+            seed: None,
+        }
     }
 
     pub fn status(mut self, status: u16) -> Self {
@@ -128,9 +138,14 @@ impl FaultRule {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        const APIS: &[&str] = &["*", "search", "bulk", "index", "get", "stats", "refresh", "pit", "admin"];
+        const APIS: &[&str] = &[
+            "*", "search", "bulk", "index", "get", "stats", "refresh", "pit", "admin",
+        ];
         if !APIS.contains(&self.api.as_str()) {
-            return Err(format!("unknown api [{}], expected one of {APIS:?}", self.api));
+            return Err(format!(
+                "unknown api [{}], expected one of {APIS:?}",
+                self.api
+            ));
         }
         if let Some(p) = self.probability {
             if !(0.0..=1.0).contains(&p) {
@@ -205,8 +220,16 @@ pub struct Faults {
 impl Faults {
     pub fn add(&mut self, rule: FaultRule) -> u64 {
         self.next_id += 1;
-        let rng = Rng::new(rule.seed.unwrap_or(self.next_id.wrapping_mul(0x5851_F42D_4C95_7F2D)));
-        self.rules.push(ActiveRule { id: self.next_id, rule, rng, applied: 0 });
+        let rng = Rng::new(
+            rule.seed
+                .unwrap_or(self.next_id.wrapping_mul(0x5851_F42D_4C95_7F2D)),
+        );
+        self.rules.push(ActiveRule {
+            id: self.next_id,
+            rule,
+            rng,
+            applied: 0,
+        });
         self.next_id
     }
 
@@ -221,11 +244,20 @@ impl Faults {
     }
 
     pub fn list(&self) -> Value {
-        Value::Array(self.rules.iter().map(|r| json!({"id": r.id, "applied": r.applied, "rule": r.rule})).collect())
+        Value::Array(
+            self.rules
+                .iter()
+                .map(|r| json!({"id": r.id, "applied": r.applied, "rule": r.rule}))
+                .collect(),
+        )
     }
 
     fn matches(rule: &FaultRule, api: ApiKind, indices: &[String]) -> bool {
-        (rule.api == "*" || rule.api == api.name()) && rule.index.as_deref().is_none_or(|p| indices.iter().any(|i| crate::engine::glob(p, i)))
+        (rule.api == "*" || rule.api == api.name())
+            && rule
+                .index
+                .as_deref()
+                .is_none_or(|p| indices.iter().any(|i| crate::engine::glob(p, i)))
     }
 
     fn fire(r: &mut ActiveRule) -> bool {
@@ -263,10 +295,26 @@ impl Faults {
             if !Self::fire(r) {
                 continue;
             }
-            v.fired.push(format!("{}#{}", serde_json::to_value(r.rule.action).ok().and_then(|a| a.as_str().map(String::from)).unwrap_or_default(), r.id));
+            v.fired.push(format!(
+                "{}#{}",
+                serde_json::to_value(r.rule.action)
+                    .ok()
+                    .and_then(|a| a.as_str().map(String::from))
+                    .unwrap_or_default(),
+                r.id
+            ));
             match r.rule.action {
-                FaultAction::Error => v.error = v.error.or(Some((r.rule.status.unwrap_or(503), r.rule.retry_after_s))),
-                FaultAction::Delay => v.delay = Some(v.delay.unwrap_or_default() + Duration::from_millis(r.rule.delay_ms.unwrap_or(0))),
+                FaultAction::Error => {
+                    v.error = v
+                        .error
+                        .or(Some((r.rule.status.unwrap_or(503), r.rule.retry_after_s)))
+                }
+                FaultAction::Delay => {
+                    v.delay = Some(
+                        v.delay.unwrap_or_default()
+                            + Duration::from_millis(r.rule.delay_ms.unwrap_or(0)),
+                    )
+                }
                 FaultAction::Drop => v.drop = true,
                 FaultAction::PartialShards => v.partial_shards = true,
                 FaultAction::RejectItems => {}
@@ -278,7 +326,13 @@ impl Faults {
     /// Whether the bulk item on `index` is rejected by one of `rule_ids`, and with which status.
     pub fn reject_item(&mut self, rule_ids: &[u64], index: &str) -> Option<u16> {
         for r in &mut self.rules {
-            if rule_ids.contains(&r.id) && r.rule.index.as_deref().is_none_or(|p| crate::engine::glob(p, index)) && Self::fire(r) {
+            if rule_ids.contains(&r.id)
+                && r.rule
+                    .index
+                    .as_deref()
+                    .is_none_or(|p| crate::engine::glob(p, index))
+                && Self::fire(r)
+            {
                 return Some(r.rule.status.unwrap_or(429));
             }
         }
@@ -312,7 +366,11 @@ pub struct RequestLog {
 
 impl RequestLog {
     pub fn new(capacity: usize) -> Self {
-        RequestLog { records: VecDeque::new(), capacity, next_seq: 0 }
+        RequestLog {
+            records: VecDeque::new(),
+            capacity,
+            next_seq: 0,
+        }
     }
 
     pub fn push(&mut self, mut record: RequestRecord) {
@@ -325,7 +383,11 @@ impl RequestLog {
     }
 
     pub fn since(&self, seq: u64) -> Vec<RequestRecord> {
-        self.records.iter().filter(|r| r.seq >= seq).cloned().collect()
+        self.records
+            .iter()
+            .filter(|r| r.seq >= seq)
+            .cloned()
+            .collect()
     }
 
     pub fn clear(&mut self) {
@@ -340,8 +402,14 @@ mod tests {
     #[test]
     fn count_limited_rule_fires_exactly_count_times() {
         let mut f = Faults::default();
-        f.add(FaultRule::new("search", FaultAction::Error).status(429).count(2));
-        let fired = (0..5).filter(|_| f.judge(ApiKind::Search, &[]).error.is_some()).count();
+        f.add(
+            FaultRule::new("search", FaultAction::Error)
+                .status(429)
+                .count(2),
+        );
+        let fired = (0..5)
+            .filter(|_| f.judge(ApiKind::Search, &[]).error.is_some())
+            .count();
         assert_eq!(fired, 2);
         assert!(f.judge(ApiKind::Bulk, &[]).error.is_none());
     }
@@ -350,8 +418,14 @@ mod tests {
     fn probability_rules_are_reproducible_from_a_seed() {
         let run = || {
             let mut f = Faults::default();
-            f.add(FaultRule::new("*", FaultAction::Error).probability(0.3).seed(42));
-            (0..200).map(|_| f.judge(ApiKind::Get, &[]).error.is_some()).collect::<Vec<_>>()
+            f.add(
+                FaultRule::new("*", FaultAction::Error)
+                    .probability(0.3)
+                    .seed(42),
+            );
+            (0..200)
+                .map(|_| f.judge(ApiKind::Get, &[]).error.is_some())
+                .collect::<Vec<_>>()
         };
         let a = run();
         assert_eq!(a, run());

@@ -45,7 +45,12 @@ pub struct FakeConfig {
 
 impl Default for FakeConfig {
     fn default() -> Self {
-        FakeConfig { default_shards: 1, default_refresh_interval: Some(Duration::from_secs(1)), seed: None, request_log_capacity: 100_000 }
+        FakeConfig {
+            default_shards: 1,
+            default_refresh_interval: Some(Duration::from_secs(1)),
+            seed: None,
+            request_log_capacity: 100_000,
+        }
     }
 }
 
@@ -108,7 +113,11 @@ impl FakeClusterBuilder {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = shared_state(&self.config);
-        let task = tokio::spawn(server::serve(listener, shared.clone(), std::future::pending()));
+        let task = tokio::spawn(server::serve(
+            listener,
+            shared.clone(),
+            std::future::pending(),
+        ));
         Ok(FakeCluster { addr, shared, task })
     }
 }

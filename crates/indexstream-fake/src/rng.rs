@@ -12,7 +12,10 @@ impl Rng {
     }
 
     pub fn from_time() -> Self {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(7);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7);
         Rng(nanos ^ 0x9E37_79B9_7F4A_7C15)
     }
 
@@ -40,6 +43,8 @@ impl Rng {
     /// A URL-safe base64 identifier of `len` characters, like OpenSearch's uuids and auto ids.
     pub fn base64_id(&mut self, len: usize) -> String {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-        (0..len).map(|_| ALPHABET[self.below(64) as usize] as char).collect()
+        (0..len)
+            .map(|_| ALPHABET[self.below(64) as usize] as char)
+            .collect()
     }
 }

@@ -127,8 +127,12 @@ fn as_usize(key: &str, v: &Value) -> ApiResult<usize> {
     };
     match n {
         Some(n) if n >= 0 => Ok(n as usize),
-        Some(n) => Err(ApiError::illegal_argument(format!("[{key}] parameter cannot be negative, found [{n}]"))),
-        None => Err(ApiError::parsing(format!("[{key}] failed to parse field [{key}]"))),
+        Some(n) => Err(ApiError::illegal_argument(format!(
+            "[{key}] parameter cannot be negative, found [{n}]"
+        ))),
+        None => Err(ApiError::parsing(format!(
+            "[{key}] failed to parse field [{key}]"
+        ))),
     }
 }
 
@@ -137,7 +141,11 @@ fn parse_bool(key: &str, v: &Value) -> ApiResult<bool> {
         Value::Bool(b) => Ok(*b),
         Value::String(s) if s == "true" || s.is_empty() => Ok(true),
         Value::String(s) if s == "false" => Ok(false),
-        other => Err(ApiError::illegal_argument(format!("Failed to parse value [{}] as only [true] or [false] are allowed.", crate::engine::index::value_text(other))).with("param", key)),
+        other => Err(ApiError::illegal_argument(format!(
+            "Failed to parse value [{}] as only [true] or [false] are allowed.",
+            crate::engine::index::value_text(other)
+        ))
+        .with("param", key)),
     }
 }
 
@@ -151,7 +159,12 @@ fn parse_sort_entry(v: &Value, out: &mut Vec<SortSpec>) -> ApiResult<()> {
             "_index" => SortTarget::Index,
             f => SortTarget::Field(f.to_string()),
         };
-        SortSpec { desc: target == SortTarget::Score, target, missing: Missing::Last, unmapped_type: None }
+        SortSpec {
+            desc: target == SortTarget::Score,
+            target,
+            missing: Missing::Last,
+            unmapped_type: None,
+        }
     };
     match v {
         Value::String(s) => out.push(spec(s)),
@@ -177,19 +190,36 @@ fn parse_sort_entry(v: &Value, out: &mut Vec<SortSpec>) -> ApiResult<()> {
                                     }
                                 }
                                 "unmapped_type" => {
-                                    s.unmapped_type = Some(FieldType::parse(ov.as_str().unwrap_or_default()).unwrap_or(FieldType::Keyword));
+                                    s.unmapped_type = Some(
+                                        FieldType::parse(ov.as_str().unwrap_or_default())
+                                            .unwrap_or(FieldType::Keyword),
+                                    );
                                 }
                                 "mode" | "format" | "numeric_type" | "nested" => {}
-                                other => return Err(ApiError::parsing(format!("[field_sort] unknown field [{other}]"))),
+                                other => {
+                                    return Err(ApiError::parsing(format!(
+                                        "[field_sort] unknown field [{other}]"
+                                    )))
+                                }
                             }
                         }
                     }
-                    other => return Err(ApiError::parsing(format!("[sort] unexpected token {} for sort order", token_name(other)))),
+                    other => {
+                        return Err(ApiError::parsing(format!(
+                            "[sort] unexpected token {} for sort order",
+                            token_name(other)
+                        )))
+                    }
                 }
                 out.push(s);
             }
         }
-        other => return Err(ApiError::parsing(format!("[sort] unexpected token [{}]", token_name(other)))),
+        other => {
+            return Err(ApiError::parsing(format!(
+                "[sort] unexpected token [{}]",
+                token_name(other)
+            )))
+        }
     }
     Ok(())
 }
@@ -198,27 +228,53 @@ fn parse_order(order: &str) -> ApiResult<bool> {
     match order.to_ascii_lowercase().as_str() {
         "asc" => Ok(false),
         "desc" => Ok(true),
-        other => Err(ApiError::illegal_argument(format!("Unknown SortOrder [{other}]"))),
+        other => Err(ApiError::illegal_argument(format!(
+            "Unknown SortOrder [{other}]"
+        ))),
     }
 }
 
 fn parse_source_filter(v: &Value) -> ApiResult<SourceFilter> {
     let list = |v: &Value| -> Vec<String> {
         match v {
-            Value::String(s) => s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect(),
-            Value::Array(a) => a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+            Value::String(s) => s
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect(),
             _ => vec![],
         }
     };
     Ok(match v {
-        Value::Bool(b) => SourceFilter { disabled: !b, ..SourceFilter::default() },
-        Value::String(s) if s == "false" => SourceFilter { disabled: true, ..SourceFilter::default() },
+        Value::Bool(b) => SourceFilter {
+            disabled: !b,
+            ..SourceFilter::default()
+        },
+        Value::String(s) if s == "false" => SourceFilter {
+            disabled: true,
+            ..SourceFilter::default()
+        },
         Value::String(s) if s == "true" => SourceFilter::default(),
-        Value::String(_) | Value::Array(_) => SourceFilter { includes: list(v), ..SourceFilter::default() },
+        Value::String(_) | Value::Array(_) => SourceFilter {
+            includes: list(v),
+            ..SourceFilter::default()
+        },
         Value::Object(o) => SourceFilter {
             disabled: false,
-            includes: o.get("includes").or_else(|| o.get("include")).map(list).unwrap_or_default(),
-            excludes: o.get("excludes").or_else(|| o.get("exclude")).map(list).unwrap_or_default(),
+            includes: o
+                .get("includes")
+                .or_else(|| o.get("include"))
+                .map(list)
+                .unwrap_or_default(),
+            excludes: o
+                .get("excludes")
+                .or_else(|| o.get("exclude"))
+                .map(list)
+                .unwrap_or_default(),
         },
         _ => return Err(ApiError::parsing("[_source] unexpected value")),
     })
@@ -236,11 +292,15 @@ fn parse_track_total(v: &Value) -> ApiResult<TrackTotal> {
                 Value::String(s) => s.parse().ok(),
                 _ => None,
             }
-            .ok_or_else(|| ApiError::parsing("[track_total_hits] must be a boolean or an integer"))?;
+            .ok_or_else(|| {
+                ApiError::parsing("[track_total_hits] must be a boolean or an integer")
+            })?;
             if n == i32::MAX as i64 {
                 TrackTotal::Exact
             } else if n < 0 {
-                return Err(ApiError::illegal_argument(format!("[track_total_hits] parameter must be positive or equals to -1, got {n}")));
+                return Err(ApiError::illegal_argument(format!(
+                    "[track_total_hits] parameter must be positive or equals to -1, got {n}"
+                )));
             } else {
                 TrackTotal::UpTo(n as u64)
             }
@@ -256,7 +316,12 @@ impl SearchRequest {
             let obj = match body {
                 Value::Object(o) => o,
                 Value::Null => &Map::new(),
-                other => return Err(ApiError::parsing(format!("Unexpected token {} in search body", token_name(other)))),
+                other => {
+                    return Err(ApiError::parsing(format!(
+                        "Unexpected token {} in search body",
+                        token_name(other)
+                    )))
+                }
             };
             for (key, v) in obj {
                 match key.as_str() {
@@ -265,7 +330,12 @@ impl SearchRequest {
                     "size" => req.size = as_usize("size", v)?,
                     "from" => req.from = as_usize("from", v)?,
                     "sort" => parse_sort_entry(v, &mut req.sort)?,
-                    "search_after" => req.search_after = Some(v.as_array().cloned().ok_or_else(|| ApiError::parsing("[search_after] must be an array"))?),
+                    "search_after" => {
+                        req.search_after =
+                            Some(v.as_array().cloned().ok_or_else(|| {
+                                ApiError::parsing("[search_after] must be an array")
+                            })?)
+                    }
                     "_source" => req.source = parse_source_filter(v)?,
                     "seq_no_primary_term" => req.seq_no_primary_term = parse_bool(key, v)?,
                     "version" => req.version = parse_bool(key, v)?,
@@ -273,26 +343,50 @@ impl SearchRequest {
                     "track_scores" => req.track_scores = parse_bool(key, v)?,
                     "min_score" => req.min_score = v.as_f64().map(|f| f as f32),
                     "pit" => {
-                        let id = v.get("id").and_then(|i| i.as_str()).ok_or_else(|| ApiError::parsing("[pit] requires an [id]"))?;
+                        let id = v
+                            .get("id")
+                            .and_then(|i| i.as_str())
+                            .ok_or_else(|| ApiError::parsing("[pit] requires an [id]"))?;
                         let keep_alive = match v.get("keep_alive").and_then(|k| k.as_str()) {
                             Some(k) => parse_time_value("keep_alive", k)?,
                             None => None,
                         };
-                        req.pit = Some(PitRef { id: id.to_string(), keep_alive });
+                        req.pit = Some(PitRef {
+                            id: id.to_string(),
+                            keep_alive,
+                        });
                     }
                     "slice" => {
-                        let id = v.get("id").and_then(|i| i.as_u64()).ok_or_else(|| ApiError::parsing("[slice] requires an [id]"))? as u32;
-                        let max = v.get("max").and_then(|i| i.as_u64()).ok_or_else(|| ApiError::parsing("[slice] requires [max]"))? as u32;
+                        let id = v
+                            .get("id")
+                            .and_then(|i| i.as_u64())
+                            .ok_or_else(|| ApiError::parsing("[slice] requires an [id]"))?
+                            as u32;
+                        let max = v
+                            .get("max")
+                            .and_then(|i| i.as_u64())
+                            .ok_or_else(|| ApiError::parsing("[slice] requires [max]"))?
+                            as u32;
                         if max < 2 || id >= max {
                             return Err(ApiError::illegal_argument(format!("max must be greater than 1 and id must be lower than max, got id [{id}] max [{max}]")));
                         }
                         req.slice = Some((id, max));
                     }
-                    "timeout" | "stored_fields" | "docvalue_fields" | "fields" | "explain" | "highlight" | "profile" | "terminate_after" | "ext" | "indices_boost" | "stats" => {}
-                    "aggs" | "aggregations" | "collapse" | "rescore" | "suggest" | "script_fields" | "knn" => {
+                    "timeout" | "stored_fields" | "docvalue_fields" | "fields" | "explain"
+                    | "highlight" | "profile" | "terminate_after" | "ext" | "indices_boost"
+                    | "stats" => {}
+                    "aggs" | "aggregations" | "collapse" | "rescore" | "suggest"
+                    | "script_fields" | "knn" => {
                         return Err(ApiError::illegal_argument(format!("[{key}] is not supported by the indexstream fake cluster (see the fake crate's README)")));
                     }
-                    other => return Err(ApiError::parsing(format!("Unknown key for a {} in [{other}].", token_name(v))).with("line", 1).with("col", 1)),
+                    other => {
+                        return Err(ApiError::parsing(format!(
+                            "Unknown key for a {} in [{other}].",
+                            token_name(v)
+                        ))
+                        .with("line", 1)
+                        .with("col", 1))
+                    }
                 }
             }
         }
@@ -304,7 +398,10 @@ impl SearchRequest {
                 "from" => req.from = as_usize("from", &sv)?,
                 "sort" => {
                     for part in v.split(',').filter(|p| !p.is_empty()) {
-                        let (field, order) = part.rsplit_once(':').map(|(f, o)| (f, Some(o))).unwrap_or((part, None));
+                        let (field, order) = part
+                            .rsplit_once(':')
+                            .map(|(f, o)| (f, Some(o)))
+                            .unwrap_or((part, None));
                         let mut specs = Vec::new();
                         parse_sort_entry(&Value::String(field.to_string()), &mut specs)?;
                         if let Some(o) = order {
@@ -314,8 +411,16 @@ impl SearchRequest {
                     }
                 }
                 "_source" => source_param = Some(parse_source_filter(&sv)?),
-                "_source_includes" | "_source_include" => source_param.get_or_insert_with(SourceFilter::default).includes = v.split(',').map(String::from).collect(),
-                "_source_excludes" | "_source_exclude" => source_param.get_or_insert_with(SourceFilter::default).excludes = v.split(',').map(String::from).collect(),
+                "_source_includes" | "_source_include" => {
+                    source_param
+                        .get_or_insert_with(SourceFilter::default)
+                        .includes = v.split(',').map(String::from).collect()
+                }
+                "_source_excludes" | "_source_exclude" => {
+                    source_param
+                        .get_or_insert_with(SourceFilter::default)
+                        .excludes = v.split(',').map(String::from).collect()
+                }
                 "seq_no_primary_term" => req.seq_no_primary_term = parse_bool(k, &sv)?,
                 "version" => req.version = parse_bool(k, &sv)?,
                 "track_total_hits" => req.track_total_hits = parse_track_total(&sv)?,
@@ -327,16 +432,28 @@ impl SearchRequest {
         if let Some(s) = source_param {
             req.source = s;
         }
-        if req.from + req.size > 10_000 && req.pit.is_none() && !params.iter().any(|(k, _)| k == "scroll") {
+        if req.from + req.size > 10_000
+            && req.pit.is_none()
+            && !params.iter().any(|(k, _)| k == "scroll")
+        {
             return Err(ApiError::illegal_argument(format!("Result window is too large, from + size must be less than or equal to: [10000] but was [{}]. See the scroll api for a more efficient way to request large data sets. This limit can be set by changing the [index.max_result_window] index level setting.", req.from + req.size)));
         }
         if let Some(after) = &req.search_after {
-            let n = if req.sort.is_empty() { 1 } else { req.sort.len() };
+            let n = if req.sort.is_empty() {
+                1
+            } else {
+                req.sort.len()
+            };
             if after.len() != n {
-                return Err(ApiError::illegal_argument(format!("search_after has {} value(s) but sort has {n}.", after.len())));
+                return Err(ApiError::illegal_argument(format!(
+                    "search_after has {} value(s) but sort has {n}.",
+                    after.len()
+                )));
             }
             if req.from > 0 {
-                return Err(ApiError::illegal_argument("[from] parameter must be set to 0 when [search_after] is used."));
+                return Err(ApiError::illegal_argument(
+                    "[from] parameter must be set to 0 when [search_after] is used.",
+                ));
             }
         }
         Ok(req)
@@ -349,8 +466,18 @@ fn query_string(q: &str) -> Query {
         return Query::MatchAll;
     }
     match q.split_once(':') {
-        Some((f, v)) => Query::Match { field: f.to_string(), query: Value::String(v.to_string()), all_terms: false, minimum_should_match: None },
-        None => Query::Match { field: "_id".into(), query: Value::String(q.to_string()), all_terms: false, minimum_should_match: None },
+        Some((f, v)) => Query::Match {
+            field: f.to_string(),
+            query: Value::String(v.to_string()),
+            all_terms: false,
+            minimum_should_match: None,
+        },
+        None => Query::Match {
+            field: "_id".into(),
+            query: Value::String(q.to_string()),
+            all_terms: false,
+            minimum_should_match: None,
+        },
     }
 }
 
@@ -399,11 +526,27 @@ pub struct Hit {
 fn cmp_clause(a: &SortKey, b: &SortKey, c: &Clause) -> Ordering {
     match (a, b) {
         (SortKey::Str(None), SortKey::Str(None)) => Ordering::Equal,
-        (SortKey::Str(None), _) => if c.missing_first { Ordering::Less } else { Ordering::Greater },
-        (_, SortKey::Str(None)) => if c.missing_first { Ordering::Greater } else { Ordering::Less },
+        (SortKey::Str(None), _) => {
+            if c.missing_first {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            }
+        }
+        (_, SortKey::Str(None)) => {
+            if c.missing_first {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            }
+        }
         _ => {
             let o = a.cmp(b);
-            if c.desc { o.reverse() } else { o }
+            if c.desc {
+                o.reverse()
+            } else {
+                o
+            }
         }
     }
 }
@@ -421,15 +564,36 @@ fn cmp_keys(a: &[SortKey], b: &[SortKey], clauses: &[Clause]) -> Ordering {
 fn extreme(ty: FieldType, high: bool) -> SortKey {
     match ty {
         FieldType::UnsignedLong => SortKey::Int(if high { u64::MAX as i128 } else { 0 }),
-        t if t.is_float() => SortKey::Float(if high { f64::INFINITY } else { f64::NEG_INFINITY }),
+        t if t.is_float() => SortKey::Float(if high {
+            f64::INFINITY
+        } else {
+            f64::NEG_INFINITY
+        }),
         t if t.is_string() => SortKey::Str(None),
-        _ => SortKey::Int(if high { i64::MAX as i128 } else { i64::MIN as i128 }),
+        _ => SortKey::Int(if high {
+            i64::MAX as i128
+        } else {
+            i64::MIN as i128
+        }),
     }
 }
 
-fn resolve_clauses(specs: &[SortSpec], mappings: &Mappings, now: Timestamp) -> ApiResult<Vec<Clause>> {
+fn resolve_clauses(
+    specs: &[SortSpec],
+    mappings: &Mappings,
+    now: Timestamp,
+) -> ApiResult<Vec<Clause>> {
     let mut out = Vec::new();
-    let specs: Vec<SortSpec> = if specs.is_empty() { vec![SortSpec { target: SortTarget::Score, desc: true, missing: Missing::Last, unmapped_type: None }] } else { specs.to_vec() };
+    let specs: Vec<SortSpec> = if specs.is_empty() {
+        vec![SortSpec {
+            target: SortTarget::Score,
+            desc: true,
+            missing: Missing::Last,
+            unmapped_type: None,
+        }]
+    } else {
+        specs.to_vec()
+    };
     for s in &specs {
         let kind = match &s.target {
             SortTarget::Score => Kind::Score,
@@ -447,20 +611,38 @@ fn resolve_clauses(specs: &[SortSpec], mappings: &Mappings, now: Timestamp) -> A
                 }
                 None => match s.unmapped_type {
                     Some(ty) => Kind::Field { id: None, ty },
-                    None => return Err(ApiError::new(400, "query_shard_exception", format!("No mapping found for [{name}] in order to sort on"))),
+                    None => {
+                        return Err(ApiError::new(
+                            400,
+                            "query_shard_exception",
+                            format!("No mapping found for [{name}] in order to sort on"),
+                        ))
+                    }
                 },
             },
         };
         let missing_first = matches!(s.missing, Missing::First);
         let substitute = match (&kind, &s.missing) {
             (Kind::Field { id, ty }, Missing::Value(v)) => {
-                let fmt = id.map(|i| mappings.field(i).date_format()).unwrap_or_else(DateFormat::default_date);
-                Some(field_key(*ty, &fmt, v, now, Rounding::Down, 0).map_err(ApiError::illegal_argument)?)
+                let fmt = id
+                    .map(|i| mappings.field(i).date_format())
+                    .unwrap_or_else(DateFormat::default_date);
+                Some(
+                    field_key(*ty, &fmt, v, now, Rounding::Down, 0)
+                        .map_err(ApiError::illegal_argument)?,
+                )
             }
-            (Kind::Field { ty, .. }, _) if !ty.is_string() => Some(extreme(*ty, s.desc == missing_first)),
+            (Kind::Field { ty, .. }, _) if !ty.is_string() => {
+                Some(extreme(*ty, s.desc == missing_first))
+            }
             _ => None,
         };
-        out.push(Clause { kind, desc: s.desc, missing_first, substitute });
+        out.push(Clause {
+            kind,
+            desc: s.desc,
+            missing_first,
+            substitute,
+        });
     }
     Ok(out)
 }
@@ -479,29 +661,48 @@ fn doc_key(c: &Clause, doc: &StoredDoc, doc_id: DocId, score: f32, index: &str) 
                     let k = SortKey::from_val(v);
                     best = Some(match best {
                         None => k,
-                        Some(b) => if (k < b) != c.desc { k } else { b },
+                        Some(b) => {
+                            if (k < b) != c.desc {
+                                k
+                            } else {
+                                b
+                            }
+                        }
                     });
                 }
             }
-            best.or_else(|| c.substitute.clone()).unwrap_or(SortKey::Str(None))
+            best.or_else(|| c.substitute.clone())
+                .unwrap_or(SortKey::Str(None))
         }
     }
 }
 
 fn after_key(c: &Clause, v: &Value, mappings: &Mappings, now: Timestamp) -> ApiResult<SortKey> {
-    let bad = |why: String| ApiError::illegal_argument(format!("Failed to parse search_after value for field: {why}"));
+    let bad = |why: String| {
+        ApiError::illegal_argument(format!(
+            "Failed to parse search_after value for field: {why}"
+        ))
+    };
     Ok(match &c.kind {
         Kind::Score => SortKey::Float(v.as_f64().ok_or_else(|| bad(format!("[_score] {v}")))?),
-        Kind::Doc | Kind::SeqNo => SortKey::Int(v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).ok_or_else(|| bad(format!("{v}")))? as i128),
+        Kind::Doc | Kind::SeqNo => SortKey::Int(
+            v.as_i64()
+                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                .ok_or_else(|| bad(format!("{v}")))? as i128,
+        ),
         Kind::Id | Kind::IndexName => match v {
             Value::Null => SortKey::Str(None),
-            other => SortKey::Str(Some(Arc::from(crate::engine::index::value_text(other).as_str()))),
+            other => SortKey::Str(Some(Arc::from(
+                crate::engine::index::value_text(other).as_str(),
+            ))),
         },
         Kind::Field { id, ty } => {
             if v.is_null() {
                 return Ok(c.substitute.clone().unwrap_or(SortKey::Str(None)));
             }
-            let fmt = id.map(|i| mappings.field(i).date_format()).unwrap_or_else(DateFormat::default_date);
+            let fmt = id
+                .map(|i| mappings.field(i).date_format())
+                .unwrap_or_else(DateFormat::default_date);
             field_key(*ty, &fmt, v, now, Rounding::Down, 0).map_err(bad)?
         }
     })
@@ -522,11 +723,28 @@ fn sort_value_json(c: &Clause, k: &SortKey) -> Value {
         }
         SortKey::Float(f) => {
             if f.is_infinite() {
-                return Value::String(if *f > 0.0 { "Infinity".into() } else { "-Infinity".into() });
+                return Value::String(if *f > 0.0 {
+                    "Infinity".into()
+                } else {
+                    "-Infinity".into()
+                });
             }
-            let single = matches!(c.kind, Kind::Score | Kind::Field { ty: FieldType::Float | FieldType::HalfFloat, .. });
-            let shown = if single { format!("{}", *f as f32).parse::<f64>().unwrap_or(*f) } else { *f };
-            serde_json::Number::from_f64(shown).map(Value::Number).unwrap_or(Value::Null)
+            let single = matches!(
+                c.kind,
+                Kind::Score
+                    | Kind::Field {
+                        ty: FieldType::Float | FieldType::HalfFloat,
+                        ..
+                    }
+            );
+            let shown = if single {
+                format!("{}", *f as f32).parse::<f64>().unwrap_or(*f)
+            } else {
+                *f
+            };
+            serde_json::Number::from_f64(shown)
+                .map(Value::Number)
+                .unwrap_or(Value::Null)
         }
     }
 }
@@ -561,12 +779,22 @@ fn slice_ok(slice: Option<(u32, u32)>, doc: &StoredDoc) -> bool {
 }
 
 /// Runs a search. `partial_failure` fails the first shard, as the `partial_shards` fault does.
-pub fn execute(indices: &mut std::collections::BTreeMap<String, Index>, plan: &[PlanTarget], req: &SearchRequest, internal_after: Option<&After>, partial_failure: bool) -> ApiResult<Outcome> {
+pub fn execute(
+    indices: &mut std::collections::BTreeMap<String, Index>,
+    plan: &[PlanTarget],
+    req: &SearchRequest,
+    internal_after: Option<&After>,
+    partial_failure: bool,
+) -> ApiResult<Outcome> {
     let now = Timestamp::from_millis(crate::engine::now_millis());
     // Build the ordered indexes the sort needs before borrowing the shards immutably.
     for t in plan {
         if let Some(index) = indices.get_mut(&t.index) {
-            if let Some(SortSpec { target: SortTarget::Field(name), .. }) = req.sort.first() {
+            if let Some(SortSpec {
+                target: SortTarget::Field(name),
+                ..
+            }) = req.sort.first()
+            {
                 if let Some(fid) = index.mappings.field_id(name) {
                     for (num, _) in &t.shards {
                         index.shards[*num as usize].field_index(fid);
@@ -577,12 +805,24 @@ pub fn execute(indices: &mut std::collections::BTreeMap<String, Index>, plan: &[
     }
     let mut runs = Vec::new();
     for (ordinal, t) in plan.iter().enumerate() {
-        let Some(index) = indices.get(&t.index) else { continue };
-        let ctx = Context { index: &index.name, mappings: &index.mappings, now };
+        let Some(index) = indices.get(&t.index) else {
+            continue;
+        };
+        let ctx = Context {
+            index: &index.name,
+            mappings: &index.mappings,
+            now,
+        };
         let mut query = req.query.compile(&ctx)?;
         if let Some(filter) = &t.filter {
             let f = Query::parse(filter)?.compile(&ctx)?;
-            query = Compiled::Bool { must: vec![query], filter: vec![f], should: vec![], must_not: vec![], min_should: 0 };
+            query = Compiled::Bool {
+                must: vec![query],
+                filter: vec![f],
+                should: vec![],
+                must_not: vec![],
+                min_should: 0,
+            };
         }
         let post_filter = match &req.post_filter {
             Some(q) => Some(q.compile(&ctx)?),
@@ -590,10 +830,23 @@ pub fn execute(indices: &mut std::collections::BTreeMap<String, Index>, plan: &[
         };
         let clauses = resolve_clauses(&req.sort, &index.mappings, now)?;
         let after = match &req.search_after {
-            Some(values) => Some(values.iter().zip(&clauses).map(|(v, c)| after_key(c, v, &index.mappings, now)).collect::<ApiResult<Vec<_>>>()?),
+            Some(values) => Some(
+                values
+                    .iter()
+                    .zip(&clauses)
+                    .map(|(v, c)| after_key(c, v, &index.mappings, now))
+                    .collect::<ApiResult<Vec<_>>>()?,
+            ),
             None => None,
         };
-        runs.push(TargetRun { ordinal, index, query, post_filter, clauses, after });
+        runs.push(TargetRun {
+            ordinal,
+            index,
+            query,
+            post_filter,
+            clauses,
+            after,
+        });
     }
     let need = req.from + req.size;
     let mut hits: Vec<Hit> = Vec::new();
@@ -613,7 +866,8 @@ pub fn execute(indices: &mut std::collections::BTreeMap<String, Index>, plan: &[
                 continue;
             }
             let shard = &run.index.shards[*num as usize];
-            let (shard_hits, count) = search_shard(run, shard, *gen, req, internal_after, need, count_limit);
+            let (shard_hits, count) =
+                search_shard(run, shard, *gen, req, internal_after, need, count_limit);
             total += count;
             hits.extend(shard_hits);
         }
@@ -621,16 +875,38 @@ pub fn execute(indices: &mut std::collections::BTreeMap<String, Index>, plan: &[
     let clauses_of: Vec<Vec<Clause>> = runs.iter().map(|r| r.clauses.clone()).collect();
     let reference = clauses_of.first().cloned().unwrap_or_default();
     hits.sort_by(|a, b| cmp_keys(&a.keys, &b.keys, &reference).then(a.tiebreak.cmp(&b.tiebreak)));
-    let max_score = hits.iter().map(|h| h.score).fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.max(s))));
+    let max_score = hits
+        .iter()
+        .map(|h| h.score)
+        .fold(None, |m: Option<f32>, s| Some(m.map_or(s, |m| m.max(s))));
     let hits: Vec<Hit> = hits.into_iter().skip(req.from).take(req.size).collect();
-    let total = count_limit.map(|limit| if total > limit { (limit, false) } else { (total, true) });
+    let total = count_limit.map(|limit| {
+        if total > limit {
+            (limit, false)
+        } else {
+            (total, true)
+        }
+    });
     let sorted_by_score = matches!(reference.first().map(|c| &c.kind), Some(Kind::Score));
-    Ok(Outcome { hits, total, shards_total, failed, max_score, clauses: clauses_of, indices: plan.iter().map(|p| p.index.clone()).collect(), sorted_by_score })
+    Ok(Outcome {
+        hits,
+        total,
+        shards_total,
+        failed,
+        max_score,
+        clauses: clauses_of,
+        indices: plan.iter().map(|p| p.index.clone()).collect(),
+        sorted_by_score,
+    })
 }
 
 /// Candidate documents of a shard in the order of the first sort clause, when an ordered index
 /// can provide them; `None` when the shard must be scanned.
-fn ordered_candidates<'a>(run: &TargetRun, shard: &'a Shard, start: Option<&SortKey>) -> Option<Box<dyn Iterator<Item = DocId> + 'a>> {
+fn ordered_candidates<'a>(
+    run: &TargetRun,
+    shard: &'a Shard,
+    start: Option<&SortKey>,
+) -> Option<Box<dyn Iterator<Item = DocId> + 'a>> {
     let first = run.clauses.first()?;
     match &first.kind {
         Kind::SeqNo => {
@@ -643,7 +919,9 @@ fn ordered_candidates<'a>(run: &TargetRun, shard: &'a Shard, start: Option<&Sort
                     lo = tighter_lo(lo, Bound::Included(s));
                 }
             }
-            Some(Box::new(shard.seq_range(lo, hi, first.desc).map(|(_, d)| d)))
+            Some(Box::new(
+                shard.seq_range(lo, hi, first.desc).map(|(_, d)| d),
+            ))
         }
         Kind::Doc if !first.desc => {
             let from = match start {
@@ -681,13 +959,21 @@ fn ordered_candidates<'a>(run: &TargetRun, shard: &'a Shard, start: Option<&Sort
                 Bound::Excluded(k) => Bound::Excluded((k, DocId::MIN)),
                 Bound::Unbounded => Bound::Unbounded,
             };
-            if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) = (&lo_t, &hi_t) {
+            if let (
+                Bound::Included(a) | Bound::Excluded(a),
+                Bound::Included(b) | Bound::Excluded(b),
+            ) = (&lo_t, &hi_t)
+            {
                 if a > b {
                     return Some(Box::new(std::iter::empty()));
                 }
             }
             let range = index.entries.range((lo_t, hi_t)).map(|(_, d)| *d);
-            Some(if first.desc { Box::new(range.rev()) } else { Box::new(range) })
+            Some(if first.desc {
+                Box::new(range.rev())
+            } else {
+                Box::new(range)
+            })
         }
         _ => None,
     }
@@ -697,7 +983,13 @@ fn tighter_lo(a: Bound<u64>, b: Bound<u64>) -> Bound<u64> {
     match (a, b) {
         (Bound::Unbounded, x) | (x, Bound::Unbounded) => x,
         (Bound::Included(x), Bound::Included(y)) => Bound::Included(x.max(y)),
-        (Bound::Excluded(x), Bound::Included(y)) | (Bound::Included(y), Bound::Excluded(x)) => if x >= y { Bound::Excluded(x) } else { Bound::Included(y) },
+        (Bound::Excluded(x), Bound::Included(y)) | (Bound::Included(y), Bound::Excluded(x)) => {
+            if x >= y {
+                Bound::Excluded(x)
+            } else {
+                Bound::Included(y)
+            }
+        }
         (Bound::Excluded(x), Bound::Excluded(y)) => Bound::Excluded(x.max(y)),
     }
 }
@@ -706,14 +998,30 @@ fn tighter_hi(a: Bound<u64>, b: Bound<u64>) -> Bound<u64> {
     match (a, b) {
         (Bound::Unbounded, x) | (x, Bound::Unbounded) => x,
         (Bound::Included(x), Bound::Included(y)) => Bound::Included(x.min(y)),
-        (Bound::Excluded(x), Bound::Included(y)) | (Bound::Included(y), Bound::Excluded(x)) => if x <= y { Bound::Excluded(x) } else { Bound::Included(y) },
+        (Bound::Excluded(x), Bound::Included(y)) | (Bound::Included(y), Bound::Excluded(x)) => {
+            if x <= y {
+                Bound::Excluded(x)
+            } else {
+                Bound::Included(y)
+            }
+        }
         (Bound::Excluded(x), Bound::Excluded(y)) => Bound::Excluded(x.min(y)),
     }
 }
 
-fn search_shard(run: &TargetRun, shard: &Shard, gen: Gen, req: &SearchRequest, internal_after: Option<&After>, need: usize, count_limit: Option<u64>) -> (Vec<Hit>, u64) {
+fn search_shard(
+    run: &TargetRun,
+    shard: &Shard,
+    gen: Gen,
+    req: &SearchRequest,
+    internal_after: Option<&After>,
+    need: usize,
+    count_limit: Option<u64>,
+) -> (Vec<Hit>, u64) {
     let tb = |doc_id: DocId| (run.ordinal, shard.num, doc_id);
-    let after_keys: Option<&[SortKey]> = internal_after.map(|a| a.keys.as_slice()).or(run.after.as_deref());
+    let after_keys: Option<&[SortKey]> = internal_after
+        .map(|a| a.keys.as_slice())
+        .or(run.after.as_deref());
     let is_after = |keys: &[SortKey], doc_id: DocId| -> bool {
         match after_keys {
             None => true,
@@ -737,15 +1045,24 @@ fn search_shard(run: &TargetRun, shard: &Shard, gen: Gen, req: &SearchRequest, i
         }
         Some(score)
     };
-    let plain_count = run.query.is_all() && run.post_filter.is_none() && req.slice.is_none() && req.min_score.is_none();
+    let plain_count = run.query.is_all()
+        && run.post_filter.is_none()
+        && req.slice.is_none()
+        && req.min_score.is_none();
     let mut hits = Vec::new();
     let mut counted: Option<u64> = None;
     if let Some(candidates) = ordered_candidates(run, shard, after_keys.and_then(|a| a.first())) {
         if need > 0 {
             for doc_id in candidates {
-                let Some(doc) = shard.doc_at(doc_id, gen) else { continue };
+                let Some(doc) = shard.doc_at(doc_id, gen) else {
+                    continue;
+                };
                 let Some(score) = matches(doc) else { continue };
-                let keys: Vec<SortKey> = run.clauses.iter().map(|c| doc_key(c, doc, doc_id, score, &run.index.name)).collect();
+                let keys: Vec<SortKey> = run
+                    .clauses
+                    .iter()
+                    .map(|c| doc_key(c, doc, doc_id, score, &run.index.name))
+                    .collect();
                 if !is_after(&keys, doc_id) {
                     continue;
                 }
@@ -755,7 +1072,12 @@ fn search_shard(run: &TargetRun, shard: &Shard, gen: Gen, req: &SearchRequest, i
                         break;
                     }
                 }
-                hits.push(Hit { keys, score, doc: doc.clone(), tiebreak: tb(doc_id) });
+                hits.push(Hit {
+                    keys,
+                    score,
+                    doc: doc.clone(),
+                    tiebreak: tb(doc_id),
+                });
             }
         }
         if let Some(limit) = count_limit {
@@ -781,7 +1103,9 @@ fn search_shard(run: &TargetRun, shard: &Shard, gen: Gen, req: &SearchRequest, i
     } else {
         let mut n = 0u64;
         for doc_id in shard.doc_ids() {
-            let Some(doc) = shard.doc_at(doc_id, gen) else { continue };
+            let Some(doc) = shard.doc_at(doc_id, gen) else {
+                continue;
+            };
             let Some(score) = matches(doc) else { continue };
             n += 1;
             if need == 0 {
@@ -790,11 +1114,22 @@ fn search_shard(run: &TargetRun, shard: &Shard, gen: Gen, req: &SearchRequest, i
                 }
                 continue;
             }
-            let keys: Vec<SortKey> = run.clauses.iter().map(|c| doc_key(c, doc, doc_id, score, &run.index.name)).collect();
+            let keys: Vec<SortKey> = run
+                .clauses
+                .iter()
+                .map(|c| doc_key(c, doc, doc_id, score, &run.index.name))
+                .collect();
             if is_after(&keys, doc_id) {
-                hits.push(Hit { keys, score, doc: doc.clone(), tiebreak: tb(doc_id) });
+                hits.push(Hit {
+                    keys,
+                    score,
+                    doc: doc.clone(),
+                    tiebreak: tb(doc_id),
+                });
                 if hits.len() > need.max(1024) * 4 {
-                    hits.sort_by(|a, b| cmp_keys(&a.keys, &b.keys, &run.clauses).then(a.tiebreak.cmp(&b.tiebreak)));
+                    hits.sort_by(|a, b| {
+                        cmp_keys(&a.keys, &b.keys, &run.clauses).then(a.tiebreak.cmp(&b.tiebreak))
+                    });
                     hits.truncate(need);
                 }
             }
@@ -806,10 +1141,19 @@ fn search_shard(run: &TargetRun, shard: &Shard, gen: Gen, req: &SearchRequest, i
     (hits, counted.unwrap_or(0))
 }
 
-fn filter_source(obj: &Map<String, Value>, prefix: &str, inc: &[String], exc: &[String]) -> Map<String, Value> {
+fn filter_source(
+    obj: &Map<String, Value>,
+    prefix: &str,
+    inc: &[String],
+    exc: &[String],
+) -> Map<String, Value> {
     let mut out = Map::new();
     for (k, v) in obj {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         if exc.iter().any(|p| crate::engine::glob(p, &path)) {
             continue;
         }
@@ -817,7 +1161,10 @@ fn filter_source(obj: &Map<String, Value>, prefix: &str, inc: &[String], exc: &[
         match v {
             Value::Object(child) => {
                 let sub_inc: &[String] = if included { &[] } else { inc };
-                let could = included || inc.iter().any(|p| p.starts_with(&format!("{path}.")) || p.contains('*'));
+                let could = included
+                    || inc
+                        .iter()
+                        .any(|p| p.starts_with(&format!("{path}.")) || p.contains('*'));
                 if could {
                     let filtered = filter_source(child, &path, sub_inc, exc);
                     if included || !filtered.is_empty() {
@@ -883,7 +1230,11 @@ impl Outcome {
             }
             (None, true) => out.push_str("\"total\":-1,"),
             (Some((n, exact)), false) => {
-                let _ = write!(out, "\"total\":{{\"value\":{n},\"relation\":\"{}\"}},", if exact { "eq" } else { "gte" });
+                let _ = write!(
+                    out,
+                    "\"total\":{{\"value\":{n},\"relation\":\"{}\"}},",
+                    if exact { "eq" } else { "gte" }
+                );
             }
             (None, false) => {}
         }
@@ -908,7 +1259,11 @@ impl Outcome {
                 let _ = write!(out, ",\"_version\":{}", hit.doc.version);
             }
             if req.seq_no_primary_term {
-                let _ = write!(out, ",\"_seq_no\":{},\"_primary_term\":{}", hit.doc.seq_no, hit.doc.primary_term);
+                let _ = write!(
+                    out,
+                    ",\"_seq_no\":{},\"_primary_term\":{}",
+                    hit.doc.seq_no, hit.doc.primary_term
+                );
             }
             if show_scores {
                 let _ = write!(out, ",\"_score\":{}", Value::from(hit.score as f64));
@@ -925,7 +1280,12 @@ impl Outcome {
             }
             if !req.sort.is_empty() {
                 let clauses = &self.clauses[ordinal];
-                let values: Vec<Value> = hit.keys.iter().zip(clauses).map(|(k, c)| sort_value_json(c, k)).collect();
+                let values: Vec<Value> = hit
+                    .keys
+                    .iter()
+                    .zip(clauses)
+                    .map(|(k, c)| sort_value_json(c, k))
+                    .collect();
                 out.push_str(",\"sort\":");
                 out.push_str(&Value::Array(values).to_string());
             }
@@ -937,9 +1297,11 @@ impl Outcome {
 
     /// Where the next scroll page starts.
     pub fn last_position(&self) -> Option<After> {
-        self.hits.last().map(|h| After { keys: h.keys.clone(), tiebreak: h.tiebreak })
+        self.hits.last().map(|h| After {
+            keys: h.keys.clone(),
+            tiebreak: h.tiebreak,
+        })
     }
-
 }
 
 #[cfg(test)]
@@ -949,7 +1311,8 @@ mod tests {
 
     #[test]
     fn search_after_must_match_sort_length() {
-        let e = SearchRequest::parse(Some(&json!({"sort": ["a", "b"], "search_after": [1]})), &[]).unwrap_err();
+        let e = SearchRequest::parse(Some(&json!({"sort": ["a", "b"], "search_after": [1]})), &[])
+            .unwrap_err();
         assert_eq!(e.kind, "illegal_argument_exception");
     }
 

@@ -49,21 +49,37 @@ impl Shared {
 const MAX_BODY: usize = 100 * 1024 * 1024;
 
 fn to_response(reply: Reply) -> hyper::Response<Full<Bytes>> {
-    let mut builder = hyper::Response::builder().status(reply.status).header("content-type", reply.content_type);
+    let mut builder = hyper::Response::builder()
+        .status(reply.status)
+        .header("content-type", reply.content_type);
     for (k, v) in reply.headers {
         builder = builder.header(k, v);
     }
-    builder.body(Full::new(Bytes::from(reply.body))).unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
+    builder
+        .body(Full::new(Bytes::from(reply.body)))
+        .unwrap_or_else(|_| hyper::Response::new(Full::new(Bytes::new())))
 }
 
 fn fault_error(status: u16, retry_after: Option<u64>) -> Reply {
     use crate::error::ApiError;
     let mut reply = match status {
-        429 => Reply::error(&ApiError::new(429, "es_rejected_execution_exception", "rejected execution of coordinating operation [injected fault]")),
+        429 => Reply::error(&ApiError::new(
+            429,
+            "es_rejected_execution_exception",
+            "rejected execution of coordinating operation [injected fault]",
+        )),
         502 => Reply::text(502, "Bad Gateway (injected fault)".into()),
         504 => Reply::text(504, "Gateway Timeout (injected fault)".into()),
-        503 => Reply::error(&ApiError::new(503, "unavailable_shards_exception", "primary shard is not active (injected fault)")),
-        s => Reply::error(&ApiError::new(s, "exception", format!("injected fault with status {s}"))),
+        503 => Reply::error(&ApiError::new(
+            503,
+            "unavailable_shards_exception",
+            "primary shard is not active (injected fault)",
+        )),
+        s => Reply::error(&ApiError::new(
+            s,
+            "exception",
+            format!("injected fault with status {s}"),
+        )),
     };
     if let Some(s) = retry_after {
         reply.headers.push(("retry-after", s.to_string()));
@@ -71,14 +87,27 @@ fn fault_error(status: u16, retry_after: Option<u64>) -> Reply {
     reply
 }
 
-async fn serve_one(shared: Arc<Shared>, req: hyper::Request<Incoming>, abort: Arc<Notify>) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+async fn serve_one(
+    shared: Arc<Shared>,
+    req: hyper::Request<Incoming>,
+    abort: Arc<Notify>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
     let arrived = Instant::now();
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
-    let declared = req.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let declared = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
     if declared > MAX_BODY {
-        return Ok(to_response(Reply::error(&crate::error::ApiError::new(413, "content_too_long", format!("Request content-length [{declared}] exceeds the limit [{MAX_BODY}]")))));
+        return Ok(to_response(Reply::error(&crate::error::ApiError::new(
+            413,
+            "content_too_long",
+            format!("Request content-length [{declared}] exceeds the limit [{MAX_BODY}]"),
+        ))));
     }
     let body = match req.into_body().collect().await {
         Ok(b) => b.to_bytes().to_vec(),
@@ -110,8 +139,20 @@ async fn serve_one(shared: Arc<Shared>, req: hyper::Request<Incoming>, abort: Ar
     let reply = match verdict.error {
         Some((status, retry_after)) => fault_error(status, retry_after),
         None => {
-            let request = Request { method, path, segments, params: api::parse_query_string(&query), body };
-            api::handle(&shared, request, verdict.partial_shards, &verdict.reject_items).await
+            let request = Request {
+                method,
+                path,
+                segments,
+                params: api::parse_query_string(&query),
+                body,
+            };
+            api::handle(
+                &shared,
+                request,
+                verdict.partial_shards,
+                &verdict.reject_items,
+            )
+            .await
         }
     };
     record.status = Some(reply.status);

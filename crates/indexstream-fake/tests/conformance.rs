@@ -9,6 +9,7 @@
 //!   cluster holding data you care about.
 //!
 //! Prints a line per test and ends with `N passed, N failed, N skipped`.
+#![allow(clippy::unwrap_used)] // Tests panic on unexpected answers; that is how they fail.
 
 mod conformance {
     pub mod runner;
@@ -23,14 +24,25 @@ use conformance::runner::{Outcome, Runner};
 
 fn main() -> ExitCode {
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let tests_dir = std::env::var_os("CONFORMANCE_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/opensearch/tests"));
+    let tests_dir = std::env::var_os("CONFORMANCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/conformance/opensearch/tests")
+        });
     let api_dir = tests_dir.join("../api");
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     runtime.block_on(async move {
         let (url, _cluster) = match std::env::var("CONFORMANCE_URL") {
             Ok(url) => (url, None),
             Err(_) => {
-                let cluster = indexstream_fake::FakeCluster::start().await.expect("start the fake cluster");
+                let cluster = indexstream_fake::FakeCluster::start()
+                    .await
+                    .expect("start the fake cluster");
                 (cluster.url(), Some(cluster))
             }
         };
@@ -55,7 +67,11 @@ fn main() -> ExitCode {
         let mut runner = Runner::new(url, specs).await;
         let (mut passed, mut failed, mut skipped) = (0, 0, 0);
         for file in files {
-            let rel = file.strip_prefix(&tests_dir).unwrap_or(&file).display().to_string();
+            let rel = file
+                .strip_prefix(&tests_dir)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
             let suite = match conformance::yaml_test::parse_file(&file) {
                 Ok(s) => s,
                 Err(e) => {
@@ -86,6 +102,10 @@ fn main() -> ExitCode {
             }
         }
         println!("{passed} passed, {failed} failed, {skipped} skipped");
-        if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+        if failed > 0 {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        }
     })
 }

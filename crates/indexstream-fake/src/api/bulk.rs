@@ -6,7 +6,7 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
 use super::document::check_unsupported;
-use super::{apply_refresh, Reply, Request, RefreshPolicy};
+use super::{apply_refresh, RefreshPolicy, Reply, Request};
 use crate::engine::{WriteOp, WriteRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::server::Shared;
@@ -54,36 +54,90 @@ fn token(v: &Value) -> &'static str {
 }
 
 fn int_meta(meta: &Map<String, Value>, key: &str) -> Option<i64> {
-    meta.get(key).and_then(|v| v.as_i64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
+    meta.get(key).and_then(|v| {
+        v.as_i64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+    })
 }
 
-fn parse_items(text: &str, default_index: Option<&str>, default_require_alias: bool, default_routing: Option<&str>) -> ApiResult<Vec<Item>> {
+fn parse_items(
+    text: &str,
+    default_index: Option<&str>,
+    default_require_alias: bool,
+    default_routing: Option<&str>,
+) -> ApiResult<Vec<Item>> {
     if !text.is_empty() && !text.ends_with('\n') {
-        return Err(ApiError::illegal_argument("The bulk request must be terminated by a newline [\\n]"));
+        return Err(ApiError::illegal_argument(
+            "The bulk request must be terminated by a newline [\\n]",
+        ));
     }
     let mut items = Vec::new();
-    let mut lines = text.split('\n').enumerate().map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l))).filter(|(_, l)| !l.trim().is_empty());
+    let mut lines = text
+        .split('\n')
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.strip_suffix('\r').unwrap_or(l)))
+        .filter(|(_, l)| !l.trim().is_empty());
     let mut problems = Vec::new();
     while let Some((n, line)) = lines.next() {
-        let malformed = |why: String| ApiError::illegal_argument(format!("Malformed action/metadata line [{n}], {why}"));
-        let v: Value = serde_json::from_str(line).map_err(|e| malformed(format!("expected START_OBJECT but found invalid JSON: {e}")))?;
-        let obj = v.as_object().ok_or_else(|| malformed(format!("expected START_OBJECT but found [{}]", token(&v))))?;
-        let (name, meta) = obj.iter().next().ok_or_else(|| malformed("expected FIELD_NAME but found [END_OBJECT]".into()))?;
-        let action = match name.as_str() {
-            "index" => Action::Index,
-            "create" => Action::Create,
-            "update" => Action::Update,
-            "delete" => Action::Delete,
-            other => return Err(malformed(format!("expected field [create], [delete], [index] or [update] but found [{other}]"))),
+        let malformed = |why: String| {
+            ApiError::illegal_argument(format!("Malformed action/metadata line [{n}], {why}"))
         };
-        let meta = meta.as_object().ok_or_else(|| malformed(format!("expected START_OBJECT but found [{}]", token(meta))))?;
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| malformed(format!("expected START_OBJECT but found invalid JSON: {e}")))?;
+        let obj = v
+            .as_object()
+            .ok_or_else(|| malformed(format!("expected START_OBJECT but found [{}]", token(&v))))?;
+        let (name, meta) = obj
+            .iter()
+            .next()
+            .ok_or_else(|| malformed("expected FIELD_NAME but found [END_OBJECT]".into()))?;
+        let action =
+            match name.as_str() {
+                "index" => Action::Index,
+                "create" => Action::Create,
+                "update" => Action::Update,
+                "delete" => Action::Delete,
+                other => return Err(malformed(format!(
+                    "expected field [create], [delete], [index] or [update] but found [{other}]"
+                ))),
+            };
+        let meta = meta.as_object().ok_or_else(|| {
+            malformed(format!("expected START_OBJECT but found [{}]", token(meta)))
+        })?;
         for key in meta.keys() {
-            if !["_index", "_id", "routing", "if_seq_no", "if_primary_term", "op_type", "require_alias", "version", "version_type", "pipeline", "retry_on_conflict", "_source", "dynamic_templates"].contains(&key.as_str()) {
-                return Err(ApiError::illegal_argument(format!("Action/metadata line [{n}] contains an unknown parameter [{key}]")));
+            if ![
+                "_index",
+                "_id",
+                "routing",
+                "if_seq_no",
+                "if_primary_term",
+                "op_type",
+                "require_alias",
+                "version",
+                "version_type",
+                "pipeline",
+                "retry_on_conflict",
+                "_source",
+                "dynamic_templates",
+            ]
+            .contains(&key.as_str())
+            {
+                return Err(ApiError::illegal_argument(format!(
+                    "Action/metadata line [{n}] contains an unknown parameter [{key}]"
+                )));
             }
         }
-        let action = if action == Action::Index && meta.get("op_type").and_then(|v| v.as_str()) == Some("create") { Action::Create } else { action };
-        let index = meta.get("_index").and_then(|v| v.as_str()).or(default_index);
+        let action = if action == Action::Index
+            && meta.get("op_type").and_then(|v| v.as_str()) == Some("create")
+        {
+            Action::Create
+        } else {
+            action
+        };
+        let index = meta
+            .get("_index")
+            .and_then(|v| v.as_str())
+            .or(default_index);
         if index.is_none() {
             problems.push("index is missing".to_string());
         }
@@ -98,10 +152,16 @@ fn parse_items(text: &str, default_index: Option<&str>, default_require_alias: b
             action,
             index: index.unwrap_or_default().to_string(),
             id: meta.get("_id").map(crate::engine::index::value_text),
-            routing: meta.get("routing").map(crate::engine::index::value_text).or(default_routing.map(String::from)),
+            routing: meta
+                .get("routing")
+                .map(crate::engine::index::value_text)
+                .or(default_routing.map(String::from)),
             if_seq_no: int_meta(meta, "if_seq_no"),
             if_primary_term: int_meta(meta, "if_primary_term"),
-            require_alias: meta.get("require_alias").and_then(|v| v.as_bool()).unwrap_or(default_require_alias),
+            require_alias: meta
+                .get("require_alias")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(default_require_alias),
             source,
         });
     }
@@ -114,16 +174,29 @@ fn parse_items(text: &str, default_index: Option<&str>, default_require_alias: b
     Ok(items)
 }
 
-pub async fn bulk(shared: &Shared, default_index: Option<&str>, req: &Request, reject_rules: &[u64]) -> ApiResult<Reply> {
+pub async fn bulk(
+    shared: &Shared,
+    default_index: Option<&str>,
+    req: &Request,
+    reject_rules: &[u64],
+) -> ApiResult<Reply> {
     check_unsupported(req)?;
     let started = Instant::now();
     let policy = RefreshPolicy::from_request(req)?;
-    let items = parse_items(req.body_text()?, default_index, req.flag("require_alias")?, req.param("routing"))?;
+    let items = parse_items(
+        req.body_text()?,
+        default_index,
+        req.flag("require_alias")?,
+        req.param("routing"),
+    )?;
     let rejected: Vec<Option<u16>> = if reject_rules.is_empty() {
         vec![None; items.len()]
     } else {
         let mut faults = shared.faults();
-        items.iter().map(|i| faults.reject_item(reject_rules, &i.index)).collect()
+        items
+            .iter()
+            .map(|i| faults.reject_item(reject_rules, &i.index))
+            .collect()
     };
     let mut results: Vec<Value> = Vec::with_capacity(items.len());
     let mut touched = Vec::new();
@@ -135,7 +208,11 @@ pub async fn bulk(shared: &Shared, default_index: Option<&str>, req: &Request, r
             let action = item.action;
             let outcome = (|| -> ApiResult<crate::engine::WriteResult> {
                 if let Some(status) = reject {
-                    return Err(ApiError::new(status, "es_rejected_execution_exception", "rejected execution of bulk item (injected reject_items fault)"));
+                    return Err(ApiError::new(
+                        status,
+                        "es_rejected_execution_exception",
+                        "rejected execution of bulk item (injected reject_items fault)",
+                    ));
                 }
                 let target = if action == Action::Delete || action == Action::Update {
                     match c.write_index(&item.index, item.require_alias) {
@@ -147,12 +224,31 @@ pub async fn bulk(shared: &Shared, default_index: Option<&str>, req: &Request, r
                 };
                 let op = match (action, item.source) {
                     (Action::Delete, _) => WriteOp::Delete,
-                    (_, Some((_, Err(e)))) => return Err(ApiError::mapper_parsing("failed to parse").with("caused_by", json!({"type": "json_parse_exception", "reason": e}))),
+                    (_, Some((_, Err(e)))) => {
+                        return Err(ApiError::mapper_parsing("failed to parse").with(
+                            "caused_by",
+                            json!({"type": "json_parse_exception", "reason": e}),
+                        ))
+                    }
                     (Action::Update, Some((_, Ok(body)))) => WriteOp::Update { body },
-                    (_, Some((raw, Ok(parsed)))) => WriteOp::Index { source: raw, parsed, create: action == Action::Create },
+                    (_, Some((raw, Ok(parsed)))) => WriteOp::Index {
+                        source: raw,
+                        parsed,
+                        create: action == Action::Create,
+                    },
                     (_, None) => return Err(ApiError::validation(&["source is missing".into()])),
                 };
-                c.write(WriteRequest { index: target, id: item.id.clone(), routing: item.routing.clone(), op, if_seq_no: item.if_seq_no, if_primary_term: item.if_primary_term }, now)
+                c.write(
+                    WriteRequest {
+                        index: target,
+                        id: item.id.clone(),
+                        routing: item.routing.clone(),
+                        op,
+                        if_seq_no: item.if_seq_no,
+                        if_primary_term: item.if_primary_term,
+                    },
+                    now,
+                )
             })();
             let body = match outcome {
                 Ok(r) => {
@@ -174,12 +270,19 @@ pub async fn bulk(shared: &Shared, default_index: Option<&str>, req: &Request, r
     let forced = apply_refresh(shared, policy, &touched).await;
     if forced {
         for r in &mut results {
-            if let Some(inner) = r.as_object_mut().and_then(|o| o.values_mut().next()).and_then(|v| v.as_object_mut()) {
+            if let Some(inner) = r
+                .as_object_mut()
+                .and_then(|o| o.values_mut().next())
+                .and_then(|v| v.as_object_mut())
+            {
                 if !inner.contains_key("error") {
                     inner.insert("forced_refresh".into(), json!(true));
                 }
             }
         }
     }
-    Ok(Reply::json(200, &json!({"took": started.elapsed().as_millis() as u64, "errors": errors, "items": results})))
+    Ok(Reply::json(
+        200,
+        &json!({"took": started.elapsed().as_millis() as u64, "errors": errors, "items": results}),
+    ))
 }

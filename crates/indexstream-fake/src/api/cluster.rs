@@ -15,23 +15,26 @@ pub const VERSION: &str = "2.19.0";
 
 pub fn root(shared: &Shared) -> ApiResult<Reply> {
     let c = shared.lock();
-    Ok(Reply::json(200, &json!({
-        "name": c.config.node_name,
-        "cluster_name": c.config.cluster_name,
-        "cluster_uuid": c.config.cluster_uuid,
-        "version": {
-            "distribution": "opensearch",
-            "number": VERSION,
-            "build_type": "fake",
-            "build_hash": "indexstream-fake",
-            "build_date": "2025-02-01T00:00:00.000000Z",
-            "build_snapshot": false,
-            "lucene_version": "9.12.1",
-            "minimum_wire_compatibility_version": "7.10.0",
-            "minimum_index_compatibility_version": "7.0.0"
-        },
-        "tagline": "The OpenSearch Project: https://opensearch.org/"
-    })))
+    Ok(Reply::json(
+        200,
+        &json!({
+            "name": c.config.node_name,
+            "cluster_name": c.config.cluster_name,
+            "cluster_uuid": c.config.cluster_uuid,
+            "version": {
+                "distribution": "opensearch",
+                "number": VERSION,
+                "build_type": "fake",
+                "build_hash": "indexstream-fake",
+                "build_date": "2025-02-01T00:00:00.000000Z",
+                "build_snapshot": false,
+                "lucene_version": "9.12.1",
+                "minimum_wire_compatibility_version": "7.10.0",
+                "minimum_index_compatibility_version": "7.0.0"
+            },
+            "tagline": "The OpenSearch Project: https://opensearch.org/"
+        }),
+    ))
 }
 
 fn rank(status: &str) -> u8 {
@@ -61,30 +64,41 @@ fn health_body(shared: &Shared, index: Option<&str>) -> (Value, &'static str) {
                     unassigned += i.shards.len() * i.replicas as usize;
                 }
             }
-            if unassigned > 0 { "yellow" } else { "green" }
+            if unassigned > 0 {
+                "yellow"
+            } else {
+                "green"
+            }
         }
     };
     let total = primaries + unassigned;
-    let pct = if total == 0 { 100.0 } else { primaries as f64 * 100.0 / total as f64 };
-    (json!({
-        "cluster_name": c.config.cluster_name,
-        "status": status,
-        "timed_out": false,
-        "number_of_nodes": 1,
-        "number_of_data_nodes": 1,
-        "discovered_master": true,
-        "discovered_cluster_manager": true,
-        "active_primary_shards": primaries,
-        "active_shards": primaries,
-        "relocating_shards": 0,
-        "initializing_shards": 0,
-        "unassigned_shards": unassigned,
-        "delayed_unassigned_shards": 0,
-        "number_of_pending_tasks": 0,
-        "number_of_in_flight_fetch": 0,
-        "task_max_waiting_in_queue_millis": 0,
-        "active_shards_percent_as_number": pct
-    }), status)
+    let pct = if total == 0 {
+        100.0
+    } else {
+        primaries as f64 * 100.0 / total as f64
+    };
+    (
+        json!({
+            "cluster_name": c.config.cluster_name,
+            "status": status,
+            "timed_out": false,
+            "number_of_nodes": 1,
+            "number_of_data_nodes": 1,
+            "discovered_master": true,
+            "discovered_cluster_manager": true,
+            "active_primary_shards": primaries,
+            "active_shards": primaries,
+            "relocating_shards": 0,
+            "initializing_shards": 0,
+            "unassigned_shards": unassigned,
+            "delayed_unassigned_shards": 0,
+            "number_of_pending_tasks": 0,
+            "number_of_in_flight_fetch": 0,
+            "task_max_waiting_in_queue_millis": 0,
+            "active_shards_percent_as_number": pct
+        }),
+        status,
+    )
 }
 
 pub async fn health(shared: &Shared, index: Option<&str>, req: &Request) -> ApiResult<Reply> {
@@ -131,14 +145,26 @@ pub fn cat_indices(shared: &Shared, index: Option<&str>, req: &Request) -> ApiRe
     if req.param("format") == Some("json") {
         return Ok(Reply::json(200, &Value::Array(rows)));
     }
-    let cols = ["health", "status", "index", "uuid", "pri", "rep", "docs.count", "docs.deleted"];
+    let cols = [
+        "health",
+        "status",
+        "index",
+        "uuid",
+        "pri",
+        "rep",
+        "docs.count",
+        "docs.deleted",
+    ];
     let mut out = String::new();
     if req.flag("v")? {
         out.push_str(&cols.join(" "));
         out.push('\n');
     }
     for r in rows {
-        let line: Vec<String> = cols.iter().map(|c| r[*c].as_str().unwrap_or_default().to_string()).collect();
+        let line: Vec<String> = cols
+            .iter()
+            .map(|c| r[*c].as_str().unwrap_or_default().to_string())
+            .collect();
         out.push_str(&line.join(" "));
         out.push('\n');
     }

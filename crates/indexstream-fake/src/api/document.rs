@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
-use super::{apply_refresh, Reply, Request, RefreshPolicy};
+use super::{apply_refresh, RefreshPolicy, Reply, Request};
 use crate::engine::routing::shard_for;
 use crate::engine::{Cluster, ResolveOpts, WriteOp, WriteRequest};
 use crate::error::{ApiError, ApiResult};
@@ -13,7 +13,10 @@ use crate::search::{render_source, SourceFilter};
 use crate::server::Shared;
 
 fn cas(req: &Request) -> ApiResult<(Option<i64>, Option<i64>)> {
-    Ok((req.int_param("if_seq_no")?, req.int_param("if_primary_term")?))
+    Ok((
+        req.int_param("if_seq_no")?,
+        req.int_param("if_primary_term")?,
+    ))
 }
 
 /// Rejects parameters the fake does not model rather than ignoring them silently.
@@ -22,10 +25,14 @@ pub fn check_unsupported(req: &Request) -> ApiResult<()> {
         if req.param("version_type").is_none_or(|t| t == "internal") {
             return Err(ApiError::validation(&["internal versioning can not be used for optimistic concurrency control. Please use `if_seq_no` and `if_primary_term` instead".into()]));
         }
-        return Err(ApiError::illegal_argument(format!("external versioning (version [{v}]) is not supported by the indexstream fake cluster")));
+        return Err(ApiError::illegal_argument(format!(
+            "external versioning (version [{v}]) is not supported by the indexstream fake cluster"
+        )));
     }
     if let Some(p) = req.param("pipeline") {
-        return Err(ApiError::illegal_argument(format!("pipeline with id [{p}] does not exist")));
+        return Err(ApiError::illegal_argument(format!(
+            "pipeline with id [{p}] does not exist"
+        )));
     }
     Ok(())
 }
@@ -37,15 +44,33 @@ fn doc_id(req: &Request) -> Option<String> {
 pub fn parse_source(text: &str) -> ApiResult<(Arc<str>, Value)> {
     let trimmed = text.trim();
     if trimmed.is_empty() {
-        return Err(ApiError::new(400, "parse_exception", "request body is required"));
+        return Err(ApiError::new(
+            400,
+            "parse_exception",
+            "request body is required",
+        ));
     }
-    let parsed: Value = serde_json::from_str(trimmed).map_err(|e| ApiError::mapper_parsing("failed to parse").with("caused_by", json!({"type": "json_parse_exception", "reason": e.to_string()})))?;
+    let parsed: Value = serde_json::from_str(trimmed).map_err(|e| {
+        ApiError::mapper_parsing("failed to parse").with(
+            "caused_by",
+            json!({"type": "json_parse_exception", "reason": e.to_string()}),
+        )
+    })?;
     Ok((Arc::from(trimmed), parsed))
 }
 
-async fn finish_write(shared: &Shared, req: &Request, policy: RefreshPolicy, result: crate::engine::WriteResult) -> ApiResult<Reply> {
+async fn finish_write(
+    shared: &Shared,
+    req: &Request,
+    policy: RefreshPolicy,
+    result: crate::engine::WriteResult,
+) -> ApiResult<Reply> {
     let touched = vec![(result.index.clone(), result.shard, result.seq_no)];
-    let forced = if result.result == "noop" { false } else { apply_refresh(shared, policy, &touched).await };
+    let forced = if result.result == "noop" {
+        false
+    } else {
+        apply_refresh(shared, policy, &touched).await
+    };
     let mut body = result.to_json();
     if forced {
         body.insert("forced_refresh".into(), json!(true));
@@ -61,28 +86,53 @@ async fn finish_write(shared: &Shared, req: &Request, policy: RefreshPolicy, res
     Ok(Reply::json(result.status, &Value::Object(body)))
 }
 
-pub async fn index(shared: &Shared, name: &str, req: &Request, create_endpoint: bool) -> ApiResult<Reply> {
+pub async fn index(
+    shared: &Shared,
+    name: &str,
+    req: &Request,
+    create_endpoint: bool,
+) -> ApiResult<Reply> {
     check_unsupported(req)?;
     let policy = RefreshPolicy::from_request(req)?;
     let create = create_endpoint
         || match req.param("op_type") {
             None | Some("index") => false,
             Some("create") => true,
-            Some(other) => return Err(ApiError::illegal_argument(format!("opType must be 'create' or 'index', found: [{other}]"))),
+            Some(other) => {
+                return Err(ApiError::illegal_argument(format!(
+                    "opType must be 'create' or 'index', found: [{other}]"
+                )))
+            }
         };
     let (source, parsed) = parse_source(req.body_text()?)?;
     let (if_seq_no, if_primary_term) = cas(req)?;
     let result = {
         let mut c = shared.lock();
         let target = c.write_index(name, req.flag("require_alias")?)?;
-        c.write(WriteRequest { index: target, id: doc_id(req), routing: req.param("routing").map(String::from), op: WriteOp::Index { source, parsed, create }, if_seq_no, if_primary_term }, Instant::now())?
+        c.write(
+            WriteRequest {
+                index: target,
+                id: doc_id(req),
+                routing: req.param("routing").map(String::from),
+                op: WriteOp::Index {
+                    source,
+                    parsed,
+                    create,
+                },
+                if_seq_no,
+                if_primary_term,
+            },
+            Instant::now(),
+        )?
     };
     finish_write(shared, req, policy, result).await
 }
 
 pub async fn update(shared: &Shared, name: &str, req: &Request) -> ApiResult<Reply> {
     let policy = RefreshPolicy::from_request(req)?;
-    let body = req.json_body()?.ok_or_else(|| ApiError::validation(&["script or doc is missing".into()]))?;
+    let body = req
+        .json_body()?
+        .ok_or_else(|| ApiError::validation(&["script or doc is missing".into()]))?;
     let (if_seq_no, if_primary_term) = cas(req)?;
     let result = {
         let mut c = shared.lock();
@@ -90,7 +140,17 @@ pub async fn update(shared: &Shared, name: &str, req: &Request) -> ApiResult<Rep
         if !c.indices.contains_key(&target) {
             return Err(ApiError::index_not_found(name));
         }
-        c.write(WriteRequest { index: target, id: doc_id(req), routing: req.param("routing").map(String::from), op: WriteOp::Update { body }, if_seq_no, if_primary_term }, Instant::now())?
+        c.write(
+            WriteRequest {
+                index: target,
+                id: doc_id(req),
+                routing: req.param("routing").map(String::from),
+                op: WriteOp::Update { body },
+                if_seq_no,
+                if_primary_term,
+            },
+            Instant::now(),
+        )?
     };
     finish_write(shared, req, policy, result).await
 }
@@ -102,14 +162,30 @@ pub async fn delete(shared: &Shared, name: &str, req: &Request) -> ApiResult<Rep
     let result = {
         let mut c = shared.lock();
         let target = single_index(&c, name)?;
-        c.write(WriteRequest { index: target, id: doc_id(req), routing: req.param("routing").map(String::from), op: WriteOp::Delete, if_seq_no, if_primary_term }, Instant::now())?
+        c.write(
+            WriteRequest {
+                index: target,
+                id: doc_id(req),
+                routing: req.param("routing").map(String::from),
+                op: WriteOp::Delete,
+                if_seq_no,
+                if_primary_term,
+            },
+            Instant::now(),
+        )?
     };
     finish_write(shared, req, policy, result).await
 }
 
 /// The one concrete index a single-document read or delete addresses.
 fn single_index(c: &Cluster, name: &str) -> ApiResult<String> {
-    let targets = c.resolve(name, ResolveOpts { allow_no_indices: false, ..ResolveOpts::default() })?;
+    let targets = c.resolve(
+        name,
+        ResolveOpts {
+            allow_no_indices: false,
+            ..ResolveOpts::default()
+        },
+    )?;
     match targets.as_slice() {
         [one] => Ok(one.index.clone()),
         [] => Err(ApiError::index_not_found(name)),
@@ -123,9 +199,23 @@ fn source_filter(req: &Request, doc_spec: Option<&Value>) -> SourceFilter {
         match v {
             Value::Bool(b) => f.disabled = !b,
             Value::String(s) => f.includes = s.split(',').map(String::from).collect(),
-            Value::Array(a) => f.includes = a.iter().filter_map(|x| x.as_str().map(String::from)).collect(),
+            Value::Array(a) => {
+                f.includes = a
+                    .iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            }
             Value::Object(o) => {
-                let list = |k: &str| o.get(k).and_then(|v| v.as_array()).map(|a| a.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default();
+                let list = |k: &str| {
+                    o.get(k)
+                        .and_then(|v| v.as_array())
+                        .map(|a| {
+                            a.iter()
+                                .filter_map(|x| x.as_str().map(String::from))
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
                 f.includes = list("includes");
                 f.excludes = list("excludes");
             }
@@ -148,9 +238,20 @@ fn source_filter(req: &Request, doc_spec: Option<&Value>) -> SourceFilter {
 }
 
 /// Reads one document; `Ok((found, body))`.
-fn get_one(c: &mut Cluster, name: &str, id: &str, routing: Option<&str>, realtime: bool, refresh: bool, filter: &SourceFilter) -> ApiResult<(bool, Map<String, Value>)> {
+fn get_one(
+    c: &mut Cluster,
+    name: &str,
+    id: &str,
+    routing: Option<&str>,
+    realtime: bool,
+    refresh: bool,
+    filter: &SourceFilter,
+) -> ApiResult<(bool, Map<String, Value>)> {
     let target = single_index(c, name)?;
-    let index = c.indices.get_mut(&target).ok_or_else(|| ApiError::index_not_found(name))?;
+    let index = c
+        .indices
+        .get_mut(&target)
+        .ok_or_else(|| ApiError::index_not_found(name))?;
     let shard_num = shard_for(routing.unwrap_or(id), index.shards.len() as u32);
     let shard = &mut index.shards[shard_num as usize];
     if refresh {
@@ -178,7 +279,10 @@ fn get_one(c: &mut Cluster, name: &str, id: &str, routing: Option<&str>, realtim
                 body.insert("_routing".into(), json!(r.to_string()));
             }
             if let Some(src) = render_source(&doc, filter) {
-                body.insert("_source".into(), serde_json::from_str(&src).unwrap_or(Value::Null));
+                body.insert(
+                    "_source".into(),
+                    serde_json::from_str(&src).unwrap_or(Value::Null),
+                );
             }
             Ok((true, body))
         }
@@ -192,18 +296,38 @@ fn get_one(c: &mut Cluster, name: &str, id: &str, routing: Option<&str>, realtim
 pub fn get(shared: &Shared, name: &str, req: &Request, source_only: bool) -> ApiResult<Reply> {
     let id = doc_id(req).unwrap_or_default();
     let filter = source_filter(req, None);
-    let (found, mut body) = get_one(&mut shared.lock(), name, &id, req.param("routing"), req.flag_or("realtime", true)?, req.flag("refresh")?, &filter)?;
+    let (found, mut body) = get_one(
+        &mut shared.lock(),
+        name,
+        &id,
+        req.param("routing"),
+        req.flag_or("realtime", true)?,
+        req.flag("refresh")?,
+        &filter,
+    )?;
     if source_only {
         if !found {
-            return Err(ApiError::new(404, "resource_not_found_exception", format!("Document not found [{name}]/[{id}]")));
+            return Err(ApiError::new(
+                404,
+                "resource_not_found_exception",
+                format!("Document not found [{name}]/[{id}]"),
+            ));
         }
-        return Ok(Reply::json(200, &body.remove("_source").unwrap_or(Value::Null)));
+        return Ok(Reply::json(
+            200,
+            &body.remove("_source").unwrap_or(Value::Null),
+        ));
     }
-    Ok(Reply::json(if found { 200 } else { 404 }, &Value::Object(body)))
+    Ok(Reply::json(
+        if found { 200 } else { 404 },
+        &Value::Object(body),
+    ))
 }
 
 pub fn mget(shared: &Shared, default_index: Option<&str>, req: &Request) -> ApiResult<Reply> {
-    let body = req.json_body()?.ok_or_else(|| ApiError::validation(&["no documents to get".into()]))?;
+    let body = req
+        .json_body()?
+        .ok_or_else(|| ApiError::validation(&["no documents to get".into()]))?;
     let mut specs: Vec<Value> = Vec::new();
     if let Some(docs) = body.get("docs").and_then(|d| d.as_array()) {
         specs.extend(docs.iter().cloned());
@@ -219,16 +343,27 @@ pub fn mget(shared: &Shared, default_index: Option<&str>, req: &Request) -> ApiR
     let mut c = shared.lock();
     let mut out = Vec::new();
     for spec in &specs {
-        let index = spec.get("_index").and_then(|v| v.as_str()).or(default_index);
-        let id = spec.get("_id").map(crate::engine::index::value_text).unwrap_or_default();
+        let index = spec
+            .get("_index")
+            .and_then(|v| v.as_str())
+            .or(default_index);
+        let id = spec
+            .get("_id")
+            .map(crate::engine::index::value_text)
+            .unwrap_or_default();
         let Some(index) = index else {
             return Err(ApiError::validation(&["index is missing for doc 0".into()]));
         };
-        let routing = spec.get("routing").and_then(|v| v.as_str()).or(req.param("routing"));
+        let routing = spec
+            .get("routing")
+            .and_then(|v| v.as_str())
+            .or(req.param("routing"));
         let filter = source_filter(req, Some(spec));
         match get_one(&mut c, index, &id, routing, realtime, refresh, &filter) {
             Ok((_, doc)) => out.push(Value::Object(doc)),
-            Err(e) => out.push(json!({"_index": index, "_id": id, "error": e.body()["error"].clone()})),
+            Err(e) => {
+                out.push(json!({"_index": index, "_id": id, "error": e.body()["error"].clone()}))
+            }
         }
     }
     Ok(Reply::json(200, &json!({"docs": out})))

@@ -9,7 +9,8 @@ use crate::server::Shared;
 
 fn parse<T: serde::de::DeserializeOwned>(req: &Request) -> ApiResult<T> {
     let body = req.json_body()?.unwrap_or(Value::Null);
-    serde_json::from_value(body).map_err(|e| ApiError::illegal_argument(format!("invalid rule: {e}")))
+    serde_json::from_value(body)
+        .map_err(|e| ApiError::illegal_argument(format!("invalid rule: {e}")))
 }
 
 pub fn handle(shared: &Shared, req: &Request) -> ApiResult<Reply> {
@@ -27,14 +28,22 @@ pub fn handle(shared: &Shared, req: &Request) -> ApiResult<Reply> {
             Ok(Reply::json(200, &json!({"acknowledged": true})))
         }
         ("DELETE", ["faults", id]) => {
-            let id: u64 = id.parse().map_err(|_| ApiError::illegal_argument(format!("fault id [{id}] is not a number")))?;
+            let id: u64 = id.parse().map_err(|_| {
+                ApiError::illegal_argument(format!("fault id [{id}] is not a number"))
+            })?;
             let removed = shared.faults().remove(id);
-            Ok(Reply::json(if removed { 200 } else { 404 }, &json!({"acknowledged": removed})))
+            Ok(Reply::json(
+                if removed { 200 } else { 404 },
+                &json!({"acknowledged": removed}),
+            ))
         }
         ("POST", ["visibility"]) => {
             let rule: VisibilityRule = parse(req)?;
             if !(0.0..=1.0).contains(&rule.fraction) {
-                return Err(ApiError::illegal_argument(format!("fraction [{}] must be between 0 and 1", rule.fraction)));
+                return Err(ApiError::illegal_argument(format!(
+                    "fraction [{}] must be between 0 and 1",
+                    rule.fraction
+                )));
             }
             shared.lock().visibility.push(rule);
             Ok(Reply::json(200, &json!({"acknowledged": true})))
@@ -61,6 +70,9 @@ pub fn handle(shared: &Shared, req: &Request) -> ApiResult<Reply> {
             c.scrolls.clear();
             Ok(Reply::json(200, &json!({"acknowledged": true})))
         }
-        _ => Ok(Reply::json(400, &json!({"error": format!("no handler found for uri [{}] and method [{}]", req.path, req.method), "status": 400}))),
+        _ => Ok(Reply::json(
+            400,
+            &json!({"error": format!("no handler found for uri [{}] and method [{}]", req.path, req.method), "status": 400}),
+        )),
     }
 }

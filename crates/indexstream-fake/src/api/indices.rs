@@ -9,24 +9,41 @@ use crate::error::{ApiError, ApiResult};
 use crate::server::Shared;
 
 fn opts(req: &Request, allow_no_indices: bool) -> ApiResult<ResolveOpts> {
-    Ok(ResolveOpts { ignore_unavailable: req.flag("ignore_unavailable")?, allow_no_indices: req.flag_or("allow_no_indices", allow_no_indices)?, aliases: true })
+    Ok(ResolveOpts {
+        ignore_unavailable: req.flag("ignore_unavailable")?,
+        allow_no_indices: req.flag_or("allow_no_indices", allow_no_indices)?,
+        aliases: true,
+    })
 }
 
 pub fn create(shared: &Shared, name: &str, req: &Request) -> ApiResult<Reply> {
     let body = req.json_body()?.unwrap_or(Value::Null);
     let mut c = shared.lock();
     c.create_index(name, &body)?;
-    Ok(Reply::json(200, &json!({"acknowledged": true, "shards_acknowledged": true, "index": name})))
+    Ok(Reply::json(
+        200,
+        &json!({"acknowledged": true, "shards_acknowledged": true, "index": name}),
+    ))
 }
 
 pub fn delete(shared: &Shared, expr: &str, req: &Request) -> ApiResult<Reply> {
     let mut c = shared.lock();
     for part in expr.split(',') {
-        if !part.contains('*') && part != "_all" && !c.indices.contains_key(part) && c.is_alias(part) {
+        if !part.contains('*')
+            && part != "_all"
+            && !c.indices.contains_key(part)
+            && c.is_alias(part)
+        {
             return Err(ApiError::illegal_argument(format!("The provided expression [{part}] matches an alias, specify the corresponding concrete indices instead.")));
         }
     }
-    let targets = c.resolve(expr, ResolveOpts { aliases: false, ..opts(req, true)? })?;
+    let targets = c.resolve(
+        expr,
+        ResolveOpts {
+            aliases: false,
+            ..opts(req, true)?
+        },
+    )?;
     for t in targets {
         c.delete_index(&t.index);
     }
@@ -47,8 +64,14 @@ pub fn get(shared: &Shared, expr: &str, req: &Request) -> ApiResult<Reply> {
     let targets = c.resolve(expr, opts(req, false)?)?;
     let mut out = Map::new();
     for t in targets {
-        let Some(i) = c.indices.get(&t.index) else { continue };
-        let aliases: Map<String, Value> = i.aliases.iter().map(|(k, v)| (k.clone(), v.to_json())).collect();
+        let Some(i) = c.indices.get(&t.index) else {
+            continue;
+        };
+        let aliases: Map<String, Value> = i
+            .aliases
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_json()))
+            .collect();
         out.insert(i.name.clone(), json!({"aliases": aliases, "mappings": i.mappings.to_json(), "settings": i.settings_json()}));
     }
     Ok(Reply::json(200, &Value::Object(out)))
@@ -70,10 +93,30 @@ pub fn refresh(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiResult<
         }
     }
     shared.refreshed.notify_waiters();
-    Ok(Reply::json(200, &json!({"_shards": {"total": total, "successful": ok, "failed": 0}})))
+    Ok(Reply::json(
+        200,
+        &json!({"_shards": {"total": total, "successful": ok, "failed": 0}}),
+    ))
 }
 
-const METRICS: &[&str] = &["docs", "store", "indexing", "get", "search", "refresh", "flush", "merge", "query_cache", "fielddata", "completion", "segments", "translog", "request_cache", "recovery", "warmer"];
+const METRICS: &[&str] = &[
+    "docs",
+    "store",
+    "indexing",
+    "get",
+    "search",
+    "refresh",
+    "flush",
+    "merge",
+    "query_cache",
+    "fielddata",
+    "completion",
+    "segments",
+    "translog",
+    "request_cache",
+    "recovery",
+    "warmer",
+];
 
 fn shard_metrics(s: &crate::engine::shard::Shard, wanted: &[&str]) -> Map<String, Value> {
     let mut m = Map::new();
@@ -82,8 +125,12 @@ fn shard_metrics(s: &crate::engine::shard::Shard, wanted: &[&str]) -> Map<String
         let v = match *w {
             "docs" => json!({"count": docs, "deleted": s.deleted_docs()}),
             "store" => json!({"size_in_bytes": docs * 300, "reserved_in_bytes": 0}),
-            "indexing" => json!({"index_total": s.max_seq_no() + 1, "index_time_in_millis": 0, "index_current": 0, "index_failed": 0, "delete_total": 0, "delete_time_in_millis": 0, "delete_current": 0, "noop_update_total": 0, "is_throttled": false, "throttle_time_in_millis": 0}),
-            "refresh" => json!({"total": s.refresh_total, "total_time_in_millis": 0, "external_total": s.external_refresh_total, "external_total_time_in_millis": 0, "listeners": 0}),
+            "indexing" => {
+                json!({"index_total": s.max_seq_no() + 1, "index_time_in_millis": 0, "index_current": 0, "index_failed": 0, "delete_total": 0, "delete_time_in_millis": 0, "delete_current": 0, "noop_update_total": 0, "is_throttled": false, "throttle_time_in_millis": 0})
+            }
+            "refresh" => {
+                json!({"total": s.refresh_total, "total_time_in_millis": 0, "external_total": s.external_refresh_total, "external_total_time_in_millis": 0, "listeners": 0})
+            }
             other => json!({"fake": format!("{other} statistics are not modelled by the fake")}),
         };
         m.insert(w.to_string(), v);
@@ -110,13 +157,23 @@ fn add_metrics(into: &mut Map<String, Value>, from: &Map<String, Value>) {
 
 pub fn stats(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiResult<Reply> {
     // The metric is the last path segment after `_stats`, if any.
-    let metric = req.segments.iter().position(|s| s == "_stats").and_then(|p| req.segments.get(p + 1)).cloned();
+    let metric = req
+        .segments
+        .iter()
+        .position(|s| s == "_stats")
+        .and_then(|p| req.segments.get(p + 1))
+        .cloned();
     let wanted: Vec<&str> = match metric.as_deref() {
         None | Some("_all") => METRICS[..4].to_vec(),
         Some(m) => {
             let mut out = Vec::new();
             for part in m.split(',') {
-                let known = METRICS.iter().find(|k| **k == part).ok_or_else(|| ApiError::illegal_argument(format!("request [{}] contains unrecognized metric: [{part}]", req.path)))?;
+                let known = METRICS.iter().find(|k| **k == part).ok_or_else(|| {
+                    ApiError::illegal_argument(format!(
+                        "request [{}] contains unrecognized metric: [{part}]",
+                        req.path
+                    ))
+                })?;
                 out.push(*known);
             }
             out
@@ -124,7 +181,9 @@ pub fn stats(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiResult<Re
     };
     let level = req.param("level").unwrap_or("indices");
     if !["cluster", "indices", "shards"].contains(&level) {
-        return Err(ApiError::illegal_argument(format!("level parameter must be one of [cluster] or [indices] or [shards] but was [{level}]")));
+        return Err(ApiError::illegal_argument(format!(
+            "level parameter must be one of [cluster] or [indices] or [shards] but was [{level}]"
+        )));
     }
     let c = shared.lock();
     let targets = c.resolve(expr.unwrap_or("_all"), ResolveOpts::default())?;
@@ -132,7 +191,9 @@ pub fn stats(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiResult<Re
     let mut indices = Map::new();
     let (mut total_copies, mut ok) = (0, 0);
     for t in &targets {
-        let Some(i) = c.indices.get(&t.index) else { continue };
+        let Some(i) = c.indices.get(&t.index) else {
+            continue;
+        };
         let mut primaries = Map::new();
         let mut shards = Map::new();
         for s in &i.shards {
@@ -143,8 +204,14 @@ pub fn stats(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiResult<Re
             copy.extend(metrics);
             copy.insert("commit".into(), json!({"id": s.commit_id, "generation": s.external_refresh_total + 1, "user_data": {"history_uuid": i.uuid, "max_seq_no": s.max_seq_no().to_string(), "local_checkpoint": s.local_checkpoint().to_string()}, "num_docs": s.live_count()}));
             copy.insert("seq_no".into(), json!({"max_seq_no": s.max_seq_no(), "local_checkpoint": s.local_checkpoint(), "global_checkpoint": s.global_checkpoint()}));
-            copy.insert("retention_leases".into(), json!({"primary_term": s.primary_term, "version": 1, "leases": []}));
-            copy.insert("shard_path".into(), json!({"state_path": "/fake", "data_path": "/fake", "is_custom_data_path": false}));
+            copy.insert(
+                "retention_leases".into(),
+                json!({"primary_term": s.primary_term, "version": 1, "leases": []}),
+            );
+            copy.insert(
+                "shard_path".into(),
+                json!({"state_path": "/fake", "data_path": "/fake", "is_custom_data_path": false}),
+            );
             shards.insert(s.num.to_string(), Value::Array(vec![Value::Object(copy)]));
             total_copies += 1 + i.replicas as usize;
             ok += 1;
@@ -156,7 +223,16 @@ pub fn stats(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiResult<Re
         if level == "shards" {
             entry.insert("shards".into(), Value::Object(shards));
         }
-        let mut combined = all.remove("primaries").and_then(|v| if let Value::Object(m) = v { Some(m) } else { None }).unwrap_or_default();
+        let mut combined = all
+            .remove("primaries")
+            .and_then(|v| {
+                if let Value::Object(m) = v {
+                    Some(m)
+                } else {
+                    None
+                }
+            })
+            .unwrap_or_default();
         add_metrics(&mut combined, &primaries);
         all.insert("primaries".into(), Value::Object(combined));
         indices.insert(i.name.clone(), Value::Object(entry));
@@ -169,21 +245,42 @@ pub fn stats(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiResult<Re
     Ok(Reply::json(200, &out))
 }
 
-pub fn get_aliases(shared: &Shared, expr: Option<&str>, req: &Request, head: bool) -> ApiResult<Reply> {
-    let name_filter: Option<String> = match req.segments.iter().position(|s| s == "_alias" || s == "_aliases") {
+pub fn get_aliases(
+    shared: &Shared,
+    expr: Option<&str>,
+    req: &Request,
+    head: bool,
+) -> ApiResult<Reply> {
+    let name_filter: Option<String> = match req
+        .segments
+        .iter()
+        .position(|s| s == "_alias" || s == "_aliases")
+    {
         Some(p) => req.segments.get(p + 1).cloned(),
         None => None,
     };
     let c = shared.lock();
-    let targets = c.resolve(expr.unwrap_or("_all"), ResolveOpts { aliases: expr.is_some(), ..opts(req, true)? })?;
+    let targets = c.resolve(
+        expr.unwrap_or("_all"),
+        ResolveOpts {
+            aliases: expr.is_some(),
+            ..opts(req, true)?
+        },
+    )?;
     let mut out = Map::new();
     let mut any = false;
     for t in targets {
-        let Some(i) = c.indices.get(&t.index) else { continue };
+        let Some(i) = c.indices.get(&t.index) else {
+            continue;
+        };
         let aliases: Map<String, Value> = i
             .aliases
             .iter()
-            .filter(|(a, _)| name_filter.as_deref().is_none_or(|f| f.split(',').any(|p| p == "_all" || glob(p, a))))
+            .filter(|(a, _)| {
+                name_filter
+                    .as_deref()
+                    .is_none_or(|f| f.split(',').any(|p| p == "_all" || glob(p, a)))
+            })
             .map(|(a, m)| (a.clone(), m.to_json()))
             .collect();
         if name_filter.is_some() && aliases.is_empty() {
@@ -197,21 +294,38 @@ pub fn get_aliases(shared: &Shared, expr: Option<&str>, req: &Request, head: boo
             if head {
                 return Ok(Reply::empty(404));
             }
-            return Ok(Reply::json(404, &json!({"error": format!("alias [{f}] missing"), "status": 404})));
+            return Ok(Reply::json(
+                404,
+                &json!({"error": format!("alias [{f}] missing"), "status": 404}),
+            ));
         }
     }
     Ok(Reply::json(200, &Value::Object(out)))
 }
 
 fn alias_name(req: &Request) -> ApiResult<String> {
-    req.segments.get(2).cloned().ok_or_else(|| ApiError::illegal_argument("alias name is missing"))
+    req.segments
+        .get(2)
+        .cloned()
+        .ok_or_else(|| ApiError::illegal_argument("alias name is missing"))
 }
 
-fn add_alias(c: &mut crate::engine::Cluster, index_expr: &str, alias: &str, meta: AliasMeta) -> ApiResult<()> {
+fn add_alias(
+    c: &mut crate::engine::Cluster,
+    index_expr: &str,
+    alias: &str,
+    meta: AliasMeta,
+) -> ApiResult<()> {
     if c.indices.contains_key(alias) {
         return Err(ApiError::new(400, "invalid_alias_name_exception", format!("Invalid alias name [{alias}]: an index or data stream exists with the same name as the alias")));
     }
-    let targets = c.resolve(index_expr, ResolveOpts { aliases: false, ..ResolveOpts::default() })?;
+    let targets = c.resolve(
+        index_expr,
+        ResolveOpts {
+            aliases: false,
+            ..ResolveOpts::default()
+        },
+    )?;
     for t in targets {
         if let Some(i) = c.indices.get_mut(&t.index) {
             i.aliases.insert(alias.to_string(), meta.clone());
@@ -221,11 +335,22 @@ fn add_alias(c: &mut crate::engine::Cluster, index_expr: &str, alias: &str, meta
 }
 
 fn remove_alias(c: &mut crate::engine::Cluster, index_expr: &str, alias: &str) -> ApiResult<()> {
-    let targets = c.resolve(index_expr, ResolveOpts { aliases: false, ..ResolveOpts::default() })?;
+    let targets = c.resolve(
+        index_expr,
+        ResolveOpts {
+            aliases: false,
+            ..ResolveOpts::default()
+        },
+    )?;
     let mut removed = false;
     for t in targets {
         if let Some(i) = c.indices.get_mut(&t.index) {
-            let names: Vec<String> = i.aliases.keys().filter(|a| alias.split(',').any(|p| glob(p, a))).cloned().collect();
+            let names: Vec<String> = i
+                .aliases
+                .keys()
+                .filter(|a| alias.split(',').any(|p| glob(p, a)))
+                .cloned()
+                .collect();
             for n in names {
                 i.aliases.remove(&n);
                 removed = true;
@@ -233,7 +358,13 @@ fn remove_alias(c: &mut crate::engine::Cluster, index_expr: &str, alias: &str) -
         }
     }
     if !removed {
-        return Err(ApiError::new(404, "aliases_not_found_exception", format!("aliases [{alias}] missing")).with("resource.id", alias).with("resource.type", "aliases"));
+        return Err(ApiError::new(
+            404,
+            "aliases_not_found_exception",
+            format!("aliases [{alias}] missing"),
+        )
+        .with("resource.id", alias)
+        .with("resource.type", "aliases"));
     }
     Ok(())
 }
@@ -252,15 +383,26 @@ pub fn delete_alias(shared: &Shared, index: &str, req: &Request) -> ApiResult<Re
 }
 
 pub fn update_aliases(shared: &Shared, req: &Request) -> ApiResult<Reply> {
-    let body = req.json_body()?.ok_or_else(|| ApiError::validation(&["At least one action is required".into()]))?;
-    let actions = body.get("actions").and_then(|a| a.as_array()).ok_or_else(|| ApiError::parsing("[aliases] expects an [actions] array"))?;
+    let body = req
+        .json_body()?
+        .ok_or_else(|| ApiError::validation(&["At least one action is required".into()]))?;
+    let actions = body
+        .get("actions")
+        .and_then(|a| a.as_array())
+        .ok_or_else(|| ApiError::parsing("[aliases] expects an [actions] array"))?;
     let mut c = shared.lock();
     for action in actions {
-        let (kind, spec) = action.as_object().and_then(|o| o.iter().next()).ok_or_else(|| ApiError::parsing("[aliases] action must be an object"))?;
+        let (kind, spec) = action
+            .as_object()
+            .and_then(|o| o.iter().next())
+            .ok_or_else(|| ApiError::parsing("[aliases] action must be an object"))?;
         let names = |one: &str, many: &str| -> Vec<String> {
             match (spec.get(one), spec.get(many)) {
                 (Some(Value::String(s)), _) => vec![s.clone()],
-                (_, Some(Value::Array(a))) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+                (_, Some(Value::Array(a))) => a
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect(),
                 (_, Some(Value::String(s))) => vec![s.clone()],
                 _ => vec![],
             }
@@ -284,13 +426,23 @@ pub fn update_aliases(shared: &Shared, req: &Request) -> ApiResult<Reply> {
             }
             "remove_index" => {
                 for i in &indices {
-                    let targets = c.resolve(i, ResolveOpts { aliases: false, ..ResolveOpts::default() })?;
+                    let targets = c.resolve(
+                        i,
+                        ResolveOpts {
+                            aliases: false,
+                            ..ResolveOpts::default()
+                        },
+                    )?;
                     for t in targets {
                         c.delete_index(&t.index);
                     }
                 }
             }
-            other => return Err(ApiError::parsing(format!("[aliases] unknown action [{other}]"))),
+            other => {
+                return Err(ApiError::parsing(format!(
+                    "[aliases] unknown action [{other}]"
+                )))
+            }
         }
     }
     Ok(Reply::json(200, &json!({"acknowledged": true})))
@@ -300,7 +452,15 @@ fn flat(v: &Value, prefix: &str, out: &mut Map<String, Value>) {
     match v {
         Value::Object(o) => {
             for (k, child) in o {
-                flat(child, &if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") }, out);
+                flat(
+                    child,
+                    &if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    },
+                    out,
+                );
             }
         }
         other => {
@@ -310,16 +470,26 @@ fn flat(v: &Value, prefix: &str, out: &mut Map<String, Value>) {
 }
 
 pub fn get_settings(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiResult<Reply> {
-    let name_filter = req.segments.iter().position(|s| s == "_settings").and_then(|p| req.segments.get(p + 1)).cloned();
+    let name_filter = req
+        .segments
+        .iter()
+        .position(|s| s == "_settings")
+        .and_then(|p| req.segments.get(p + 1))
+        .cloned();
     let flat_settings = req.flag("flat_settings")?;
     let c = shared.lock();
     let targets = c.resolve(expr.unwrap_or("_all"), opts(req, true)?)?;
     let mut out = Map::new();
     for t in targets {
-        let Some(i) = c.indices.get(&t.index) else { continue };
+        let Some(i) = c.indices.get(&t.index) else {
+            continue;
+        };
         let mut flat_map = Map::new();
         for (k, v) in &i.settings {
-            if name_filter.as_deref().is_none_or(|f| f.split(',').any(|p| glob(p, k))) {
+            if name_filter
+                .as_deref()
+                .is_none_or(|f| f.split(',').any(|p| glob(p, k)))
+            {
                 flat_map.insert(k.clone(), Value::String(v.clone()));
             }
         }
@@ -331,7 +501,11 @@ pub fn get_settings(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiRe
                 let parts: Vec<&str> = k.split('.').collect();
                 let mut node = &mut tree;
                 for p in &parts[..parts.len() - 1] {
-                    node = node.entry(p.to_string()).or_insert_with(|| json!({})).as_object_mut().expect("settings tree holds objects");
+                    node = node
+                        .entry(p.to_string())
+                        .or_insert_with(|| json!({}))
+                        .as_object_mut()
+                        .expect("settings tree holds objects");
                 }
                 node.insert(parts[parts.len() - 1].to_string(), v);
             }
@@ -343,7 +517,9 @@ pub fn get_settings(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiRe
 }
 
 pub fn put_settings(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiResult<Reply> {
-    let mut body = req.json_body()?.ok_or_else(|| ApiError::validation(&["no settings to update".into()]))?;
+    let mut body = req
+        .json_body()?
+        .ok_or_else(|| ApiError::validation(&["no settings to update".into()]))?;
     if let Some(inner) = body.get("settings").cloned() {
         body = inner;
     }
@@ -373,7 +549,9 @@ pub fn get_mapping(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiRes
 }
 
 pub fn put_mapping(shared: &Shared, expr: &str, req: &Request) -> ApiResult<Reply> {
-    let body = req.json_body()?.ok_or_else(|| ApiError::validation(&["mapping source is missing".into()]))?;
+    let body = req
+        .json_body()?
+        .ok_or_else(|| ApiError::validation(&["mapping source is missing".into()]))?;
     let mut c = shared.lock();
     let targets = c.resolve(expr, opts(req, true)?)?;
     for t in &targets {

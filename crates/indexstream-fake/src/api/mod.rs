@@ -27,19 +27,39 @@ pub struct Reply {
 
 impl Reply {
     pub fn json(status: u16, v: &Value) -> Self {
-        Reply { status, body: v.to_string(), content_type: "application/json; charset=UTF-8", headers: vec![] }
+        Reply {
+            status,
+            body: v.to_string(),
+            content_type: "application/json; charset=UTF-8",
+            headers: vec![],
+        }
     }
 
     pub fn raw_json(status: u16, body: String) -> Self {
-        Reply { status, body, content_type: "application/json; charset=UTF-8", headers: vec![] }
+        Reply {
+            status,
+            body,
+            content_type: "application/json; charset=UTF-8",
+            headers: vec![],
+        }
     }
 
     pub fn text(status: u16, body: String) -> Self {
-        Reply { status, body, content_type: "text/plain; charset=UTF-8", headers: vec![] }
+        Reply {
+            status,
+            body,
+            content_type: "text/plain; charset=UTF-8",
+            headers: vec![],
+        }
     }
 
     pub fn empty(status: u16) -> Self {
-        Reply { status, body: String::new(), content_type: "application/json; charset=UTF-8", headers: vec![] }
+        Reply {
+            status,
+            body: String::new(),
+            content_type: "application/json; charset=UTF-8",
+            headers: vec![],
+        }
     }
 
     pub fn error(e: &ApiError) -> Self {
@@ -59,7 +79,11 @@ pub struct Request {
 
 impl Request {
     pub fn param(&self, name: &str) -> Option<&str> {
-        self.params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.params
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn flag(&self, name: &str) -> ApiResult<bool> {
@@ -67,7 +91,9 @@ impl Request {
             None => Ok(false),
             Some("" | "true") => Ok(true),
             Some("false") => Ok(false),
-            Some(other) => Err(ApiError::illegal_argument(format!("Failed to parse value [{other}] as only [true] or [false] are allowed."))),
+            Some(other) => Err(ApiError::illegal_argument(format!(
+                "Failed to parse value [{other}] as only [true] or [false] are allowed."
+            ))),
         }
     }
 
@@ -81,7 +107,11 @@ impl Request {
     pub fn int_param(&self, name: &str) -> ApiResult<Option<i64>> {
         match self.param(name) {
             None => Ok(None),
-            Some(v) => v.parse().map(Some).map_err(|_| ApiError::illegal_argument(format!("Failed to parse int parameter [{name}] with value [{v}]"))),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::illegal_argument(format!(
+                    "Failed to parse int parameter [{name}] with value [{v}]"
+                ))
+            }),
         }
     }
 
@@ -89,20 +119,29 @@ impl Request {
     pub fn json_body(&self) -> ApiResult<Option<Value>> {
         if self.body.iter().all(|b| b.is_ascii_whitespace()) {
             if let Some(source) = self.param("source") {
-                return serde_json::from_str(source).map(Some).map_err(|e| json_error(&e));
+                return serde_json::from_str(source)
+                    .map(Some)
+                    .map_err(|e| json_error(&e));
             }
             return Ok(None);
         }
-        serde_json::from_slice(&self.body).map(Some).map_err(|e| json_error(&e))
+        serde_json::from_slice(&self.body)
+            .map(Some)
+            .map_err(|e| json_error(&e))
     }
 
     pub fn body_text(&self) -> ApiResult<&str> {
-        std::str::from_utf8(&self.body).map_err(|_| ApiError::parsing("request body is not valid UTF-8"))
+        std::str::from_utf8(&self.body)
+            .map_err(|_| ApiError::parsing("request body is not valid UTF-8"))
     }
 }
 
 pub fn json_error(e: &serde_json::Error) -> ApiError {
-    ApiError::new(400, "json_parse_exception", format!("Unexpected character or end-of-input: {e}"))
+    ApiError::new(
+        400,
+        "json_parse_exception",
+        format!("Unexpected character or end-of-input: {e}"),
+    )
 }
 
 fn percent_decode(s: &str) -> String {
@@ -112,7 +151,10 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
                     Ok(b) => {
                         out.push(b);
                         i += 3;
@@ -137,13 +179,19 @@ pub fn parse_query_string(q: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(&k.replace('+', " ")), percent_decode(&v.replace('+', " ")))
+            (
+                percent_decode(&k.replace('+', " ")),
+                percent_decode(&v.replace('+', " ")),
+            )
         })
         .collect()
 }
 
 pub fn split_path(path: &str) -> Vec<String> {
-    path.split('/').filter(|s| !s.is_empty()).map(percent_decode).collect()
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(percent_decode)
+        .collect()
 }
 
 /// Where a request is routed, with the API family and indices that fault rules match on.
@@ -207,30 +255,250 @@ impl Handler {
         use Handler::*;
         match self {
             Root | Fake | CatIndices => &["*"],
-            Health => &["level", "local", "master_timeout", "cluster_manager_timeout", "timeout", "wait_for_active_shards", "wait_for_nodes", "wait_for_events", "wait_for_no_relocating_shards", "wait_for_no_initializing_shards", "wait_for_status", "expand_wildcards", "awareness_attribute"],
-            Bulk => &["wait_for_active_shards", "refresh", "routing", "timeout", "type", "_source", "_source_excludes", "_source_includes", "pipeline", "require_alias", "batch_size"],
+            Health => &[
+                "level",
+                "local",
+                "master_timeout",
+                "cluster_manager_timeout",
+                "timeout",
+                "wait_for_active_shards",
+                "wait_for_nodes",
+                "wait_for_events",
+                "wait_for_no_relocating_shards",
+                "wait_for_no_initializing_shards",
+                "wait_for_status",
+                "expand_wildcards",
+                "awareness_attribute",
+            ],
+            Bulk => &[
+                "wait_for_active_shards",
+                "refresh",
+                "routing",
+                "timeout",
+                "type",
+                "_source",
+                "_source_excludes",
+                "_source_includes",
+                "pipeline",
+                "require_alias",
+                "batch_size",
+            ],
             Refresh => &["ignore_unavailable", "allow_no_indices", "expand_wildcards"],
-            Search => &["analyzer", "analyze_wildcard", "ccs_minimize_roundtrips", "default_operator", "df", "explain", "stored_fields", "docvalue_fields", "from", "ignore_unavailable", "ignore_throttled", "allow_no_indices", "expand_wildcards", "lenient", "preference", "q", "routing", "scroll", "search_type", "size", "sort", "_source", "_source_excludes", "_source_includes", "terminate_after", "stats", "suggest_field", "suggest_mode", "suggest_size", "suggest_text", "timeout", "track_scores", "track_total_hits", "allow_partial_search_results", "typed_keys", "version", "seq_no_primary_term", "request_cache", "batched_reduce_size", "max_concurrent_shard_requests", "pre_filter_shard_size", "rest_total_hits_as_int", "search_pipeline", "include_named_queries_score", "phase_took", "cancel_after_time_interval"],
-            Count => &["ignore_unavailable", "ignore_throttled", "allow_no_indices", "expand_wildcards", "min_score", "preference", "routing", "q", "analyzer", "analyze_wildcard", "default_operator", "df", "lenient", "terminate_after"],
+            Search => &[
+                "analyzer",
+                "analyze_wildcard",
+                "ccs_minimize_roundtrips",
+                "default_operator",
+                "df",
+                "explain",
+                "stored_fields",
+                "docvalue_fields",
+                "from",
+                "ignore_unavailable",
+                "ignore_throttled",
+                "allow_no_indices",
+                "expand_wildcards",
+                "lenient",
+                "preference",
+                "q",
+                "routing",
+                "scroll",
+                "search_type",
+                "size",
+                "sort",
+                "_source",
+                "_source_excludes",
+                "_source_includes",
+                "terminate_after",
+                "stats",
+                "suggest_field",
+                "suggest_mode",
+                "suggest_size",
+                "suggest_text",
+                "timeout",
+                "track_scores",
+                "track_total_hits",
+                "allow_partial_search_results",
+                "typed_keys",
+                "version",
+                "seq_no_primary_term",
+                "request_cache",
+                "batched_reduce_size",
+                "max_concurrent_shard_requests",
+                "pre_filter_shard_size",
+                "rest_total_hits_as_int",
+                "search_pipeline",
+                "include_named_queries_score",
+                "phase_took",
+                "cancel_after_time_interval",
+            ],
+            Count => &[
+                "ignore_unavailable",
+                "ignore_throttled",
+                "allow_no_indices",
+                "expand_wildcards",
+                "min_score",
+                "preference",
+                "routing",
+                "q",
+                "analyzer",
+                "analyze_wildcard",
+                "default_operator",
+                "df",
+                "lenient",
+                "terminate_after",
+            ],
             Scroll => &["scroll", "scroll_id", "rest_total_hits_as_int"],
             ClearScroll => &["scroll_id"],
-            CreatePit => &["keep_alive", "preference", "routing", "expand_wildcards", "allow_partial_pit_creation"],
+            CreatePit => &[
+                "keep_alive",
+                "preference",
+                "routing",
+                "expand_wildcards",
+                "allow_partial_pit_creation",
+            ],
             DeletePits | DeleteAllPits | GetAllPits => &[],
-            Stats => &["completion_fields", "fielddata_fields", "fields", "groups", "level", "types", "include_segment_file_sizes", "include_unloaded_segments", "expand_wildcards", "forbid_closed_indices"],
-            Mget => &["stored_fields", "preference", "realtime", "refresh", "routing", "_source", "_source_excludes", "_source_includes"],
-            GetAliases | HeadAlias => &["ignore_unavailable", "allow_no_indices", "expand_wildcards", "local"],
-            PutAlias | DeleteAlias | UpdateAliases => &["timeout", "master_timeout", "cluster_manager_timeout"],
-            GetSettings => &["master_timeout", "cluster_manager_timeout", "ignore_unavailable", "allow_no_indices", "expand_wildcards", "flat_settings", "local", "include_defaults"],
-            PutSettings => &["master_timeout", "cluster_manager_timeout", "timeout", "preserve_existing", "ignore_unavailable", "allow_no_indices", "expand_wildcards", "flat_settings"],
-            GetMapping => &["ignore_unavailable", "allow_no_indices", "expand_wildcards", "master_timeout", "cluster_manager_timeout", "local"],
-            PutMapping => &["timeout", "master_timeout", "cluster_manager_timeout", "ignore_unavailable", "allow_no_indices", "expand_wildcards", "write_index_only"],
-            IndexDoc | CreateDoc => &["wait_for_active_shards", "op_type", "refresh", "routing", "timeout", "version", "version_type", "if_seq_no", "if_primary_term", "pipeline", "require_alias"],
-            GetDoc | GetSource => &["stored_fields", "preference", "realtime", "refresh", "routing", "_source", "_source_excludes", "_source_includes", "version", "version_type"],
-            DeleteDoc => &["wait_for_active_shards", "refresh", "routing", "timeout", "if_seq_no", "if_primary_term", "version", "version_type"],
-            UpdateDoc => &["wait_for_active_shards", "_source", "_source_excludes", "_source_includes", "lang", "refresh", "retry_on_conflict", "routing", "timeout", "if_seq_no", "if_primary_term", "require_alias"],
-            CreateIndex => &["wait_for_active_shards", "timeout", "master_timeout", "cluster_manager_timeout"],
-            DeleteIndex => &["timeout", "master_timeout", "cluster_manager_timeout", "ignore_unavailable", "allow_no_indices", "expand_wildcards"],
-            IndexExists | GetIndex => &["local", "ignore_unavailable", "allow_no_indices", "expand_wildcards", "flat_settings", "include_defaults", "master_timeout", "cluster_manager_timeout"],
+            Stats => &[
+                "completion_fields",
+                "fielddata_fields",
+                "fields",
+                "groups",
+                "level",
+                "types",
+                "include_segment_file_sizes",
+                "include_unloaded_segments",
+                "expand_wildcards",
+                "forbid_closed_indices",
+            ],
+            Mget => &[
+                "stored_fields",
+                "preference",
+                "realtime",
+                "refresh",
+                "routing",
+                "_source",
+                "_source_excludes",
+                "_source_includes",
+            ],
+            GetAliases | HeadAlias => &[
+                "ignore_unavailable",
+                "allow_no_indices",
+                "expand_wildcards",
+                "local",
+            ],
+            PutAlias | DeleteAlias | UpdateAliases => {
+                &["timeout", "master_timeout", "cluster_manager_timeout"]
+            }
+            GetSettings => &[
+                "master_timeout",
+                "cluster_manager_timeout",
+                "ignore_unavailable",
+                "allow_no_indices",
+                "expand_wildcards",
+                "flat_settings",
+                "local",
+                "include_defaults",
+            ],
+            PutSettings => &[
+                "master_timeout",
+                "cluster_manager_timeout",
+                "timeout",
+                "preserve_existing",
+                "ignore_unavailable",
+                "allow_no_indices",
+                "expand_wildcards",
+                "flat_settings",
+            ],
+            GetMapping => &[
+                "ignore_unavailable",
+                "allow_no_indices",
+                "expand_wildcards",
+                "master_timeout",
+                "cluster_manager_timeout",
+                "local",
+            ],
+            PutMapping => &[
+                "timeout",
+                "master_timeout",
+                "cluster_manager_timeout",
+                "ignore_unavailable",
+                "allow_no_indices",
+                "expand_wildcards",
+                "write_index_only",
+            ],
+            IndexDoc | CreateDoc => &[
+                "wait_for_active_shards",
+                "op_type",
+                "refresh",
+                "routing",
+                "timeout",
+                "version",
+                "version_type",
+                "if_seq_no",
+                "if_primary_term",
+                "pipeline",
+                "require_alias",
+            ],
+            GetDoc | GetSource => &[
+                "stored_fields",
+                "preference",
+                "realtime",
+                "refresh",
+                "routing",
+                "_source",
+                "_source_excludes",
+                "_source_includes",
+                "version",
+                "version_type",
+            ],
+            DeleteDoc => &[
+                "wait_for_active_shards",
+                "refresh",
+                "routing",
+                "timeout",
+                "if_seq_no",
+                "if_primary_term",
+                "version",
+                "version_type",
+            ],
+            UpdateDoc => &[
+                "wait_for_active_shards",
+                "_source",
+                "_source_excludes",
+                "_source_includes",
+                "lang",
+                "refresh",
+                "retry_on_conflict",
+                "routing",
+                "timeout",
+                "if_seq_no",
+                "if_primary_term",
+                "require_alias",
+            ],
+            CreateIndex => &[
+                "wait_for_active_shards",
+                "timeout",
+                "master_timeout",
+                "cluster_manager_timeout",
+            ],
+            DeleteIndex => &[
+                "timeout",
+                "master_timeout",
+                "cluster_manager_timeout",
+                "ignore_unavailable",
+                "allow_no_indices",
+                "expand_wildcards",
+            ],
+            IndexExists | GetIndex => &[
+                "local",
+                "ignore_unavailable",
+                "allow_no_indices",
+                "expand_wildcards",
+                "flat_settings",
+                "include_defaults",
+                "master_timeout",
+                "cluster_manager_timeout",
+            ],
         }
     }
 }
@@ -239,8 +507,14 @@ fn route(method: &str, seg: &[String]) -> Result<(Handler, Option<String>), Vec<
     use Handler::*;
     let s: Vec<&str> = seg.iter().map(String::as_str).collect();
     let m = method;
-    let pick = |allowed: &[(&'static str, Handler)], index: Option<String>| -> Result<(Handler, Option<String>), Vec<&'static str>> {
-        allowed.iter().find(|(am, _)| *am == m).map(|(_, h)| (*h, index)).ok_or_else(|| allowed.iter().map(|(am, _)| *am).collect())
+    let pick = |allowed: &[(&'static str, Handler)],
+                index: Option<String>|
+     -> Result<(Handler, Option<String>), Vec<&'static str>> {
+        allowed
+            .iter()
+            .find(|(am, _)| *am == m)
+            .map(|(_, h)| (*h, index))
+            .ok_or_else(|| allowed.iter().map(|(am, _)| *am).collect())
     };
     let idx = |i: usize| Some(seg[i].clone());
     match s.as_slice() {
@@ -252,9 +526,14 @@ fn route(method: &str, seg: &[String]) -> Result<(Handler, Option<String>), Vec<
         ["_refresh"] => pick(&[("POST", Refresh), ("GET", Refresh)], None),
         ["_search"] => pick(&[("GET", Search), ("POST", Search)], None),
         ["_count"] => pick(&[("GET", Count), ("POST", Count)], None),
-        ["_search", "scroll"] | ["_search", "scroll", _] => pick(&[("GET", Scroll), ("POST", Scroll), ("DELETE", ClearScroll)], seg.get(2).cloned()),
+        ["_search", "scroll"] | ["_search", "scroll", _] => pick(
+            &[("GET", Scroll), ("POST", Scroll), ("DELETE", ClearScroll)],
+            seg.get(2).cloned(),
+        ),
         ["_search", "point_in_time"] => pick(&[("DELETE", DeletePits)], None),
-        ["_search", "point_in_time", "_all"] => pick(&[("GET", GetAllPits), ("DELETE", DeleteAllPits)], None),
+        ["_search", "point_in_time", "_all"] => {
+            pick(&[("GET", GetAllPits), ("DELETE", DeleteAllPits)], None)
+        }
         ["_stats"] => pick(&[("GET", Stats)], None),
         ["_stats", _] => pick(&[("GET", Stats)], None),
         ["_mget"] => pick(&[("GET", Mget), ("POST", Mget)], None),
@@ -263,7 +542,9 @@ fn route(method: &str, seg: &[String]) -> Result<(Handler, Option<String>), Vec<
         ["_alias", _] => pick(&[("GET", GetAliases), ("HEAD", HeadAlias)], None),
         ["_settings"] => pick(&[("GET", GetSettings), ("PUT", PutSettings)], None),
         ["_mapping"] => pick(&[("GET", GetMapping)], None),
-        ["_cat", "indices"] | ["_cat", "indices", _] => pick(&[("GET", CatIndices)], seg.get(2).cloned()),
+        ["_cat", "indices"] | ["_cat", "indices", _] => {
+            pick(&[("GET", CatIndices)], seg.get(2).cloned())
+        }
         [_, "_bulk"] => pick(&[("POST", Bulk), ("PUT", Bulk)], idx(0)),
         [_, "_refresh"] => pick(&[("POST", Refresh), ("GET", Refresh)], idx(0)),
         [_, "_search"] => pick(&[("GET", Search), ("POST", Search)], idx(0)),
@@ -272,49 +553,126 @@ fn route(method: &str, seg: &[String]) -> Result<(Handler, Option<String>), Vec<
         [_, "_stats"] | [_, "_stats", _] => pick(&[("GET", Stats)], idx(0)),
         [_, "_mget"] => pick(&[("GET", Mget), ("POST", Mget)], idx(0)),
         [_, "_alias"] | [_, "_aliases"] => pick(&[("GET", GetAliases)], idx(0)),
-        [_, "_alias", _] | [_, "_aliases", _] => pick(&[("GET", GetAliases), ("HEAD", HeadAlias), ("PUT", PutAlias), ("POST", PutAlias), ("DELETE", DeleteAlias)], idx(0)),
-        [_, "_settings"] | [_, "_settings", _] => pick(&[("GET", GetSettings), ("PUT", PutSettings)], idx(0)),
-        [_, "_mapping"] => pick(&[("GET", GetMapping), ("PUT", PutMapping), ("POST", PutMapping)], idx(0)),
+        [_, "_alias", _] | [_, "_aliases", _] => pick(
+            &[
+                ("GET", GetAliases),
+                ("HEAD", HeadAlias),
+                ("PUT", PutAlias),
+                ("POST", PutAlias),
+                ("DELETE", DeleteAlias),
+            ],
+            idx(0),
+        ),
+        [_, "_settings"] | [_, "_settings", _] => {
+            pick(&[("GET", GetSettings), ("PUT", PutSettings)], idx(0))
+        }
+        [_, "_mapping"] => pick(
+            &[
+                ("GET", GetMapping),
+                ("PUT", PutMapping),
+                ("POST", PutMapping),
+            ],
+            idx(0),
+        ),
         [_, "_doc"] => pick(&[("POST", IndexDoc)], idx(0)),
-        [_, "_doc", _] => pick(&[("GET", GetDoc), ("HEAD", GetDoc), ("PUT", IndexDoc), ("POST", IndexDoc), ("DELETE", DeleteDoc)], idx(0)),
+        [_, "_doc", _] => pick(
+            &[
+                ("GET", GetDoc),
+                ("HEAD", GetDoc),
+                ("PUT", IndexDoc),
+                ("POST", IndexDoc),
+                ("DELETE", DeleteDoc),
+            ],
+            idx(0),
+        ),
         [_, "_create", _] => pick(&[("PUT", CreateDoc), ("POST", CreateDoc)], idx(0)),
         [_, "_update", _] => pick(&[("POST", UpdateDoc)], idx(0)),
         [_, "_source", _] => pick(&[("GET", GetSource), ("HEAD", GetSource)], idx(0)),
-        [first] if !first.starts_with('_') || m == "PUT" => pick(&[("PUT", CreateIndex), ("DELETE", DeleteIndex), ("HEAD", IndexExists), ("GET", GetIndex)], idx(0)),
+        [first] if !first.starts_with('_') || m == "PUT" => pick(
+            &[
+                ("PUT", CreateIndex),
+                ("DELETE", DeleteIndex),
+                ("HEAD", IndexExists),
+                ("GET", GetIndex),
+            ],
+            idx(0),
+        ),
         _ => Err(vec![]),
     }
 }
 
-const COMMON_PARAMS: &[&str] = &["pretty", "human", "error_trace", "filter_path", "format", "source", "source_content_type"];
+const COMMON_PARAMS: &[&str] = &[
+    "pretty",
+    "human",
+    "error_trace",
+    "filter_path",
+    "format",
+    "source",
+    "source_content_type",
+];
 
 /// The API family and target indices of a request, for fault rules and the request log.
 pub fn classify(method: &str, segments: &[String]) -> (ApiKind, Vec<String>) {
     match route(method, segments) {
-        Ok((h, index)) => (h.kind(), index.map(|i| i.split(',').map(String::from).collect()).unwrap_or_default()),
+        Ok((h, index)) => (
+            h.kind(),
+            index
+                .map(|i| i.split(',').map(String::from).collect())
+                .unwrap_or_default(),
+        ),
         Err(_) => (ApiKind::Admin, vec![]),
     }
 }
 
 /// Serves one request. `partial_shards` comes from a fault rule that fails one shard of a search.
-pub async fn handle(shared: &Shared, req: Request, partial_shards: bool, reject_rules: &[u64]) -> Reply {
+pub async fn handle(
+    shared: &Shared,
+    req: Request,
+    partial_shards: bool,
+    reject_rules: &[u64],
+) -> Reply {
     let (handler, index) = match route(&req.method, &req.segments) {
         Ok(r) => r,
         Err(allowed) if !allowed.is_empty() => {
             let mut allowed: Vec<&str> = allowed;
             allowed.sort();
-            return Reply::json(405, &serde_json::json!({"error": format!("Incorrect HTTP method for uri [{}] and method [{}], allowed: [{}]", req.path, req.method, allowed.join(", ")), "status": 405}));
+            return Reply::json(
+                405,
+                &serde_json::json!({"error": format!("Incorrect HTTP method for uri [{}] and method [{}], allowed: [{}]", req.path, req.method, allowed.join(", ")), "status": 405}),
+            );
         }
-        Err(_) => return Reply::json(400, &serde_json::json!({"error": format!("no handler found for uri [{}] and method [{}]", req.path, req.method), "status": 400})),
+        Err(_) => {
+            return Reply::json(
+                400,
+                &serde_json::json!({"error": format!("no handler found for uri [{}] and method [{}]", req.path, req.method), "status": 400}),
+            )
+        }
     };
     let allowed = handler.params();
     if allowed != ["*"] {
         let known: HashSet<&str> = allowed.iter().chain(COMMON_PARAMS).copied().collect();
-        let unknown: Vec<&str> = req.params.iter().map(|(k, _)| k.as_str()).filter(|k| !known.contains(k)).collect();
+        let unknown: Vec<&str> = req
+            .params
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !known.contains(k))
+            .collect();
         if let Some(first) = unknown.first() {
             let reason = if unknown.len() == 1 {
-                format!("request [{}] contains unrecognized parameter: [{first}]", req.path)
+                format!(
+                    "request [{}] contains unrecognized parameter: [{first}]",
+                    req.path
+                )
             } else {
-                format!("request [{}] contains unrecognized parameters: {}", req.path, unknown.iter().map(|u| format!("[{u}]")).collect::<Vec<_>>().join(", "))
+                format!(
+                    "request [{}] contains unrecognized parameters: {}",
+                    req.path,
+                    unknown
+                        .iter()
+                        .map(|u| format!("[{u}]"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
             };
             return Reply::error(&ApiError::illegal_argument(reason));
         }
@@ -331,7 +689,14 @@ pub async fn handle(shared: &Shared, req: Request, partial_shards: bool, reject_
     reply
 }
 
-async fn dispatch(shared: &Shared, handler: Handler, index: Option<String>, req: &Request, partial: bool, reject_rules: &[u64]) -> ApiResult<Reply> {
+async fn dispatch(
+    shared: &Shared,
+    handler: Handler,
+    index: Option<String>,
+    req: &Request,
+    partial: bool,
+    reject_rules: &[u64],
+) -> ApiResult<Reply> {
     use Handler::*;
     let index_ref = index.as_deref();
     match handler {
@@ -387,21 +752,31 @@ impl RefreshPolicy {
             None | Some("false") => Ok(RefreshPolicy::No),
             Some("" | "true") => Ok(RefreshPolicy::Immediate),
             Some("wait_for") => Ok(RefreshPolicy::WaitFor),
-            Some(other) => Err(ApiError::illegal_argument(format!("Unknown value for refresh: [{other}]."))),
+            Some(other) => Err(ApiError::illegal_argument(format!(
+                "Unknown value for refresh: [{other}]."
+            ))),
         }
     }
 }
 
 /// Applies a write's refresh policy to the shards it touched (`(index, shard, seq_no)`).
 /// Returns whether a refresh was forced.
-pub async fn apply_refresh(shared: &Shared, policy: RefreshPolicy, touched: &[(String, u32, u64)]) -> bool {
+pub async fn apply_refresh(
+    shared: &Shared,
+    policy: RefreshPolicy,
+    touched: &[(String, u32, u64)],
+) -> bool {
     match policy {
         RefreshPolicy::No => false,
         RefreshPolicy::Immediate => {
             {
                 let mut c = shared.lock();
                 for (index, shard, _) in touched {
-                    if let Some(s) = c.indices.get_mut(index).and_then(|i| i.shards.get_mut(*shard as usize)) {
+                    if let Some(s) = c
+                        .indices
+                        .get_mut(index)
+                        .and_then(|i| i.shards.get_mut(*shard as usize))
+                    {
                         s.refresh();
                     }
                 }
@@ -409,20 +784,23 @@ pub async fn apply_refresh(shared: &Shared, policy: RefreshPolicy, touched: &[(S
             shared.refreshed.notify_waiters();
             !touched.is_empty()
         }
-        RefreshPolicy::WaitFor => {
-            loop {
-                let notified = shared.refreshed.notified();
-                tokio::pin!(notified);
-                notified.as_mut().enable();
-                let done = {
-                    let c = shared.lock();
-                    touched.iter().all(|(index, shard, seq)| c.indices.get(index).and_then(|i| i.shards.get(*shard as usize)).is_none_or(|s| s.is_searchable(*seq)))
-                };
-                if done {
-                    return false;
-                }
-                notified.await;
+        RefreshPolicy::WaitFor => loop {
+            let notified = shared.refreshed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let done = {
+                let c = shared.lock();
+                touched.iter().all(|(index, shard, seq)| {
+                    c.indices
+                        .get(index)
+                        .and_then(|i| i.shards.get(*shard as usize))
+                        .is_none_or(|s| s.is_searchable(*seq))
+                })
+            };
+            if done {
+                return false;
             }
-        }
+            notified.await;
+        },
     }
 }

@@ -22,13 +22,28 @@ fn preference_shards(pref: Option<&str>) -> ApiResult<Option<BTreeSet<u32>>> {
         if let Some(list) = part.strip_prefix("_shards:") {
             let mut set = BTreeSet::new();
             for n in list.split(',') {
-                set.insert(n.trim().parse::<u32>().map_err(|_| ApiError::illegal_argument(format!("No shard id found in preference [{pref}]")))?);
+                set.insert(n.trim().parse::<u32>().map_err(|_| {
+                    ApiError::illegal_argument(format!("No shard id found in preference [{pref}]"))
+                })?);
             }
             return Ok(Some(set));
         }
-        let known = ["_primary", "_primary_first", "_replica", "_replica_first", "_local", "_only_local"];
-        if part.starts_with('_') && !known.contains(&part) && !part.starts_with("_only_nodes:") && !part.starts_with("_prefer_nodes:") {
-            return Err(ApiError::illegal_argument(format!("no Preference for [{part}]")));
+        let known = [
+            "_primary",
+            "_primary_first",
+            "_replica",
+            "_replica_first",
+            "_local",
+            "_only_local",
+        ];
+        if part.starts_with('_')
+            && !known.contains(&part)
+            && !part.starts_with("_only_nodes:")
+            && !part.starts_with("_prefer_nodes:")
+        {
+            return Err(ApiError::illegal_argument(format!(
+                "no Preference for [{part}]"
+            )));
         }
     }
     Ok(None)
@@ -39,9 +54,13 @@ fn plan_for(c: &Cluster, targets: &[Target], req: &Request) -> ApiResult<Vec<Pla
     let routing = req.param("routing");
     let mut plan = Vec::new();
     for t in targets {
-        let Some(index) = c.indices.get(&t.index) else { continue };
+        let Some(index) = c.indices.get(&t.index) else {
+            continue;
+        };
         let n = index.shards.len() as u32;
-        let routed: Option<BTreeSet<u32>> = routing.or(t.routing.as_deref()).map(|r| r.split(',').map(|v| shard_for(v, n)).collect());
+        let routed: Option<BTreeSet<u32>> = routing
+            .or(t.routing.as_deref())
+            .map(|r| r.split(',').map(|v| shard_for(v, n)).collect());
         let shards = index
             .shards
             .iter()
@@ -49,7 +68,11 @@ fn plan_for(c: &Cluster, targets: &[Target], req: &Request) -> ApiResult<Vec<Pla
             .filter(|s| routed.as_ref().is_none_or(|r| r.contains(&s.num)))
             .map(|s| (s.num, s.gen))
             .collect();
-        plan.push(PlanTarget { index: t.index.clone(), filter: t.filter.clone(), shards });
+        plan.push(PlanTarget {
+            index: t.index.clone(),
+            filter: t.filter.clone(),
+            shards,
+        });
     }
     Ok(plan)
 }
@@ -58,19 +81,36 @@ fn plan_from_pinned(pinned: &[Pinned], c: &Cluster) -> Vec<PlanTarget> {
     pinned
         .iter()
         .filter(|p| c.indices.get(&p.index).is_some_and(|i| i.uuid == p.uuid))
-        .map(|p| PlanTarget { index: p.index.clone(), filter: p.filter.clone(), shards: p.shards.clone() })
+        .map(|p| PlanTarget {
+            index: p.index.clone(),
+            filter: p.filter.clone(),
+            shards: p.shards.clone(),
+        })
         .collect()
 }
 
 fn resolve_opts(req: &Request) -> ApiResult<ResolveOpts> {
-    Ok(ResolveOpts { ignore_unavailable: req.flag("ignore_unavailable")?, allow_no_indices: req.flag_or("allow_no_indices", true)?, aliases: true })
+    Ok(ResolveOpts {
+        ignore_unavailable: req.flag("ignore_unavailable")?,
+        allow_no_indices: req.flag_or("allow_no_indices", true)?,
+        aliases: true,
+    })
 }
 
 fn context_missing(id: &str) -> ApiError {
-    ApiError::new(404, "search_context_missing_exception", format!("No search context found for id [{id}]"))
+    ApiError::new(
+        404,
+        "search_context_missing_exception",
+        format!("No search context found for id [{id}]"),
+    )
 }
 
-pub fn search(shared: &Shared, index: Option<&str>, req: &Request, partial: bool) -> ApiResult<Reply> {
+pub fn search(
+    shared: &Shared,
+    index: Option<&str>,
+    req: &Request,
+    partial: bool,
+) -> ApiResult<Reply> {
     let started = Instant::now();
     let body = req.json_body()?;
     let search = SearchRequest::parse(body.as_ref(), &req.params)?;
@@ -85,7 +125,10 @@ pub fn search(shared: &Shared, index: Option<&str>, req: &Request, partial: bool
         if index.is_some() {
             return Err(ApiError::validation(&["[indices] cannot be used with point in time. Do not specify any index with point in time.".into()]));
         }
-        let p = c.pits.get_mut(&pit.id).ok_or_else(|| context_missing(&pit.id))?;
+        let p = c
+            .pits
+            .get_mut(&pit.id)
+            .ok_or_else(|| context_missing(&pit.id))?;
         // A search extends the context's life; listings keep showing the keep_alive it was created with.
         if let Some(k) = pit.keep_alive {
             p.expires = Instant::now() + k;
@@ -99,30 +142,67 @@ pub fn search(shared: &Shared, index: Option<&str>, req: &Request, partial: bool
     };
     let outcome = execute(&mut c.indices, &plan, &search, None, partial)?;
     if let Some(keep_alive) = scroll {
-        let targets: Vec<Target> = plan.iter().map(|p| Target { index: p.index.clone(), filter: p.filter.clone(), routing: None }).collect();
+        let targets: Vec<Target> = plan
+            .iter()
+            .map(|p| Target {
+                index: p.index.clone(),
+                filter: p.filter.clone(),
+                routing: None,
+            })
+            .collect();
         let mut pinned = c.pin(&targets);
         // The scroll reads exactly the shards (and generations) of the first page.
         for (pin, p) in pinned.iter_mut().zip(&plan) {
-            pin.shards.retain(|(n, _)| p.shards.iter().any(|(m, _)| m == n));
+            pin.shards
+                .retain(|(n, _)| p.shards.iter().any(|(m, _)| m == n));
         }
         let id = c.rng.base64_id(40);
         let mut scroll_req = search.clone();
         scroll_req.track_total_hits = TrackTotal::Off;
-        c.scrolls.insert(id.clone(), Scroll { pinned, request: scroll_req, after: outcome.last_position(), total: outcome.total, expires: Instant::now() + keep_alive });
+        c.scrolls.insert(
+            id.clone(),
+            Scroll {
+                pinned,
+                request: scroll_req,
+                after: outcome.last_position(),
+                total: outcome.total,
+                expires: Instant::now() + keep_alive,
+            },
+        );
         extra.insert(0, ("_scroll_id", json!(id)));
     }
     drop(c);
-    Ok(Reply::raw_json(200, outcome.render(&search, RenderOpts { total_as_int: as_int, took_ms: started.elapsed().as_millis() as u64 }, &extra)))
+    Ok(Reply::raw_json(
+        200,
+        outcome.render(
+            &search,
+            RenderOpts {
+                total_as_int: as_int,
+                took_ms: started.elapsed().as_millis() as u64,
+            },
+            &extra,
+        ),
+    ))
 }
 
-pub fn count(shared: &Shared, index: Option<&str>, req: &Request, partial: bool) -> ApiResult<Reply> {
+pub fn count(
+    shared: &Shared,
+    index: Option<&str>,
+    req: &Request,
+    partial: bool,
+) -> ApiResult<Reply> {
     let body = req.json_body()?;
     let query = match &body {
         Some(Value::Object(o)) => count_body_query(o)?,
         Some(Value::Null) | None => crate::query::Query::MatchAll,
         Some(_) => return Err(ApiError::parsing("request body must be an object")),
     };
-    let mut search = SearchRequest { query, size: 0, track_total_hits: TrackTotal::Exact, ..SearchRequest::default() };
+    let mut search = SearchRequest {
+        query,
+        size: 0,
+        track_total_hits: TrackTotal::Exact,
+        ..SearchRequest::default()
+    };
     if let Some(q) = req.param("q") {
         search = SearchRequest::parse(None, &[("q".into(), q.into())])?;
         search.size = 0;
@@ -136,7 +216,10 @@ pub fn count(shared: &Shared, index: Option<&str>, req: &Request, partial: bool)
     let plan = plan_for(&c, &targets, req)?;
     let outcome = execute(&mut c.indices, &plan, &search, None, partial)?;
     let failed = outcome.failed.len();
-    Ok(Reply::json(200, &json!({"count": outcome.total.map(|t| t.0).unwrap_or(0), "_shards": {"total": outcome.shards_total, "successful": outcome.shards_total - failed, "skipped": 0, "failed": failed}})))
+    Ok(Reply::json(
+        200,
+        &json!({"count": outcome.total.map(|t| t.0).unwrap_or(0), "_shards": {"total": outcome.shards_total, "successful": outcome.shards_total - failed, "skipped": 0, "failed": failed}}),
+    ))
 }
 
 fn scroll_ids(req: &Request, body: &Option<Value>) -> Vec<String> {
@@ -155,11 +238,24 @@ fn scroll_ids(req: &Request, body: &Option<Value>) -> Vec<String> {
     ids
 }
 
-pub fn scroll(shared: &Shared, _index: Option<&str>, req: &Request, partial: bool) -> ApiResult<Reply> {
+pub fn scroll(
+    shared: &Shared,
+    _index: Option<&str>,
+    req: &Request,
+    partial: bool,
+) -> ApiResult<Reply> {
     let started = Instant::now();
     let body = req.json_body()?;
-    let id = scroll_ids(req, &body).into_iter().next().ok_or_else(|| ApiError::validation(&["scrollId is missing".into()]))?;
-    let keep_alive = match body.as_ref().and_then(|b| b.get("scroll")).and_then(|s| s.as_str()).or(req.param("scroll")) {
+    let id = scroll_ids(req, &body)
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::validation(&["scrollId is missing".into()]))?;
+    let keep_alive = match body
+        .as_ref()
+        .and_then(|b| b.get("scroll"))
+        .and_then(|s| s.as_str())
+        .or(req.param("scroll"))
+    {
         Some(s) => parse_time_value("scroll", s)?,
         None => None,
     };
@@ -179,14 +275,28 @@ pub fn scroll(shared: &Shared, _index: Option<&str>, req: &Request, partial: boo
         }
     }
     drop(c);
-    Ok(Reply::raw_json(200, outcome.render(&request, RenderOpts { total_as_int: as_int, took_ms: started.elapsed().as_millis() as u64 }, &[("_scroll_id", json!(id))])))
+    Ok(Reply::raw_json(
+        200,
+        outcome.render(
+            &request,
+            RenderOpts {
+                total_as_int: as_int,
+                took_ms: started.elapsed().as_millis() as u64,
+            },
+            &[("_scroll_id", json!(id))],
+        ),
+    ))
 }
 
 pub fn clear_scroll(shared: &Shared, _index: Option<&str>, req: &Request) -> ApiResult<Reply> {
     let body = req.json_body()?;
     let ids = scroll_ids(req, &body);
     let mut c = shared.lock();
-    let targets: Vec<String> = if ids.iter().any(|i| i == "_all") { c.scrolls.keys().cloned().collect() } else { ids };
+    let targets: Vec<String> = if ids.iter().any(|i| i == "_all") {
+        c.scrolls.keys().cloned().collect()
+    } else {
+        ids
+    };
     let mut freed = 0;
     for id in targets {
         if let Some(s) = c.scrolls.remove(&id) {
@@ -194,20 +304,44 @@ pub fn clear_scroll(shared: &Shared, _index: Option<&str>, req: &Request) -> Api
             freed += 1;
         }
     }
-    Ok(Reply::json(if freed == 0 { 404 } else { 200 }, &json!({"succeeded": true, "num_freed": freed})))
+    Ok(Reply::json(
+        if freed == 0 { 404 } else { 200 },
+        &json!({"succeeded": true, "num_freed": freed}),
+    ))
 }
 
 pub fn create_pit(shared: &Shared, index: &str, req: &Request) -> ApiResult<Reply> {
-    let keep_alive = req.param("keep_alive").ok_or_else(|| ApiError::validation(&["keep alive not specified".into()]))?;
-    let keep_alive = parse_time_value("keep_alive", keep_alive)?.ok_or_else(|| ApiError::illegal_argument("keep_alive must be positive"))?;
+    let keep_alive = req
+        .param("keep_alive")
+        .ok_or_else(|| ApiError::validation(&["keep alive not specified".into()]))?;
+    let keep_alive = parse_time_value("keep_alive", keep_alive)?
+        .ok_or_else(|| ApiError::illegal_argument("keep_alive must be positive"))?;
     let mut c = shared.lock();
-    let targets = c.resolve(index, ResolveOpts { allow_no_indices: false, ..ResolveOpts::default() })?;
+    let targets = c.resolve(
+        index,
+        ResolveOpts {
+            allow_no_indices: false,
+            ..ResolveOpts::default()
+        },
+    )?;
     let pinned = c.pin(&targets);
     let shards: usize = pinned.iter().map(|p| p.shards.len()).sum();
     let id = c.rng.base64_id(48);
     let created_ms = now_millis();
-    c.pits.insert(id.clone(), Pit { id: id.clone(), pinned, created_ms, keep_alive, expires: Instant::now() + keep_alive });
-    Ok(Reply::json(200, &json!({"pit_id": id, "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0}, "creation_time": created_ms})))
+    c.pits.insert(
+        id.clone(),
+        Pit {
+            id: id.clone(),
+            pinned,
+            created_ms,
+            keep_alive,
+            expires: Instant::now() + keep_alive,
+        },
+    );
+    Ok(Reply::json(
+        200,
+        &json!({"pit_id": id, "_shards": {"total": shards, "successful": shards, "skipped": 0, "failed": 0}, "creation_time": created_ms}),
+    ))
 }
 
 pub fn delete_pits(shared: &Shared, req: &Request, all: bool) -> ApiResult<Reply> {
@@ -215,10 +349,15 @@ pub fn delete_pits(shared: &Shared, req: &Request, all: bool) -> ApiResult<Reply
     let ids: Vec<String> = if all {
         c.pits.keys().cloned().collect()
     } else {
-        let body = req.json_body()?.ok_or_else(|| ApiError::validation(&["no pit ids specified".into()]))?;
+        let body = req
+            .json_body()?
+            .ok_or_else(|| ApiError::validation(&["no pit ids specified".into()]))?;
         match body.get("pit_id") {
             Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_str().map(String::from)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(String::from))
+                .collect(),
             _ => return Err(ApiError::validation(&["no pit ids specified".into()])),
         }
     };

@@ -14,11 +14,16 @@ pub struct Timestamp {
 
 impl Timestamp {
     pub fn from_millis(ms: i64) -> Self {
-        Timestamp { secs: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as u32 }
+        Timestamp {
+            secs: ms.div_euclid(1000),
+            nanos: (ms.rem_euclid(1000) * 1_000_000) as u32,
+        }
     }
 
     pub fn millis(self) -> i64 {
-        self.secs.saturating_mul(1000).saturating_add((self.nanos / 1_000_000) as i64)
+        self.secs
+            .saturating_mul(1000)
+            .saturating_add((self.nanos / 1_000_000) as i64)
     }
 
     /// Nanoseconds since the epoch; `None` outside what `date_nanos` can hold (1970..2262).
@@ -26,7 +31,9 @@ impl Timestamp {
         if self.secs < 0 {
             return None;
         }
-        self.secs.checked_mul(1_000_000_000)?.checked_add(self.nanos as i64)
+        self.secs
+            .checked_mul(1_000_000_000)?
+            .checked_add(self.nanos as i64)
     }
 
     /// The last nanosecond before the next whole millisecond: used when a bound rounds up.
@@ -93,9 +100,13 @@ impl Fields {
             return None;
         }
         let days = days_from_civil(year, month, day);
-        let secs = days * 86_400 + self.hour as i64 * 3600 + self.minute as i64 * 60 + self.second as i64;
+        let secs =
+            days * 86_400 + self.hour as i64 * 3600 + self.minute as i64 * 60 + self.second as i64;
         let offset = self.offset_secs.unwrap_or(default_offset) as i64;
-        Some(Timestamp { secs: secs - offset, nanos: self.nanos })
+        Some(Timestamp {
+            secs: secs - offset,
+            nanos: self.nanos,
+        })
     }
 }
 
@@ -144,12 +155,17 @@ impl DateFormat {
     pub fn parse(text: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
         for alt in text.split("||") {
-            parts.push(parse_part(alt.trim()).ok_or_else(|| format!("Invalid format: [{text}]: Unknown pattern letter or format name [{alt}]"))?);
+            parts.push(parse_part(alt.trim()).ok_or_else(|| {
+                format!("Invalid format: [{text}]: Unknown pattern letter or format name [{alt}]")
+            })?);
         }
         if parts.is_empty() {
             return Err(format!("Invalid format: [{text}]"));
         }
-        Ok(DateFormat { text: text.to_string(), parts })
+        Ok(DateFormat {
+            text: text.to_string(),
+            parts,
+        })
     }
 
     /// Parse a string with any alternative, in order; `offset` applies where the text has no zone.
@@ -182,19 +198,25 @@ impl DateFormat {
 fn parse_part(alt: &str) -> Option<Part> {
     let name = alt.strip_prefix("strict_").unwrap_or(alt);
     Some(match name {
-        "date_optional_time" | "date_optional_time_nanos" => Part::IsoOptionalTime { strict: alt.starts_with("strict_") },
+        "date_optional_time" | "date_optional_time_nanos" => Part::IsoOptionalTime {
+            strict: alt.starts_with("strict_"),
+        },
         "epoch_millis" => Part::EpochMillis,
         "epoch_second" => Part::EpochSecond,
         "date" | "year_month_day" => Part::Pattern(tokens("yyyy-MM-dd")?),
         "date_time" | "date_time_no_millis" => Part::IsoOptionalTime { strict: true },
         "date_hour_minute_second" => Part::Pattern(tokens("yyyy-MM-dd'T'HH:mm:ss")?),
-        "date_hour_minute_second_millis" | "date_hour_minute_second_fraction" => Part::Pattern(tokens("yyyy-MM-dd'T'HH:mm:ss.SSS")?),
+        "date_hour_minute_second_millis" | "date_hour_minute_second_fraction" => {
+            Part::Pattern(tokens("yyyy-MM-dd'T'HH:mm:ss.SSS")?)
+        }
         "basic_date" => Part::Pattern(tokens("yyyyMMdd")?),
         "basic_date_time" => Part::Pattern(tokens("yyyyMMdd'T'HHmmss.SSSZ")?),
         "basic_date_time_no_millis" => Part::Pattern(tokens("yyyyMMdd'T'HHmmssZ")?),
         "year" => Part::Pattern(tokens("yyyy")?),
         "year_month" => Part::Pattern(tokens("yyyy-MM")?),
-        _ if alt.chars().all(|c| c.is_ascii_lowercase() || c == '_') && alt.len() > 4 => return None,
+        _ if alt.chars().all(|c| c.is_ascii_lowercase() || c == '_') && alt.len() > 4 => {
+            return None
+        }
         _ => Part::Pattern(tokens(alt)?),
     })
 }
@@ -343,9 +365,17 @@ fn parse_epoch(s: &str, per_sec: i64) -> Option<Timestamp> {
         nanos_per_unit /= 10;
         extra += d * nanos_per_unit;
     }
-    let total_nanos = whole as i128 * (1_000_000_000 / per_sec) as i128 + if whole < 0 { -(extra as i128) } else { extra as i128 };
+    let total_nanos = whole as i128 * (1_000_000_000 / per_sec) as i128
+        + if whole < 0 {
+            -(extra as i128)
+        } else {
+            extra as i128
+        };
     let secs = total_nanos.div_euclid(1_000_000_000) as i64;
-    Some(Timestamp { secs, nanos: total_nanos.rem_euclid(1_000_000_000) as u32 })
+    Some(Timestamp {
+        secs,
+        nanos: total_nanos.rem_euclid(1_000_000_000) as u32,
+    })
 }
 
 fn parse_with(part: &Part, s: &str, offset: i32) -> Option<Timestamp> {
@@ -359,7 +389,14 @@ fn parse_with(part: &Part, s: &str, offset: i32) -> Option<Timestamp> {
             let mut f = Fields::default();
             for t in tokens {
                 match *t {
-                    Token::Year(n) => f.year = Some(digits(b, &mut pos, if n == 2 { 2 } else { n.min(4) }, if n == 2 { 2 } else { 9 })? as i64),
+                    Token::Year(n) => {
+                        f.year = Some(digits(
+                            b,
+                            &mut pos,
+                            if n == 2 { 2 } else { n.min(4) },
+                            if n == 2 { 2 } else { 9 },
+                        )? as i64)
+                    }
                     Token::Month(n) => f.month = Some(digits(b, &mut pos, n, 2)? as u32),
                     Token::Day(n) => f.day = Some(digits(b, &mut pos, n, 2)? as u32),
                     Token::Hour(n) => f.hour = digits(b, &mut pos, n, 2)? as u32,
@@ -426,7 +463,12 @@ fn unit(c: char) -> Option<Unit> {
 
 fn add(ts: Timestamp, n: i64, u: Unit) -> Timestamp {
     let secs = match u {
-        Unit::Second => return Timestamp { secs: ts.secs + n, ..ts },
+        Unit::Second => {
+            return Timestamp {
+                secs: ts.secs + n,
+                ..ts
+            }
+        }
         Unit::Minute => n * 60,
         Unit::Hour => n * 3600,
         Unit::Day => n * 86_400,
@@ -440,10 +482,16 @@ fn add(ts: Timestamp, n: i64, u: Unit) -> Timestamp {
             let ny = total.div_euclid(12);
             let nm = (total.rem_euclid(12) + 1) as u32;
             let nd = d.min(days_in_month(ny, nm));
-            return Timestamp { secs: days_from_civil(ny, nm, nd) * 86_400 + rem, nanos: ts.nanos };
+            return Timestamp {
+                secs: days_from_civil(ny, nm, nd) * 86_400 + rem,
+                nanos: ts.nanos,
+            };
         }
     };
-    Timestamp { secs: ts.secs + secs, ..ts }
+    Timestamp {
+        secs: ts.secs + secs,
+        ..ts
+    }
 }
 
 fn round_down(ts: Timestamp, u: Unit, offset: i32) -> Timestamp {
@@ -465,7 +513,10 @@ fn round_down(ts: Timestamp, u: Unit, offset: i32) -> Timestamp {
             days_from_civil(y, 1, 1) * 86_400
         }
     };
-    Timestamp { secs: local_start - offset as i64, nanos: 0 }
+    Timestamp {
+        secs: local_start - offset as i64,
+        nanos: 0,
+    }
 }
 
 /// Which end of a rounded unit a range bound takes: `gte`/`lt` round down, `gt`/`lte` round up.
@@ -476,13 +527,32 @@ pub enum Rounding {
 }
 
 /// Parses a date-math expression (`now-1h/d`, `2024-01-01||+1M`) or a plain date.
-pub fn parse_math(expr: &str, format: &DateFormat, now: Timestamp, rounding: Rounding, offset: i32) -> Result<Timestamp, String> {
+pub fn parse_math(
+    expr: &str,
+    format: &DateFormat,
+    now: Timestamp,
+    rounding: Rounding,
+    offset: i32,
+) -> Result<Timestamp, String> {
     let (anchor, math) = if let Some(rest) = expr.strip_prefix("now") {
         (now, rest)
     } else if let Some((date, rest)) = expr.split_once("||") {
-        (format.parse_str(date, offset).ok_or_else(|| format!("failed to parse date field [{date}] with format [{}]", format.text()))?, rest)
+        (
+            format.parse_str(date, offset).ok_or_else(|| {
+                format!(
+                    "failed to parse date field [{date}] with format [{}]",
+                    format.text()
+                )
+            })?,
+            rest,
+        )
     } else {
-        return format.parse_str(expr, offset).ok_or_else(|| format!("failed to parse date field [{expr}] with format [{}]", format.text()));
+        return format.parse_str(expr, offset).ok_or_else(|| {
+            format!(
+                "failed to parse date field [{expr}] with format [{}]",
+                format.text()
+            )
+        });
     };
     let chars: Vec<char> = math.chars().collect();
     let mut ts = anchor;
@@ -491,7 +561,9 @@ pub fn parse_math(expr: &str, format: &DateFormat, now: Timestamp, rounding: Rou
         let op = chars[i];
         i += 1;
         if op == '/' {
-            let u = chars.get(i).and_then(|c| unit(*c)).ok_or_else(|| format!("rounding `/` must be followed by a time unit in [{expr}]"))?;
+            let u = chars.get(i).and_then(|c| unit(*c)).ok_or_else(|| {
+                format!("rounding `/` must be followed by a time unit in [{expr}]")
+            })?;
             i += 1;
             ts = round_down(ts, u, offset);
             if rounding == Rounding::Up {
@@ -502,8 +574,21 @@ pub fn parse_math(expr: &str, format: &DateFormat, now: Timestamp, rounding: Rou
             while i < chars.len() && chars[i].is_ascii_digit() {
                 i += 1;
             }
-            let n: i64 = if start == i { 1 } else { chars[start..i].iter().collect::<String>().parse().map_err(|_| format!("bad number in [{expr}]"))? };
-            let u = chars.get(i).and_then(|c| unit(*c)).ok_or_else(|| format!("unit [{}] not supported for date math [{math}]", chars.get(i).map(|c| c.to_string()).unwrap_or_default()))?;
+            let n: i64 = if start == i {
+                1
+            } else {
+                chars[start..i]
+                    .iter()
+                    .collect::<String>()
+                    .parse()
+                    .map_err(|_| format!("bad number in [{expr}]"))?
+            };
+            let u = chars.get(i).and_then(|c| unit(*c)).ok_or_else(|| {
+                format!(
+                    "unit [{}] not supported for date math [{math}]",
+                    chars.get(i).map(|c| c.to_string()).unwrap_or_default()
+                )
+            })?;
             i += 1;
             ts = add(ts, if op == '-' { -n } else { n }, u);
         } else {
@@ -533,9 +618,17 @@ mod tests {
     #[test]
     fn custom_patterns_parse() {
         let f = DateFormat::parse("yyyy-MM-dd HH:mm:ss.SSS").unwrap();
-        assert_eq!(f.parse_str("2019-10-21 08:30:04.828", 0).unwrap().millis(), 1_571_646_604_828);
+        assert_eq!(
+            f.parse_str("2019-10-21 08:30:04.828", 0).unwrap().millis(),
+            1_571_646_604_828
+        );
         let n = DateFormat::parse("yyyy-MM-dd HH:mm:ss.SSSSSS").unwrap();
-        assert_eq!(n.parse_str("2019-10-21 08:30:04.828733", 0).unwrap().epoch_nanos(), Some(1_571_646_604_828_733_000));
+        assert_eq!(
+            n.parse_str("2019-10-21 08:30:04.828733", 0)
+                .unwrap()
+                .epoch_nanos(),
+            Some(1_571_646_604_828_733_000)
+        );
         assert!(f.parse_str("2019-10-21", 0).is_none());
     }
 
@@ -543,10 +636,30 @@ mod tests {
     fn date_math_rounds_by_bound() {
         let now = Timestamp::from_millis(ms("2024-03-15T10:20:30.400Z"));
         let f = DateFormat::default_date();
-        assert_eq!(parse_math("now-30s", &f, now, Rounding::Down, 0).unwrap().millis(), now.millis() - 30_000);
-        assert_eq!(parse_math("now/d", &f, now, Rounding::Down, 0).unwrap().millis(), ms("2024-03-15"));
-        assert_eq!(parse_math("now/d", &f, now, Rounding::Up, 0).unwrap().millis(), ms("2024-03-16") - 1);
-        assert_eq!(parse_math("2024-01-31||+1M", &f, now, Rounding::Down, 0).unwrap().millis(), ms("2024-02-29"));
+        assert_eq!(
+            parse_math("now-30s", &f, now, Rounding::Down, 0)
+                .unwrap()
+                .millis(),
+            now.millis() - 30_000
+        );
+        assert_eq!(
+            parse_math("now/d", &f, now, Rounding::Down, 0)
+                .unwrap()
+                .millis(),
+            ms("2024-03-15")
+        );
+        assert_eq!(
+            parse_math("now/d", &f, now, Rounding::Up, 0)
+                .unwrap()
+                .millis(),
+            ms("2024-03-16") - 1
+        );
+        assert_eq!(
+            parse_math("2024-01-31||+1M", &f, now, Rounding::Down, 0)
+                .unwrap()
+                .millis(),
+            ms("2024-02-29")
+        );
     }
 
     #[test]

@@ -23,7 +23,9 @@ pub struct AliasMeta {
 impl AliasMeta {
     pub fn parse(body: Option<&Value>) -> ApiResult<Self> {
         let mut meta = AliasMeta::default();
-        let Some(Value::Object(obj)) = body else { return Ok(meta) };
+        let Some(Value::Object(obj)) = body else {
+            return Ok(meta);
+        };
         for (k, v) in obj {
             match k.as_str() {
                 "filter" => {
@@ -39,7 +41,11 @@ impl AliasMeta {
                 "index_routing" => meta.index_routing = Some(value_text(v)),
                 "search_routing" => meta.search_routing = Some(value_text(v)),
                 "is_hidden" | "index" | "alias" | "indices" | "aliases" | "must_exist" => {}
-                other => return Err(ApiError::parsing(format!("[aliases] unknown field [{other}]"))),
+                other => {
+                    return Err(ApiError::parsing(format!(
+                        "[aliases] unknown field [{other}]"
+                    )))
+                }
             }
         }
         Ok(meta)
@@ -76,8 +82,12 @@ pub fn parse_time_value(setting: &str, v: &str) -> ApiResult<Option<Duration>> {
     if v == "-1" {
         return Ok(None);
     }
-    let err = || ApiError::illegal_argument(format!("failed to parse setting [{setting}] with value [{v}] as a time value: unit is missing or unrecognized"));
-    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.').ok_or_else(err)?;
+    let err = || {
+        ApiError::illegal_argument(format!("failed to parse setting [{setting}] with value [{v}] as a time value: unit is missing or unrecognized"))
+    };
+    let split = v
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .ok_or_else(err)?;
     let (num, unit) = v.split_at(split);
     let n: f64 = num.parse().map_err(|_| err())?;
     let secs = match unit {
@@ -99,13 +109,21 @@ pub fn flatten_settings(body: &Value) -> ApiResult<BTreeMap<String, String>> {
         match v {
             Value::Object(obj) => {
                 for (k, child) in obj {
-                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     walk(&key, child, out);
                 }
             }
             Value::Null => {}
             other => {
-                let key = if prefix.starts_with("index.") { prefix.to_string() } else { format!("index.{prefix}") };
+                let key = if prefix.starts_with("index.") {
+                    prefix.to_string()
+                } else {
+                    format!("index.{prefix}")
+                };
                 out.insert(key, value_text(other));
             }
         }
@@ -132,16 +150,33 @@ pub struct Index {
 
 impl Index {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(name: &str, uuid: String, created_ms: i64, mut settings: BTreeMap<String, String>, mappings: Mappings, default_shards: u32, default_refresh: Option<Duration>, rng: &mut Rng) -> ApiResult<Self> {
+    pub fn new(
+        name: &str,
+        uuid: String,
+        created_ms: i64,
+        mut settings: BTreeMap<String, String>,
+        mappings: Mappings,
+        default_shards: u32,
+        default_refresh: Option<Duration>,
+        rng: &mut Rng,
+    ) -> ApiResult<Self> {
         let shards = match settings.get("index.number_of_shards") {
-            Some(s) => s.parse::<u32>().map_err(|_| ApiError::illegal_argument(format!("Failed to parse value [{s}] for setting [index.number_of_shards]")))?,
+            Some(s) => s.parse::<u32>().map_err(|_| {
+                ApiError::illegal_argument(format!(
+                    "Failed to parse value [{s}] for setting [index.number_of_shards]"
+                ))
+            })?,
             None => default_shards,
         };
         if !(1..=1024).contains(&shards) {
             return Err(ApiError::illegal_argument(format!("Failed to parse value [{shards}] for setting [index.number_of_shards] must be >= 1")));
         }
         let replicas = match settings.get("index.number_of_replicas") {
-            Some(s) => s.parse::<u32>().map_err(|_| ApiError::illegal_argument(format!("Failed to parse value [{s}] for setting [index.number_of_replicas]")))?,
+            Some(s) => s.parse::<u32>().map_err(|_| {
+                ApiError::illegal_argument(format!(
+                    "Failed to parse value [{s}] for setting [index.number_of_replicas]"
+                ))
+            })?,
             None => 1,
         };
         let refresh_interval = match settings.get("index.refresh_interval") {
@@ -149,7 +184,10 @@ impl Index {
             None => default_refresh,
         };
         for key in settings.keys() {
-            if !KNOWN_SETTINGS.iter().any(|k| key == k || key.starts_with(&format!("{k}."))) {
+            if !KNOWN_SETTINGS
+                .iter()
+                .any(|k| key == k || key.starts_with(&format!("{k}.")))
+            {
                 return Err(ApiError::illegal_argument(format!("unknown setting [{key}] please check that any required plugins are installed, or check the breaking changes documentation for removed settings")));
             }
         }
@@ -164,11 +202,21 @@ impl Index {
             .map(|n| {
                 let mut shard = Shard::new(n, rng.base64_id(22));
                 // Each shard refreshes on its own timer, with its own phase.
-                shard.next_refresh_at = refresh_interval.map(|i| now + i.mul_f64(rng.next_f64().max(0.05)));
+                shard.next_refresh_at =
+                    refresh_interval.map(|i| now + i.mul_f64(rng.next_f64().max(0.05)));
                 shard
             })
             .collect();
-        Ok(Index { name: name.to_string(), uuid, settings, mappings, aliases: BTreeMap::new(), shards: shard_list, replicas, refresh_interval })
+        Ok(Index {
+            name: name.to_string(),
+            uuid,
+            settings,
+            mappings,
+            aliases: BTreeMap::new(),
+            shards: shard_list,
+            replicas,
+            refresh_interval,
+        })
     }
 
     /// Applies `PUT <index>/_settings`: only dynamic settings may change on an open index.
@@ -210,9 +258,16 @@ impl Index {
             let mut node = &mut root;
             let parts: Vec<&str> = key.split('.').collect();
             for part in &parts[..parts.len() - 1] {
-                node = node.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new())).as_object_mut().expect("settings tree holds objects");
+                node = node
+                    .entry(part.to_string())
+                    .or_insert_with(|| Value::Object(Map::new()))
+                    .as_object_mut()
+                    .expect("settings tree holds objects");
             }
-            node.insert(parts[parts.len() - 1].to_string(), Value::String(value.clone()));
+            node.insert(
+                parts[parts.len() - 1].to_string(),
+                Value::String(value.clone()),
+            );
         }
         Value::Object(root)
     }
@@ -263,15 +318,29 @@ mod tests {
     #[test]
     fn time_values_parse_like_opensearch() {
         assert_eq!(parse_time_value("x", "-1").unwrap(), None);
-        assert_eq!(parse_time_value("x", "500ms").unwrap(), Some(Duration::from_millis(500)));
-        assert_eq!(parse_time_value("x", "2m").unwrap(), Some(Duration::from_secs(120)));
+        assert_eq!(
+            parse_time_value("x", "500ms").unwrap(),
+            Some(Duration::from_millis(500))
+        );
+        assert_eq!(
+            parse_time_value("x", "2m").unwrap(),
+            Some(Duration::from_secs(120))
+        );
         assert_eq!(parse_time_value("x", "5").unwrap_err().status, 400);
     }
 
     #[test]
     fn settings_flatten_with_index_prefix() {
-        let s = flatten_settings(&json!({"index": {"refresh_interval": -1}, "number_of_replicas": 0})).unwrap();
-        assert_eq!(s.get("index.refresh_interval").map(String::as_str), Some("-1"));
-        assert_eq!(s.get("index.number_of_replicas").map(String::as_str), Some("0"));
+        let s =
+            flatten_settings(&json!({"index": {"refresh_interval": -1}, "number_of_replicas": 0}))
+                .unwrap();
+        assert_eq!(
+            s.get("index.refresh_interval").map(String::as_str),
+            Some("-1")
+        );
+        assert_eq!(
+            s.get("index.number_of_replicas").map(String::as_str),
+            Some("0")
+        );
     }
 }

@@ -72,7 +72,10 @@ impl FieldType {
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self, FieldType::Double | FieldType::Float | FieldType::HalfFloat)
+        matches!(
+            self,
+            FieldType::Double | FieldType::Float | FieldType::HalfFloat
+        )
     }
 }
 
@@ -149,7 +152,16 @@ pub struct Mappings {
 
 impl Default for Mappings {
     fn default() -> Self {
-        Mappings { root: Object { enabled: true, ..Object::default() }, date_detection: true, meta: None, fields: Vec::new(), by_path: HashMap::new() }
+        Mappings {
+            root: Object {
+                enabled: true,
+                ..Object::default()
+            },
+            date_detection: true,
+            meta: None,
+            fields: Vec::new(),
+            by_path: HashMap::new(),
+        }
     }
 }
 
@@ -196,23 +208,39 @@ impl Mappings {
     /// Every field at or below `path` (for `exists` on an object).
     pub fn fields_under(&self, path: &str) -> Vec<FieldId> {
         let prefix = format!("{path}.");
-        self.fields.iter().enumerate().filter(|(_, f)| f.path == path || f.path.starts_with(&prefix)).map(|(i, _)| i as FieldId).collect()
+        self.fields
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| f.path == path || f.path.starts_with(&prefix))
+            .map(|(i, _)| i as FieldId)
+            .collect()
     }
 
     /// Merges a mappings body (`{"properties": ..., "dynamic": ...}`) into these mappings.
     pub fn merge_json(&mut self, body: &Value) -> ApiResult<()> {
-        let obj = body.as_object().ok_or_else(|| ApiError::mapper_parsing("Root mapping definition must be an object"))?;
+        let obj = body
+            .as_object()
+            .ok_or_else(|| ApiError::mapper_parsing("Root mapping definition must be an object"))?;
         let mut root = self.root.clone();
         for (key, value) in obj {
             match key.as_str() {
                 "properties" => merge_properties(&mut root, value, "")?,
                 "dynamic" => root.dynamic = Some(parse_dynamic(value)?),
-                "date_detection" => self.date_detection = value.as_bool().unwrap_or(value.as_str() == Some("true")),
+                "date_detection" => {
+                    self.date_detection = value.as_bool().unwrap_or(value.as_str() == Some("true"))
+                }
                 "_meta" => self.meta = Some(value.clone()),
-                "_source" | "_routing" | "numeric_detection" | "dynamic_templates" | "dynamic_date_formats" | "enabled" => {}
+                "_source"
+                | "_routing"
+                | "numeric_detection"
+                | "dynamic_templates"
+                | "dynamic_date_formats"
+                | "enabled" => {}
                 "_doc" if value.is_object() => return self.merge_json(value),
                 other => {
-                    return Err(ApiError::mapper_parsing(format!("Root mapping definition has unsupported parameters:  [{other} : {value}]")));
+                    return Err(ApiError::mapper_parsing(format!(
+                        "Root mapping definition has unsupported parameters:  [{other} : {value}]"
+                    )));
                 }
             }
         }
@@ -226,10 +254,24 @@ impl Mappings {
         collect_leaves(&self.root, "", &mut leaves);
         for (path, leaf) in leaves {
             if !self.by_path.contains_key(&path) {
-                let format = leaf.params.get("format").and_then(|f| f.as_str()).and_then(|f| DateFormat::parse(f).ok());
-                let ignore_above = leaf.params.get("ignore_above").and_then(|v| v.as_u64()).map(|v| v as usize);
-                self.by_path.insert(path.clone(), self.fields.len() as FieldId);
-                self.fields.push(FieldInfo { path, ty: leaf.ty, format, ignore_above });
+                let format = leaf
+                    .params
+                    .get("format")
+                    .and_then(|f| f.as_str())
+                    .and_then(|f| DateFormat::parse(f).ok());
+                let ignore_above = leaf
+                    .params
+                    .get("ignore_above")
+                    .and_then(|v| v.as_u64())
+                    .map(|v| v as usize);
+                self.by_path
+                    .insert(path.clone(), self.fields.len() as FieldId);
+                self.fields.push(FieldInfo {
+                    path,
+                    ty: leaf.ty,
+                    format,
+                    ignore_above,
+                });
             }
         }
     }
@@ -249,12 +291,26 @@ impl Mappings {
     }
 
     /// Parses a document into typed field values, adding dynamic mappings for new fields.
-    pub fn index_document(&mut self, id: &str, source: &Value) -> ApiResult<Vec<(FieldId, FieldVal)>> {
-        let obj = source.as_object().ok_or_else(|| ApiError::mapper_parsing("failed to parse, document is empty"))?;
+    pub fn index_document(
+        &mut self,
+        id: &str,
+        source: &Value,
+    ) -> ApiResult<Vec<(FieldId, FieldVal)>> {
+        let obj = source
+            .as_object()
+            .ok_or_else(|| ApiError::mapper_parsing("failed to parse, document is empty"))?;
         let mut out = Vec::new();
         let mut changed = false;
         let mut root = std::mem::take(&mut self.root);
-        let result = self.walk_object(&mut root, Dynamic::True, "", obj, id, &mut out, &mut changed);
+        let result = self.walk_object(
+            &mut root,
+            Dynamic::True,
+            "",
+            obj,
+            id,
+            &mut out,
+            &mut changed,
+        );
         self.root = root;
         if changed {
             self.reindex_fields();
@@ -262,7 +318,15 @@ impl Mappings {
             out.clear();
             let mut root = std::mem::take(&mut self.root);
             let mut unchanged = false;
-            let again = self.walk_object(&mut root, Dynamic::True, "", obj, id, &mut out, &mut unchanged);
+            let again = self.walk_object(
+                &mut root,
+                Dynamic::True,
+                "",
+                obj,
+                id,
+                &mut out,
+                &mut unchanged,
+            );
             self.root = root;
             again?;
         }
@@ -271,11 +335,22 @@ impl Mappings {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn walk_object(&self, obj: &mut Object, inherited: Dynamic, prefix: &str, doc: &Map<String, Value>, id: &str, out: &mut Vec<(FieldId, FieldVal)>, changed: &mut bool) -> ApiResult<()> {
+    fn walk_object(
+        &self,
+        obj: &mut Object,
+        inherited: Dynamic,
+        prefix: &str,
+        doc: &Map<String, Value>,
+        id: &str,
+        out: &mut Vec<(FieldId, FieldVal)>,
+        changed: &mut bool,
+    ) -> ApiResult<()> {
         let dynamic = obj.dynamic.unwrap_or(inherited);
         for (key, value) in doc {
             if key.is_empty() {
-                return Err(ApiError::mapper_parsing("field name cannot be an empty string"));
+                return Err(ApiError::mapper_parsing(
+                    "field name cannot be an empty string",
+                ));
             }
             // A dotted key is the same as nested objects.
             if let Some((head, rest)) = key.split_once('.') {
@@ -286,14 +361,28 @@ impl Mappings {
                 self.walk_object(obj, dynamic, prefix, &wrapper, id, out, changed)?;
                 continue;
             }
-            let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+            let path = if prefix.is_empty() {
+                key.clone()
+            } else {
+                format!("{prefix}.{key}")
+            };
             self.walk_value(obj, dynamic, &path, key, value, id, out, changed)?;
         }
         Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn walk_value(&self, obj: &mut Object, dynamic: Dynamic, path: &str, key: &str, value: &Value, id: &str, out: &mut Vec<(FieldId, FieldVal)>, changed: &mut bool) -> ApiResult<()> {
+    fn walk_value(
+        &self,
+        obj: &mut Object,
+        dynamic: Dynamic,
+        path: &str,
+        key: &str,
+        value: &Value,
+        id: &str,
+        out: &mut Vec<(FieldId, FieldVal)>,
+        changed: &mut bool,
+    ) -> ApiResult<()> {
         if let Value::Array(items) = value {
             for item in items {
                 self.walk_value(obj, dynamic, path, key, item, id, out, changed)?;
@@ -312,7 +401,10 @@ impl Mappings {
                 }
                 Dynamic::True => {
                     let node = match value {
-                        Value::Object(_) => Node::Object(Object { enabled: true, ..Object::default() }),
+                        Value::Object(_) => Node::Object(Object {
+                            enabled: true,
+                            ..Object::default()
+                        }),
                         other => Node::Leaf(self.dynamic_leaf(other)),
                     };
                     obj.properties.insert(key.to_string(), node);
@@ -320,7 +412,9 @@ impl Mappings {
                 }
             }
         }
-        let Some(node) = obj.properties.get_mut(key) else { return Ok(()) };
+        let Some(node) = obj.properties.get_mut(key) else {
+            return Ok(());
+        };
         match node {
             Node::Object(child) => match value {
                 Value::Object(map) => {
@@ -341,8 +435,17 @@ impl Mappings {
         }
     }
 
-    fn index_leaf(&self, path: &str, leaf: &Leaf, value: &Value, id: &str, out: &mut Vec<(FieldId, FieldVal)>) -> ApiResult<()> {
-        let Some(fid) = self.field_id(path) else { return Ok(()) };
+    fn index_leaf(
+        &self,
+        path: &str,
+        leaf: &Leaf,
+        value: &Value,
+        id: &str,
+        out: &mut Vec<(FieldId, FieldVal)>,
+    ) -> ApiResult<()> {
+        let Some(fid) = self.field_id(path) else {
+            return Ok(());
+        };
         let info = self.field(fid);
         if let Some(v) = convert(info, value).map_err(|why| {
             let mut reason = format!("failed to parse field [{path}] of type [{}] in document with id '{id}'. Preview of field's value: '{}'", info.ty.name(), preview(value));
@@ -371,7 +474,14 @@ impl Mappings {
             _ => {
                 let mut kw = Map::new();
                 kw.insert("ignore_above".into(), json!(256));
-                fields.insert("keyword".to_string(), Leaf { ty: FieldType::Keyword, params: kw, fields: BTreeMap::new() });
+                fields.insert(
+                    "keyword".to_string(),
+                    Leaf {
+                        ty: FieldType::Keyword,
+                        params: kw,
+                        fields: BTreeMap::new(),
+                    },
+                );
                 FieldType::Text
             }
         };
@@ -381,7 +491,8 @@ impl Mappings {
 
 fn looks_like_date(s: &str) -> bool {
     static FORMATS: std::sync::OnceLock<DateFormat> = std::sync::OnceLock::new();
-    let f = FORMATS.get_or_init(|| DateFormat::parse("strict_date_optional_time").expect("built-in format"));
+    let f = FORMATS
+        .get_or_init(|| DateFormat::parse("strict_date_optional_time").expect("built-in format"));
     s.len() >= 8 && s.as_bytes()[0].is_ascii_digit() && f.parse_str(s, 0).is_some()
 }
 
@@ -405,7 +516,11 @@ pub fn convert(info: &FieldInfo, value: &Value) -> Result<Option<FieldVal>, Stri
             let n: i64 = match value {
                 Value::Number(n) => match (n.as_i64(), n.as_f64()) {
                     (Some(i), _) => i,
-                    (None, Some(f)) if n.as_u64().is_none() && f.is_finite() && f.abs() < 9.2e18 => f.trunc() as i64,
+                    (None, Some(f))
+                        if n.as_u64().is_none() && f.is_finite() && f.abs() < 9.2e18 =>
+                    {
+                        f.trunc() as i64
+                    }
                     _ => return Err(format!("Value [{n}] is out of range for a long")),
                 },
                 Value::String(s) => match s.parse::<i64>() {
@@ -429,18 +544,29 @@ pub fn convert(info: &FieldInfo, value: &Value) -> Result<Option<FieldVal>, Stri
             FieldVal::Int(n)
         }
         FieldType::UnsignedLong => match value {
-            Value::Number(n) => FieldVal::UInt(n.as_u64().ok_or_else(|| format!("Value [{n}] is out of range for an unsigned long"))?),
-            Value::String(s) => FieldVal::UInt(s.parse().map_err(|_| format!("For input string: \"{s}\""))?),
+            Value::Number(n) => FieldVal::UInt(
+                n.as_u64()
+                    .ok_or_else(|| format!("Value [{n}] is out of range for an unsigned long"))?,
+            ),
+            Value::String(s) => FieldVal::UInt(
+                s.parse()
+                    .map_err(|_| format!("For input string: \"{s}\""))?,
+            ),
             _ => return Err(bad()),
         },
         FieldType::Double | FieldType::Float | FieldType::HalfFloat => {
             let f = match value {
                 Value::Number(n) => n.as_f64().ok_or_else(bad)?,
-                Value::String(s) => s.parse().map_err(|_| format!("For input string: \"{s}\""))?,
+                Value::String(s) => s
+                    .parse()
+                    .map_err(|_| format!("For input string: \"{s}\""))?,
                 _ => return Err(bad()),
             };
             if !f.is_finite() {
-                return Err(format!("[{}] supports only finite values, but got [{f}]", info.ty.name()));
+                return Err(format!(
+                    "[{}] supports only finite values, but got [{f}]",
+                    info.ty.name()
+                ));
             }
             FieldVal::Float(round_to(info.ty, f))
         }
@@ -452,9 +578,18 @@ pub fn convert(info: &FieldInfo, value: &Value) -> Result<Option<FieldVal>, Stri
         }),
         FieldType::Date | FieldType::DateNanos => {
             let f = info.date_format();
-            let ts = f.parse_value(value).ok_or_else(|| format!("failed to parse date field [{}] with format [{}]", preview(value), f.text()))?;
+            let ts = f.parse_value(value).ok_or_else(|| {
+                format!(
+                    "failed to parse date field [{}] with format [{}]",
+                    preview(value),
+                    f.text()
+                )
+            })?;
             if info.ty == FieldType::DateNanos {
-                FieldVal::Int(ts.epoch_nanos().ok_or_else(|| "date is before the epoch or after 2262, which date_nanos cannot hold".to_string())?)
+                FieldVal::Int(ts.epoch_nanos().ok_or_else(|| {
+                    "date is before the epoch or after 2262, which date_nanos cannot hold"
+                        .to_string()
+                })?)
             } else {
                 FieldVal::Int(ts.millis())
             }
@@ -478,7 +613,9 @@ fn parse_dynamic(v: &Value) -> ApiResult<Dynamic> {
         Value::String(s) if s == "true" => Ok(Dynamic::True),
         Value::String(s) if s == "false" => Ok(Dynamic::False),
         Value::String(s) if s == "strict" => Ok(Dynamic::Strict),
-        other => Err(ApiError::mapper_parsing(format!("Unable to parse dynamic value [{other}]"))),
+        other => Err(ApiError::mapper_parsing(format!(
+            "Unable to parse dynamic value [{other}]"
+        ))),
     }
 }
 
@@ -491,22 +628,41 @@ fn dynamic_json(d: Dynamic) -> Value {
 }
 
 fn parse_leaf(name: &str, ty_name: &str, def: &Map<String, Value>) -> ApiResult<Leaf> {
-    let ty = FieldType::parse(ty_name).ok_or_else(|| ApiError::mapper_parsing(format!("No handler for type [{ty_name}] declared on field [{name}]")))?;
+    let ty = FieldType::parse(ty_name).ok_or_else(|| {
+        ApiError::mapper_parsing(format!(
+            "No handler for type [{ty_name}] declared on field [{name}]"
+        ))
+    })?;
     let mut params = Map::new();
     let mut fields = BTreeMap::new();
     for (k, v) in def {
         match k.as_str() {
             "type" => {}
             "fields" => {
-                for (sub, subdef) in v.as_object().ok_or_else(|| ApiError::mapper_parsing(format!("Expected map for property [fields] on field [{name}]")))? {
-                    let subdef = subdef.as_object().ok_or_else(|| ApiError::mapper_parsing(format!("Expected map for property [fields] on field [{sub}]")))?;
-                    let sub_ty = subdef.get("type").and_then(|t| t.as_str()).unwrap_or("object");
+                for (sub, subdef) in v.as_object().ok_or_else(|| {
+                    ApiError::mapper_parsing(format!(
+                        "Expected map for property [fields] on field [{name}]"
+                    ))
+                })? {
+                    let subdef = subdef.as_object().ok_or_else(|| {
+                        ApiError::mapper_parsing(format!(
+                            "Expected map for property [fields] on field [{sub}]"
+                        ))
+                    })?;
+                    let sub_ty = subdef
+                        .get("type")
+                        .and_then(|t| t.as_str())
+                        .unwrap_or("object");
                     fields.insert(sub.clone(), parse_leaf(sub, sub_ty, subdef)?);
                 }
             }
             "format" if matches!(ty, FieldType::Date | FieldType::DateNanos) => {
                 let f = v.as_str().unwrap_or_default();
-                DateFormat::parse(f).map_err(|e| ApiError::mapper_parsing(format!("Error parsing [format] on field [{name}]: {e}")))?;
+                DateFormat::parse(f).map_err(|e| {
+                    ApiError::mapper_parsing(format!(
+                        "Error parsing [format] on field [{name}]: {e}"
+                    ))
+                })?;
                 params.insert(k.clone(), v.clone());
             }
             _ => {
@@ -518,16 +674,29 @@ fn parse_leaf(name: &str, ty_name: &str, def: &Map<String, Value>) -> ApiResult<
 }
 
 fn merge_properties(obj: &mut Object, props: &Value, prefix: &str) -> ApiResult<()> {
-    let props = props.as_object().ok_or_else(|| ApiError::mapper_parsing("Expected map for property [properties]"))?;
+    let props = props
+        .as_object()
+        .ok_or_else(|| ApiError::mapper_parsing("Expected map for property [properties]"))?;
     for (name, def) in props {
-        let full = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        let full = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
         let def = def.as_object().ok_or_else(|| ApiError::mapper_parsing(format!("Expected map for property [fields] on field [{name}] but got a class java.lang.String")))?;
         let ty_name = def.get("type").and_then(|t| t.as_str());
         let is_object = matches!(ty_name, None | Some("object") | Some("nested"));
         if is_object {
-            let existing = obj.properties.entry(name.clone()).or_insert_with(|| Node::Object(Object { enabled: true, ..Object::default() }));
+            let existing = obj.properties.entry(name.clone()).or_insert_with(|| {
+                Node::Object(Object {
+                    enabled: true,
+                    ..Object::default()
+                })
+            });
             let Node::Object(child) = existing else {
-                return Err(ApiError::illegal_argument(format!("can't merge a non object mapping [{full}] with an object mapping")));
+                return Err(ApiError::illegal_argument(format!(
+                    "can't merge a non object mapping [{full}] with an object mapping"
+                )));
             };
             child.nested = ty_name == Some("nested");
             if let Some(d) = def.get("dynamic") {
@@ -543,10 +712,16 @@ fn merge_properties(obj: &mut Object, props: &Value, prefix: &str) -> ApiResult<
             let leaf = parse_leaf(name, ty_name.unwrap_or_default(), def)?;
             match obj.properties.get(name) {
                 Some(Node::Leaf(old)) if old.ty != leaf.ty => {
-                    return Err(ApiError::illegal_argument(format!("mapper [{full}] cannot be changed from type [{}] to [{}]", old.ty.name(), leaf.ty.name())));
+                    return Err(ApiError::illegal_argument(format!(
+                        "mapper [{full}] cannot be changed from type [{}] to [{}]",
+                        old.ty.name(),
+                        leaf.ty.name()
+                    )));
                 }
                 Some(Node::Object(_)) => {
-                    return Err(ApiError::illegal_argument(format!("can't merge a non object mapping [{full}] with an object mapping")));
+                    return Err(ApiError::illegal_argument(format!(
+                        "can't merge a non object mapping [{full}] with an object mapping"
+                    )));
                 }
                 _ => {}
             }
@@ -558,7 +733,11 @@ fn merge_properties(obj: &mut Object, props: &Value, prefix: &str) -> ApiResult<
 
 fn collect_leaves(obj: &Object, prefix: &str, out: &mut Vec<(String, Leaf)>) {
     for (name, node) in &obj.properties {
-        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        let path = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
         match node {
             Node::Object(child) => collect_leaves(child, &path, out),
             Node::Leaf(leaf) => {
@@ -578,7 +757,11 @@ fn leaf_json(leaf: &Leaf) -> Value {
         m.insert(k.clone(), v.clone());
     }
     if !leaf.fields.is_empty() {
-        let fields: Map<String, Value> = leaf.fields.iter().map(|(k, l)| (k.clone(), leaf_json(l))).collect();
+        let fields: Map<String, Value> = leaf
+            .fields
+            .iter()
+            .map(|(k, l)| (k.clone(), leaf_json(l)))
+            .collect();
         m.insert("fields".into(), Value::Object(fields));
     }
     Value::Object(m)
@@ -623,22 +806,33 @@ mod tests {
         assert_eq!(m.field(m.field_id("f").unwrap()).ty, FieldType::Float);
         assert_eq!(m.field(m.field_id("b").unwrap()).ty, FieldType::Boolean);
         assert_eq!(m.field(m.field_id("s").unwrap()).ty, FieldType::Text);
-        assert_eq!(m.field(m.field_id("s.keyword").unwrap()).ty, FieldType::Keyword);
+        assert_eq!(
+            m.field(m.field_id("s.keyword").unwrap()).ty,
+            FieldType::Keyword
+        );
         assert_eq!(m.field(m.field_id("t").unwrap()).ty, FieldType::Date);
         assert_eq!(m.field(m.field_id("o.x").unwrap()).ty, FieldType::Text);
-        assert_eq!(m.field(m.field_id("event.ingested").unwrap()).ty, FieldType::Date);
+        assert_eq!(
+            m.field(m.field_id("event.ingested").unwrap()).ty,
+            FieldType::Date
+        );
         assert_eq!(vals.len(), 9);
     }
 
     #[test]
     fn strict_mapping_rejects_new_fields_and_type_changes() {
-        let mut m = Mappings::from_json(&json!({"dynamic": "strict", "properties": {"a": {"type": "long"}}})).unwrap();
+        let mut m = Mappings::from_json(
+            &json!({"dynamic": "strict", "properties": {"a": {"type": "long"}}}),
+        )
+        .unwrap();
         assert!(m.index_document("1", &json!({"a": 1})).is_ok());
         let e = m.index_document("1", &json!({"b": 1})).unwrap_err();
         assert_eq!(e.kind, "strict_dynamic_mapping_exception");
         let e = m.index_document("1", &json!({"a": "x"})).unwrap_err();
         assert_eq!(e.kind, "mapper_parsing_exception");
-        let e = m.merge_json(&json!({"properties": {"a": {"type": "keyword"}}})).unwrap_err();
+        let e = m
+            .merge_json(&json!({"properties": {"a": {"type": "keyword"}}}))
+            .unwrap_err();
         assert_eq!(e.status, 400);
     }
 

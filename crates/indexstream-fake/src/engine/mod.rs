@@ -24,7 +24,10 @@ use mapping::Mappings;
 use shard::{Gen, Op, StoredDoc, VersionEntry};
 
 pub fn now_millis() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// Settings of the whole fake cluster.
@@ -57,7 +60,11 @@ pub struct ResolveOpts {
 
 impl Default for ResolveOpts {
     fn default() -> Self {
-        ResolveOpts { ignore_unavailable: false, allow_no_indices: true, aliases: true }
+        ResolveOpts {
+            ignore_unavailable: false,
+            allow_no_indices: true,
+            aliases: true,
+        }
     }
 }
 
@@ -92,8 +99,14 @@ pub struct Scroll {
 /// What a write does to one document.
 #[derive(Debug, Clone)]
 pub enum WriteOp {
-    Index { source: Arc<str>, parsed: Value, create: bool },
-    Update { body: Value },
+    Index {
+        source: Arc<str>,
+        parsed: Value,
+        create: bool,
+    },
+    Update {
+        body: Value,
+    },
     Delete,
 }
 
@@ -155,7 +168,9 @@ pub fn glob(pattern: &str, name: &str) -> bool {
     let mut rest = name;
     for (i, part) in parts.iter().enumerate() {
         if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else { return false };
+            let Some(r) = rest.strip_prefix(part) else {
+                return false;
+            };
             rest = r;
         } else if i == parts.len() - 1 {
             return rest.ends_with(part);
@@ -170,7 +185,15 @@ pub fn glob(pattern: &str, name: &str) -> bool {
 }
 
 pub fn validate_index_name(name: &str) -> ApiResult<()> {
-    let invalid = |why: &str| Err(ApiError::new(400, "invalid_index_name_exception", format!("Invalid index name [{name}], {why}")).with("index", name).with("index_uuid", "_na_"));
+    let invalid = |why: &str| {
+        Err(ApiError::new(
+            400,
+            "invalid_index_name_exception",
+            format!("Invalid index name [{name}], {why}"),
+        )
+        .with("index", name)
+        .with("index_uuid", "_na_"))
+    };
     if name.is_empty() {
         return invalid("must not be empty");
     }
@@ -187,7 +210,7 @@ pub fn validate_index_name(name: &str) -> ApiResult<()> {
         return invalid("must not be '.' or '..'");
     }
     if name.len() > 255 {
-        return invalid("index name is too long, (" .to_string().as_str());
+        return invalid("index name is too long, (".to_string().as_str());
     }
     Ok(())
 }
@@ -197,7 +220,9 @@ fn deep_merge(target: &mut Value, patch: &Value) {
         (Value::Object(t), Value::Object(p)) => {
             for (k, v) in p {
                 match t.get_mut(k) {
-                    Some(existing) if existing.is_object() && v.is_object() => deep_merge(existing, v),
+                    Some(existing) if existing.is_object() && v.is_object() => {
+                        deep_merge(existing, v)
+                    }
                     _ => {
                         t.insert(k.clone(), v.clone());
                     }
@@ -223,10 +248,21 @@ impl Cluster {
     pub fn create_index(&mut self, name: &str, body: &Value) -> ApiResult<&Index> {
         validate_index_name(name)?;
         if let Some(existing) = self.indices.get(name) {
-            return Err(ApiError::new(400, "resource_already_exists_exception", format!("index [{}/{}] already exists", name, existing.uuid)).with("index", name).with("index_uuid", existing.uuid.clone()));
+            return Err(ApiError::new(
+                400,
+                "resource_already_exists_exception",
+                format!("index [{}/{}] already exists", name, existing.uuid),
+            )
+            .with("index", name)
+            .with("index_uuid", existing.uuid.clone()));
         }
         if self.is_alias(name) {
-            return Err(ApiError::new(400, "invalid_index_name_exception", format!("Invalid index name [{name}], an alias with the same name already exists")).with("index", name));
+            return Err(ApiError::new(
+                400,
+                "invalid_index_name_exception",
+                format!("Invalid index name [{name}], an alias with the same name already exists"),
+            )
+            .with("index", name));
         }
         let obj = match body {
             Value::Null => Map::new(),
@@ -241,15 +277,31 @@ impl Cluster {
                 "settings" => settings = index::flatten_settings(v)?,
                 "mappings" => mappings = Mappings::from_json(v)?,
                 "aliases" => {
-                    for (alias, def) in v.as_object().ok_or_else(|| ApiError::parsing("[aliases] must be an object"))? {
+                    for (alias, def) in v
+                        .as_object()
+                        .ok_or_else(|| ApiError::parsing("[aliases] must be an object"))?
+                    {
                         aliases.insert(alias.clone(), AliasMeta::parse(Some(def))?);
                     }
                 }
-                other => return Err(ApiError::parsing(format!("unknown key [{other}] for create index"))),
+                other => {
+                    return Err(ApiError::parsing(format!(
+                        "unknown key [{other}] for create index"
+                    )))
+                }
             }
         }
         let uuid = self.rng.base64_id(22);
-        let mut index = Index::new(name, uuid, now_millis(), settings, mappings, self.config.default_shards, self.config.default_refresh, &mut self.rng)?;
+        let mut index = Index::new(
+            name,
+            uuid,
+            now_millis(),
+            settings,
+            mappings,
+            self.config.default_shards,
+            self.config.default_refresh,
+            &mut self.rng,
+        )?;
         index.aliases = aliases;
         self.indices.insert(name.to_string(), index);
         Ok(&self.indices[name])
@@ -267,12 +319,23 @@ impl Cluster {
                 out.push(t);
             }
         };
-        let parts: Vec<&str> = expr.split(',').map(str::trim).filter(|p| !p.is_empty()).collect();
+        let parts: Vec<&str> = expr
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .collect();
         let all = parts.is_empty() || parts == ["_all"] || parts == ["*"];
         if all {
             for (name, index) in &self.indices {
                 if index.settings.get("index.hidden").map(String::as_str) != Some("true") {
-                    push(&mut out, Target { index: name.clone(), filter: None, routing: None });
+                    push(
+                        &mut out,
+                        Target {
+                            index: name.clone(),
+                            filter: None,
+                            routing: None,
+                        },
+                    );
                 }
             }
             return Ok(out);
@@ -286,15 +349,31 @@ impl Cluster {
             }
             if part.contains('*') {
                 for (name, index) in &self.indices {
-                    if glob(part, name) && index.settings.get("index.hidden").map(String::as_str) != Some("true") {
-                        push(&mut out, Target { index: name.clone(), filter: None, routing: None });
+                    if glob(part, name)
+                        && index.settings.get("index.hidden").map(String::as_str) != Some("true")
+                    {
+                        push(
+                            &mut out,
+                            Target {
+                                index: name.clone(),
+                                filter: None,
+                                routing: None,
+                            },
+                        );
                     }
                 }
                 if opts.aliases {
                     for (name, index) in &self.indices {
                         for (alias, meta) in &index.aliases {
                             if glob(part, alias) {
-                                push(&mut out, Target { index: name.clone(), filter: meta.filter.clone(), routing: meta.search_routing.clone() });
+                                push(
+                                    &mut out,
+                                    Target {
+                                        index: name.clone(),
+                                        filter: meta.filter.clone(),
+                                        routing: meta.search_routing.clone(),
+                                    },
+                                );
                             }
                         }
                     }
@@ -302,7 +381,14 @@ impl Cluster {
                 continue;
             }
             if self.indices.contains_key(*part) {
-                push(&mut out, Target { index: part.to_string(), filter: None, routing: None });
+                push(
+                    &mut out,
+                    Target {
+                        index: part.to_string(),
+                        filter: None,
+                        routing: None,
+                    },
+                );
                 continue;
             }
             let mut found = false;
@@ -310,7 +396,14 @@ impl Cluster {
                 for (name, index) in &self.indices {
                     if let Some(meta) = index.aliases.get(*part) {
                         found = true;
-                        push(&mut out, Target { index: name.clone(), filter: meta.filter.clone(), routing: meta.search_routing.clone() });
+                        push(
+                            &mut out,
+                            Target {
+                                index: name.clone(),
+                                filter: meta.filter.clone(),
+                                routing: meta.search_routing.clone(),
+                            },
+                        );
                     }
                 }
             }
@@ -326,7 +419,11 @@ impl Cluster {
 
     /// The concrete index a write to `name` goes to, creating it when it does not exist.
     pub fn write_index(&mut self, name: &str, require_alias: bool) -> ApiResult<String> {
-        let holders: Vec<(&String, &AliasMeta)> = self.indices.iter().filter_map(|(n, i)| i.aliases.get(name).map(|m| (n, m))).collect();
+        let holders: Vec<(&String, &AliasMeta)> = self
+            .indices
+            .iter()
+            .filter_map(|(n, i)| i.aliases.get(name).map(|m| (n, m)))
+            .collect();
         if !holders.is_empty() {
             if let Some((n, _)) = holders.iter().find(|(_, m)| m.is_write_index == Some(true)) {
                 return Ok((*n).clone());
@@ -348,7 +445,10 @@ impl Cluster {
     fn held_until(&mut self, index: &str, now: Instant) -> Option<Instant> {
         let rng = &mut self.rng;
         for rule in &mut self.visibility {
-            if rule.index.as_deref().is_none_or(|p| glob(p, index)) && rule.remaining != Some(0) && rng.next_f64() < rule.fraction {
+            if rule.index.as_deref().is_none_or(|p| glob(p, index))
+                && rule.remaining != Some(0)
+                && rng.next_f64() < rule.fraction
+            {
                 if let Some(r) = rule.remaining.as_mut() {
                     *r -= 1;
                 }
@@ -361,8 +461,14 @@ impl Cluster {
     /// Applies one document write: the shared path of the index, create, update, delete and
     /// bulk APIs. Version conflicts and validation errors leave the shard untouched.
     pub fn write(&mut self, req: WriteRequest, now: Instant) -> ApiResult<WriteResult> {
-        if req.if_seq_no.is_some() != req.if_primary_term.is_some() || req.if_primary_term == Some(0) {
-            let p = if req.if_seq_no.is_some() { "ifSeqNo is set, but primary term is [0]" } else { "ifPrimaryTerm is set, but ifSeqNo is unassigned" };
+        if req.if_seq_no.is_some() != req.if_primary_term.is_some()
+            || req.if_primary_term == Some(0)
+        {
+            let p = if req.if_seq_no.is_some() {
+                "ifSeqNo is set, but primary term is [0]"
+            } else {
+                "ifPrimaryTerm is set, but ifSeqNo is unassigned"
+            };
             return Err(ApiError::validation(&[p.to_string()]));
         }
         let id = match (&req.id, &req.op) {
@@ -371,14 +477,25 @@ impl Cluster {
             (None, _) => return Err(ApiError::validation(&["id is missing".into()])),
         };
         if id.is_empty() {
-            return Err(ApiError::illegal_argument("if _id is specified it must not be empty"));
+            return Err(ApiError::illegal_argument(
+                "if _id is specified it must not be empty",
+            ));
         }
         if id.len() > 512 {
-            return Err(ApiError::validation(&[format!("id [{id}] is too long, must be no longer than 512 bytes but was: {}", id.len())]));
+            return Err(ApiError::validation(&[format!(
+                "id [{id}] is too long, must be no longer than 512 bytes but was: {}",
+                id.len()
+            )]));
         }
         let held = self.held_until(&req.index, now);
-        let index = self.indices.get_mut(&req.index).ok_or_else(|| ApiError::index_not_found(&req.index))?;
-        let shard_num = routing::shard_for(req.routing.as_deref().unwrap_or(&id), index.shards.len() as u32);
+        let index = self
+            .indices
+            .get_mut(&req.index)
+            .ok_or_else(|| ApiError::index_not_found(&req.index))?;
+        let shard_num = routing::shard_for(
+            req.routing.as_deref().unwrap_or(&id),
+            index.shards.len() as u32,
+        );
         let copies = 1 + index.replicas;
         let (name, uuid) = (index.name.clone(), index.uuid.clone());
         let shard = &index.shards[shard_num as usize];
@@ -403,40 +520,108 @@ impl Cluster {
                 let seq_no = shard.next_seq_no();
                 let term = shard.primary_term;
                 let id: Arc<str> = Arc::from(id.as_str());
-                let entry = VersionEntry { seq_no, primary_term: term, version: next_version, doc: None };
-                shard.record(id.clone(), entry, Op::Delete { id: id.clone(), seq_no }, held);
+                let entry = VersionEntry {
+                    seq_no,
+                    primary_term: term,
+                    version: next_version,
+                    doc: None,
+                };
+                shard.record(
+                    id.clone(),
+                    entry,
+                    Op::Delete {
+                        id: id.clone(),
+                        seq_no,
+                    },
+                    held,
+                );
                 let found = live.is_some();
-                return Ok(WriteResult { index: name, id: id.to_string(), version: next_version, result: if found { "deleted" } else { "not_found" }, seq_no, primary_term: term, shard: shard_num, status: if found { 200 } else { 404 }, copies, doc: None });
+                return Ok(WriteResult {
+                    index: name,
+                    id: id.to_string(),
+                    version: next_version,
+                    result: if found { "deleted" } else { "not_found" },
+                    seq_no,
+                    primary_term: term,
+                    shard: shard_num,
+                    status: if found { 200 } else { 404 },
+                    copies,
+                    doc: None,
+                });
             }
-            WriteOp::Index { source, parsed, create } => {
+            WriteOp::Index {
+                source,
+                parsed,
+                create,
+            } => {
                 if create {
                     if let Some(doc) = &live {
                         return Err(conflict(format!("[{id}]: version conflict, document already exists (current version [{}])", doc.version)));
                     }
                 }
-                (source, parsed, if live.is_some() { "updated" } else { "created" })
+                (
+                    source,
+                    parsed,
+                    if live.is_some() { "updated" } else { "created" },
+                )
             }
             WriteOp::Update { body } => {
-                let obj = body.as_object().ok_or_else(|| ApiError::parsing("request body is required"))?;
+                let obj = body
+                    .as_object()
+                    .ok_or_else(|| ApiError::parsing("request body is required"))?;
                 for key in obj.keys() {
-                    if !["doc", "upsert", "doc_as_upsert", "detect_noop", "_source", "scripted_upsert", "script"].contains(&key.as_str()) {
-                        return Err(ApiError::illegal_argument(format!("[UpdateRequest] unknown field [{key}]")));
+                    if ![
+                        "doc",
+                        "upsert",
+                        "doc_as_upsert",
+                        "detect_noop",
+                        "_source",
+                        "scripted_upsert",
+                        "script",
+                    ]
+                    .contains(&key.as_str())
+                    {
+                        return Err(ApiError::illegal_argument(format!(
+                            "[UpdateRequest] unknown field [{key}]"
+                        )));
                     }
                 }
                 if obj.contains_key("script") {
-                    return Err(ApiError::illegal_argument("scripted updates are not supported by the indexstream fake cluster"));
+                    return Err(ApiError::illegal_argument(
+                        "scripted updates are not supported by the indexstream fake cluster",
+                    ));
                 }
                 let doc = obj.get("doc");
-                let doc_as_upsert = obj.get("doc_as_upsert").and_then(|v| v.as_bool()).unwrap_or(false);
-                let detect_noop = obj.get("detect_noop").and_then(|v| v.as_bool()).unwrap_or(true);
+                let doc_as_upsert = obj
+                    .get("doc_as_upsert")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(false);
+                let detect_noop = obj
+                    .get("detect_noop")
+                    .and_then(|v| v.as_bool())
+                    .unwrap_or(true);
                 match &live {
                     Some(current) => {
-                        let patch = doc.ok_or_else(|| ApiError::validation(&["script or doc is missing".into()]))?;
-                        let mut merged: Value = serde_json::from_str(&current.source).map_err(|e| ApiError::mapper_parsing(e.to_string()))?;
+                        let patch = doc.ok_or_else(|| {
+                            ApiError::validation(&["script or doc is missing".into()])
+                        })?;
+                        let mut merged: Value = serde_json::from_str(&current.source)
+                            .map_err(|e| ApiError::mapper_parsing(e.to_string()))?;
                         let before = merged.clone();
                         deep_merge(&mut merged, patch);
                         if detect_noop && merged == before {
-                            return Ok(WriteResult { index: name, id, version: current.version, result: "noop", seq_no: current.seq_no, primary_term: current.primary_term, shard: shard_num, status: 200, copies, doc: Some(current.clone()) });
+                            return Ok(WriteResult {
+                                index: name,
+                                id,
+                                version: current.version,
+                                result: "noop",
+                                seq_no: current.seq_no,
+                                primary_term: current.primary_term,
+                                shard: shard_num,
+                                status: 200,
+                                copies,
+                                doc: Some(current.clone()),
+                            });
                         }
                         (Arc::from(merged.to_string().as_str()), merged, "updated")
                     }
@@ -444,7 +629,11 @@ impl Cluster {
                         let upsert = match (obj.get("upsert"), doc) {
                             (Some(u), _) => u.clone(),
                             (None, Some(d)) if doc_as_upsert => d.clone(),
-                            _ => return Err(ApiError::document_missing(&name, &uuid, shard_num, &id)),
+                            _ => {
+                                return Err(ApiError::document_missing(
+                                    &name, &uuid, shard_num, &id,
+                                ))
+                            }
                         };
                         (Arc::from(upsert.to_string().as_str()), upsert, "created")
                     }
@@ -459,29 +648,62 @@ impl Cluster {
         let seq_no = shard.next_seq_no();
         let term = shard.primary_term;
         let id: Arc<str> = Arc::from(id.as_str());
-        let doc = Arc::new(StoredDoc { id: id.clone(), routing: req.routing.map(|r| Arc::from(r.as_str())), seq_no, primary_term: term, version: next_version, source, fields: fields.into_boxed_slice() });
-        let entry = VersionEntry { seq_no, primary_term: term, version: next_version, doc: Some(doc.clone()) };
+        let doc = Arc::new(StoredDoc {
+            id: id.clone(),
+            routing: req.routing.map(|r| Arc::from(r.as_str())),
+            seq_no,
+            primary_term: term,
+            version: next_version,
+            source,
+            fields: fields.into_boxed_slice(),
+        });
+        let entry = VersionEntry {
+            seq_no,
+            primary_term: term,
+            version: next_version,
+            doc: Some(doc.clone()),
+        };
         shard.record(id.clone(), entry, Op::Index(doc.clone()), held);
-        Ok(WriteResult { index: name, id: id.to_string(), version: next_version, result, seq_no, primary_term: term, shard: shard_num, status: if result == "created" { 201 } else { 200 }, copies, doc: Some(doc) })
+        Ok(WriteResult {
+            index: name,
+            id: id.to_string(),
+            version: next_version,
+            result,
+            seq_no,
+            primary_term: term,
+            shard: shard_num,
+            status: if result == "created" { 201 } else { 200 },
+            copies,
+            doc: Some(doc),
+        })
     }
 
     /// Pins the current generation of every shard of `targets` (for a point in time or scroll).
     pub fn pin(&mut self, targets: &[Target]) -> Vec<Pinned> {
         let mut out = Vec::new();
         for t in targets {
-            let Some(index) = self.indices.get_mut(&t.index) else { continue };
+            let Some(index) = self.indices.get_mut(&t.index) else {
+                continue;
+            };
             let shards = index.shards.iter_mut().map(|s| {
                 s.hold(s.gen);
                 (s.num, s.gen)
             });
-            out.push(Pinned { index: index.name.clone(), uuid: index.uuid.clone(), filter: t.filter.clone(), shards: shards.collect() });
+            out.push(Pinned {
+                index: index.name.clone(),
+                uuid: index.uuid.clone(),
+                filter: t.filter.clone(),
+                shards: shards.collect(),
+            });
         }
         out
     }
 
     pub fn unpin(&mut self, pinned: &[Pinned]) {
         for p in pinned {
-            let Some(index) = self.indices.get_mut(&p.index) else { continue };
+            let Some(index) = self.indices.get_mut(&p.index) else {
+                continue;
+            };
             if index.uuid != p.uuid {
                 continue;
             }
@@ -500,23 +722,35 @@ impl Cluster {
         for index in self.indices.values_mut() {
             for shard in &mut index.shards {
                 shard.release_due(now);
-                if let (Some(at), Some(interval)) = (shard.next_refresh_at, index.refresh_interval) {
+                if let (Some(at), Some(interval)) = (shard.next_refresh_at, index.refresh_interval)
+                {
                     if at <= now {
                         shard.refresh();
                         refreshed = true;
                         let next = at + interval;
-                        shard.next_refresh_at = Some(if next <= now { now + interval } else { next });
+                        shard.next_refresh_at =
+                            Some(if next <= now { now + interval } else { next });
                     }
                 }
             }
         }
-        let expired: Vec<String> = self.pits.iter().filter(|(_, p)| p.expires <= now).map(|(k, _)| k.clone()).collect();
+        let expired: Vec<String> = self
+            .pits
+            .iter()
+            .filter(|(_, p)| p.expires <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in expired {
             if let Some(p) = self.pits.remove(&k) {
                 self.unpin(&p.pinned);
             }
         }
-        let expired: Vec<String> = self.scrolls.iter().filter(|(_, s)| s.expires <= now).map(|(k, _)| k.clone()).collect();
+        let expired: Vec<String> = self
+            .scrolls
+            .iter()
+            .filter(|(_, s)| s.expires <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in expired {
             if let Some(s) = self.scrolls.remove(&k) {
                 self.unpin(&s.pinned);

@@ -70,7 +70,10 @@ mod tests {
         assert_eq!(murmur3_32(b""), 0);
         assert_eq!(murmur3_32(b"\x00\x00\x00\x00") as u32, 0x2362_f9de);
         assert_eq!(murmur3_32(b"Hello, world!") as u32, 0xc036_3e43);
-        assert_eq!(murmur3_32(b"The quick brown fox jumps over the lazy dog") as u32, 0x2e4f_f723);
+        assert_eq!(
+            murmur3_32(b"The quick brown fox jumps over the lazy dog") as u32,
+            0x2e4f_f723
+        );
     }
 
     #[test]

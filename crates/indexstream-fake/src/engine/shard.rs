@@ -30,7 +30,10 @@ pub struct StoredDoc {
 
 impl StoredDoc {
     pub fn values(&self, field: FieldId) -> impl Iterator<Item = &FieldVal> {
-        self.fields.iter().filter(move |(f, _)| *f == field).map(|(_, v)| v)
+        self.fields
+            .iter()
+            .filter(move |(f, _)| *f == field)
+            .map(|(_, v)| v)
     }
 }
 
@@ -165,7 +168,13 @@ impl Shard {
 
     /// Records an operation that has been assigned `seq_no`: it completes now, or at `held_until`
     /// when a visibility fault holds it in flight.
-    pub fn record(&mut self, id: Arc<str>, entry: VersionEntry, op: Op, held_until: Option<Instant>) {
+    pub fn record(
+        &mut self,
+        id: Arc<str>,
+        entry: VersionEntry,
+        op: Op,
+        held_until: Option<Instant>,
+    ) {
         self.versions.insert(id, entry);
         match held_until {
             Some(at) => self.in_flight.push((at, op)),
@@ -178,7 +187,10 @@ impl Shard {
         self.pending.push(op);
         if seq as i64 == self.local_checkpoint + 1 {
             self.local_checkpoint += 1;
-            while self.completed_above.remove(&((self.local_checkpoint + 1) as u64)) {
+            while self
+                .completed_above
+                .remove(&((self.local_checkpoint + 1) as u64))
+            {
                 self.local_checkpoint += 1;
             }
         } else {
@@ -191,7 +203,9 @@ impl Shard {
         if self.in_flight.is_empty() {
             return false;
         }
-        let (due, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.in_flight).into_iter().partition(|(at, _)| *at <= now);
+        let (due, held): (Vec<_>, Vec<_>) = std::mem::take(&mut self.in_flight)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
         self.in_flight = held;
         let any = !due.is_empty();
         for (_, op) in due {
@@ -202,7 +216,8 @@ impl Shard {
 
     /// Whether the operation with `seq_no` is visible to search.
     pub fn is_searchable(&self, seq_no: u64) -> bool {
-        !self.pending.iter().any(|op| op.seq_no() == seq_no) && !self.in_flight.iter().any(|(_, op)| op.seq_no() == seq_no)
+        !self.pending.iter().any(|op| op.seq_no() == seq_no)
+            && !self.in_flight.iter().any(|(_, op)| op.seq_no() == seq_no)
     }
 
     pub fn has_unrefreshed(&self, id: &str) -> bool {
@@ -249,7 +264,11 @@ impl Shard {
                         add_to_index(index, *field, &doc, doc_id);
                     }
                     self.seq_index.insert(doc.seq_no, doc_id);
-                    self.slots.push(Some(Slot { doc, from_gen: gen, until_gen: Gen::MAX }));
+                    self.slots.push(Some(Slot {
+                        doc,
+                        from_gen: gen,
+                        until_gen: Gen::MAX,
+                    }));
                     self.applied.insert(id, (seq, Some(doc_id)));
                     self.live_count += 1;
                 }
@@ -265,7 +284,9 @@ impl Shard {
         let oldest_held = self.held_gens.keys().next().copied();
         let graveyard = std::mem::take(&mut self.graveyard);
         for doc_id in graveyard {
-            let Some(slot) = self.slots[doc_id as usize].as_ref() else { continue };
+            let Some(slot) = self.slots[doc_id as usize].as_ref() else {
+                continue;
+            };
             if oldest_held.is_some_and(|held| held < slot.until_gen) {
                 self.graveyard.push(doc_id);
                 continue;
@@ -317,9 +338,19 @@ impl Shard {
         0..self.slots.len() as DocId
     }
 
-    pub fn seq_range(&self, lo: Bound<u64>, hi: Bound<u64>, descending: bool) -> Box<dyn Iterator<Item = (u64, DocId)> + '_> {
-        if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) = (lo, hi) {
-            if a > b || (a == b && (matches!(lo, Bound::Excluded(_)) || matches!(hi, Bound::Excluded(_)))) {
+    pub fn seq_range(
+        &self,
+        lo: Bound<u64>,
+        hi: Bound<u64>,
+        descending: bool,
+    ) -> Box<dyn Iterator<Item = (u64, DocId)> + '_> {
+        if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) =
+            (lo, hi)
+        {
+            if a > b
+                || (a == b
+                    && (matches!(lo, Bound::Excluded(_)) || matches!(hi, Bound::Excluded(_))))
+            {
                 return Box::new(std::iter::empty());
             }
         }
@@ -353,7 +384,11 @@ impl Shard {
         if gen == self.gen {
             return self.live_count;
         }
-        self.slots.iter().flatten().filter(|s| s.from_gen <= gen && gen < s.until_gen).count()
+        self.slots
+            .iter()
+            .flatten()
+            .filter(|s| s.from_gen <= gen && gen < s.until_gen)
+            .count()
     }
 
     pub fn deleted_docs(&self) -> usize {

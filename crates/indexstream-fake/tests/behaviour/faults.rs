@@ -10,10 +10,17 @@ use super::client::Http;
 async fn start() -> (FakeCluster, Http) {
     let cluster = FakeCluster::builder().seed(11).start().await.unwrap();
     let http = Http::new(cluster.url());
-    http.ok("PUT", "/f", Some(json!({"settings": {"number_of_shards": 3, "refresh_interval": -1}}))).await;
+    http.ok(
+        "PUT",
+        "/f",
+        Some(json!({"settings": {"number_of_shards": 3, "refresh_interval": -1}})),
+    )
+    .await;
     let mut bulk = String::new();
     for i in 0..30 {
-        bulk.push_str(&format!("{{\"index\":{{\"_id\":\"{i}\"}}}}\n{{\"n\":{i}}}\n"));
+        bulk.push_str(&format!(
+            "{{\"index\":{{\"_id\":\"{i}\"}}}}\n{{\"n\":{i}}}\n"
+        ));
     }
     http.bulk("/f/_bulk?refresh=true", bulk).await;
     (cluster, http)
@@ -24,7 +31,12 @@ async fn error_rules_answer_with_opensearch_shaped_bodies_for_count_requests() {
     let (_c, http) = start().await;
     http.ok("POST", "/_fake/faults", Some(json!({"api": "search", "status": 429, "action": "error", "count": 2, "retry_after_s": 3}))).await;
     for _ in 0..2 {
-        let resp = http.client.post(format!("{}/f/_search", http.base)).send().await.unwrap();
+        let resp = http
+            .client
+            .post(format!("{}/f/_search", http.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status().as_u16(), 429);
         assert_eq!(resp.headers().get("retry-after").unwrap(), "3");
         let body: serde_json::Value = resp.json().await.unwrap();
@@ -40,10 +52,23 @@ async fn error_rules_answer_with_opensearch_shaped_bodies_for_count_requests() {
 #[tokio::test]
 async fn status_503_and_500_rules() {
     let (_c, http) = start().await;
-    http.ok("POST", "/_fake/faults", Some(json!({"api": "get", "status": 503, "action": "error", "count": 1}))).await;
+    http.ok(
+        "POST",
+        "/_fake/faults",
+        Some(json!({"api": "get", "status": 503, "action": "error", "count": 1})),
+    )
+    .await;
     let (status, body) = http.call("GET", "/f/_doc/1", None).await;
-    assert_eq!((status, body["error"]["type"].as_str()), (503, Some("unavailable_shards_exception")));
-    http.ok("POST", "/_fake/faults", Some(json!({"api": "*", "status": 500, "action": "error", "count": 1}))).await;
+    assert_eq!(
+        (status, body["error"]["type"].as_str()),
+        (503, Some("unavailable_shards_exception"))
+    );
+    http.ok(
+        "POST",
+        "/_fake/faults",
+        Some(json!({"api": "*", "status": 500, "action": "error", "count": 1})),
+    )
+    .await;
     let (status, _) = http.call("GET", "/f/_count", None).await;
     assert_eq!(status, 500);
 }
@@ -51,7 +76,12 @@ async fn status_503_and_500_rules() {
 #[tokio::test]
 async fn delay_rules_delay() {
     let (_c, http) = start().await;
-    http.ok("POST", "/_fake/faults", Some(json!({"api": "stats", "action": "delay", "delay_ms": 300, "count": 1}))).await;
+    http.ok(
+        "POST",
+        "/_fake/faults",
+        Some(json!({"api": "stats", "action": "delay", "delay_ms": 300, "count": 1})),
+    )
+    .await;
     let t = Instant::now();
     http.ok("GET", "/f/_stats", None).await;
     assert!(t.elapsed() >= Duration::from_millis(300));
@@ -63,26 +93,48 @@ async fn delay_rules_delay() {
 #[tokio::test]
 async fn drop_rules_close_the_connection_without_an_answer() {
     let (cluster, http) = start().await;
-    cluster.add_fault(FaultRule::new("refresh", FaultAction::Drop).count(1)).unwrap();
-    let err = http.client.post(format!("{}/f/_refresh", http.base)).send().await.unwrap_err();
-    assert!(err.is_request() || err.is_connect() || err.to_string().contains("connection"), "{err}");
+    cluster
+        .add_fault(FaultRule::new("refresh", FaultAction::Drop).count(1))
+        .unwrap();
+    let err = http
+        .client
+        .post(format!("{}/f/_refresh", http.base))
+        .send()
+        .await
+        .unwrap_err();
+    assert!(
+        err.is_request() || err.is_connect() || err.to_string().contains("connection"),
+        "{err}"
+    );
     http.ok("POST", "/f/_refresh", None).await;
     let log = cluster.requests();
     let dropped = log.iter().find(|r| r.path == "/f/_refresh").unwrap();
-    assert_eq!(dropped.status, None, "a dropped request is logged without a status");
+    assert_eq!(
+        dropped.status, None,
+        "a dropped request is logged without a status"
+    );
     assert_eq!(dropped.faults.len(), 1);
 }
 
 #[tokio::test]
 async fn partial_shard_failures_fail_one_shard_and_hide_its_hits() {
     let (_c, http) = start().await;
-    http.ok("POST", "/_fake/faults", Some(json!({"api": "search", "action": "partial_shards", "index": "f", "count": 1}))).await;
-    let r = http.ok("POST", "/f/_search", Some(json!({"size": 100}))).await;
+    http.ok(
+        "POST",
+        "/_fake/faults",
+        Some(json!({"api": "search", "action": "partial_shards", "index": "f", "count": 1})),
+    )
+    .await;
+    let r = http
+        .ok("POST", "/f/_search", Some(json!({"size": 100})))
+        .await;
     assert_eq!(r["_shards"]["failed"], 1);
     assert_eq!(r["_shards"]["successful"], 2);
     assert!(r["_shards"]["failures"][0]["reason"]["type"].is_string());
     assert!(r["hits"]["hits"].as_array().unwrap().len() < 30);
-    let r = http.ok("POST", "/f/_search", Some(json!({"size": 100}))).await;
+    let r = http
+        .ok("POST", "/f/_search", Some(json!({"size": 100})))
+        .await;
     assert_eq!(r["_shards"]["failed"], 0);
     assert_eq!(r["hits"]["hits"].as_array().unwrap().len(), 30);
 }
@@ -90,16 +142,31 @@ async fn partial_shard_failures_fail_one_shard_and_hide_its_hits() {
 #[tokio::test]
 async fn reject_items_fails_single_bulk_items() {
     let (_c, http) = start().await;
-    http.ok("POST", "/_fake/faults", Some(json!({"api": "bulk", "action": "reject_items", "count": 2}))).await;
+    http.ok(
+        "POST",
+        "/_fake/faults",
+        Some(json!({"api": "bulk", "action": "reject_items", "count": 2})),
+    )
+    .await;
     let mut bulk = String::new();
     for i in 100..105 {
-        bulk.push_str(&format!("{{\"index\":{{\"_index\":\"f\",\"_id\":\"{i}\"}}}}\n{{\"n\":{i}}}\n"));
+        bulk.push_str(&format!(
+            "{{\"index\":{{\"_index\":\"f\",\"_id\":\"{i}\"}}}}\n{{\"n\":{i}}}\n"
+        ));
     }
     let r = http.bulk("/_bulk", bulk).await;
     assert_eq!(r["errors"], true);
-    let statuses: Vec<u64> = r["items"].as_array().unwrap().iter().map(|i| i["index"]["status"].as_u64().unwrap()).collect();
+    let statuses: Vec<u64> = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["index"]["status"].as_u64().unwrap())
+        .collect();
     assert_eq!(statuses, vec![429, 429, 201, 201, 201]);
-    assert_eq!(r["items"][0]["index"]["error"]["type"], "es_rejected_execution_exception");
+    assert_eq!(
+        r["items"][0]["index"]["error"]["type"],
+        "es_rejected_execution_exception"
+    );
     let (status, _) = http.call("GET", "/f/_doc/100", None).await;
     assert_eq!(status, 404, "a rejected item is not written");
 }
@@ -125,10 +192,25 @@ async fn probability_rules_follow_their_seed_and_index_scope() {
 #[tokio::test]
 async fn invalid_rules_are_refused_with_the_reason() {
     let (_c, http) = start().await;
-    let (s, body) = http.call("POST", "/_fake/faults", Some(json!({"api": "nope", "action": "error"}))).await;
+    let (s, body) = http
+        .call(
+            "POST",
+            "/_fake/faults",
+            Some(json!({"api": "nope", "action": "error"})),
+        )
+        .await;
     assert_eq!(s, 400);
-    assert!(body["error"]["reason"].as_str().unwrap().contains("unknown api [nope]"));
-    let (s, _) = http.call("POST", "/_fake/faults", Some(json!({"api": "search", "action": "explode"}))).await;
+    assert!(body["error"]["reason"]
+        .as_str()
+        .unwrap()
+        .contains("unknown api [nope]"));
+    let (s, _) = http
+        .call(
+            "POST",
+            "/_fake/faults",
+            Some(json!({"api": "search", "action": "explode"})),
+        )
+        .await;
     assert_eq!(s, 400);
 }
 
@@ -140,7 +222,12 @@ async fn the_request_log_records_method_path_status_and_time() {
     let (s, _) = http.call("GET", "/missing/_doc/1", None).await;
     assert_eq!(s, 404);
     let log = http.ok("GET", "/_fake/requests", None).await;
-    let entries: Vec<_> = log["requests"].as_array().unwrap().iter().filter(|r| r["api"] == "get").collect();
+    let entries: Vec<_> = log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["api"] == "get")
+        .collect();
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0]["status"], 200);
     assert_eq!(entries[1]["status"], 404);

@@ -12,19 +12,84 @@ use super::client::Http;
 async fn known_mistakes_get_opensearch_statuses_and_types() {
     let cluster = FakeCluster::start().await.unwrap();
     let http = Http::new(cluster.url());
-    http.ok("PUT", "/bad", Some(json!({"mappings": {"properties": {"n": {"type": "long"}, "t": {"type": "date"}}}}))).await;
+    http.ok(
+        "PUT",
+        "/bad",
+        Some(json!({"mappings": {"properties": {"n": {"type": "long"}, "t": {"type": "date"}}}})),
+    )
+    .await;
     let cases: Vec<(&str, &str, Option<serde_json::Value>, u16, &str)> = vec![
-        ("POST", "/bad/_search", Some(json!({"query": {"no_such_query": {}}})), 400, "parsing_exception"),
-        ("POST", "/bad/_search", Some(json!({"query": {"range": {"n": {"gte": "abc"}}}})), 400, "query_shard_exception"),
-        ("POST", "/bad/_search", Some(json!({"query": {"range": {"t": {"gte": "not a date"}}}})), 400, "query_shard_exception"),
-        ("POST", "/nope/_search", None, 404, "index_not_found_exception"),
-        ("GET", "/nope/_doc/1", None, 404, "index_not_found_exception"),
-        ("PUT", "/bad/_doc/1", Some(json!({"n": "twelve"})), 400, "mapper_parsing_exception"),
+        (
+            "POST",
+            "/bad/_search",
+            Some(json!({"query": {"no_such_query": {}}})),
+            400,
+            "parsing_exception",
+        ),
+        (
+            "POST",
+            "/bad/_search",
+            Some(json!({"query": {"range": {"n": {"gte": "abc"}}}})),
+            400,
+            "query_shard_exception",
+        ),
+        (
+            "POST",
+            "/bad/_search",
+            Some(json!({"query": {"range": {"t": {"gte": "not a date"}}}})),
+            400,
+            "query_shard_exception",
+        ),
+        (
+            "POST",
+            "/nope/_search",
+            None,
+            404,
+            "index_not_found_exception",
+        ),
+        (
+            "GET",
+            "/nope/_doc/1",
+            None,
+            404,
+            "index_not_found_exception",
+        ),
+        (
+            "PUT",
+            "/bad/_doc/1",
+            Some(json!({"n": "twelve"})),
+            400,
+            "mapper_parsing_exception",
+        ),
         ("PUT", "/Bad", None, 400, "invalid_index_name_exception"),
-        ("PUT", "/bad", None, 400, "resource_already_exists_exception"),
-        ("POST", "/bad/_search?size=-1", None, 400, "illegal_argument_exception"),
-        ("POST", "/bad/_search?bogus=1", None, 400, "illegal_argument_exception"),
-        ("POST", "/bad/_search", Some(json!({"sort": [{"missing_field": "asc"}]})), 400, "query_shard_exception"),
+        (
+            "PUT",
+            "/bad",
+            None,
+            400,
+            "resource_already_exists_exception",
+        ),
+        (
+            "POST",
+            "/bad/_search?size=-1",
+            None,
+            400,
+            "illegal_argument_exception",
+        ),
+        (
+            "POST",
+            "/bad/_search?bogus=1",
+            None,
+            400,
+            "illegal_argument_exception",
+        ),
+        (
+            "POST",
+            "/bad/_search",
+            Some(json!({"sort": [{"missing_field": "asc"}]})),
+            400,
+            "query_shard_exception",
+        ),
     ];
     for (method, path, body, status, kind) in cases {
         let (s, v) = http.call(method, path, body.clone()).await;
@@ -32,11 +97,21 @@ async fn known_mistakes_get_opensearch_statuses_and_types() {
         assert_eq!(v["error"]["type"], kind, "{method} {path}: {v}");
         assert_eq!(v["status"], status);
     }
-    let resp = http.client.post(format!("{}/bad/_search", http.base)).header("content-type", "application/json").body("{\"query\": ").send().await.unwrap();
+    let resp = http
+        .client
+        .post(format!("{}/bad/_search", http.base))
+        .header("content-type", "application/json")
+        .body("{\"query\": ")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 400, "malformed JSON");
     let (s, v) = http.call("GET", "/_no/such/endpoint/here", None).await;
     assert_eq!(s, 400);
-    assert!(v["error"].as_str().unwrap().starts_with("no handler found for uri"));
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("no handler found for uri"));
     let (s, _) = http.call("GET", "/_bulk", None).await;
     assert_eq!(s, 405, "a known path with the wrong method");
 }

@@ -16,9 +16,18 @@ async fn start() -> (FakeCluster, Http) {
 #[tokio::test]
 async fn a_write_is_searchable_only_after_its_shard_refreshes_but_get_is_realtime() {
     let (_c, http) = start().await;
-    http.ok("PUT", "/nrt", Some(json!({"settings": {"number_of_shards": 1, "refresh_interval": -1}}))).await;
+    http.ok(
+        "PUT",
+        "/nrt",
+        Some(json!({"settings": {"number_of_shards": 1, "refresh_interval": -1}})),
+    )
+    .await;
     http.ok("PUT", "/nrt/_doc/1", Some(json!({"a": 1}))).await;
-    assert_eq!(http.count("nrt", json!({"match_all": {}})).await, 0, "visible before refresh");
+    assert_eq!(
+        http.count("nrt", json!({"match_all": {}})).await,
+        0,
+        "visible before refresh"
+    );
     let got = http.ok("GET", "/nrt/_doc/1", None).await;
     assert_eq!(got["found"], true, "realtime get must see the write");
     let (status, _) = http.call("GET", "/nrt/_doc/1?realtime=false", None).await;
@@ -30,12 +39,22 @@ async fn a_write_is_searchable_only_after_its_shard_refreshes_but_get_is_realtim
 #[tokio::test]
 async fn realtime_get_of_an_unrefreshed_doc_counts_an_internal_refresh_only() {
     let (_c, http) = start().await;
-    http.ok("PUT", "/rt", Some(json!({"settings": {"refresh_interval": -1}}))).await;
+    http.ok(
+        "PUT",
+        "/rt",
+        Some(json!({"settings": {"refresh_interval": -1}})),
+    )
+    .await;
     http.ok("PUT", "/rt/_doc/1", Some(json!({"a": 1}))).await;
-    let before = http.ok("GET", "/rt/_stats/refresh", None).await["_all"]["primaries"]["refresh"].clone();
+    let before =
+        http.ok("GET", "/rt/_stats/refresh", None).await["_all"]["primaries"]["refresh"].clone();
     http.ok("GET", "/rt/_doc/1", None).await;
-    let after = http.ok("GET", "/rt/_stats/refresh", None).await["_all"]["primaries"]["refresh"].clone();
-    assert_eq!(after["total"].as_u64().unwrap(), before["total"].as_u64().unwrap() + 1);
+    let after =
+        http.ok("GET", "/rt/_stats/refresh", None).await["_all"]["primaries"]["refresh"].clone();
+    assert_eq!(
+        after["total"].as_u64().unwrap(),
+        before["total"].as_u64().unwrap() + 1
+    );
     assert_eq!(after["external_total"], before["external_total"]);
     assert_eq!(http.count("rt", json!({"match_all": {}})).await, 0);
 }
@@ -43,13 +62,20 @@ async fn realtime_get_of_an_unrefreshed_doc_counts_an_internal_refresh_only() {
 #[tokio::test]
 async fn shards_refresh_on_their_own_timers() {
     let (_c, http) = start().await;
-    http.ok("PUT", "/timers", Some(json!({"settings": {"number_of_shards": 2, "refresh_interval": "400ms"}}))).await;
+    http.ok(
+        "PUT",
+        "/timers",
+        Some(json!({"settings": {"number_of_shards": 2, "refresh_interval": "400ms"}})),
+    )
+    .await;
     // One document on each shard, written together.
     let mut ids = (0, 0);
     let mut i = 0;
     while ids.0 == 0 || ids.1 == 0 {
         i += 1;
-        let r = http.ok("PUT", &format!("/timers/_doc/{i}"), Some(json!({"n": i}))).await;
+        let r = http
+            .ok("PUT", &format!("/timers/_doc/{i}"), Some(json!({"n": i})))
+            .await;
         let _ = r;
         let stats = http.shard_stats("timers").await;
         ids = (stats[0].1 + 1, stats[1].1 + 1);
@@ -61,35 +87,86 @@ async fn shards_refresh_on_their_own_timers() {
     for _ in 0..120 {
         let s = http.shard_stats("timers").await;
         counters_differed |= s[0].2 != s[1].2;
-        let visible = (http.ok("POST", "/timers/_search?preference=_shards:0&size=0", None).await["hits"]["total"]["value"].as_u64().unwrap(), http.ok("POST", "/timers/_search?preference=_shards:1&size=0", None).await["hits"]["total"]["value"].as_u64().unwrap());
+        let visible = (
+            http.ok("POST", "/timers/_search?preference=_shards:0&size=0", None)
+                .await["hits"]["total"]["value"]
+                .as_u64()
+                .unwrap(),
+            http.ok("POST", "/timers/_search?preference=_shards:1&size=0", None)
+                .await["hits"]["total"]["value"]
+                .as_u64()
+                .unwrap(),
+        );
         visibility_differed |= (visible.0 == 0) != (visible.1 == 0);
         if counters_differed && visibility_differed {
             break;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert!(counters_differed, "the two shards' refresh counters never differed");
-    assert!(visibility_differed, "the two shards' documents always became visible together");
+    assert!(
+        counters_differed,
+        "the two shards' refresh counters never differed"
+    );
+    assert!(
+        visibility_differed,
+        "the two shards' documents always became visible together"
+    );
 }
 
 #[tokio::test]
 async fn a_held_write_holds_the_checkpoint_back_and_stays_invisible() {
     let (cluster, http) = start().await;
-    http.ok("PUT", "/held", Some(json!({"settings": {"number_of_shards": 1, "refresh_interval": -1}}))).await;
+    http.ok(
+        "PUT",
+        "/held",
+        Some(json!({"settings": {"number_of_shards": 1, "refresh_interval": -1}})),
+    )
+    .await;
     http.ok("PUT", "/held/_doc/a", Some(json!({"n": 1}))).await;
-    cluster.add_visibility_delay(VisibilityRule { index: Some("held".into()), fraction: 1.0, delay: Duration::from_millis(400), remaining: Some(1) });
+    cluster.add_visibility_delay(VisibilityRule {
+        index: Some("held".into()),
+        fraction: 1.0,
+        delay: Duration::from_millis(400),
+        remaining: Some(1),
+    });
     http.ok("PUT", "/held/_doc/b", Some(json!({"n": 2}))).await;
     http.ok("PUT", "/held/_doc/c", Some(json!({"n": 3}))).await;
     http.ok("POST", "/held/_refresh", None).await;
     let s = http.shard_stats("held").await[0];
-    assert_eq!((s.0, s.1), (0, 2), "global checkpoint must stay at 0 while seq_no 1 is in flight");
-    let seqs = http.ok("POST", "/held/_search", Some(json!({"sort": ["_seq_no"], "seq_no_primary_term": true}))).await;
-    let visible: Vec<i64> = seqs["hits"]["hits"].as_array().unwrap().iter().map(|h| h["_seq_no"].as_i64().unwrap()).collect();
-    assert_eq!(visible, vec![0, 2], "the held write is invisible, the later one visible");
+    assert_eq!(
+        (s.0, s.1),
+        (0, 2),
+        "global checkpoint must stay at 0 while seq_no 1 is in flight"
+    );
+    let seqs = http
+        .ok(
+            "POST",
+            "/held/_search",
+            Some(json!({"sort": ["_seq_no"], "seq_no_primary_term": true})),
+        )
+        .await;
+    let visible: Vec<i64> = seqs["hits"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["_seq_no"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        visible,
+        vec![0, 2],
+        "the held write is invisible, the later one visible"
+    );
     tokio::time::sleep(Duration::from_millis(450)).await;
     let s = http.shard_stats("held").await[0];
-    assert_eq!(s.0, 2, "the checkpoint catches up once the held write completes");
-    assert_eq!(http.count("held", json!({"match_all": {}})).await, 2, "completed but not yet refreshed");
+    assert_eq!(
+        s.0, 2,
+        "the checkpoint catches up once the held write completes"
+    );
+    assert_eq!(
+        http.count("held", json!({"match_all": {}})).await,
+        2,
+        "completed but not yet refreshed"
+    );
     http.ok("POST", "/held/_refresh", None).await;
     assert_eq!(http.count("held", json!({"match_all": {}})).await, 3);
 }
@@ -99,15 +176,27 @@ async fn a_held_write_holds_the_checkpoint_back_and_stays_invisible() {
 #[tokio::test]
 async fn two_refreshes_after_reading_the_checkpoint_make_everything_below_it_searchable() {
     let (cluster, http) = start().await;
-    http.ok("PUT", "/cp", Some(json!({"settings": {"number_of_shards": 1, "refresh_interval": "50ms"}}))).await;
-    cluster.add_visibility_delay(VisibilityRule { index: Some("cp".into()), fraction: 0.3, delay: Duration::from_millis(120), remaining: None });
+    http.ok(
+        "PUT",
+        "/cp",
+        Some(json!({"settings": {"number_of_shards": 1, "refresh_interval": "50ms"}})),
+    )
+    .await;
+    cluster.add_visibility_delay(VisibilityRule {
+        index: Some("cp".into()),
+        fraction: 0.3,
+        delay: Duration::from_millis(120),
+        remaining: None,
+    });
     let writer = {
         let http = Http::new(cluster.url());
         tokio::spawn(async move {
             for batch in 0..30 {
                 let mut body = String::new();
                 for i in 0..20 {
-                    body.push_str(&format!("{{\"index\":{{\"_id\":\"{batch}-{i}\"}}}}\n{{\"n\":{i}}}\n"));
+                    body.push_str(&format!(
+                        "{{\"index\":{{\"_id\":\"{batch}-{i}\"}}}}\n{{\"n\":{i}}}\n"
+                    ));
                 }
                 http.bulk("/cp/_bulk", body).await;
                 tokio::time::sleep(Duration::from_millis(15)).await;
@@ -124,8 +213,14 @@ async fn two_refreshes_after_reading_the_checkpoint_make_everything_below_it_sea
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let visible = http.count("cp", json!({"range": {"_seq_no": {"lte": g}}})).await;
-        assert_eq!(visible as i64, g + 1, "operations up to the checkpoint {g} must be searchable");
+        let visible = http
+            .count("cp", json!({"range": {"_seq_no": {"lte": g}}}))
+            .await;
+        assert_eq!(
+            visible as i64,
+            g + 1,
+            "operations up to the checkpoint {g} must be searchable"
+        );
         checks += 1;
     }
     writer.await.unwrap();
@@ -136,16 +231,44 @@ async fn two_refreshes_after_reading_the_checkpoint_make_everything_below_it_sea
 async fn compare_and_swap_rejects_stale_writers() {
     let (_c, http) = start().await;
     let first = http.ok("PUT", "/cas/_doc/1", Some(json!({"v": 1}))).await;
-    let (seq, term) = (first["_seq_no"].as_i64().unwrap(), first["_primary_term"].as_i64().unwrap());
-    http.ok("PUT", &format!("/cas/_doc/1?if_seq_no={seq}&if_primary_term={term}"), Some(json!({"v": 2}))).await;
-    let (status, body) = http.call("PUT", &format!("/cas/_doc/1?if_seq_no={seq}&if_primary_term={term}"), Some(json!({"v": 3}))).await;
+    let (seq, term) = (
+        first["_seq_no"].as_i64().unwrap(),
+        first["_primary_term"].as_i64().unwrap(),
+    );
+    http.ok(
+        "PUT",
+        &format!("/cas/_doc/1?if_seq_no={seq}&if_primary_term={term}"),
+        Some(json!({"v": 2})),
+    )
+    .await;
+    let (status, body) = http
+        .call(
+            "PUT",
+            &format!("/cas/_doc/1?if_seq_no={seq}&if_primary_term={term}"),
+            Some(json!({"v": 3})),
+        )
+        .await;
     assert_eq!(status, 409);
     assert_eq!(body["error"]["type"], "version_conflict_engine_exception");
-    let (status, _) = http.call("PUT", "/cas/_create/1", Some(json!({"v": 4}))).await;
+    let (status, _) = http
+        .call("PUT", "/cas/_create/1", Some(json!({"v": 4})))
+        .await;
     assert_eq!(status, 409, "create on an existing id");
-    let (status, _) = http.call("POST", &format!("/cas/_update/1?if_seq_no={seq}&if_primary_term={term}"), Some(json!({"doc": {"v": 5}}))).await;
+    let (status, _) = http
+        .call(
+            "POST",
+            &format!("/cas/_update/1?if_seq_no={seq}&if_primary_term={term}"),
+            Some(json!({"doc": {"v": 5}})),
+        )
+        .await;
     assert_eq!(status, 409, "update with a stale seq_no");
-    let (status, _) = http.call("DELETE", &format!("/cas/_doc/1?if_seq_no={seq}&if_primary_term={term}"), None).await;
+    let (status, _) = http
+        .call(
+            "DELETE",
+            &format!("/cas/_doc/1?if_seq_no={seq}&if_primary_term={term}"),
+            None,
+        )
+        .await;
     assert_eq!(status, 409, "delete with a stale seq_no");
     assert_eq!(http.ok("GET", "/cas/_doc/1", None).await["_source"]["v"], 2);
 }
@@ -154,21 +277,31 @@ async fn compare_and_swap_rejects_stale_writers() {
 async fn every_index_creation_gets_a_fresh_uuid_and_seq_nos_restart() {
     let (_c, http) = start().await;
     http.ok("PUT", "/again/_doc/1", Some(json!({"a": 1}))).await;
-    let first = http.ok("GET", "/again/_settings", None).await["again"]["settings"]["index"]["uuid"].clone();
+    let first = http.ok("GET", "/again/_settings", None).await["again"]["settings"]["index"]
+        ["uuid"]
+        .clone();
     http.ok("DELETE", "/again", None).await;
     let r = http.ok("PUT", "/again/_doc/1", Some(json!({"a": 1}))).await;
     assert_eq!(r["_seq_no"], 0);
-    let second = http.ok("GET", "/again/_settings", None).await["again"]["settings"]["index"]["uuid"].clone();
+    let second = http.ok("GET", "/again/_settings", None).await["again"]["settings"]["index"]
+        ["uuid"]
+        .clone();
     assert_ne!(first, second);
 }
 
 #[tokio::test]
 async fn documents_are_routed_by_murmur3_of_the_id() {
     let (_c, http) = start().await;
-    http.ok("PUT", "/routed", Some(json!({"settings": {"number_of_shards": 3, "refresh_interval": -1}}))).await;
+    http.ok(
+        "PUT",
+        "/routed",
+        Some(json!({"settings": {"number_of_shards": 3, "refresh_interval": -1}})),
+    )
+    .await;
     let mut per_shard = [0u64; 3];
     for i in 0..300 {
-        http.ok("PUT", &format!("/routed/_doc/{i}"), Some(json!({"i": i}))).await;
+        http.ok("PUT", &format!("/routed/_doc/{i}"), Some(json!({"i": i})))
+            .await;
         per_shard[indexstream_shard(&i.to_string(), 3)] += 1;
     }
     http.ok("POST", "/routed/_refresh", None).await;
@@ -179,9 +312,20 @@ async fn documents_are_routed_by_murmur3_of_the_id() {
     }
     // A custom routing value sends every document to the same shard.
     for i in 0..10 {
-        http.ok("PUT", &format!("/routed/_doc/r{i}?routing=tenant-a&refresh=true"), Some(json!({"i": i}))).await;
+        http.ok(
+            "PUT",
+            &format!("/routed/_doc/r{i}?routing=tenant-a&refresh=true"),
+            Some(json!({"i": i})),
+        )
+        .await;
     }
-    let with_routing = http.ok("POST", "/routed/_search?routing=tenant-a&size=0", Some(json!({"query": {"prefix": {"_id": "r"}}}))).await;
+    let with_routing = http
+        .ok(
+            "POST",
+            "/routed/_search?routing=tenant-a&size=0",
+            Some(json!({"query": {"prefix": {"_id": "r"}}})),
+        )
+        .await;
     assert_eq!(with_routing["hits"]["total"]["value"], 10);
 }
 
@@ -195,7 +339,10 @@ fn indexstream_shard(id: &str, shards: u32) -> usize {
         while i + 4 <= data.len() {
             let mut k = u32::from_le_bytes(data[i..i + 4].try_into().unwrap());
             k = k.wrapping_mul(c1).rotate_left(15).wrapping_mul(c2);
-            h = (h ^ k).rotate_left(13).wrapping_mul(5).wrapping_add(0xe6546b64);
+            h = (h ^ k)
+                .rotate_left(13)
+                .wrapping_mul(5)
+                .wrapping_add(0xe6546b64);
             i += 4;
         }
         let mut k = 0u32;
@@ -213,6 +360,12 @@ fn indexstream_shard(id: &str, shards: u32) -> usize {
         h ^ (h >> 16)
     }
     let bytes: Vec<u8> = id.encode_utf16().flat_map(|u| u.to_le_bytes()).collect();
-    let routing_shards = match shards { 1 => 1024, 3 => 768, 5 => 640, n => n * 256 } as i64;
-    ((murmur(&bytes) as i32 as i64).rem_euclid(routing_shards) / (routing_shards / shards as i64)) as usize
+    let routing_shards = match shards {
+        1 => 1024,
+        3 => 768,
+        5 => 640,
+        n => n * 256,
+    } as i64;
+    ((murmur(&bytes) as i32 as i64).rem_euclid(routing_shards) / (routing_shards / shards as i64))
+        as usize
 }

@@ -16,7 +16,15 @@ pub enum Outcome {
 }
 
 /// Runner features this runner implements (a test needing another one is skipped).
-const FEATURES: &[&str] = &["headers", "contains", "stash_in_path", "stash_in_key", "arbitrary_key", "allowed_warnings", "allowed_warnings_regex"];
+const FEATURES: &[&str] = &[
+    "headers",
+    "contains",
+    "stash_in_path",
+    "stash_in_key",
+    "arbitrary_key",
+    "allowed_warnings",
+    "allowed_warnings_regex",
+];
 
 pub struct Runner {
     url: String,
@@ -30,8 +38,15 @@ pub struct Runner {
 /// A comparable version. As in OpenSearch's `Version`, a major of 5 or more is a legacy
 /// Elasticsearch version, which sorts before every OpenSearch version (1.0.0 and later).
 fn parse_version(v: &str) -> (u64, u64, u64, u64) {
-    let mut it = v.trim().split(['.', '-']).map(|p| p.parse::<u64>().unwrap_or(0));
-    let (major, minor, patch) = (it.next().unwrap_or(0), it.next().unwrap_or(0), it.next().unwrap_or(0));
+    let mut it = v
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().unwrap_or(0));
+    let (major, minor, patch) = (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    );
     (if major >= 5 { 0 } else { 1 }, major, minor, patch)
 }
 
@@ -72,9 +87,15 @@ fn numbers_equal(a: &serde_json::Number, b: &serde_json::Number) -> bool {
 fn equal(expected: &Value, actual: &Value) -> bool {
     match (expected, actual) {
         (Value::Number(a), Value::Number(b)) => numbers_equal(a, b),
-        (Value::Array(a), Value::Array(b)) => a.len() == b.len() && a.iter().zip(b).all(|(x, y)| equal(x, y)),
-        (Value::Object(a), Value::Object(b)) => a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| equal(v, w))),
-        (Value::String(a), Value::Number(_)) | (Value::String(a), Value::Bool(_)) => *a == value_text(actual),
+        (Value::Array(a), Value::Array(b)) => {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| equal(x, y))
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            a.len() == b.len() && a.iter().all(|(k, v)| b.get(k).is_some_and(|w| equal(v, w)))
+        }
+        (Value::String(a), Value::Number(_)) | (Value::String(a), Value::Bool(_)) => {
+            *a == value_text(actual)
+        }
         (a, b) => a == b,
     }
 }
@@ -92,10 +113,22 @@ impl Runner {
     pub async fn new(url: String, specs: HashMap<String, ApiSpec>) -> Self {
         let client = reqwest::Client::new();
         let version = match client.get(&url).send().await {
-            Ok(r) => r.json::<Value>().await.ok().and_then(|v| v["version"]["number"].as_str().map(parse_version)).unwrap_or((0, 0, 0, 0)),
+            Ok(r) => r
+                .json::<Value>()
+                .await
+                .ok()
+                .and_then(|v| v["version"]["number"].as_str().map(parse_version))
+                .unwrap_or((0, 0, 0, 0)),
             Err(_) => (0, 0, 0, 0),
         };
-        Runner { url: url.trim_end_matches('/').to_string(), client, specs, version, stash: HashMap::new(), last: Value::Null }
+        Runner {
+            url: url.trim_end_matches('/').to_string(),
+            client,
+            specs,
+            version,
+            stash: HashMap::new(),
+            last: Value::Null,
+        }
     }
 
     fn skip_reason(&self, skip: &Value) -> Option<String> {
@@ -119,8 +152,16 @@ impl Runner {
                     return Some(format!("all versions: {reason}"));
                 }
                 let (lo, hi) = r.split_once('-').unwrap_or((r, r));
-                let lo = if lo.trim().is_empty() { (0, 0, 0, 0) } else { parse_version(lo) };
-                let hi = if hi.trim().is_empty() { (u64::MAX, 0, 0, 0) } else { parse_version(hi) };
+                let lo = if lo.trim().is_empty() {
+                    (0, 0, 0, 0)
+                } else {
+                    parse_version(lo)
+                };
+                let hi = if hi.trim().is_empty() {
+                    (u64::MAX, 0, 0, 0)
+                } else {
+                    parse_version(hi)
+                };
                 if lo <= self.version && self.version <= hi {
                     return Some(format!("version {r}: {reason}"));
                 }
@@ -134,8 +175,15 @@ impl Runner {
         match v {
             Value::String(s) => {
                 if let Some(name) = s.strip_prefix('$') {
-                    if let Some(val) = self.stash.get(name.trim_start_matches('{').trim_end_matches('}')) {
-                        if !name.starts_with('{') || s.ends_with('}') && s.matches("${").count() == 1 && s.starts_with("${") {
+                    if let Some(val) = self
+                        .stash
+                        .get(name.trim_start_matches('{').trim_end_matches('}'))
+                    {
+                        if !name.starts_with('{')
+                            || s.ends_with('}')
+                                && s.matches("${").count() == 1
+                                && s.starts_with("${")
+                        {
                             return val.clone();
                         }
                     }
@@ -199,9 +247,21 @@ impl Runner {
     }
 
     async fn wipe(&mut self) {
-        let _ = self.client.delete(format!("{}/_search/point_in_time/_all", self.url)).send().await;
-        let _ = self.client.delete(format!("{}/_search/scroll/_all", self.url)).send().await;
-        let _ = self.client.delete(format!("{}/*?expand_wildcards=all", self.url)).send().await;
+        let _ = self
+            .client
+            .delete(format!("{}/_search/point_in_time/_all", self.url))
+            .send()
+            .await;
+        let _ = self
+            .client
+            .delete(format!("{}/_search/scroll/_all", self.url))
+            .send()
+            .await;
+        let _ = self
+            .client
+            .delete(format!("{}/*?expand_wildcards=all", self.url))
+            .send()
+            .await;
     }
 
     async fn run_do(&mut self, spec: &Value) -> Result<(), String> {
@@ -222,13 +282,20 @@ impl Runner {
             }
         }
         let (api, params) = call.ok_or("`do` without an API call")?;
-        let api_spec = self.specs.get(api).ok_or_else(|| format!("no API spec for [{api}]"))?.clone();
+        let api_spec = self
+            .specs
+            .get(api)
+            .ok_or_else(|| format!("no API spec for [{api}]"))?
+            .clone();
         let params = self.unstash(params);
         let mut params: Map<String, Value> = params.as_object().cloned().unwrap_or_default();
         let body = params.remove("body");
         let ignore: Vec<u16> = match params.remove("ignore") {
             Some(Value::Number(n)) => vec![n.as_u64().unwrap_or(0) as u16],
-            Some(Value::Array(a)) => a.iter().filter_map(|v| v.as_u64().map(|n| n as u16)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_u64().map(|n| n as u16))
+                .collect(),
             _ => vec![],
         };
         let path = api_spec
@@ -236,11 +303,19 @@ impl Runner {
             .iter()
             .filter(|p| p.parts.iter().all(|part| params.contains_key(part)))
             .max_by_key(|p| p.parts.len())
-            .ok_or_else(|| format!("no path of [{api}] fits the parameters {:?}", params.keys().collect::<Vec<_>>()))?
+            .ok_or_else(|| {
+                format!(
+                    "no path of [{api}] fits the parameters {:?}",
+                    params.keys().collect::<Vec<_>>()
+                )
+            })?
             .clone();
         let mut url_path = path.path.clone();
         for part in &path.parts {
-            let val = params.remove(part).map(|v| value_text(&v)).unwrap_or_default();
+            let val = params
+                .remove(part)
+                .map(|v| value_text(&v))
+                .unwrap_or_default();
             url_path = url_path.replace(&format!("{{{part}}}"), &encode(&val));
         }
         url_path = url_path.replace("//", "/");
@@ -256,13 +331,25 @@ impl Runner {
                 path.methods.first().map(String::as_str).unwrap_or("GET")
             }
         };
-        let query: Vec<(String, String)> = params.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
+        let query: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.clone(), value_text(v)))
+            .collect();
         let mut url = format!("{}{}", self.url, url_path);
         if !query.is_empty() {
             url.push('?');
-            url.push_str(&query.iter().map(|(k, v)| format!("{}={}", encode(k), encode(v))).collect::<Vec<_>>().join("&"));
+            url.push_str(
+                &query
+                    .iter()
+                    .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+                    .collect::<Vec<_>>()
+                    .join("&"),
+            );
         }
-        let mut request = self.client.request(reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?, &url);
+        let mut request = self.client.request(
+            reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?,
+            &url,
+        );
         if let Some(body) = &body {
             let text = match body {
                 Value::String(s) => s.clone(),
@@ -279,15 +366,24 @@ impl Runner {
                 }
                 other => other.to_string(),
             };
-            request = request.header("content-type", "application/json").body(text);
+            request = request
+                .header("content-type", "application/json")
+                .body(text);
         }
         for (k, v) in headers {
             request = request.header(k, v);
         }
-        let response = request.send().await.map_err(|e| format!("{method} {url}: {e}"))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("{method} {url}: {e}"))?;
         let status = response.status().as_u16();
         let text = response.text().await.map_err(|e| e.to_string())?;
-        self.last = if method == "HEAD" { Value::Bool(status < 300) } else { serde_json::from_str(&text).unwrap_or(Value::String(text.clone())) };
+        self.last = if method == "HEAD" {
+            Value::Bool(status < 300)
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
+        };
         match catch {
             None => {
                 if status >= 400 && !ignore.contains(&status) && method != "HEAD" {
@@ -306,13 +402,16 @@ impl Runner {
                     "request" => status >= 400,
                     "param" => false,
                     regex if regex.starts_with('/') && regex.ends_with('/') && regex.len() > 1 => {
-                        let re = Regex::new(&regex[1..regex.len() - 1]).map_err(|e| format!("bad catch regex {regex}: {e}"))?;
+                        let re = Regex::new(&regex[1..regex.len() - 1])
+                            .map_err(|e| format!("bad catch regex {regex}: {e}"))?;
                         status >= 400 && re.is_match(&text)
                     }
                     other => return Err(format!("unknown catch [{other}]")),
                 };
                 if !ok {
-                    return Err(format!("{method} {url}: expected catch [{c}], got {status}: {text}"));
+                    return Err(format!(
+                        "{method} {url}: expected catch [{c}], got {status}: {text}"
+                    ));
                 }
             }
         }
@@ -335,7 +434,8 @@ impl Runner {
                     if let Value::String(s) = &expected {
                         let t = s.trim();
                         if t.len() > 1 && t.starts_with('/') && t.ends_with('/') {
-                            let re = Regex::new(&format!("(?x){}", &t[1..t.len() - 1])).map_err(|e| e.to_string())?;
+                            let re = Regex::new(&format!("(?x){}", &t[1..t.len() - 1]))
+                                .map_err(|e| e.to_string())?;
                             if !re.is_match(&value_text(&actual)) {
                                 return fail(format!("{} does not match {t}", value_text(&actual)));
                             }
@@ -373,8 +473,13 @@ impl Runner {
                     self.stash.insert(name, v);
                 }
                 "gt" | "gte" | "lt" | "lte" => {
-                    let a = actual.as_ref().and_then(|v| v.as_f64()).ok_or_else(|| format!("[{kind}] {path}: not a number: {actual:?}"))?;
-                    let e = expected.as_f64().ok_or_else(|| format!("[{kind}] {path}: expected a number"))?;
+                    let a = actual
+                        .as_ref()
+                        .and_then(|v| v.as_f64())
+                        .ok_or_else(|| format!("[{kind}] {path}: not a number: {actual:?}"))?;
+                    let e = expected
+                        .as_f64()
+                        .ok_or_else(|| format!("[{kind}] {path}: expected a number"))?;
                     let ok = match kind {
                         "gt" => a > e,
                         "gte" => a >= e,
@@ -387,7 +492,13 @@ impl Runner {
                 }
                 "contains" => {
                     let ok = match &actual {
-                        Some(Value::Array(items)) => items.iter().any(|i| equal(&expected, i) || (expected.is_object() && expected.as_object().is_some_and(|o| o.iter().all(|(k, v)| i.get(k).is_some_and(|w| equal(v, w)))))),
+                        Some(Value::Array(items)) => items.iter().any(|i| {
+                            equal(&expected, i)
+                                || (expected.is_object()
+                                    && expected.as_object().is_some_and(|o| {
+                                        o.iter().all(|(k, v)| i.get(k).is_some_and(|w| equal(v, w)))
+                                    }))
+                        }),
                         Some(Value::String(s)) => s.contains(&value_text(&expected)),
                         _ => false,
                     };
@@ -403,7 +514,10 @@ impl Runner {
 
     async fn run_steps(&mut self, steps: &[Value]) -> Result<Option<String>, String> {
         for step in steps {
-            let (kind, spec) = step.as_object().and_then(|o| o.iter().next()).ok_or_else(|| format!("malformed step {step}"))?;
+            let (kind, spec) = step
+                .as_object()
+                .and_then(|o| o.iter().next())
+                .ok_or_else(|| format!("malformed step {step}"))?;
             match kind.as_str() {
                 "skip" => {
                     if let Some(why) = self.skip_reason(spec) {
@@ -428,7 +542,11 @@ impl Runner {
             }
         }
         let result = async {
-            if let Some(why) = self.run_steps(&suite.setup).await.map_err(|e| format!("setup: {e}"))? {
+            if let Some(why) = self
+                .run_steps(&suite.setup)
+                .await
+                .map_err(|e| format!("setup: {e}"))?
+            {
                 return Ok(Some(why));
             }
             self.run_steps(&test.steps).await

@@ -26,16 +26,29 @@ pub fn load(dir: &Path) -> std::io::Result<HashMap<String, ApiSpec>> {
             continue;
         }
         let text = std::fs::read_to_string(&path)?;
-        let doc: Value = serde_json::from_str(&text).map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
-        let Some((name, body)) = doc.as_object().and_then(|o| o.iter().next()) else { continue };
+        let doc: Value = serde_json::from_str(&text)
+            .map_err(|e| std::io::Error::other(format!("{}: {e}", path.display())))?;
+        let Some((name, body)) = doc.as_object().and_then(|o| o.iter().next()) else {
+            continue;
+        };
         let paths = body["url"]["paths"]
             .as_array()
             .map(|ps| {
                 ps.iter()
                     .map(|p| ApiPath {
                         path: p["path"].as_str().unwrap_or_default().to_string(),
-                        methods: p["methods"].as_array().map(|m| m.iter().filter_map(|x| x.as_str().map(String::from)).collect()).unwrap_or_default(),
-                        parts: p["parts"].as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default(),
+                        methods: p["methods"]
+                            .as_array()
+                            .map(|m| {
+                                m.iter()
+                                    .filter_map(|x| x.as_str().map(String::from))
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        parts: p["parts"]
+                            .as_object()
+                            .map(|o| o.keys().cloned().collect())
+                            .unwrap_or_default(),
                     })
                     .collect()
             })

@@ -45,7 +45,10 @@ pub fn to_json(v: serde_yaml::Value) -> Value {
             } else if let Some(u) = n.as_u64() {
                 Value::from(u)
             } else {
-                n.as_f64().and_then(serde_json::Number::from_f64).map(Value::Number).unwrap_or(Value::Null)
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map(Value::Number)
+                    .unwrap_or(Value::Null)
             }
         }
         serde_yaml::Value::String(s) => Value::String(s),
@@ -55,7 +58,10 @@ pub fn to_json(v: serde_yaml::Value) -> Value {
             for (k, v) in m {
                 let key = match k {
                     serde_yaml::Value::String(s) => s,
-                    other => serde_yaml::to_string(&other).unwrap_or_default().trim().to_string(),
+                    other => serde_yaml::to_string(&other)
+                        .unwrap_or_default()
+                        .trim()
+                        .to_string(),
                 };
                 out.insert(key, to_json(v));
             }
@@ -70,7 +76,9 @@ pub fn parse_file(path: &Path) -> Result<Suite, String> {
     let mut suite = Suite::default();
     for doc in serde_yaml::Deserializer::from_str(&text) {
         let value = serde_yaml::Value::deserialize(doc).map_err(|e| e.to_string())?;
-        let Value::Object(map) = to_json(value) else { continue };
+        let Value::Object(map) = to_json(value) else {
+            continue;
+        };
         for (name, steps) in map {
             let steps = match steps {
                 Value::Array(a) => a,

@@ -1,0 +1,6 @@
+//! Integration tests of the `indexstream` binary.
+#![allow(clippy::unwrap_used)] // Tests panic on unexpected answers; that is how they fail.
+
+mod cli {
+    mod dev_server;
+}
