@@ -1,6 +1,11 @@
-//! The `indexstream` command.
+//! The `indexstream` command: parses arguments, sets up logging, runs a subcommand, and maps
+//! the outcome to the exit status scripts rely on: 0 success (or a graceful shutdown), 2 bad
+//! usage or configuration, 1 a runtime failure that retries could not overcome.
 
+mod common;
+mod consume;
 mod dev_server;
+mod groups;
 
 use std::process::ExitCode;
 
@@ -10,21 +15,85 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "indexstream",
     version,
-    about = "A Kafka-style consumer for OpenSearch and Elasticsearch indices"
+    about = "A Kafka-style consumer for OpenSearch and Elasticsearch indices",
+    long_about = "A Kafka-style consumer for OpenSearch and Elasticsearch indices: partitions, offsets and consumer groups, with commits stored in the cluster.\n\nExit status: 0 success or graceful shutdown, 2 bad usage or configuration, 1 a runtime failure."
 )]
 struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value = "text",
+        env = "INDEXSTREAM_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    /// Log filter, RUST_LOG style (e.g. `info`, `indexstream=debug`); RUST_LOG wins when set.
+    #[arg(long, global = true, default_value = "info", env = "INDEXSTREAM_LOG")]
+    log: String,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Read an index like a Kafka topic and deliver every document to a sink.
+    Consume(consume::ConsumeArgs),
+    /// Inspect and move consumer groups' offsets.
+    Groups(groups::GroupsArgs),
     /// Run the built-in OpenSearch-compatible fake cluster.
     DevServer(dev_server::Args),
 }
 
+/// A usage or configuration problem: exit status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| filter.to_string());
+    let filter = tracing_subscriber::EnvFilter::try_new(&filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn exit_status(e: &anyhow::Error) -> u8 {
+    if e.downcast_ref::<UsageError>().is_some() {
+        return 2;
+    }
+    match e.downcast_ref::<indexstream::Error>() {
+        Some(err) if err.is_usage() => 2,
+        _ => 1,
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -37,14 +106,17 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Consume(args) => consume::run(args).await,
+            Command::Groups(args) => groups::run(args).await,
             Command::DevServer(args) => dev_server::run(args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            let one_line = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {one_line}");
+            ExitCode::from(exit_status(&e))
         }
     }
 }

@@ -1,1 +1,22 @@
-//! indexstream: a Kafka-style consumer for OpenSearch and Elasticsearch indices.
+#![doc = include_str!("../README.md")]
+
+pub mod client;
+pub mod consumer;
+pub mod error;
+pub mod group;
+pub mod offset;
+pub mod partition;
+pub mod record;
+pub mod sink;
+pub mod source;
+
+pub use client::{Auth, Client, ClientConfig, ClientError, Secret};
+pub use consumer::{
+    Consumer, ConsumerBuilder, ConsumerConfig, PartitionStatus, RefreshPolicy, RunOptions,
+    RunSummary, StartFrom, StopReason,
+};
+pub use error::{Error, Result};
+pub use offset::Mode;
+pub use partition::PartitionId;
+pub use record::Record;
+pub use sink::{FileSink, MemorySink, NullSink, Sink, SinkSpec, StdoutSink};

@@ -91,16 +91,17 @@ fn parse_items(
             .iter()
             .next()
             .ok_or_else(|| malformed("expected FIELD_NAME but found [END_OBJECT]".into()))?;
-        let action =
-            match name.as_str() {
-                "index" => Action::Index,
-                "create" => Action::Create,
-                "update" => Action::Update,
-                "delete" => Action::Delete,
-                other => return Err(malformed(format!(
+        let action = match name.as_str() {
+            "index" => Action::Index,
+            "create" => Action::Create,
+            "update" => Action::Update,
+            "delete" => Action::Delete,
+            other => {
+                return Err(malformed(format!(
                     "expected field [create], [delete], [index] or [update] but found [{other}]"
-                ))),
-            };
+                )))
+            }
+        };
         let meta = meta.as_object().ok_or_else(|| {
             malformed(format!("expected START_OBJECT but found [{}]", token(meta)))
         })?;

@@ -1,0 +1,166 @@
+//! Arguments and helpers shared by the commands.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use indexstream::{Auth, ClientConfig, Secret};
+
+/// How to reach the cluster.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ConnArgs {
+    /// Cluster URL [default: http://localhost:9200]
+    #[arg(long, global = true, env = "INDEXSTREAM_URL")]
+    pub url: Option<String>,
+    /// Basic-auth user name.
+    #[arg(long, global = true, env = "INDEXSTREAM_USERNAME")]
+    pub username: Option<String>,
+    /// Basic-auth password (prefer the environment variable or the config file).
+    #[arg(
+        long,
+        global = true,
+        env = "INDEXSTREAM_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// API key, sent as `Authorization: ApiKey <key>`.
+    #[arg(
+        long,
+        global = true,
+        env = "INDEXSTREAM_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
+    /// Timeout of one request to the cluster [default: 30s]
+    #[arg(long, global = true, env = "INDEXSTREAM_REQUEST_TIMEOUT", value_parser = parse_duration)]
+    pub request_timeout: Option<Duration>,
+}
+
+pub const DEFAULT_URL: &str = "http://localhost:9200";
+
+impl ConnArgs {
+    pub fn client_config(
+        &self,
+        file: Option<&crate::consume::FileConfig>,
+    ) -> anyhow::Result<ClientConfig> {
+        let url = self
+            .url
+            .clone()
+            .or_else(|| file.and_then(|f| f.url.clone()))
+            .unwrap_or_else(|| DEFAULT_URL.to_string());
+        let username = self
+            .username
+            .clone()
+            .or_else(|| file.and_then(|f| f.username.clone()));
+        let password = self
+            .password
+            .clone()
+            .or_else(|| file.and_then(|f| f.password.clone()));
+        let api_key = self
+            .api_key
+            .clone()
+            .or_else(|| file.and_then(|f| f.api_key.clone()));
+        let auth = match (username, password, api_key) {
+            (_, _, Some(key)) => Auth::ApiKey(Secret::new(key)),
+            (Some(u), Some(p), None) => Auth::Basic {
+                username: u,
+                password: Secret::new(p),
+            },
+            (Some(_), None, None) => anyhow::bail!(crate::UsageError(
+                "--username needs --password (or INDEXSTREAM_PASSWORD)".into()
+            )),
+            (None, Some(_), None) => {
+                anyhow::bail!(crate::UsageError("--password needs --username".into()))
+            }
+            (None, None, None) => Auth::None,
+        };
+        let timeout = match (
+            self.request_timeout,
+            file.and_then(|f| f.request_timeout.as_deref()),
+        ) {
+            (Some(t), _) => t,
+            (None, Some(t)) => parse_duration(t).map_err(|e| {
+                crate::UsageError(format!("request-timeout in the config file: {e}"))
+            })?,
+            (None, None) => Duration::from_secs(30),
+        };
+        Ok(ClientConfig::new(url)
+            .with_auth(auth)
+            .with_request_timeout(timeout))
+    }
+}
+
+/// Parses a duration such as `500ms`, `2s`, `1m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 500ms, 2s, 1m)"))
+}
+
+/// Parses an RFC 3339 time (`2024-05-01T10:00:00Z`, `2024-05-01T12:00:00+02:00`) into epoch ms.
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    let s = s.trim();
+    let err = || format!("invalid time {s:?}: expected RFC 3339, e.g. 2024-05-01T10:00:00Z");
+    let (base, offset_secs) = match s.char_indices().rev().find(|(_, c)| *c == '+' || *c == '-') {
+        Some((i, c)) if i > 10 && s[i + 1..].len() == 5 && s.as_bytes()[i + 3] == b':' => {
+            let h: i64 = s[i + 1..i + 3].parse().map_err(|_| err())?;
+            let m: i64 = s[i + 4..i + 6].parse().map_err(|_| err())?;
+            let sign = if c == '-' { -1 } else { 1 };
+            (format!("{}Z", &s[..i]), sign * (h * 3600 + m * 60))
+        }
+        _ => (s.to_string(), 0),
+    };
+    let t = humantime::parse_rfc3339_weak(&base).map_err(|_| err())?;
+    let ms = match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    };
+    Ok(ms - offset_secs * 1000)
+}
+
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Resolves when the process gets SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_parse_with_offsets() {
+        assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), 1000);
+        assert_eq!(parse_time("1970-01-01T01:00:01+01:00").unwrap(), 1000);
+        assert_eq!(
+            parse_time("2019-10-21T08:30:04.828Z").unwrap(),
+            1_571_646_604_828
+        );
+        assert!(parse_time("yesterday").unwrap_err().contains("yesterday"));
+    }
+
+    #[test]
+    fn durations_name_the_bad_input() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert!(parse_duration("5 parsecs")
+            .unwrap_err()
+            .contains("5 parsecs"));
+    }
+}

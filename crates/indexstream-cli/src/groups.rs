@@ -1,0 +1,374 @@
+//! `indexstream groups list | describe | reset | delete`.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use indexstream::client::types::Cas;
+use indexstream::offset::{offset_doc, parse_offset_doc, Mode, DEFAULT_OFFSETS_INDEX};
+use indexstream::{Client, PartitionId};
+use serde_json::{json, Value};
+
+use crate::common::{now_ms, parse_time, ConnArgs};
+use crate::UsageError;
+
+#[derive(Debug, clap::Args)]
+pub struct GroupsArgs {
+    #[command(subcommand)]
+    command: GroupsCommand,
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Index holding offsets and leases.
+    #[arg(long, global = true, env = "INDEXSTREAM_OFFSETS_INDEX", default_value = DEFAULT_OFFSETS_INDEX)]
+    offsets_index: String,
+    /// Output format.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    format: Format,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum GroupsCommand {
+    /// Every group with committed offsets.
+    List,
+    /// Per partition: committed offset, global checkpoint and lag.
+    Describe { group: String },
+    /// Move a group's offsets. The group must not be running.
+    Reset {
+        group: String,
+        /// earliest, latest, or an RFC 3339 time (the first document at or after it, by the timestamp field).
+        #[arg(long)]
+        to: String,
+        /// Also set offsets for partitions of these indices (pattern/alias), not only those the group has.
+        #[arg(long)]
+        index: Option<String>,
+        /// Timestamp field for --to <time>.
+        #[arg(long, default_value = "@timestamp")]
+        timestamp_field: String,
+    },
+    /// Delete a group's offsets and lease. The group must not be running.
+    Delete {
+        group: String,
+        /// Delete even while a member holds the lease.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// One stored document of the offsets index.
+struct Stored {
+    id: String,
+    seq_no: i64,
+    primary_term: i64,
+    source: Value,
+}
+
+async fn all_docs(
+    client: &Client,
+    index: &str,
+    group: Option<&str>,
+) -> anyhow::Result<Vec<Stored>> {
+    if !client.index_exists(index).await? {
+        return Ok(Vec::new());
+    }
+    client.refresh(index).await?;
+    let query = match group {
+        Some(g) => json!({"term": {"group": g}}),
+        None => json!({"match_all": {}}),
+    };
+    let mut out = Vec::new();
+    let mut after: Option<Value> = None;
+    loop {
+        let mut body = json!({"size": 1000, "query": query, "sort": [{"_id": "asc"}], "seq_no_primary_term": true});
+        if let Some(a) = &after {
+            body["search_after"] = a.clone();
+        }
+        let resp = client.search(index, &[], body).await?;
+        let n = resp.hits.hits.len();
+        for h in resp.hits.hits {
+            after = h.sort.clone().map(Value::from);
+            let source: Value = h
+                .source
+                .as_ref()
+                .map(|s| serde_json::from_str(s.get()))
+                .transpose()?
+                .unwrap_or(Value::Null);
+            out.push(Stored {
+                id: h.id,
+                seq_no: h.seq_no.unwrap_or(0),
+                primary_term: h.primary_term.unwrap_or(1),
+                source,
+            });
+        }
+        if n < 1000 {
+            return Ok(out);
+        }
+    }
+}
+
+fn lease_holder(docs: &[Stored]) -> Option<(String, i64)> {
+    docs.iter().find(|d| d.source["kind"] == "lease").map(|d| {
+        (
+            d.source["member"].as_str().unwrap_or_default().to_string(),
+            d.source["expires_at_ms"].as_i64().unwrap_or(0),
+        )
+    })
+}
+
+fn live_holder(docs: &[Stored]) -> Option<String> {
+    lease_holder(docs)
+        .filter(|(_, exp)| *exp > now_ms())
+        .map(|(m, _)| m)
+}
+
+pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
+    let client = Client::new(&args.conn.client_config(None)?)?;
+    let oi = args.offsets_index.as_str();
+    match &args.command {
+        GroupsCommand::List => {
+            let docs = all_docs(&client, oi, None).await?;
+            let mut groups: BTreeMap<String, (usize, String, Option<String>)> = BTreeMap::new();
+            for d in &docs {
+                let g = d.source["group"].as_str().unwrap_or_default().to_string();
+                let e = groups.entry(g).or_insert((0, String::new(), None));
+                if d.source["kind"] == "lease" {
+                    if d.source["expires_at_ms"].as_i64().unwrap_or(0) > now_ms() {
+                        e.2 = d.source["member"].as_str().map(String::from);
+                    }
+                } else {
+                    e.0 += 1;
+                    e.1 = d.source["mode"].as_str().unwrap_or_default().to_string();
+                }
+            }
+            match args.format {
+                Format::Json => println!("{}", json!(groups.iter().map(|(g, (n, mode, holder))| json!({"group": g, "partitions": n, "mode": mode, "member": holder})).collect::<Vec<_>>())),
+                Format::Text => {
+                    println!("{:<30} {:<10} {:>10}  MEMBER", "GROUP", "MODE", "PARTITIONS");
+                    for (g, (n, mode, holder)) in &groups {
+                        println!("{g:<30} {mode:<10} {n:>10}  {}", holder.as_deref().unwrap_or("-"));
+                    }
+                }
+            }
+        }
+        GroupsCommand::Describe { group } => {
+            let docs = all_docs(&client, oi, Some(group)).await?;
+            let offsets: Vec<(PartitionId, i64)> = docs
+                .iter()
+                .filter(|d| d.source["kind"] != "lease")
+                .map(|d| {
+                    parse_offset_doc(
+                        oi,
+                        &d.id,
+                        &d.source,
+                        Mode::parse(d.source["mode"].as_str().unwrap_or("exact"))
+                            .unwrap_or(Mode::Exact),
+                    )
+                    .map(|s| (s.partition, s.seq_no))
+                })
+                .collect::<Result<_, _>>()?;
+            if offsets.is_empty() && docs.is_empty() {
+                return Err(UsageError(format!("group {group:?} has no offsets in {oi:?}")).into());
+            }
+            let mut rows = Vec::new();
+            let mut stats_cache: BTreeMap<String, Vec<indexstream::client::types::IndexShards>> =
+                BTreeMap::new();
+            for (p, committed) in &offsets {
+                if !stats_cache.contains_key(&p.index) {
+                    let s = client.shard_stats(&p.index).await.unwrap_or_default();
+                    stats_cache.insert(p.index.clone(), s);
+                }
+                let current = stats_cache[&p.index]
+                    .iter()
+                    .find(|i| i.uuid == p.uuid)
+                    .and_then(|i| i.shards.iter().find(|s| s.shard == p.shard));
+                let (checkpoint, lag, state) = match current {
+                    Some(s) => (
+                        Some(s.global_checkpoint),
+                        Some((s.global_checkpoint - committed).max(0)),
+                        "ok",
+                    ),
+                    None => (None, None, "index deleted or recreated"),
+                };
+                rows.push((p.clone(), *committed, checkpoint, lag, state));
+            }
+            let holder = live_holder(&docs);
+            match args.format {
+                Format::Json => println!(
+                    "{}",
+                    json!({"group": group, "member": holder, "partitions": rows.iter().map(|(p, c, cp, lag, state)| json!({"index": p.index, "uuid": p.uuid, "shard": p.shard, "committed": c, "checkpoint": cp, "lag": lag, "state": state})).collect::<Vec<_>>()})
+                ),
+                Format::Text => {
+                    println!(
+                        "group {group}: member {}",
+                        holder.as_deref().unwrap_or("none (not running)")
+                    );
+                    println!(
+                        "{:<30} {:<24} {:>5} {:>12} {:>12} {:>10}  STATE",
+                        "INDEX", "UUID", "SHARD", "COMMITTED", "CHECKPOINT", "LAG"
+                    );
+                    for (p, c, cp, lag, state) in &rows {
+                        let show = |v: &Option<i64>| {
+                            v.map(|x| x.to_string()).unwrap_or_else(|| "-".into())
+                        };
+                        println!(
+                            "{:<30} {:<24} {:>5} {:>12} {:>12} {:>10}  {state}",
+                            p.index,
+                            p.uuid,
+                            p.shard,
+                            c,
+                            show(cp),
+                            show(lag)
+                        );
+                    }
+                }
+            }
+        }
+        GroupsCommand::Reset {
+            group,
+            to,
+            index,
+            timestamp_field,
+        } => {
+            let docs = all_docs(&client, oi, Some(group)).await?;
+            if let Some(h) = live_holder(&docs) {
+                anyhow::bail!(
+                    "group {group:?} is running (member {h}); stop it before resetting its offsets"
+                );
+            }
+            let target = match to.as_str() {
+                "earliest" => Target::Earliest,
+                "latest" => Target::Latest,
+                t => Target::Time(
+                    parse_time(t)
+                        .map_err(|e| UsageError(format!("--to: {e}, or earliest, or latest")))?,
+                ),
+            };
+            let mut existing: BTreeMap<String, (Stored, Option<PartitionId>)> = BTreeMap::new();
+            let mut expressions: Vec<String> = index.iter().cloned().collect();
+            for d in docs.into_iter().filter(|d| d.source["kind"] != "lease") {
+                let mode = d.source["mode"].as_str().unwrap_or_default();
+                if mode != "exact" {
+                    anyhow::bail!(UsageError(format!(
+                        "offset document {} is in {mode:?} mode; reset supports exact mode here",
+                        d.id
+                    )));
+                }
+                let p = parse_offset_doc(oi, &d.id, &d.source, Mode::Exact)?.partition;
+                if !expressions.contains(&p.index) {
+                    expressions.push(p.index.clone());
+                }
+                existing.insert(d.id.clone(), (d, Some(p)));
+            }
+            if expressions.is_empty() {
+                return Err(UsageError(format!(
+                    "group {group:?} has no offsets; give --index to say which indices to set"
+                ))
+                .into());
+            }
+            let mut body = String::new();
+            let mut count = 0;
+            for expr in &expressions {
+                let stats = match client.shard_stats(expr).await {
+                    Ok(s) => s,
+                    Err(e) if e.status() == Some(404) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                for idx in stats {
+                    for s in &idx.shards {
+                        let p = PartitionId {
+                            index: idx.index.clone(),
+                            uuid: idx.uuid.clone(),
+                            shard: s.shard,
+                        };
+                        let seq = match target {
+                            Target::Earliest => -1,
+                            Target::Latest => s.global_checkpoint,
+                            Target::Time(ms) => {
+                                let q = json!({"size": 1, "sort": [{"_seq_no": "asc"}], "seq_no_primary_term": true, "track_total_hits": false, "_source": false, "query": {"range": {timestamp_field.clone(): {"gte": ms, "format": "epoch_millis"}}}});
+                                let resp = client
+                                    .search(
+                                        &p.index,
+                                        &[("preference", format!("_shards:{}|_primary", p.shard))],
+                                        q,
+                                    )
+                                    .await?;
+                                resp.hits
+                                    .hits
+                                    .first()
+                                    .and_then(|h| h.seq_no)
+                                    .map(|s| s - 1)
+                                    .unwrap_or(s.global_checkpoint)
+                            }
+                        };
+                        let id = p.offset_doc_id(group);
+                        let meta = match existing.get(&id) {
+                            Some((d, _)) => {
+                                json!({"index": {"_index": oi, "_id": id, "if_seq_no": d.seq_no, "if_primary_term": d.primary_term}})
+                            }
+                            None => json!({"create": {"_index": oi, "_id": id}}),
+                        };
+                        body.push_str(&format!(
+                            "{meta}\n{}\n",
+                            offset_doc(group, Mode::Exact, &p, seq, "indexstream-groups-reset")
+                        ));
+                        count += 1;
+                        println!("{p}: offset {seq}");
+                    }
+                }
+            }
+            if count > 0 {
+                if !client.index_exists(oi).await? {
+                    client
+                        .create_index(oi, &indexstream::offset::offsets_index_body())
+                        .await?;
+                }
+                let resp = client.bulk(body, true).await?;
+                if resp.errors {
+                    let first = resp
+                        .results()
+                        .find(|i| i.error.is_some())
+                        .and_then(|i| i.error.clone())
+                        .unwrap_or_default();
+                    anyhow::bail!("some offsets were not written (a consumer may have started meanwhile): {first}");
+                }
+            }
+            eprintln!("group {group}: {count} partition offsets set to {to}");
+        }
+        GroupsCommand::Delete { group, force } => {
+            let docs = all_docs(&client, oi, Some(group)).await?;
+            if let Some(h) = live_holder(&docs) {
+                if !force {
+                    anyhow::bail!(
+                        "group {group:?} is running (member {h}); stop it first or pass --force"
+                    );
+                }
+            }
+            for d in &docs {
+                client
+                    .delete_doc(
+                        oi,
+                        &d.id,
+                        Cas::Match {
+                            seq_no: d.seq_no,
+                            primary_term: d.primary_term,
+                        },
+                    )
+                    .await
+                    .with_context(|| format!("deleting {}", d.id))?;
+            }
+            eprintln!("group {group}: deleted {} documents", docs.len());
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Earliest,
+    Latest,
+    Time(i64),
+}

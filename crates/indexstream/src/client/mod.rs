@@ -1,0 +1,657 @@
+//! Our own thin, typed client for the endpoints the consumer uses (reqwest with rustls).
+//!
+//! It detects the distribution (OpenSearch or Elasticsearch) and version from `GET /` and adapts
+//! where they differ: how a search is pinned to a shard's primary copy.
+
+mod error;
+pub mod types;
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+pub use error::ClientError;
+use types::*;
+
+/// A secret (password, API key): never printed, in `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How requests authenticate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Auth {
+    #[default]
+    None,
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    /// An API key, sent as `Authorization: ApiKey <key>`.
+    ApiKey(Secret),
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URL of the cluster, e.g. `http://localhost:9200`.
+    pub url: String,
+    pub auth: Auth,
+    /// Timeout of one request (default 30 s).
+    pub request_timeout: Duration,
+    /// Timeout of establishing a connection (default 5 s).
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        ClientConfig {
+            url: url.into(),
+            auth: Auth::None,
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    pub fn with_request_timeout(mut self, t: Duration) -> Self {
+        self.request_timeout = t;
+        self
+    }
+}
+
+/// Which search engine answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distribution {
+    OpenSearch,
+    Elasticsearch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    pub distribution: Distribution,
+    pub version: (u32, u32, u32),
+    pub cluster_name: String,
+}
+
+impl ServerInfo {
+    /// Whether `preference=_shards:N|_primary` pins a search to the primary copy (OpenSearch 2.8+).
+    /// Elasticsearch needs `_only_nodes:<primary node>` instead.
+    pub fn supports_primary_preference(&self) -> bool {
+        self.distribution == Distribution::OpenSearch && self.version >= (2, 8, 0)
+    }
+}
+
+/// A request body: JSON, or newline-delimited JSON for `_bulk`.
+#[derive(Debug)]
+pub enum Body {
+    Json(Value),
+    NdJson(String),
+}
+
+/// The typed cluster client. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    auth: Auth,
+    timeout: Duration,
+}
+
+fn encode(part: &str) -> String {
+    let mut out = String::with_capacity(part.len());
+    for b in part.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~*,:".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Percent-encodes one path segment (an index name, a document id).
+pub fn path_segment(s: &str) -> String {
+    encode(s)
+}
+
+fn parse_version(v: &str) -> (u32, u32, u32) {
+    let mut it = v.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    )
+}
+
+impl Client {
+    pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
+        let url = config.url.trim_end_matches('/').to_string();
+        let parsed = reqwest::Url::parse(&url).map_err(|e| ClientError::InvalidUrl {
+            url: config.url.clone(),
+            reason: e.to_string(),
+        })?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ClientError::InvalidUrl {
+                url: config.url.clone(),
+                reason: format!("scheme must be http or https, not {}", parsed.scheme()),
+            });
+        }
+        if parsed.host_str().is_none_or(|h| h.is_empty()) {
+            return Err(ClientError::InvalidUrl {
+                url: config.url.clone(),
+                reason: "no host".into(),
+            });
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(ClientError::InvalidUrl {
+                url: "<redacted>".into(),
+                reason:
+                    "put credentials in --username/--password or the config file, not in the URL"
+                        .into(),
+            });
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .pool_max_idle_per_host(8)
+            .build()
+            .map_err(|e| ClientError::InvalidUrl {
+                url: url.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(Client {
+            http,
+            base: url,
+            auth: config.auth.clone(),
+            timeout: config.request_timeout,
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    /// Sends a request and returns the status and the raw body. Statuses of 400 and above are
+    /// errors, except the ones in `accept`.
+    pub async fn send(
+        &self,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Body>,
+        accept: &[u16],
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method, &url);
+        if !query.is_empty() {
+            req = req.query(query);
+        }
+        req = match &self.auth {
+            Auth::None => req,
+            Auth::Basic { username, password } => req.basic_auth(username, Some(password.expose())),
+            Auth::ApiKey(key) => req.header("authorization", format!("ApiKey {}", key.expose())),
+        };
+        req = match body {
+            Some(Body::Json(v)) => req
+                .header("content-type", "application/json")
+                .body(v.to_string()),
+            Some(Body::NdJson(s)) => req.header("content-type", "application/x-ndjson").body(s),
+            None => req,
+        };
+        let resp = req.send().await.map_err(|e| self.transport_error(op, e))?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(op, e))?
+            .to_vec();
+        if status >= 400 && !accept.contains(&status) {
+            let (error_type, reason) = error_parts(&bytes);
+            return Err(ClientError::Status {
+                op,
+                status,
+                error_type,
+                reason,
+                retry_after,
+            });
+        }
+        Ok((status, bytes))
+    }
+
+    fn transport_error(&self, op: &'static str, e: reqwest::Error) -> ClientError {
+        if e.is_timeout() {
+            ClientError::Timeout {
+                op,
+                timeout: self.timeout,
+            }
+        } else if e.is_connect() {
+            ClientError::Connect {
+                op,
+                url: self.base.clone(),
+                reason: root_cause(&e),
+            }
+        } else {
+            ClientError::Transport {
+                op,
+                reason: root_cause(&e),
+            }
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Body>,
+    ) -> Result<T, ClientError> {
+        let (_, bytes) = self.send(op, method, path, query, body, &[]).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            op,
+            reason: e.to_string(),
+        })
+    }
+
+    /// `GET /`: the distribution and version.
+    pub async fn info(&self) -> Result<ServerInfo, ClientError> {
+        let v: Value = self.json("info", Method::GET, "/", &[], None).await?;
+        let number = v["version"]["number"]
+            .as_str()
+            .ok_or_else(|| ClientError::Decode {
+                op: "info",
+                reason: "no version.number in GET /".into(),
+            })?;
+        let distribution = if v["version"]["distribution"].as_str() == Some("opensearch") {
+            Distribution::OpenSearch
+        } else {
+            Distribution::Elasticsearch
+        };
+        Ok(ServerInfo {
+            distribution,
+            version: parse_version(number),
+            cluster_name: v["cluster_name"].as_str().unwrap_or_default().to_string(),
+        })
+    }
+
+    /// Shard-level stats of every concrete index behind `expr` (names, patterns, aliases, data streams).
+    pub async fn shard_stats(&self, expr: &str) -> Result<Vec<IndexShards>, ClientError> {
+        let path = format!("/{}/_stats/refresh,docs", encode(expr));
+        let raw: StatsResponse = self
+            .json(
+                "stats",
+                Method::GET,
+                &path,
+                &[
+                    ("level", "shards".into()),
+                    ("expand_wildcards", "open".into()),
+                ],
+                None,
+            )
+            .await?;
+        Ok(raw.into_index_shards())
+    }
+
+    pub async fn refresh(&self, expr: &str) -> Result<(), ClientError> {
+        self.send(
+            "refresh",
+            Method::POST,
+            &format!("/{}/_refresh", encode(expr)),
+            &[],
+            None,
+            &[],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// A search; a response with failed shards or `timed_out` is an error, never a short answer.
+    pub async fn search(
+        &self,
+        index: &str,
+        query: &[(&str, String)],
+        body: Value,
+    ) -> Result<SearchResponse, ClientError> {
+        let path = format!("/{}/_search", encode(index));
+        let resp: SearchResponse = self
+            .json("search", Method::POST, &path, query, Some(Body::Json(body)))
+            .await?;
+        if resp.shards.failed > 0 {
+            let reason = resp
+                .shards
+                .failures
+                .first()
+                .map(|f| f.to_string())
+                .unwrap_or_default();
+            return Err(ClientError::ShardFailures {
+                op: "search",
+                failed: resp.shards.failed,
+                total: resp.shards.total,
+                reason,
+            });
+        }
+        if resp.timed_out {
+            return Err(ClientError::SearchTimedOut { op: "search" });
+        }
+        Ok(resp)
+    }
+
+    pub async fn count(&self, index: &str, query: Value) -> Result<u64, ClientError> {
+        let path = format!("/{}/_count", encode(index));
+        let v: Value = self
+            .json(
+                "count",
+                Method::POST,
+                &path,
+                &[],
+                Some(Body::Json(serde_json::json!({ "query": query }))),
+            )
+            .await?;
+        if v["_shards"]["failed"].as_u64().unwrap_or(0) > 0 {
+            return Err(ClientError::ShardFailures {
+                op: "count",
+                failed: v["_shards"]["failed"].as_u64().unwrap_or(0),
+                total: v["_shards"]["total"].as_u64().unwrap_or(0),
+                reason: v["_shards"]["failures"].to_string(),
+            });
+        }
+        v["count"].as_u64().ok_or_else(|| ClientError::Decode {
+            op: "count",
+            reason: "no count".into(),
+        })
+    }
+
+    pub async fn bulk(&self, ndjson: String, refresh: bool) -> Result<BulkResponse, ClientError> {
+        let query: Vec<(&str, String)> = if refresh {
+            vec![("refresh", "true".into())]
+        } else {
+            vec![]
+        };
+        self.json(
+            "bulk",
+            Method::POST,
+            "/_bulk",
+            &query,
+            Some(Body::NdJson(ndjson)),
+        )
+        .await
+    }
+
+    /// Reads one document; `None` when it (or its index) does not exist.
+    pub async fn get_doc(&self, index: &str, id: &str) -> Result<Option<GetResponse>, ClientError> {
+        let path = format!("/{}/_doc/{}", encode(index), encode(id));
+        let (status, bytes) = self
+            .send("get", Method::GET, &path, &[], None, &[404])
+            .await?;
+        if status == 404 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| ClientError::Decode {
+                op: "get",
+                reason: e.to_string(),
+            })
+    }
+
+    /// Realtime reads of several documents of one index; `None` for each missing one (or all,
+    /// when the index does not exist).
+    pub async fn mget(
+        &self,
+        index: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<GetResponse>>, ClientError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let path = format!("/{}/_mget", encode(index));
+        let body = serde_json::json!({ "ids": ids });
+        let (status, bytes) = self
+            .send(
+                "mget",
+                Method::POST,
+                &path,
+                &[],
+                Some(Body::Json(body)),
+                &[404],
+            )
+            .await?;
+        if status == 404 {
+            return Ok(ids.iter().map(|_| None).collect());
+        }
+        let v: MgetResponse = serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+            op: "mget",
+            reason: e.to_string(),
+        })?;
+        Ok(v.docs
+            .into_iter()
+            .map(|d| {
+                if d.found {
+                    d.seq_no.zip(d.primary_term).zip(d.source).map(
+                        |((seq_no, primary_term), source)| GetResponse {
+                            seq_no,
+                            primary_term,
+                            source,
+                        },
+                    )
+                } else {
+                    None
+                }
+            })
+            .collect())
+    }
+
+    /// Writes a document, conditionally on the version the caller last saw: `Cas::Create`
+    /// fails if it exists, `Cas::Match` if it changed since. A conflict is an error with status 409.
+    pub async fn put_doc(
+        &self,
+        index: &str,
+        id: &str,
+        doc: &Value,
+        cas: Cas,
+        refresh: bool,
+    ) -> Result<WriteResponse, ClientError> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        let path = match cas {
+            Cas::Create => format!("/{}/_create/{}", encode(index), encode(id)),
+            Cas::Match {
+                seq_no,
+                primary_term,
+            } => {
+                query.push(("if_seq_no", seq_no.to_string()));
+                query.push(("if_primary_term", primary_term.to_string()));
+                format!("/{}/_doc/{}", encode(index), encode(id))
+            }
+            Cas::None => format!("/{}/_doc/{}", encode(index), encode(id)),
+        };
+        if refresh {
+            query.push(("refresh", "true".into()));
+        }
+        self.json(
+            "index",
+            Method::PUT,
+            &path,
+            &query,
+            Some(Body::Json(doc.clone())),
+        )
+        .await
+    }
+
+    pub async fn delete_doc(&self, index: &str, id: &str, cas: Cas) -> Result<(), ClientError> {
+        let mut query: Vec<(&str, String)> = Vec::new();
+        if let Cas::Match {
+            seq_no,
+            primary_term,
+        } = cas
+        {
+            query.push(("if_seq_no", seq_no.to_string()));
+            query.push(("if_primary_term", primary_term.to_string()));
+        }
+        self.send(
+            "delete",
+            Method::DELETE,
+            &format!("/{}/_doc/{}", encode(index), encode(id)),
+            &query,
+            None,
+            &[404],
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Creates an index; `Ok(false)` when it already exists.
+    pub async fn create_index(&self, index: &str, body: &Value) -> Result<bool, ClientError> {
+        match self
+            .send(
+                "create_index",
+                Method::PUT,
+                &format!("/{}", encode(index)),
+                &[],
+                Some(Body::Json(body.clone())),
+                &[],
+            )
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(ClientError::Status {
+                status: 400,
+                error_type,
+                ..
+            }) if error_type == "resource_already_exists_exception" => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub async fn index_exists(&self, index: &str) -> Result<bool, ClientError> {
+        let (status, _) = self
+            .send(
+                "index_exists",
+                Method::HEAD,
+                &format!("/{}", encode(index)),
+                &[],
+                None,
+                &[404],
+            )
+            .await?;
+        Ok(status < 300)
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg = s.to_string();
+        source = s.source();
+    }
+    msg
+}
+
+fn error_parts(body: &[u8]) -> (String, String) {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => match &v["error"] {
+            Value::Object(e) => {
+                let root = e.get("root_cause").and_then(|r| r.get(0));
+                let t = e
+                    .get("type")
+                    .and_then(|t| t.as_str())
+                    .or_else(|| root.and_then(|r| r["type"].as_str()))
+                    .unwrap_or_default();
+                let r = e
+                    .get("reason")
+                    .and_then(|t| t.as_str())
+                    .or_else(|| root.and_then(|r| r["reason"].as_str()))
+                    .unwrap_or_default();
+                (t.to_string(), r.to_string())
+            }
+            Value::String(s) => (String::new(), s.clone()),
+            _ => (
+                String::new(),
+                String::from_utf8_lossy(body).chars().take(300).collect(),
+            ),
+        },
+        Err(_) => (
+            String::new(),
+            String::from_utf8_lossy(body).chars().take(300).collect(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let auth = Auth::Basic {
+            username: "u".into(),
+            password: Secret::new("hunter2"),
+        };
+        assert!(!format!("{auth:?}").contains("hunter2"));
+        assert_eq!(Secret::new("k").to_string(), "***");
+    }
+
+    #[test]
+    fn urls_are_validated() {
+        assert!(matches!(
+            Client::new(&ClientConfig::new("not a url")),
+            Err(ClientError::InvalidUrl { .. })
+        ));
+        assert!(matches!(
+            Client::new(&ClientConfig::new("ftp://x")),
+            Err(ClientError::InvalidUrl { .. })
+        ));
+        let err = Client::new(&ClientConfig::new("http://user:pw@host:9200")).unwrap_err();
+        assert!(!err.to_string().contains("pw"), "{err}");
+        assert!(Client::new(&ClientConfig::new("http://localhost:9200/")).is_ok());
+    }
+
+    #[test]
+    fn error_bodies_give_type_and_reason() {
+        let body = br#"{"error":{"root_cause":[{"type":"index_not_found_exception","reason":"no such index [x]"}],"type":"index_not_found_exception","reason":"no such index [x]"},"status":404}"#;
+        assert_eq!(
+            error_parts(body),
+            (
+                "index_not_found_exception".into(),
+                "no such index [x]".into()
+            )
+        );
+    }
+}

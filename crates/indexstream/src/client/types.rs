@@ -1,0 +1,235 @@
+//! Typed views of the responses the consumer reads.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// A conditional write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cas {
+    /// Unconditional.
+    None,
+    /// Only if the document does not exist.
+    Create,
+    /// Only if the document is still at this version.
+    Match { seq_no: i64, primary_term: i64 },
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ShardsSummary {
+    #[serde(default)]
+    pub total: u64,
+    #[serde(default)]
+    pub failed: u64,
+    #[serde(default)]
+    pub failures: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SearchResponse {
+    #[serde(default)]
+    pub timed_out: bool,
+    #[serde(rename = "_shards")]
+    pub shards: ShardsSummary,
+    pub hits: Hits,
+    #[serde(default)]
+    pub pit_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Hits {
+    pub hits: Vec<Hit>,
+}
+
+/// One search hit; `_source` is kept as raw JSON text, not parsed.
+#[derive(Debug, Deserialize)]
+pub struct Hit {
+    #[serde(rename = "_index")]
+    pub index: String,
+    #[serde(rename = "_id")]
+    pub id: String,
+    #[serde(rename = "_seq_no", default)]
+    pub seq_no: Option<i64>,
+    #[serde(rename = "_primary_term", default)]
+    pub primary_term: Option<i64>,
+    #[serde(rename = "_source", default)]
+    pub source: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub sort: Option<Vec<Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct GetResponse {
+    #[serde(rename = "_seq_no")]
+    pub seq_no: i64,
+    #[serde(rename = "_primary_term")]
+    pub primary_term: i64,
+    #[serde(rename = "_source")]
+    pub source: Value,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct MgetResponse {
+    pub docs: Vec<MgetDoc>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct MgetDoc {
+    #[serde(default)]
+    pub found: bool,
+    #[serde(rename = "_seq_no", default)]
+    pub seq_no: Option<i64>,
+    #[serde(rename = "_primary_term", default)]
+    pub primary_term: Option<i64>,
+    #[serde(rename = "_source", default)]
+    pub source: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WriteResponse {
+    #[serde(rename = "_seq_no")]
+    pub seq_no: i64,
+    #[serde(rename = "_primary_term")]
+    pub primary_term: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BulkResponse {
+    pub errors: bool,
+    pub items: Vec<BTreeMap<String, BulkItem>>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BulkItem {
+    #[serde(rename = "_id", default)]
+    pub id: Option<String>,
+    pub status: u16,
+    #[serde(rename = "_seq_no", default)]
+    pub seq_no: Option<i64>,
+    #[serde(rename = "_primary_term", default)]
+    pub primary_term: Option<i64>,
+    #[serde(default)]
+    pub error: Option<Value>,
+}
+
+impl BulkResponse {
+    /// The per-item results in request order (each item has one action key).
+    pub fn results(&self) -> impl Iterator<Item = &BulkItem> {
+        self.items.iter().filter_map(|m| m.values().next())
+    }
+}
+
+/// One primary shard of one concrete index, as `_stats?level=shards` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardStat {
+    pub shard: u32,
+    pub global_checkpoint: i64,
+    pub max_seq_no: i64,
+    pub external_refresh_total: u64,
+    pub node: String,
+    pub docs: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexShards {
+    pub index: String,
+    pub uuid: String,
+    pub shards: Vec<ShardStat>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct StatsResponse {
+    #[serde(default)]
+    indices: BTreeMap<String, StatsIndex>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsIndex {
+    #[serde(default)]
+    uuid: String,
+    #[serde(default)]
+    shards: BTreeMap<String, Vec<StatsCopy>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsCopy {
+    routing: StatsRouting,
+    #[serde(default)]
+    seq_no: Option<StatsSeqNo>,
+    #[serde(default)]
+    refresh: Option<StatsRefresh>,
+    #[serde(default)]
+    docs: Option<StatsDocs>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsRouting {
+    primary: bool,
+    #[serde(default)]
+    node: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsSeqNo {
+    max_seq_no: i64,
+    global_checkpoint: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsRefresh {
+    #[serde(default)]
+    external_total: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatsDocs {
+    #[serde(default)]
+    count: u64,
+}
+
+impl StatsResponse {
+    pub(crate) fn into_index_shards(self) -> Vec<IndexShards> {
+        let mut out = Vec::new();
+        for (name, idx) in self.indices {
+            let mut shards = Vec::new();
+            for (num, copies) in idx.shards {
+                let Ok(shard) = num.parse::<u32>() else {
+                    continue;
+                };
+                // Only the primary copy's checkpoint and refresh counter are meaningful here.
+                let Some(primary) = copies.into_iter().find(|c| c.routing.primary) else {
+                    continue;
+                };
+                let Some(seq) = primary.seq_no else { continue };
+                shards.push(ShardStat {
+                    shard,
+                    global_checkpoint: seq.global_checkpoint,
+                    max_seq_no: seq.max_seq_no,
+                    external_refresh_total: primary.refresh.map(|r| r.external_total).unwrap_or(0),
+                    node: primary.routing.node.unwrap_or_default(),
+                    docs: primary.docs.map(|d| d.count).unwrap_or(0),
+                });
+            }
+            shards.sort_by_key(|s| s.shard);
+            out.push(IndexShards {
+                index: name,
+                uuid: idx.uuid,
+                shards,
+            });
+        }
+        out
+    }
+}
+
+impl fmt::Display for ShardStat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "shard {} (checkpoint {}, max seq_no {})",
+            self.shard, self.global_checkpoint, self.max_seq_no
+        )
+    }
+}

@@ -1,0 +1,929 @@
+//! The consumer: discovers partitions, reads them with the exact-mode protocol, hands batches
+//! out, and commits offsets.
+//!
+//! # Delivery contract (at least once)
+//! Every document is delivered at least once. [`Consumer::commit`] records, per partition, a
+//! `_seq_no` up to which every document has been handed out by [`Consumer::poll`]; call it only
+//! after the caller has processed (acknowledged) everything `poll` returned. After a restart,
+//! delivery resumes after the committed offsets: what was handed out after the last commit is
+//! delivered again, nothing else is. [`Consumer::run`] does this with a [`Sink`]: it flushes the
+//! sink before every commit.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::future::Future;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::client::types::{Hit, IndexShards};
+use crate::client::{Client, ClientConfig, ClientError, ServerInfo};
+use crate::error::{Error, Result};
+use crate::group::Lease;
+use crate::offset::{Mode, OffsetStore, DEFAULT_OFFSETS_INDEX};
+use crate::partition::PartitionId;
+use crate::record::Record;
+use crate::sink::Sink;
+use crate::source::exact::ExactPartition;
+
+/// Where a group starts reading a partition it has no committed offset for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StartFrom {
+    /// From the first document (the default).
+    #[default]
+    Earliest,
+    /// From documents written after the partition is first seen.
+    Latest,
+    /// From the first document (in `_seq_no` order) whose timestamp field is at or after this
+    /// instant, in epoch milliseconds.
+    Time(i64),
+}
+
+/// How the consumer proves that documents up to a checkpoint are searchable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefreshPolicy {
+    /// Wait for the primary's `refresh.external_total` to advance by 2 (free); fall back to an
+    /// explicit refresh when the counter stalls (for example with `refresh_interval: -1`).
+    #[default]
+    Counter,
+    /// Send `POST <index>/_refresh` every round (costly for the cluster; lowest latency).
+    Force,
+}
+
+/// Consumer settings. Defaults follow the original system's (batch 100, poll 1 s, commit every
+/// 50 events, 30 s safety window) where it had one.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub client: ClientConfig,
+    /// Index name, comma list, wildcard pattern, alias or data stream.
+    pub index: String,
+    pub group: String,
+    pub mode: Mode,
+    /// Documents per search page and per batch.
+    pub batch_size: usize,
+    /// Pause between polls once caught up.
+    pub poll_interval: Duration,
+    /// Commit after this many delivered documents...
+    pub commit_every_events: u64,
+    /// ...or after this long, whichever comes first.
+    pub commit_every: Duration,
+    pub start: StartFrom,
+    pub refresh_policy: RefreshPolicy,
+    pub offsets_index: String,
+    /// This member's name in the group's lease; a restart with the same id takes over at once.
+    pub member_id: String,
+    pub lease_ttl: Duration,
+    /// The timestamp field (`--start <time>` in exact mode).
+    pub timestamp_field: String,
+    /// How long the refresh counter may stand still, with checkpoints waiting, before the
+    /// consumer refreshes explicitly.
+    pub stall_after: Duration,
+    /// Search pages per partition between two stats rounds while catching up.
+    pub pages_per_round: u32,
+}
+
+impl ConsumerConfig {
+    pub fn new(client: ClientConfig, index: impl Into<String>, group: impl Into<String>) -> Self {
+        ConsumerConfig {
+            client,
+            index: index.into(),
+            group: group.into(),
+            mode: Mode::Exact,
+            batch_size: 100,
+            poll_interval: Duration::from_secs(1),
+            commit_every_events: 50,
+            commit_every: Duration::from_secs(5),
+            start: StartFrom::Earliest,
+            refresh_policy: RefreshPolicy::Counter,
+            offsets_index: DEFAULT_OFFSETS_INDEX.to_string(),
+            member_id: default_member_id(),
+            lease_ttl: Duration::from_secs(30),
+            timestamp_field: "@timestamp".into(),
+            stall_after: Duration::from_secs(5),
+            pages_per_round: 16,
+        }
+    }
+
+    /// Checks every setting, naming the bad one.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &'static str, reason: String| Err(Error::Config { field, reason });
+        if self.index.trim().is_empty() {
+            return bad(
+                "index",
+                "must name an index, pattern, alias or data stream".into(),
+            );
+        }
+        if self.group.trim().is_empty() || self.group.contains('|') {
+            return bad(
+                "group",
+                format!(
+                    "{:?} must be non-empty and must not contain '|'",
+                    self.group
+                ),
+            );
+        }
+        if self.batch_size == 0 || self.batch_size > 10_000 {
+            return bad(
+                "batch-size",
+                format!("{} must be between 1 and 10000", self.batch_size),
+            );
+        }
+        if self.poll_interval.is_zero() {
+            return bad("poll-interval", "must be greater than 0".into());
+        }
+        if self.commit_every_events == 0 {
+            return bad("commit-interval", "must be at least 1 event".into());
+        }
+        if self.commit_every.is_zero() {
+            return bad("commit-every", "must be greater than 0".into());
+        }
+        if self.lease_ttl < Duration::from_secs(1) {
+            return bad("lease-ttl", "must be at least 1s".into());
+        }
+        if self.offsets_index.is_empty() || self.offsets_index.contains(['*', ',']) {
+            return bad(
+                "offsets-index",
+                format!("{:?} must be one concrete index name", self.offsets_index),
+            );
+        }
+        if self.mode == Mode::Timestamp {
+            return bad(
+                "mode",
+                "timestamp mode is not available in this version; use --mode exact".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+pub fn default_member_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// Builds a [`Consumer`]: required arguments in `new`, options in `with_*`.
+#[derive(Debug, Clone)]
+pub struct ConsumerBuilder {
+    config: ConsumerConfig,
+}
+
+impl ConsumerBuilder {
+    pub fn new(client: ClientConfig, index: impl Into<String>, group: impl Into<String>) -> Self {
+        ConsumerBuilder {
+            config: ConsumerConfig::new(client, index, group),
+        }
+    }
+
+    pub fn from_config(config: ConsumerConfig) -> Self {
+        ConsumerBuilder { config }
+    }
+
+    pub fn with_batch_size(mut self, n: usize) -> Self {
+        self.config.batch_size = n;
+        self
+    }
+
+    pub fn with_poll_interval(mut self, d: Duration) -> Self {
+        self.config.poll_interval = d;
+        self
+    }
+
+    pub fn with_commit_every(mut self, events: u64, every: Duration) -> Self {
+        self.config.commit_every_events = events;
+        self.config.commit_every = every;
+        self
+    }
+
+    pub fn with_start(mut self, start: StartFrom) -> Self {
+        self.config.start = start;
+        self
+    }
+
+    pub fn with_refresh_policy(mut self, p: RefreshPolicy) -> Self {
+        self.config.refresh_policy = p;
+        self
+    }
+
+    pub fn with_member_id(mut self, id: impl Into<String>) -> Self {
+        self.config.member_id = id.into();
+        self
+    }
+
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
+        self.config.lease_ttl = ttl;
+        self
+    }
+
+    pub fn with_offsets_index(mut self, index: impl Into<String>) -> Self {
+        self.config.offsets_index = index.into();
+        self
+    }
+
+    /// The configuration built so far (to adjust settings that have no `with_*`).
+    pub fn build_config(self) -> ConsumerConfig {
+        self.config
+    }
+
+    /// Validates, connects, creates the offsets index if needed and takes the group's lease.
+    pub async fn build(self) -> Result<Consumer> {
+        Consumer::connect(self.config).await
+    }
+}
+
+/// Counters of what the consumer did (for reports and metrics).
+#[derive(Debug, Clone, Default)]
+pub struct ConsumerStats {
+    pub delivered: u64,
+    pub batches: u64,
+    pub commits: u64,
+    pub rounds: u64,
+    pub explicit_refreshes: u64,
+    pub gap_reads: u64,
+}
+
+/// Per-partition position, as `groups describe` and the report show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionStatus {
+    pub partition: PartitionId,
+    pub committed: i64,
+    pub checkpoint: i64,
+    pub lag: i64,
+}
+
+#[derive(Debug)]
+struct Pending {
+    records: Vec<Record>,
+    /// Offsets that become committable once these records are handed out.
+    marks: Vec<(PartitionId, i64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Idle,
+    Fast,
+    Gaps,
+}
+
+/// A running consumer. It holds the group's lease: call [`Consumer::close`] to release it.
+#[derive(Debug)]
+#[must_use = "a consumer holds its group's lease until closed"]
+pub struct Consumer {
+    config: ConsumerConfig,
+    client: Client,
+    info: ServerInfo,
+    offsets: OffsetStore,
+    lease: Option<Lease>,
+    partitions: BTreeMap<PartitionId, ExactPartition>,
+    uuid_of: HashMap<String, String>,
+    confirm: BTreeMap<PartitionId, i64>,
+    pending: VecDeque<Pending>,
+    committable: HashMap<PartitionId, i64>,
+    phase: Phase,
+    last_round: Option<Instant>,
+    more: bool,
+    first_round: bool,
+    stats: ConsumerStats,
+}
+
+fn shard_preference(info: &ServerInfo, shard: u32, node: &str) -> String {
+    if info.supports_primary_preference() || node.is_empty() {
+        format!("_shards:{shard}|_primary")
+    } else {
+        format!("_shards:{shard}|_only_nodes:{node}")
+    }
+}
+
+fn record_of(hit: Hit, shard: u32) -> Record {
+    Record {
+        index: hit.index,
+        id: hit.id,
+        shard: Some(shard),
+        seq_no: hit.seq_no,
+        primary_term: hit.primary_term,
+        timestamp: None,
+        source: hit.source.unwrap_or_else(|| {
+            serde_json::value::RawValue::from_string("null".into()).unwrap_or_default()
+        }),
+    }
+}
+
+impl Consumer {
+    pub fn builder(
+        client: ClientConfig,
+        index: impl Into<String>,
+        group: impl Into<String>,
+    ) -> ConsumerBuilder {
+        ConsumerBuilder::new(client, index, group)
+    }
+
+    async fn connect(config: ConsumerConfig) -> Result<Consumer> {
+        config.validate()?;
+        let client = Client::new(&config.client)?;
+        let info = client.info().await?;
+        let offsets = OffsetStore::new(
+            client.clone(),
+            &config.offsets_index,
+            &config.group,
+            &config.member_id,
+        );
+        offsets.ensure_index().await?;
+        let lease = Lease::acquire(
+            client.clone(),
+            &config.offsets_index,
+            &config.group,
+            &config.member_id,
+            config.lease_ttl,
+        )
+        .await?;
+        tracing::info!(group = %config.group, member = %config.member_id, index = %config.index, "joined group");
+        Ok(Consumer {
+            config,
+            client,
+            info,
+            offsets,
+            lease: Some(lease),
+            partitions: BTreeMap::new(),
+            uuid_of: HashMap::new(),
+            confirm: BTreeMap::new(),
+            pending: VecDeque::new(),
+            committable: HashMap::new(),
+            phase: Phase::Idle,
+            last_round: None,
+            more: false,
+            first_round: true,
+            stats: ConsumerStats::default(),
+        })
+    }
+
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
+    pub fn stats(&self) -> &ConsumerStats {
+        &self.stats
+    }
+
+    pub fn server(&self) -> &ServerInfo {
+        &self.info
+    }
+
+    /// Position and lag of every partition.
+    pub fn status(&self) -> Vec<PartitionStatus> {
+        self.partitions
+            .values()
+            .map(|p| PartitionStatus {
+                partition: p.id.clone(),
+                committed: p.committed,
+                checkpoint: p.checkpoint,
+                lag: p.lag(),
+            })
+            .collect()
+    }
+
+    /// Whether everything up to every partition's checkpoint has been handed out and confirmed.
+    pub fn caught_up(&self) -> bool {
+        self.pending.is_empty()
+            && !self.more
+            && self.partitions.values().all(|p| p.safe >= p.checkpoint)
+    }
+
+    /// When the next poll can find something new, if it would wait.
+    pub fn next_poll_in(&self) -> Duration {
+        if !self.pending.is_empty() || self.phase != Phase::Idle || self.more {
+            return Duration::ZERO;
+        }
+        match self.last_round {
+            None => Duration::ZERO,
+            Some(t) => self.config.poll_interval.saturating_sub(t.elapsed()),
+        }
+    }
+
+    /// Returns the next batch (at most `max` records), or an empty one when there is nothing to
+    /// read yet (see [`Consumer::next_poll_in`]). Not cancellation-safe: do not drop the future
+    /// half-way (the records it read would be lost to this process, though never committed).
+    pub async fn poll(&mut self, max: usize) -> Result<Vec<Record>> {
+        loop {
+            if let Some(front) = self.pending.front_mut() {
+                if front.records.len() > max && max > 0 {
+                    let rest = front.records.split_off(max);
+                    let head = std::mem::replace(&mut front.records, rest);
+                    self.stats.batches += 1;
+                    self.stats.delivered += head.len() as u64;
+                    return Ok(head);
+                }
+                let Some(p) = self.pending.pop_front() else {
+                    continue;
+                };
+                for (pid, seq) in p.marks {
+                    let e = self.committable.entry(pid).or_insert(seq);
+                    *e = (*e).max(seq);
+                }
+                if p.records.is_empty() {
+                    continue;
+                }
+                self.stats.batches += 1;
+                self.stats.delivered += p.records.len() as u64;
+                return Ok(p.records);
+            }
+            match self.phase {
+                Phase::Idle => {
+                    if self.next_poll_in() > Duration::ZERO && !self.first_round {
+                        return Ok(Vec::new());
+                    }
+                    self.start_round().await?;
+                    self.phase = Phase::Fast;
+                }
+                Phase::Fast => {
+                    if !self.fast_step().await? {
+                        self.phase = Phase::Gaps;
+                    }
+                }
+                Phase::Gaps => {
+                    self.fill_gaps().await?;
+                    self.phase = Phase::Idle;
+                    if self.pending.is_empty() && !self.more {
+                        return Ok(Vec::new());
+                    }
+                }
+            }
+        }
+    }
+
+    async fn start_round(&mut self) -> Result<()> {
+        if let Some(lease) = self.lease.as_mut() {
+            lease.renew_if_due().await?;
+        }
+        let stats = match self.client.shard_stats(&self.config.index).await {
+            Ok(s) => s,
+            Err(ClientError::Status { status: 404, .. }) if self.first_round => {
+                return Err(Error::NoSuchIndex {
+                    pattern: self.config.index.clone(),
+                })
+            }
+            Err(ClientError::Status { status: 404, .. }) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        self.more = false;
+        self.stats.rounds += 1;
+        self.reconcile(&stats).await?;
+        self.first_round = false;
+        self.last_round = Some(Instant::now());
+        let now = Instant::now();
+        let mut needs_refresh: BTreeMap<String, Vec<PartitionId>> = BTreeMap::new();
+        for index in &stats {
+            for s in &index.shards {
+                let pid = PartitionId {
+                    index: index.index.clone(),
+                    uuid: index.uuid.clone(),
+                    shard: s.shard,
+                };
+                let Some(p) = self.partitions.get_mut(&pid) else {
+                    continue;
+                };
+                let obs = p.observe(s, self.config.stall_after, now, self.config.pages_per_round);
+                if let Some(cp) = obs.confirmed {
+                    let e = self.confirm.entry(pid.clone()).or_insert(cp);
+                    *e = (*e).max(cp);
+                }
+                let waiting = p.checkpoint > p.safe;
+                if (self.config.refresh_policy == RefreshPolicy::Force && waiting) || obs.stalled {
+                    needs_refresh
+                        .entry(index.index.clone())
+                        .or_default()
+                        .push(pid);
+                }
+            }
+        }
+        for (index, pids) in needs_refresh {
+            if self.config.refresh_policy == RefreshPolicy::Counter {
+                tracing::debug!(index = %index, "refresh counter stalled with checkpoints waiting: refreshing explicitly");
+            }
+            self.client.refresh(&index).await?;
+            self.stats.explicit_refreshes += 1;
+            for pid in pids {
+                if let Some(cp) = self
+                    .partitions
+                    .get_mut(&pid)
+                    .and_then(|p| p.refreshed_explicitly())
+                {
+                    let e = self.confirm.entry(pid).or_insert(cp);
+                    *e = (*e).max(cp);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds partitions of new indices, drops those of deleted ones, and reports recreated ones.
+    async fn reconcile(&mut self, stats: &[IndexShards]) -> Result<()> {
+        let seen: std::collections::HashSet<(String, String)> = stats
+            .iter()
+            .map(|i| (i.index.clone(), i.uuid.clone()))
+            .collect();
+        let gone: Vec<PartitionId> = self
+            .partitions
+            .keys()
+            .filter(|p| !seen.contains(&(p.index.clone(), p.uuid.clone())))
+            .cloned()
+            .collect();
+        let mut gone_indices = std::collections::BTreeSet::new();
+        for pid in gone {
+            self.partitions.remove(&pid);
+            self.confirm.remove(&pid);
+            self.committable.remove(&pid);
+            gone_indices.insert((pid.index.clone(), pid.uuid.clone()));
+        }
+        for (index, uuid) in &gone_indices {
+            if !stats.iter().any(|i| &i.index == index) {
+                tracing::warn!(index = %index, uuid = %uuid, "index was deleted or no longer matches; dropping its partitions");
+                self.uuid_of.remove(index);
+            }
+        }
+        let mut new = Vec::new();
+        for index in stats {
+            if let Some(old) = self.uuid_of.get(&index.index) {
+                if old != &index.uuid {
+                    tracing::warn!(index = %index.index, old_uuid = %old, new_uuid = %index.uuid, start = ?self.config.start, "index was recreated: reading the new index according to --start, never from the old index's offsets");
+                }
+            }
+            self.uuid_of.insert(index.index.clone(), index.uuid.clone());
+            for s in &index.shards {
+                let pid = PartitionId {
+                    index: index.index.clone(),
+                    uuid: index.uuid.clone(),
+                    shard: s.shard,
+                };
+                if !self.partitions.contains_key(&pid) {
+                    new.push((pid, s.clone()));
+                }
+            }
+        }
+        if new.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<PartitionId> = new.iter().map(|(p, _)| p.clone()).collect();
+        let committed = self.offsets.load(&ids, self.config.mode).await?;
+        for (pid, stat) in new {
+            let now = Instant::now();
+            let state = match committed.get(&pid) {
+                Some(seq) => ExactPartition::new(pid.clone(), *seq, *seq, now),
+                None => {
+                    let safe = match self.config.start {
+                        StartFrom::Earliest => -1,
+                        StartFrom::Latest => stat.global_checkpoint,
+                        StartFrom::Time(ms) => self
+                            .first_seq_at_or_after(&pid, &stat.node, ms)
+                            .await?
+                            .map(|s| s - 1)
+                            .unwrap_or(stat.global_checkpoint),
+                    };
+                    if safe >= 0 {
+                        self.committable.insert(pid.clone(), safe);
+                    }
+                    ExactPartition::new(pid.clone(), -1, safe, now)
+                }
+            };
+            tracing::info!(partition = %pid, committed = state.committed, "partition assigned");
+            self.partitions.insert(pid, state);
+        }
+        Ok(())
+    }
+
+    async fn first_seq_at_or_after(
+        &self,
+        pid: &PartitionId,
+        node: &str,
+        ms: i64,
+    ) -> Result<Option<i64>> {
+        let body = json!({"size": 1, "sort": [{"_seq_no": "asc"}], "seq_no_primary_term": true, "track_total_hits": false, "_source": false, "query": {"range": {self.config.timestamp_field.clone(): {"gte": ms, "format": "epoch_millis"}}}});
+        let q = [("preference", shard_preference(&self.info, pid.shard, node))];
+        let resp = self.client.search(&pid.index, &q, body).await?;
+        Ok(resp.hits.hits.first().and_then(|h| h.seq_no))
+    }
+
+    /// Reads one page of every partition with something new. Returns whether it read anything.
+    async fn fast_step(&mut self) -> Result<bool> {
+        let mut set = JoinSet::new();
+        for p in self.partitions.values() {
+            let Some((after, upto)) = p.fast_range() else {
+                continue;
+            };
+            let client = self.client.clone();
+            let body = json!({"size": self.config.batch_size, "sort": [{"_seq_no": "asc"}], "seq_no_primary_term": true, "track_total_hits": false, "query": {"range": {"_seq_no": {"gt": after, "lte": upto}}}});
+            let q = vec![(
+                "preference",
+                shard_preference(&self.info, p.id.shard, &p.node),
+            )];
+            let pid = p.id.clone();
+            set.spawn(async move {
+                let result = client.search(&pid.index, &q, body).await;
+                (pid, upto, result)
+            });
+        }
+        if set.is_empty() {
+            return Ok(false);
+        }
+        let mut results = Vec::new();
+        while let Some(r) = set.join_next().await {
+            if let Ok(r) = r {
+                results.push(r);
+            }
+        }
+        results.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut records = Vec::new();
+        let mut first_error = None;
+        for (pid, upto, result) in results {
+            let resp = match result {
+                Ok(r) => r,
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    continue;
+                }
+            };
+            let Some(p) = self.partitions.get_mut(&pid) else {
+                continue;
+            };
+            let full = resp.hits.hits.len() >= self.config.batch_size;
+            let last = resp.hits.hits.last().and_then(|h| h.seq_no);
+            for hit in resp.hits.hits {
+                if let Some(seq) = hit.seq_no {
+                    if p.take(seq) {
+                        records.push(record_of(hit, pid.shard));
+                    }
+                }
+            }
+            p.fast_page_done(last, full, upto);
+            if full && p.budget == 0 {
+                self.more = true;
+            }
+        }
+        self.pending.push_back(Pending {
+            records,
+            marks: Vec::new(),
+        });
+        match first_error {
+            Some(e) => Err(e.into()),
+            None => Ok(true),
+        }
+    }
+
+    /// Reads what the fast path missed below each confirmed checkpoint, then moves `safe` there.
+    async fn fill_gaps(&mut self) -> Result<()> {
+        let confirm = std::mem::take(&mut self.confirm);
+        let mut outcome = Ok(());
+        for (pid, checkpoint) in confirm {
+            if outcome.is_err() {
+                self.confirm.insert(pid, checkpoint);
+                continue;
+            }
+            let Some(p) = self.partitions.get(&pid) else {
+                continue;
+            };
+            let gaps = p.gaps(checkpoint);
+            let (safe, node) = (p.safe, p.node.clone());
+            let mut records = Vec::new();
+            let result = if gaps.is_empty() {
+                Ok(())
+            } else {
+                self.read_gaps(&pid, &node, safe, checkpoint, &gaps, &mut records)
+                    .await
+            };
+            self.stats.gap_reads += (!gaps.is_empty()) as u64;
+            match result {
+                Ok(()) => {
+                    if let Some(p) = self.partitions.get_mut(&pid) {
+                        p.advance_safe(checkpoint);
+                    }
+                    self.pending.push_back(Pending {
+                        records,
+                        marks: vec![(pid, checkpoint)],
+                    });
+                }
+                Err(e) => {
+                    // What was read is handed out; the checkpoint is confirmed again next time.
+                    self.pending.push_back(Pending {
+                        records,
+                        marks: Vec::new(),
+                    });
+                    self.confirm.insert(pid, checkpoint);
+                    outcome = Err(e);
+                }
+            }
+        }
+        outcome
+    }
+
+    async fn read_gaps(
+        &mut self,
+        pid: &PartitionId,
+        node: &str,
+        safe: i64,
+        checkpoint: i64,
+        gaps: &[(i64, i64)],
+        records: &mut Vec<Record>,
+    ) -> Result<()> {
+        let mut filter = vec![json!({"range": {"_seq_no": {"gt": safe, "lte": checkpoint}}})];
+        if gaps.len() <= 64 {
+            let should: Vec<Value> = gaps
+                .iter()
+                .map(|(a, b)| json!({"range": {"_seq_no": {"gte": a, "lte": b}}}))
+                .collect();
+            filter.push(json!({"bool": {"should": should, "minimum_should_match": 1}}));
+        }
+        let mut after: Option<i64> = None;
+        loop {
+            let mut body = json!({"size": self.config.batch_size, "sort": [{"_seq_no": "asc"}], "seq_no_primary_term": true, "track_total_hits": false, "query": {"bool": {"filter": filter}}});
+            if let Some(a) = after {
+                body["search_after"] = json!([a]);
+            }
+            let q = [("preference", shard_preference(&self.info, pid.shard, node))];
+            let resp = self.client.search(&pid.index, &q, body).await?;
+            let n = resp.hits.hits.len();
+            let Some(p) = self.partitions.get_mut(pid) else {
+                return Ok(());
+            };
+            for hit in resp.hits.hits {
+                if let Some(seq) = hit.seq_no {
+                    after = Some(seq);
+                    if p.take(seq) {
+                        records.push(record_of(hit, pid.shard));
+                    }
+                }
+            }
+            if n < self.config.batch_size {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Commits, per partition, the offset up to which everything handed out so far is covered.
+    /// Call only once the caller has acknowledged everything `poll` returned.
+    pub async fn commit(&mut self) -> Result<usize> {
+        let entries: Vec<(PartitionId, i64)> = self
+            .committable
+            .iter()
+            .filter(|(pid, seq)| {
+                self.partitions
+                    .get(*pid)
+                    .is_some_and(|p| **seq > p.committed)
+            })
+            .map(|(p, s)| (p.clone(), *s))
+            .collect();
+        if entries.is_empty() {
+            return Ok(0);
+        }
+        self.offsets.commit(self.config.mode, &entries).await?;
+        for (pid, seq) in &entries {
+            if let Some(p) = self.partitions.get_mut(pid) {
+                p.committed = *seq;
+            }
+        }
+        self.stats.commits += 1;
+        Ok(entries.len())
+    }
+
+    /// Releases the group's lease.
+    pub async fn close(mut self) -> Result<()> {
+        if let Some(lease) = self.lease.take() {
+            lease.release().await?;
+        }
+        Ok(())
+    }
+
+    /// Reads into `sink` until `shutdown` resolves (or a [`RunOptions`] limit is reached), flushing
+    /// the sink and committing every `commit_every_events` events or `commit_every`, and once
+    /// more at the end. Transient errors are retried with backoff; the lease is released on exit.
+    pub async fn run(
+        &mut self,
+        sink: &mut dyn Sink,
+        opts: RunOptions,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<RunSummary> {
+        tokio::pin!(shutdown);
+        let started = Instant::now();
+        let mut delivered: u64 = 0;
+        let mut since_commit: u64 = 0;
+        let mut last_commit = Instant::now();
+        let mut last_delivery = Instant::now();
+        let mut failures: u32 = 0;
+        let mut stop = StopReason::Shutdown;
+        let result: Result<()> = async {
+            loop {
+                let stopping = tokio::select! { biased; _ = &mut shutdown => true, _ = std::future::ready(()) => false };
+                if stopping {
+                    stop = StopReason::Shutdown;
+                    return Ok(());
+                }
+                let room = opts.max_events.map(|m| m.saturating_sub(delivered) as usize).unwrap_or(usize::MAX);
+                if room == 0 {
+                    stop = StopReason::MaxEvents;
+                    return Ok(());
+                }
+                let batch = match self.poll(room.min(self.config.batch_size)).await {
+                    Ok(b) => {
+                        failures = 0;
+                        b
+                    }
+                    Err(e) if e.is_retriable() && failures < opts.max_consecutive_failures => {
+                        failures += 1;
+                        let backoff = Duration::from_millis(100u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(5));
+                        tracing::warn!(error = %e, attempt = failures, backoff = ?backoff, "poll failed; retrying");
+                        tokio::select! { _ = &mut shutdown => { stop = StopReason::Shutdown; return Ok(()) }, _ = tokio::time::sleep(backoff) => {} }
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if !batch.is_empty() {
+                    sink.write(&batch)?;
+                    delivered += batch.len() as u64;
+                    since_commit += batch.len() as u64;
+                    last_delivery = Instant::now();
+                }
+                if since_commit >= self.config.commit_every_events || (last_commit.elapsed() >= self.config.commit_every && since_commit > 0) || (!self.committable.is_empty() && last_commit.elapsed() >= self.config.commit_every) {
+                    sink.flush()?;
+                    self.commit_with_retry().await?;
+                    since_commit = 0;
+                    last_commit = Instant::now();
+                }
+                if batch.is_empty() {
+                    if let Some(idle) = opts.until_idle {
+                        if self.caught_up() && last_delivery.elapsed() >= idle {
+                            stop = StopReason::Idle;
+                            return Ok(());
+                        }
+                    }
+                    let wait = self.next_poll_in().max(Duration::from_millis(5));
+                    tokio::select! { _ = &mut shutdown => { stop = StopReason::Shutdown; return Ok(()) }, _ = tokio::time::sleep(wait) => {} }
+                }
+            }
+        }
+        .await;
+        // Whatever stopped the loop, acknowledge and commit what was delivered.
+        let final_commit = async {
+            sink.flush()?;
+            self.commit_with_retry().await
+        }
+        .await;
+        result?;
+        final_commit?;
+        Ok(RunSummary {
+            delivered,
+            elapsed: started.elapsed(),
+            stop,
+        })
+    }
+
+    async fn commit_with_retry(&mut self) -> Result<()> {
+        let mut attempt = 0;
+        loop {
+            match self.commit().await {
+                Ok(_) => return Ok(()),
+                Err(e) if e.is_retriable() && attempt < 5 => {
+                    attempt += 1;
+                    tracing::warn!(error = %e, attempt, "commit failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// Limits of [`Consumer::run`].
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Stop (after the final commit) once caught up and nothing new arrived for this long.
+    pub until_idle: Option<Duration>,
+    /// Stop after delivering this many documents.
+    pub max_events: Option<u64>,
+    /// Give up after this many failed polls in a row.
+    pub max_consecutive_failures: u32,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            until_idle: None,
+            max_events: None,
+            max_consecutive_failures: 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    Shutdown,
+    Idle,
+    MaxEvents,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub delivered: u64,
+    pub elapsed: Duration,
+    pub stop: StopReason,
+}

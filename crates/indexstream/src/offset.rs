@@ -1,0 +1,316 @@
+//! Committed offsets, stored in the cluster: one document per (group, partition) in the offsets
+//! index (default `indexstream-offsets`), written with `if_seq_no`/`if_primary_term` so that a
+//! stale member can never overwrite a newer commit, all partitions of one commit in one `_bulk`.
+//!
+//! A commit means: every document of the partition up to and including the committed
+//! `_seq_no` has been acknowledged by the sink. After a restart the consumer delivers what comes
+//! after it, so it repeats at most what was delivered after the last commit.
+
+use std::collections::HashMap;
+
+use serde_json::{json, Value};
+
+use crate::client::{Client, ClientError};
+use crate::error::{Error, Result};
+use crate::partition::PartitionId;
+
+/// The offsets index when none is configured.
+pub const DEFAULT_OFFSETS_INDEX: &str = "indexstream-offsets";
+
+/// How a group reads its partitions; recorded in every offset document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Shards and `_seq_no`, up to the global checkpoint (the default).
+    Exact,
+    /// A `(timestamp, tiebreaker)` cursor with a safety window.
+    Timestamp,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Exact => "exact",
+            Mode::Timestamp => "timestamp",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "exact" => Some(Mode::Exact),
+            "timestamp" => Some(Mode::Timestamp),
+            _ => None,
+        }
+    }
+}
+
+/// The explicit mapping of the offsets index (created on first use).
+pub fn offsets_index_body() -> Value {
+    json!({
+        "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
+        "mappings": {
+            "dynamic": "strict",
+            "properties": {
+                "group": {"type": "keyword"},
+                "kind": {"type": "keyword"},
+                "mode": {"type": "keyword"},
+                "index": {"type": "keyword"},
+                "index_uuid": {"type": "keyword"},
+                "shard": {"type": "integer"},
+                "seq_no": {"type": "long"},
+                "cursor": {"type": "object", "enabled": false},
+                "member": {"type": "keyword"},
+                "expires_at_ms": {"type": "long"},
+                "updated_at": {"type": "date"}
+            }
+        }
+    })
+}
+
+pub(crate) fn now_iso() -> String {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    iso_millis(ms)
+}
+
+/// Formats epoch milliseconds as RFC 3339 UTC.
+pub fn iso_millis(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
+/// A committed exact-mode offset as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredOffset {
+    pub partition: PartitionId,
+    pub seq_no: i64,
+}
+
+/// Parses and validates an offset document; a corrupt one or one of the other mode is an error.
+pub fn parse_offset_doc(
+    offsets_index: &str,
+    id: &str,
+    doc: &Value,
+    expected: Mode,
+) -> Result<StoredOffset> {
+    let corrupt = |reason: &str| Error::CorruptOffset {
+        offsets_index: offsets_index.to_string(),
+        id: id.to_string(),
+        reason: reason.to_string(),
+    };
+    let mode = doc["mode"].as_str().ok_or_else(|| corrupt("no mode"))?;
+    let mode = Mode::parse(mode).ok_or_else(|| corrupt(&format!("unknown mode {mode:?}")))?;
+    if mode != expected {
+        return Err(Error::ModeMismatch {
+            id: id.to_string(),
+            found: mode.as_str().into(),
+            expected: expected.as_str().into(),
+        });
+    }
+    let index = doc["index"].as_str().ok_or_else(|| corrupt("no index"))?;
+    let uuid = doc["index_uuid"]
+        .as_str()
+        .ok_or_else(|| corrupt("no index_uuid"))?;
+    let shard = doc["shard"].as_u64().ok_or_else(|| corrupt("no shard"))?;
+    let seq_no = doc["seq_no"].as_i64().ok_or_else(|| corrupt("no seq_no"))?;
+    if seq_no < -1 {
+        return Err(corrupt(&format!("seq_no {seq_no} is below -1")));
+    }
+    Ok(StoredOffset {
+        partition: PartitionId {
+            index: index.into(),
+            uuid: uuid.into(),
+            shard: shard as u32,
+        },
+        seq_no,
+    })
+}
+
+pub fn offset_doc(group: &str, mode: Mode, p: &PartitionId, seq_no: i64, member: &str) -> Value {
+    json!({"group": group, "kind": "offset", "mode": mode.as_str(), "index": p.index, "index_uuid": p.uuid, "shard": p.shard, "seq_no": seq_no, "member": member, "updated_at": now_iso()})
+}
+
+/// The offsets of one group, with the versions needed to write them conditionally.
+#[derive(Debug)]
+pub struct OffsetStore {
+    client: Client,
+    index: String,
+    group: String,
+    member: String,
+    /// `(seq_no, primary_term)` of each offset document as last read or written by us.
+    versions: HashMap<String, (i64, i64)>,
+}
+
+impl OffsetStore {
+    pub fn new(client: Client, index: &str, group: &str, member: &str) -> Self {
+        OffsetStore {
+            client,
+            index: index.to_string(),
+            group: group.to_string(),
+            member: member.to_string(),
+            versions: HashMap::new(),
+        }
+    }
+
+    pub fn index(&self) -> &str {
+        &self.index
+    }
+
+    /// Creates the offsets index with its mapping when it does not exist yet.
+    pub async fn ensure_index(&self) -> Result<()> {
+        if !self.client.index_exists(&self.index).await? {
+            self.client
+                .create_index(&self.index, &offsets_index_body())
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the committed offsets of `partitions` (realtime, so a commit just made is seen).
+    pub async fn load(
+        &mut self,
+        partitions: &[PartitionId],
+        mode: Mode,
+    ) -> Result<HashMap<PartitionId, i64>> {
+        let ids: Vec<String> = partitions
+            .iter()
+            .map(|p| p.offset_doc_id(&self.group))
+            .collect();
+        let docs = self.client.mget(&self.index, &ids).await?;
+        let mut out = HashMap::new();
+        for ((p, id), doc) in partitions.iter().zip(&ids).zip(docs) {
+            if let Some(doc) = doc {
+                let stored = parse_offset_doc(&self.index, id, &doc.source, mode)?;
+                if stored.partition.uuid != p.uuid || stored.partition.shard != p.shard {
+                    return Err(Error::CorruptOffset {
+                        offsets_index: self.index.clone(),
+                        id: id.clone(),
+                        reason: "its index_uuid or shard does not match its id".into(),
+                    });
+                }
+                self.versions
+                    .insert(id.clone(), (doc.seq_no, doc.primary_term));
+                out.insert(p.clone(), stored.seq_no);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Commits offsets in one `_bulk`, each conditional on the version we last saw. A version
+    /// conflict means another member wrote the group's offsets: we are fenced.
+    pub async fn commit(&mut self, mode: Mode, entries: &[(PartitionId, i64)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let mut body = String::new();
+        let mut ids = Vec::new();
+        for (p, seq_no) in entries {
+            let id = p.offset_doc_id(&self.group);
+            let meta = match self.versions.get(&id) {
+                Some((s, t)) => {
+                    json!({"index": {"_index": self.index, "_id": id, "if_seq_no": s, "if_primary_term": t}})
+                }
+                None => json!({"create": {"_index": self.index, "_id": id}}),
+            };
+            body.push_str(&meta.to_string());
+            body.push('\n');
+            body.push_str(&offset_doc(&self.group, mode, p, *seq_no, &self.member).to_string());
+            body.push('\n');
+            ids.push(id);
+        }
+        let resp = self.client.bulk(body, false).await?;
+        let mut first_error: Option<Error> = None;
+        for (id, item) in ids.iter().zip(resp.results()) {
+            match (item.status, item.seq_no, item.primary_term) {
+                (200 | 201, Some(s), Some(t)) => {
+                    self.versions.insert(id.clone(), (s, t));
+                }
+                (409, _, _) => {
+                    self.versions.remove(id);
+                    first_error.get_or_insert(Error::Fenced {
+                        group: self.group.clone(),
+                        detail: format!("offset document {id} changed under us"),
+                    });
+                }
+                (status, _, _) => {
+                    let reason = item
+                        .error
+                        .as_ref()
+                        .map(|e| e.to_string())
+                        .unwrap_or_default();
+                    first_error.get_or_insert(Error::Client(ClientError::Status {
+                        op: "commit",
+                        status,
+                        error_type: item
+                            .error
+                            .as_ref()
+                            .and_then(|e| e["type"].as_str())
+                            .unwrap_or_default()
+                            .to_string(),
+                        reason,
+                        retry_after: None,
+                    }));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_formatting() {
+        assert_eq!(iso_millis(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso_millis(1_571_646_604_828), "2019-10-21T08:30:04.828Z");
+    }
+
+    #[test]
+    fn offset_docs_round_trip_and_mismatches_are_errors() {
+        let p = PartitionId {
+            index: "i".into(),
+            uuid: "u".into(),
+            shard: 2,
+        };
+        let doc = offset_doc("g", Mode::Exact, &p, 41, "m");
+        assert_eq!(
+            parse_offset_doc("o", "id", &doc, Mode::Exact).unwrap(),
+            StoredOffset {
+                partition: p.clone(),
+                seq_no: 41
+            }
+        );
+        assert!(matches!(
+            parse_offset_doc("o", "id", &doc, Mode::Timestamp),
+            Err(Error::ModeMismatch { .. })
+        ));
+        let mut broken = doc.clone();
+        broken["seq_no"] = json!("forty");
+        assert!(matches!(
+            parse_offset_doc("o", "id", &broken, Mode::Exact),
+            Err(Error::CorruptOffset { .. })
+        ));
+    }
+}

@@ -1,0 +1,92 @@
+//! `file:PATH`: JSON Lines appended to a file, fsynced on every flush.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+use super::Sink;
+use crate::record::Record;
+
+#[derive(Debug)]
+pub struct FileSink {
+    out: BufWriter<File>,
+    line: String,
+}
+
+impl FileSink {
+    /// Opens `path` for appending. A partial last line (left by a crash in the middle of a write)
+    /// is cut off: it was never acknowledged, so its document will be delivered again.
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(path)?;
+        let len = file.metadata()?.len();
+        if len > 0 {
+            let keep = last_newline_end(&mut file, len)?;
+            if keep != len {
+                file.set_len(keep)?;
+            }
+        }
+        file.seek(SeekFrom::End(0))?;
+        Ok(FileSink {
+            out: BufWriter::with_capacity(1 << 20, file),
+            line: String::with_capacity(1024),
+        })
+    }
+}
+
+/// The length of the file up to and including its last newline.
+fn last_newline_end(file: &mut File, len: u64) -> std::io::Result<u64> {
+    let mut pos = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    while pos > 0 {
+        let start = pos.saturating_sub(buf.len() as u64);
+        let n = (pos - start) as usize;
+        file.seek(SeekFrom::Start(start))?;
+        file.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|b| *b == b'\n') {
+            return Ok(start + i as u64 + 1);
+        }
+        pos = start;
+    }
+    Ok(0)
+}
+
+impl Sink for FileSink {
+    fn write(&mut self, records: &[Record]) -> std::io::Result<()> {
+        for r in records {
+            self.line.clear();
+            r.to_json_line(&mut self.line);
+            self.line.push('\n');
+            self.out.write_all(self.line.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        self.out.get_ref().sync_data()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_last_line_is_cut_on_open() {
+        let dir = std::env::temp_dir().join(format!("indexstream-sink-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.jsonl");
+        std::fs::write(&path, "{\"a\":1}\n{\"b\":").unwrap();
+        let mut sink = FileSink::open(&path).unwrap();
+        sink.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n");
+        std::fs::write(&path, "no newline at all").unwrap();
+        drop(FileSink::open(&path).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,251 @@
+//! The exact-mode read protocol for one partition (one shard of one index).
+//!
+//! The offset is the shard's `_seq_no`. A write is assigned its `_seq_no` before it is visible,
+//! and concurrent writes become visible out of order, so "the highest `_seq_no` I have seen" is
+//! not a safe offset. The safe bound is the shard's global checkpoint G (every operation up to G
+//! is complete on every in-sync copy and survives a failover), once a refresh that *started
+//! after* G was read has made them all searchable. Refreshes are serialized, so the primary's
+//! `refresh.external_total` advancing by 2 since G was read proves one such refresh happened;
+//! an explicit `_refresh` after reading G proves it too.
+//!
+//! The reader delivers early and confirms late: each round it reads everything visible in
+//! `(read_hi, G_now]` (the fast path), remembering what it delivered above its safe point; when
+//! a checkpoint target is confirmed it reads the remaining gaps in `(safe, G]` once and moves
+//! `safe` to G. Only `safe` is ever committed, so a restart repeats at most what was delivered
+//! above it, and nothing below a confirmed checkpoint can be missed.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::intervals::IntervalSet;
+use crate::client::types::ShardStat;
+use crate::partition::PartitionId;
+
+#[derive(Debug, Clone, Copy)]
+struct Target {
+    checkpoint: i64,
+    external_refreshes: u64,
+}
+
+/// What a round's stats mean for a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observation {
+    /// A checkpoint now proven searchable: its gaps can be filled and `safe` moved to it.
+    pub confirmed: Option<i64>,
+    /// Targets wait for refreshes but the refresh counter has not moved for the stall timeout
+    /// (for example `refresh_interval: -1`): an explicit refresh is needed.
+    pub stalled: bool,
+}
+
+#[derive(Debug)]
+pub struct ExactPartition {
+    pub id: PartitionId,
+    /// The last committed offset (-1: nothing).
+    pub committed: i64,
+    /// Every operation up to here has been handed out.
+    pub safe: i64,
+    /// Highest `_seq_no` the fast path has covered.
+    pub read_hi: i64,
+    /// The global checkpoint of the latest round.
+    pub checkpoint: i64,
+    /// The primary's node (for Elasticsearch's `_only_nodes` preference).
+    pub node: String,
+    delivered: IntervalSet,
+    targets: VecDeque<Target>,
+    last_refresh_count: Option<u64>,
+    refresh_count_changed_at: Instant,
+    /// Pages the fast path may still read in this round.
+    pub budget: u32,
+}
+
+impl ExactPartition {
+    /// A partition whose next document to deliver is the one after `safe`.
+    pub fn new(id: PartitionId, committed: i64, safe: i64, now: Instant) -> Self {
+        ExactPartition {
+            id,
+            committed,
+            safe,
+            read_hi: safe,
+            checkpoint: safe,
+            node: String::new(),
+            delivered: IntervalSet::default(),
+            targets: VecDeque::new(),
+            last_refresh_count: None,
+            refresh_count_changed_at: now,
+            budget: 0,
+        }
+    }
+
+    /// Takes in a round's stats of this shard's primary.
+    pub fn observe(
+        &mut self,
+        stat: &ShardStat,
+        stall_after: Duration,
+        now: Instant,
+        pages_per_round: u32,
+    ) -> Observation {
+        self.node = stat.node.clone();
+        self.checkpoint = stat.global_checkpoint.max(self.checkpoint);
+        if self.last_refresh_count != Some(stat.external_refresh_total) {
+            self.last_refresh_count = Some(stat.external_refresh_total);
+            self.refresh_count_changed_at = now;
+        }
+        let last_target = self
+            .targets
+            .back()
+            .map(|t| t.checkpoint)
+            .unwrap_or(self.safe);
+        let mut confirmed = None;
+        while let Some(t) = self.targets.front() {
+            if stat.external_refresh_total >= t.external_refreshes + 2 {
+                confirmed = Some(t.checkpoint);
+                self.targets.pop_front();
+            } else {
+                break;
+            }
+        }
+        if stat.global_checkpoint > last_target.max(self.safe) {
+            self.targets.push_back(Target {
+                checkpoint: stat.global_checkpoint,
+                external_refreshes: stat.external_refresh_total,
+            });
+        }
+        self.budget = pages_per_round;
+        let stalled = !self.targets.is_empty()
+            && now.duration_since(self.refresh_count_changed_at) >= stall_after;
+        Observation { confirmed, stalled }
+    }
+
+    /// After an explicit refresh that started after this round's stats were read: every target
+    /// read so far is searchable. Returns the checkpoint to confirm.
+    pub fn refreshed_explicitly(&mut self) -> Option<i64> {
+        let last = self.targets.back().map(|t| t.checkpoint);
+        self.targets.clear();
+        self.refresh_count_changed_at = Instant::now();
+        last
+    }
+
+    /// `(after, upto)`: the fast path's next range, if anything may be left to read.
+    pub fn fast_range(&self) -> Option<(i64, i64)> {
+        (self.read_hi < self.checkpoint && self.budget > 0)
+            .then_some((self.read_hi, self.checkpoint))
+    }
+
+    /// Whether a hit with `seq_no` is new (not at or below `safe`, not delivered before); marks it delivered.
+    pub fn take(&mut self, seq_no: i64) -> bool {
+        if seq_no <= self.safe || self.delivered.contains(seq_no) {
+            return false;
+        }
+        self.delivered.insert(seq_no);
+        true
+    }
+
+    /// Records a fast-path page: a full page ends at its last hit; a short one covers the range.
+    pub fn fast_page_done(&mut self, last_seq: Option<i64>, full: bool, upto: i64) {
+        self.budget = self.budget.saturating_sub(1);
+        self.read_hi = match (full, last_seq) {
+            (true, Some(last)) => last,
+            _ => upto,
+        };
+    }
+
+    /// The ranges of `(safe, checkpoint]` not delivered yet.
+    pub fn gaps(&self, checkpoint: i64) -> Vec<(i64, i64)> {
+        self.delivered.gaps(self.safe, checkpoint)
+    }
+
+    /// Moves the safe point to a confirmed checkpoint whose gaps have been read.
+    pub fn advance_safe(&mut self, checkpoint: i64) {
+        if checkpoint > self.safe {
+            self.safe = checkpoint;
+            self.delivered.remove_through(checkpoint);
+            self.read_hi = self.read_hi.max(checkpoint);
+        }
+    }
+
+    /// Documents behind: the checkpoint minus the committed offset.
+    pub fn lag(&self) -> i64 {
+        (self.checkpoint - self.committed).max(0)
+    }
+
+    /// Ranges held in memory for what was delivered above `safe`.
+    pub fn tracked_ranges(&self) -> usize {
+        self.delivered.range_count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(cp: i64, ext: u64) -> ShardStat {
+        ShardStat {
+            shard: 0,
+            global_checkpoint: cp,
+            max_seq_no: cp,
+            external_refresh_total: ext,
+            node: "n".into(),
+            docs: 0,
+        }
+    }
+
+    fn part() -> ExactPartition {
+        ExactPartition::new(
+            PartitionId {
+                index: "i".into(),
+                uuid: "u".into(),
+                shard: 0,
+            },
+            -1,
+            -1,
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn a_checkpoint_is_confirmed_only_after_two_more_refreshes() {
+        let mut p = part();
+        let now = Instant::now();
+        let stall = Duration::from_secs(60);
+        assert_eq!(p.observe(&stat(10, 5), stall, now, 4).confirmed, None);
+        assert_eq!(
+            p.observe(&stat(12, 6), stall, now, 4).confirmed,
+            None,
+            "one refresh may have started before G was read"
+        );
+        assert_eq!(p.observe(&stat(12, 7), stall, now, 4).confirmed, Some(10));
+        assert_eq!(p.observe(&stat(12, 8), stall, now, 4).confirmed, Some(12));
+    }
+
+    #[test]
+    fn gaps_are_what_the_fast_path_did_not_see() {
+        let mut p = part();
+        p.observe(&stat(9, 0), Duration::from_secs(60), Instant::now(), 4);
+        assert_eq!(p.fast_range(), Some((-1, 9)));
+        for s in [0, 1, 2, 5, 6, 9] {
+            assert!(p.take(s));
+        }
+        assert!(!p.take(5), "never twice");
+        p.fast_page_done(Some(9), false, 9);
+        assert_eq!(p.fast_range(), None);
+        assert_eq!(p.gaps(9), vec![(3, 4), (7, 8)]);
+        p.advance_safe(9);
+        assert!(!p.take(4), "below safe");
+        assert_eq!(p.tracked_ranges(), 0);
+    }
+
+    #[test]
+    fn a_stalled_refresh_counter_asks_for_an_explicit_refresh() {
+        let mut p = part();
+        let t0 = Instant::now();
+        let stall = Duration::from_millis(100);
+        assert!(!p.observe(&stat(3, 1), stall, t0, 4).stalled);
+        assert!(
+            p.observe(&stat(3, 1), stall, t0 + Duration::from_millis(150), 4)
+                .stalled
+        );
+        assert_eq!(p.refreshed_explicitly(), Some(3));
+    }
+}

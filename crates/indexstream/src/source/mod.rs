@@ -1,0 +1,4 @@
+//! Reading partitions.
+
+pub mod exact;
+pub mod intervals;

@@ -1,0 +1,353 @@
+//! Exact mode: nothing missed, nothing twice, across late visibility, updates, recreated
+//! indices, stalled refreshes and partial shard failures.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use indexstream::{Consumer, Error, MemorySink, RunOptions, StartFrom};
+use indexstream_fake::{FaultAction, FaultRule, VisibilityRule};
+use serde_json::json;
+
+use super::harness::{counts, target};
+
+/// 100k documents from 4 concurrent producers into 3 shards while the consumer runs, 10% of
+/// the writes held invisible (and holding the checkpoint back) for a while: every id once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_producers_with_late_visibility_every_id_once() {
+    let t = target("concurrent").await;
+    let index = t.name("audit");
+    t.create_index(&index, 3, "200ms").await;
+    if let Some(fake) = &t.fake {
+        fake.add_visibility_delay(VisibilityRule {
+            index: Some(index.clone()),
+            fraction: 0.1,
+            delay: Duration::from_millis(400),
+            remaining: None,
+        });
+    }
+    const PRODUCERS: usize = 4;
+    const PER_PRODUCER: usize = 25_000;
+    let mut producers = Vec::new();
+    for p in 0..PRODUCERS {
+        let t2 = super::harness::Target {
+            url: t.url.clone(),
+            fake: None,
+            http: t.http.clone(),
+            prefix: t.prefix.clone(),
+        };
+        let index = index.clone();
+        producers.push(tokio::spawn(async move {
+            for chunk in 0..(PER_PRODUCER / 500) {
+                let docs: Vec<_> = (0..500).map(|i| (format!("p{p}-{}", chunk * 500 + i), json!({"producer": p, "n": chunk * 500 + i, "@timestamp": "2024-01-01T00:00:00Z"}))).collect();
+                t2.write(&index, &docs).await;
+            }
+        }));
+    }
+    let records = t
+        .consume(&index, &t.name("g"), Duration::from_secs(3), |b| {
+            b.with_batch_size(1000)
+        })
+        .await;
+    for p in producers {
+        p.await.unwrap();
+    }
+    let c = counts(&records);
+    let twice: Vec<_> = c.iter().filter(|(_, n)| **n > 1).take(5).collect();
+    assert!(twice.is_empty(), "delivered twice: {twice:?}");
+    let expected = PRODUCERS * PER_PRODUCER;
+    if c.len() < expected {
+        // The consumer may have gone idle between producer bursts; finish reading and check the union.
+        let more = t
+            .consume(&index, &t.name("g"), Duration::from_secs(3), |b| b)
+            .await;
+        let mut all = records.clone();
+        all.extend(more);
+        let c = counts(&all);
+        assert_eq!(c.len(), expected, "missing ids");
+        assert!(
+            c.values().all(|n| *n == 1),
+            "an id came twice across the restart"
+        );
+    } else {
+        assert_eq!(c.len(), expected);
+    }
+}
+
+#[tokio::test]
+async fn an_updated_document_is_delivered_again_with_its_new_seq_no() {
+    let t = target("update").await;
+    let index = t.name("u");
+    t.create_index(&index, 1, "100ms").await;
+    t.write(
+        &index,
+        &[("a".into(), json!({"v": 1})), ("b".into(), json!({"v": 1}))],
+    )
+    .await;
+    let group = t.name("g");
+    let first = t
+        .consume(&index, &group, Duration::from_millis(800), |b| b)
+        .await;
+    assert_eq!(first.len(), 2);
+    let old_seq = first.iter().find(|r| r.id == "a").unwrap().seq_no.unwrap();
+    t.write(&index, &[("a".into(), json!({"v": 2}))]).await;
+    let second = t
+        .consume(&index, &group, Duration::from_millis(800), |b| b)
+        .await;
+    assert_eq!(
+        second.len(),
+        1,
+        "only the update, nothing already committed: {second:?}"
+    );
+    assert_eq!(second[0].id, "a");
+    assert!(second[0].seq_no.unwrap() > old_seq);
+    assert!(second[0].source.get().contains("\"v\":2"));
+}
+
+/// A deleted and recreated index has a new uuid: its documents are read from --start
+/// (earliest here), never from the old index's committed offset, which would skip them.
+#[tokio::test]
+async fn a_recreated_index_is_read_from_start_not_from_the_stale_offset() {
+    let t = target("recreate").await;
+    let index = t.name("r");
+    t.create_index(&index, 1, "100ms").await;
+    let docs: Vec<_> = (0..40)
+        .map(|i| (format!("old-{i}"), json!({"i": i})))
+        .collect();
+    t.write(&index, &docs).await;
+    let group = t.name("g");
+    assert_eq!(
+        t.consume(&index, &group, Duration::from_millis(800), |b| b)
+            .await
+            .len(),
+        40
+    );
+    t.call("DELETE", &format!("/{index}"), None).await;
+    t.create_index(&index, 1, "100ms").await;
+    let docs: Vec<_> = (0..10)
+        .map(|i| (format!("new-{i}"), json!({"i": i})))
+        .collect();
+    t.write(&index, &docs).await;
+    let again = t
+        .consume(&index, &group, Duration::from_millis(800), |b| b)
+        .await;
+    let ids: HashSet<String> = again.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(ids.len(), 10, "{ids:?}");
+    assert!(ids.iter().all(|id| id.starts_with("new-")));
+    assert_eq!(again.iter().map(|r| r.seq_no.unwrap()).min(), Some(0));
+}
+
+#[tokio::test]
+async fn start_latest_skips_what_exists_and_delivers_what_comes_after() {
+    let t = target("latest").await;
+    let index = t.name("l");
+    t.create_index(&index, 2, "100ms").await;
+    t.write(
+        &index,
+        &(0..20)
+            .map(|i| (format!("before-{i}"), json!({"i": i})))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let group = t.name("g");
+    let mut consumer = Consumer::builder(t.client_config(), &index, &group)
+        .with_poll_interval(Duration::from_millis(50))
+        .with_start(StartFrom::Latest)
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let mut sink = MemorySink::default();
+    // First run only assigns partitions at "latest" and commits that position.
+    consumer
+        .run(
+            &mut sink,
+            RunOptions {
+                until_idle: Some(Duration::from_millis(500)),
+                ..RunOptions::default()
+            },
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    consumer.close().await.unwrap();
+    assert!(sink.records.lock().unwrap().is_empty());
+    t.write(
+        &index,
+        &(0..5)
+            .map(|i| (format!("after-{i}"), json!({"i": i})))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let after = t
+        .consume(&index, &group, Duration::from_millis(800), |b| b)
+        .await;
+    let mut ids: Vec<String> = after.iter().map(|r| r.id.clone()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        (0..5).map(|i| format!("after-{i}")).collect::<Vec<_>>()
+    );
+}
+
+/// With `refresh_interval: -1` the refresh counter never moves: the consumer notices the stall
+/// and refreshes explicitly, so it still delivers everything.
+#[tokio::test]
+async fn a_stalled_refresh_counter_falls_back_to_explicit_refresh() {
+    let t = target("stall").await;
+    let index = t.name("s");
+    t.create_index(&index, 2, "-1").await;
+    t.write(
+        &index,
+        &(0..30)
+            .map(|i| (format!("d{i}"), json!({"i": i})))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let got = t
+        .consume(&index, &t.name("g"), Duration::from_millis(1500), |b| {
+            let mut c = b;
+            c = c.with_poll_interval(Duration::from_millis(50));
+            indexstream::ConsumerBuilder::from_config({
+                let mut cfg = c.build_config();
+                cfg.stall_after = Duration::from_millis(200);
+                cfg
+            })
+        })
+        .await;
+    assert_eq!(counts(&got).len(), 30);
+}
+
+/// A search answered with failed shards is retried, never taken for the end of the data.
+#[tokio::test]
+async fn partial_shard_failures_are_retried_not_taken_as_end_of_data() {
+    let t = target("partial").await;
+    let Some(fake) = &t.fake else { return };
+    let index = t.name("p");
+    t.create_index(&index, 3, "100ms").await;
+    t.write(
+        &index,
+        &(0..3000)
+            .map(|i| (format!("d{i}"), json!({"i": i})))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    fake.add_fault(
+        FaultRule::new("search", FaultAction::PartialShards)
+            .index(&index)
+            .probability(0.3)
+            .seed(9),
+    )
+    .unwrap();
+    let got = t
+        .consume(&index, &t.name("g"), Duration::from_millis(1500), |b| {
+            b.with_batch_size(100)
+        })
+        .await;
+    let c = counts(&got);
+    assert_eq!(c.len(), 3000);
+    assert!(c.values().all(|n| *n == 1));
+}
+
+#[tokio::test]
+async fn a_second_member_of_a_running_group_is_refused_with_the_holder_named() {
+    let t = target("lease").await;
+    let index = t.name("x");
+    t.create_index(&index, 1, "100ms").await;
+    let group = t.name("g");
+    let first = Consumer::builder(t.client_config(), &index, &group)
+        .with_member_id("member-one")
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let second = Consumer::builder(t.client_config(), &index, &group)
+        .with_member_id("member-two")
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await;
+    match second {
+        Err(Error::GroupHeld { holder, .. }) => assert_eq!(holder, "member-one"),
+        other => panic!("expected GroupHeld, got {other:?}"),
+    }
+    first.close().await.unwrap();
+    let third = Consumer::builder(t.client_config(), &index, &group)
+        .with_member_id("member-two")
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    third.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_offset_document_of_the_other_mode_or_corrupt_is_an_error_not_a_reset() {
+    let t = target("corrupt").await;
+    let index = t.name("c");
+    t.create_index(&index, 1, "100ms").await;
+    t.write(&index, &[("a".into(), json!({"i": 1}))]).await;
+    let group = t.name("g");
+    let offsets = t.name("offsets");
+    assert_eq!(
+        t.consume(&index, &group, Duration::from_millis(600), |b| b)
+            .await
+            .len(),
+        1
+    );
+    let uuid = t.call("GET", &format!("/{index}/_settings"), None).await[&index]["settings"]
+        ["index"]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let id = format!("{group}|{uuid}|0");
+    let path = format!("/{offsets}/_doc/{}", id.replace('|', "%7C"));
+    let mut doc = t.call("GET", &path, None).await["_source"].clone();
+    doc["seq_no"] = json!(-5);
+    t.call("PUT", &format!("{path}?refresh=true"), Some(doc.clone()))
+        .await;
+    let err = Consumer::builder(t.client_config(), &index, &group)
+        .with_offsets_index(&offsets)
+        .build()
+        .await
+        .unwrap();
+    let mut sink = MemorySink::default();
+    let mut c = err;
+    let r = c
+        .run(
+            &mut sink,
+            RunOptions {
+                until_idle: Some(Duration::from_millis(300)),
+                max_consecutive_failures: 0,
+                ..RunOptions::default()
+            },
+            std::future::pending(),
+        )
+        .await;
+    assert!(matches!(r, Err(Error::CorruptOffset { .. })), "{r:?}");
+    c.close().await.unwrap();
+    doc["seq_no"] = json!(0);
+    doc["mode"] = json!("timestamp");
+    t.call("PUT", &format!("{path}?refresh=true"), Some(doc))
+        .await;
+    let mut c = Consumer::builder(t.client_config(), &index, &group)
+        .with_offsets_index(&offsets)
+        .build()
+        .await
+        .unwrap();
+    let r = c
+        .run(
+            &mut sink,
+            RunOptions {
+                until_idle: Some(Duration::from_millis(300)),
+                max_consecutive_failures: 0,
+                ..RunOptions::default()
+            },
+            std::future::pending(),
+        )
+        .await;
+    assert!(matches!(r, Err(Error::ModeMismatch { .. })), "{r:?}");
+    c.close().await.unwrap();
+    assert!(
+        sink.records.lock().unwrap().is_empty(),
+        "nothing may be delivered from a reset offset"
+    );
+}
