@@ -44,7 +44,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Read an index like a Kafka topic and deliver every document to a sink.
-    Consume(consume::ConsumeArgs),
+    Consume(Box<consume::ConsumeArgs>),
     /// Inspect and move consumer groups' offsets.
     Groups(groups::GroupsArgs),
     /// Run the built-in OpenSearch-compatible fake cluster.
@@ -106,7 +106,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Consume(args) => consume::run(args).await,
+            Command::Consume(args) => consume::run(*args).await,
             Command::Groups(args) => groups::run(args).await,
             Command::DevServer(args) => dev_server::run(args).await,
         }
