@@ -361,10 +361,10 @@ pub async fn connect_with_retry(config: ConsumerConfig) -> anyhow::Result<indexs
             .await
         {
             Ok(c) => return Ok(c),
-            Err(e) if e.is_retriable() && attempt < 4 => {
+            Err(e) if e.is_retriable() && attempt < 3 => {
                 attempt += 1;
                 tracing::warn!(error = %e, attempt, "cannot start the consumer yet; retrying");
-                tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
             }
             Err(e) => return Err(e.into()),
         }

@@ -2,5 +2,7 @@
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected answers; that is how they fail.
 
 mod cli {
+    mod consume;
     mod dev_server;
+    pub mod support;
 }

@@ -1,40 +1,8 @@
 //! `indexstream dev-server`, exercised by the official Python client.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-/// A dev-server child process, killed when dropped.
-pub struct DevServer {
-    child: Child,
-    pub url: String,
-}
-
-impl DevServer {
-    pub fn start(extra: &[&str]) -> DevServer {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_indexstream"))
-            .args(["dev-server", "--port", "0"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn indexstream dev-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("read the URL line");
-        DevServer {
-            child,
-            url: line.trim().to_string(),
-        }
-    }
-}
-
-impl Drop for DevServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use super::support::DevServer;
 
 fn python_client_available() -> bool {
     Command::new("python3")
