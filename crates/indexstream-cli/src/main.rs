@@ -2,14 +2,22 @@
 //! the outcome to the exit status scripts rely on: 0 success (or a graceful shutdown), 2 bad
 //! usage or configuration, 1 a runtime failure that retries could not overcome.
 
+mod bench;
 mod common;
 mod consume;
+mod demo;
 mod dev_server;
 mod groups;
+mod produce;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+/// glibc's allocator dominated profiles of the fake cluster and of the consumer (many small,
+/// short-lived JSON allocations); mimalloc serves them much faster.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -49,6 +57,12 @@ enum Command {
     Groups(groups::GroupsArgs),
     /// Run the built-in OpenSearch-compatible fake cluster.
     DevServer(dev_server::Args),
+    /// Write synthetic audit events, some of them late.
+    Produce(Box<produce::ProduceArgs>),
+    /// Fake cluster + producer + consumer + live status, ending with a verdict.
+    Demo(Box<demo::DemoArgs>),
+    /// Measure the fake cluster and the consumer; writes BENCHMARKS.md.
+    Bench(Box<bench::BenchArgs>),
 }
 
 /// A usage or configuration problem: exit status 2.
@@ -109,6 +123,9 @@ fn main() -> ExitCode {
             Command::Consume(args) => consume::run(*args).await,
             Command::Groups(args) => groups::run(args).await,
             Command::DevServer(args) => dev_server::run(args).await,
+            Command::Produce(args) => produce::run(*args).await,
+            Command::Demo(args) => demo::run(*args).await,
+            Command::Bench(args) => bench::run(*args).await,
         }
     });
     match result {

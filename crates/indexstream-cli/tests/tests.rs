@@ -3,6 +3,7 @@
 
 mod cli {
     mod consume;
+    mod demo;
     mod dev_server;
     pub mod support;
 }

@@ -588,7 +588,7 @@ impl Query {
                 let info = ctx.mappings.field(fid);
                 let fmt = match format {
                     Some(f) => DateFormat::parse(f).map_err(shard_error)?,
-                    None => info.date_format(),
+                    None => info.date_format().clone(),
                 };
                 let key = |v: &Value, r: Rounding| {
                     field_key(info.ty, &fmt, v, ctx.now, r, offset).map_err(shard_error)
@@ -707,7 +707,7 @@ impl Query {
                 pred: Pred::Token(values.iter().map(value_string).collect()),
             });
         }
-        let fmt = info.date_format();
+        let fmt = info.date_format().clone();
         let mut keys = BTreeSet::new();
         for v in values {
             if info.ty == FieldType::Boolean || !v.is_boolean() || info.ty.is_string() {

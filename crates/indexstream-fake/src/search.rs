@@ -625,7 +625,7 @@ fn resolve_clauses(
         let substitute = match (&kind, &s.missing) {
             (Kind::Field { id, ty }, Missing::Value(v)) => {
                 let fmt = id
-                    .map(|i| mappings.field(i).date_format())
+                    .map(|i| mappings.field(i).date_format().clone())
                     .unwrap_or_else(DateFormat::default_date);
                 Some(
                     field_key(*ty, &fmt, v, now, Rounding::Down, 0)
@@ -701,7 +701,7 @@ fn after_key(c: &Clause, v: &Value, mappings: &Mappings, now: Timestamp) -> ApiR
                 return Ok(c.substitute.clone().unwrap_or(SortKey::Str(None)));
             }
             let fmt = id
-                .map(|i| mappings.field(i).date_format())
+                .map(|i| mappings.field(i).date_format().clone())
                 .unwrap_or_else(DateFormat::default_date);
             field_key(*ty, &fmt, v, now, Rounding::Down, 0).map_err(bad)?
         }
@@ -1195,7 +1195,13 @@ pub fn render_source(doc: &StoredDoc, filter: &SourceFilter) -> Option<String> {
 }
 
 fn push_json_str(out: &mut String, s: &str) {
-    out.push_str(&Value::String(s.to_string()).to_string());
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&Value::String(s.to_string()).to_string());
+    }
 }
 
 /// How the total appears: `{"value", "relation"}`, or an integer with `rest_total_hits_as_int`.

@@ -671,45 +671,69 @@ impl Consumer {
         }
     }
 
-    /// Reads what the fast path missed below each confirmed checkpoint, then moves `safe` there.
+    /// Reads what the fast path missed: below each confirmed checkpoint (then moves `safe` there),
+    /// and, for lower latency, the few gaps below what the fast path covered, every round (a
+    /// write that was not yet visible when the fast path passed it is delivered as soon as a
+    /// refresh shows it, not only when its checkpoint is confirmed).
     async fn fill_gaps(&mut self) -> Result<()> {
-        let confirm = std::mem::take(&mut self.confirm);
+        let mut confirm = std::mem::take(&mut self.confirm);
+        let pids: Vec<PartitionId> = self.partitions.keys().cloned().collect();
         let mut outcome = Ok(());
-        for (pid, checkpoint) in confirm {
+        for pid in pids {
+            let mut confirmed = confirm.remove(&pid);
+            // A checkpoint beyond what the fast path has covered waits until it gets there: the
+            // gap read is for stragglers, not for catching up (which pages through the fast path).
+            if let (Some(cp), Some(p)) = (confirmed, self.partitions.get(&pid)) {
+                if p.read_hi < cp {
+                    self.confirm.insert(pid.clone(), cp);
+                    confirmed = None;
+                }
+            }
             if outcome.is_err() {
-                self.confirm.insert(pid, checkpoint);
+                if let Some(cp) = confirmed {
+                    self.confirm.insert(pid, cp);
+                }
                 continue;
             }
             let Some(p) = self.partitions.get(&pid) else {
                 continue;
             };
-            let gaps = p.gaps(checkpoint);
+            let upto = confirmed.unwrap_or(p.read_hi.min(p.checkpoint));
+            let gaps = p.gaps(upto);
             let (safe, node) = (p.safe, p.node.clone());
-            let mut records = Vec::new();
+            if confirmed.is_none() && (gaps.is_empty() || gaps.len() > MAX_EAGER_GAP_RANGES) {
+                continue;
+            }
             let result = if gaps.is_empty() {
                 Ok(())
             } else {
-                self.read_gaps(&pid, &node, safe, checkpoint, &gaps, &mut records)
-                    .await
+                self.read_gaps(&pid, &node, safe, upto, &gaps).await
             };
+            let records = Vec::new();
             self.stats.gap_reads += (!gaps.is_empty()) as u64;
-            match result {
-                Ok(()) => {
+            match (result, confirmed) {
+                (Ok(()), Some(cp)) => {
                     if let Some(p) = self.partitions.get_mut(&pid) {
-                        p.advance_safe(checkpoint);
+                        p.advance_safe(cp);
                     }
                     self.pending.push_back(Pending {
                         records,
-                        marks: vec![(pid, checkpoint)],
+                        marks: vec![(pid, cp)],
                     });
                 }
-                Err(e) => {
+                (Ok(()), None) => self.pending.push_back(Pending {
+                    records,
+                    marks: Vec::new(),
+                }),
+                (Err(e), cp) => {
                     // What was read is handed out; the checkpoint is confirmed again next time.
                     self.pending.push_back(Pending {
                         records,
                         marks: Vec::new(),
                     });
-                    self.confirm.insert(pid, checkpoint);
+                    if let Some(cp) = cp {
+                        self.confirm.insert(pid, cp);
+                    }
                     outcome = Err(e);
                 }
             }
@@ -717,6 +741,7 @@ impl Consumer {
         outcome
     }
 
+    /// Reads the gaps, handing each page's new documents out as it goes.
     async fn read_gaps(
         &mut self,
         pid: &PartitionId,
@@ -724,7 +749,6 @@ impl Consumer {
         safe: i64,
         checkpoint: i64,
         gaps: &[(i64, i64)],
-        records: &mut Vec<Record>,
     ) -> Result<()> {
         let mut filter = vec![json!({"range": {"_seq_no": {"gt": safe, "lte": checkpoint}}})];
         if gaps.len() <= 64 {
@@ -746,6 +770,7 @@ impl Consumer {
             let Some(p) = self.partitions.get_mut(pid) else {
                 return Ok(());
             };
+            let mut records = Vec::new();
             for hit in resp.hits.hits {
                 if let Some(seq) = hit.seq_no {
                     after = Some(seq);
@@ -754,6 +779,10 @@ impl Consumer {
                     }
                 }
             }
+            self.pending.push_back(Pending {
+                records,
+                marks: Vec::new(),
+            });
             if n < self.config.batch_size {
                 return Ok(());
             }
@@ -892,6 +921,10 @@ impl Consumer {
         }
     }
 }
+
+/// Gap ranges read every round before their checkpoint is confirmed; more than this many waits
+/// for the confirmation (one read instead of many).
+const MAX_EAGER_GAP_RANGES: usize = 16;
 
 /// Limits of [`Consumer::run`].
 #[derive(Debug, Clone)]

@@ -39,7 +39,8 @@ struct Item {
     if_seq_no: Option<i64>,
     if_primary_term: Option<i64>,
     require_alias: bool,
-    source: Option<(Arc<str>, Result<Value, String>)>,
+    /// The raw source line; parsed only where needed (updates), indexing reads it directly.
+    source: Option<Arc<str>>,
 }
 
 fn token(v: &Value) -> &'static str {
@@ -146,8 +147,7 @@ fn parse_items(
             None
         } else {
             let (_, src) = lines.next().ok_or_else(|| ApiError::illegal_argument(format!("Malformed action/metadata line [{n}], the source of the [{}] action is missing", action.name())))?;
-            let parsed = serde_json::from_str::<Value>(src).map_err(|e| e.to_string());
-            Some((Arc::from(src.trim()), parsed))
+            Some(Arc::from(src.trim()))
         };
         items.push(Item {
             action,
@@ -199,9 +199,17 @@ pub async fn bulk(
             .map(|i| faults.reject_item(reject_rules, &i.index))
             .collect()
     };
-    let mut results: Vec<Value> = Vec::with_capacity(items.len());
     let mut touched = Vec::new();
     let mut errors = false;
+    // Each item's answer is rendered once the refresh policy is known, as JSON text: `_bulk`
+    // answers are large and building them as values dominated its profile.
+    type Answer = (
+        Action,
+        Result<crate::engine::WriteResult, ApiError>,
+        Option<String>,
+        String,
+    );
+    let mut answers: Vec<Answer> = Vec::with_capacity(items.len());
     {
         let mut c = shared.lock();
         let now = Instant::now();
@@ -215,26 +223,20 @@ pub async fn bulk(
                         "rejected execution of bulk item (injected reject_items fault)",
                     ));
                 }
-                let target = if action == Action::Delete || action == Action::Update {
-                    match c.write_index(&item.index, item.require_alias) {
-                        Ok(t) => t,
-                        Err(e) => return Err(e),
-                    }
-                } else {
-                    c.write_index(&item.index, item.require_alias)?
-                };
+                let target = c.write_index(&item.index, item.require_alias)?;
                 let op = match (action, item.source) {
                     (Action::Delete, _) => WriteOp::Delete,
-                    (_, Some((_, Err(e)))) => {
-                        return Err(ApiError::mapper_parsing("failed to parse").with(
-                            "caused_by",
-                            json!({"type": "json_parse_exception", "reason": e}),
-                        ))
-                    }
-                    (Action::Update, Some((_, Ok(body)))) => WriteOp::Update { body },
-                    (_, Some((raw, Ok(parsed)))) => WriteOp::Index {
+                    (Action::Update, Some(raw)) => WriteOp::Update {
+                        body: serde_json::from_str(&raw).map_err(|e| {
+                            ApiError::mapper_parsing("failed to parse").with(
+                                "caused_by",
+                                json!({"type": "json_parse_exception", "reason": e.to_string()}),
+                            )
+                        })?,
+                    },
+                    (_, Some(raw)) => WriteOp::Index {
                         source: raw,
-                        parsed,
+                        parsed: None,
                         create: action == Action::Create,
                     },
                     (_, None) => return Err(ApiError::validation(&["source is missing".into()])),
@@ -251,39 +253,45 @@ pub async fn bulk(
                     now,
                 )
             })();
-            let body = match outcome {
-                Ok(r) => {
-                    if r.result != "noop" {
-                        touched.push((r.index.clone(), r.shard, r.seq_no));
-                    }
-                    let mut m = r.to_json();
-                    m.insert("status".into(), json!(r.status));
-                    Value::Object(m)
-                }
-                Err(e) => {
-                    errors = true;
-                    json!({"_index": item.index, "_id": item.id, "status": e.status, "error": e.cause()})
-                }
-            };
-            results.push(json!({ action.name(): body }));
+            match &outcome {
+                Ok(r) if r.result != "noop" => touched.push((r.index.clone(), r.shard, r.seq_no)),
+                Ok(_) => {}
+                Err(_) => errors = true,
+            }
+            answers.push((action, outcome, item.id, item.index));
         }
     }
     let forced = apply_refresh(shared, policy, &touched).await;
-    if forced {
-        for r in &mut results {
-            if let Some(inner) = r
-                .as_object_mut()
-                .and_then(|o| o.values_mut().next())
-                .and_then(|v| v.as_object_mut())
-            {
-                if !inner.contains_key("error") {
-                    inner.insert("forced_refresh".into(), json!(true));
-                }
-            }
+    let mut body = String::with_capacity(64 + answers.len() * 200);
+    body.push_str(&format!(
+        "{{\"took\":{},\"errors\":{errors},\"items\":[",
+        started.elapsed().as_millis()
+    ));
+    for (i, (action, outcome, id, index)) in answers.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
         }
+        body.push_str(&format!("{{\"{}\":", action.name()));
+        match outcome {
+            Ok(r) => {
+                let extra = format!(
+                    "{},\"status\":{}",
+                    if forced {
+                        ",\"forced_refresh\":true"
+                    } else {
+                        ""
+                    },
+                    r.status
+                );
+                r.write_json(&mut body, &extra);
+            }
+            Err(e) => body.push_str(
+                &json!({"_index": index, "_id": id, "status": e.status, "error": e.cause()})
+                    .to_string(),
+            ),
+        }
+        body.push('}');
     }
-    Ok(Reply::json(
-        200,
-        &json!({"took": started.elapsed().as_millis() as u64, "errors": errors, "items": results}),
-    ))
+    body.push_str("]}");
+    Ok(Reply::raw_json(200, body))
 }

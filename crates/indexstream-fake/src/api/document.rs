@@ -116,7 +116,7 @@ pub async fn index(
                 routing: req.param("routing").map(String::from),
                 op: WriteOp::Index {
                     source,
-                    parsed,
+                    parsed: Some(parsed),
                     create,
                 },
                 if_seq_no,

@@ -102,11 +102,14 @@ pub struct FieldInfo {
 }
 
 impl FieldInfo {
-    pub fn date_format(&self) -> DateFormat {
+    /// The field's date format (the type's default when the mapping gives none).
+    pub fn date_format(&self) -> &DateFormat {
+        static DATE: std::sync::OnceLock<DateFormat> = std::sync::OnceLock::new();
+        static NANOS: std::sync::OnceLock<DateFormat> = std::sync::OnceLock::new();
         match (&self.format, self.ty) {
-            (Some(f), _) => f.clone(),
-            (None, FieldType::DateNanos) => DateFormat::default_date_nanos(),
-            (None, _) => DateFormat::default_date(),
+            (Some(f), _) => f,
+            (None, FieldType::DateNanos) => NANOS.get_or_init(DateFormat::default_date_nanos),
+            (None, _) => DATE.get_or_init(DateFormat::default_date),
         }
     }
 }
@@ -120,6 +123,8 @@ pub enum Dynamic {
 
 #[derive(Debug, Clone)]
 struct Leaf {
+    /// Set once the field is registered, so indexing a value needs no path lookup.
+    id: Option<FieldId>,
     ty: FieldType,
     /// Parameters other than `type` and `fields`, echoed back by GET _mapping.
     params: Map<String, Value>,
@@ -250,30 +255,60 @@ impl Mappings {
     }
 
     fn reindex_fields(&mut self) {
-        let mut leaves = Vec::new();
-        collect_leaves(&self.root, "", &mut leaves);
-        for (path, leaf) in leaves {
-            if !self.by_path.contains_key(&path) {
-                let format = leaf
-                    .params
-                    .get("format")
-                    .and_then(|f| f.as_str())
-                    .and_then(|f| DateFormat::parse(f).ok());
-                let ignore_above = leaf
-                    .params
-                    .get("ignore_above")
-                    .and_then(|v| v.as_u64())
-                    .map(|v| v as usize);
-                self.by_path
-                    .insert(path.clone(), self.fields.len() as FieldId);
-                self.fields.push(FieldInfo {
-                    path,
-                    ty: leaf.ty,
-                    format,
-                    ignore_above,
-                });
+        fn register(
+            fields: &mut Vec<FieldInfo>,
+            by_path: &mut HashMap<String, FieldId>,
+            path: String,
+            leaf: &mut Leaf,
+        ) {
+            let id = match by_path.get(&path) {
+                Some(id) => *id,
+                None => {
+                    let format = leaf
+                        .params
+                        .get("format")
+                        .and_then(|f| f.as_str())
+                        .and_then(|f| DateFormat::parse(f).ok());
+                    let ignore_above = leaf
+                        .params
+                        .get("ignore_above")
+                        .and_then(|v| v.as_u64())
+                        .map(|v| v as usize);
+                    let id = fields.len() as FieldId;
+                    by_path.insert(path.clone(), id);
+                    fields.push(FieldInfo {
+                        path: path.clone(),
+                        ty: leaf.ty,
+                        format,
+                        ignore_above,
+                    });
+                    id
+                }
+            };
+            leaf.id = Some(id);
+            for (sub, sub_leaf) in leaf.fields.iter_mut() {
+                register(fields, by_path, format!("{path}.{sub}"), sub_leaf);
             }
         }
+        fn walk(
+            fields: &mut Vec<FieldInfo>,
+            by_path: &mut HashMap<String, FieldId>,
+            obj: &mut Object,
+            prefix: &str,
+        ) {
+            for (name, node) in obj.properties.iter_mut() {
+                let path = if prefix.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{prefix}.{name}")
+                };
+                match node {
+                    Node::Object(child) => walk(fields, by_path, child, &path),
+                    Node::Leaf(leaf) => register(fields, by_path, path, leaf),
+                }
+            }
+        }
+        walk(&mut self.fields, &mut self.by_path, &mut self.root, "");
     }
 
     pub fn to_json(&self) -> Value {
@@ -362,9 +397,9 @@ impl Mappings {
                 continue;
             }
             let path = if prefix.is_empty() {
-                key.clone()
+                std::borrow::Cow::Borrowed(key.as_str())
             } else {
-                format!("{prefix}.{key}")
+                std::borrow::Cow::Owned(format!("{prefix}.{key}"))
             };
             self.walk_value(obj, dynamic, &path, key, value, id, out, changed)?;
         }
@@ -429,8 +464,7 @@ impl Mappings {
                 if *changed {
                     return Ok(());
                 }
-                let leaf = leaf.clone();
-                self.index_leaf(path, &leaf, value, id, out)
+                self.index_leaf(path, leaf, value, id, out)
             }
         }
     }
@@ -443,7 +477,7 @@ impl Mappings {
         id: &str,
         out: &mut Vec<(FieldId, FieldVal)>,
     ) -> ApiResult<()> {
-        let Some(fid) = self.field_id(path) else {
+        let Some(fid) = leaf.id else {
             return Ok(());
         };
         let info = self.field(fid);
@@ -457,8 +491,13 @@ impl Mappings {
             out.push((fid, v));
         }
         for (sub, sub_leaf) in &leaf.fields {
-            let sub_path = format!("{path}.{sub}");
-            self.index_leaf(&sub_path, sub_leaf, value, id, out)?;
+            if let Some(sub_id) = sub_leaf.id {
+                if let Some(v) = convert(self.field(sub_id), value).ok().flatten() {
+                    out.push((sub_id, v));
+                }
+            } else {
+                self.index_leaf(&format!("{path}.{sub}"), sub_leaf, value, id, out)?;
+            }
         }
         Ok(())
     }
@@ -477,6 +516,7 @@ impl Mappings {
                 fields.insert(
                     "keyword".to_string(),
                     Leaf {
+                        id: None,
                         ty: FieldType::Keyword,
                         params: kw,
                         fields: BTreeMap::new(),
@@ -485,7 +525,12 @@ impl Mappings {
                 FieldType::Text
             }
         };
-        Leaf { ty, params, fields }
+        Leaf {
+            id: None,
+            ty,
+            params,
+            fields,
+        }
     }
 }
 
@@ -670,7 +715,12 @@ fn parse_leaf(name: &str, ty_name: &str, def: &Map<String, Value>) -> ApiResult<
             }
         }
     }
-    Ok(Leaf { ty, params, fields })
+    Ok(Leaf {
+        id: None,
+        ty,
+        params,
+        fields,
+    })
 }
 
 fn merge_properties(obj: &mut Object, props: &Value, prefix: &str) -> ApiResult<()> {
@@ -729,25 +779,6 @@ fn merge_properties(obj: &mut Object, props: &Value, prefix: &str) -> ApiResult<
         }
     }
     Ok(())
-}
-
-fn collect_leaves(obj: &Object, prefix: &str, out: &mut Vec<(String, Leaf)>) {
-    for (name, node) in &obj.properties {
-        let path = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}.{name}")
-        };
-        match node {
-            Node::Object(child) => collect_leaves(child, &path, out),
-            Node::Leaf(leaf) => {
-                out.push((path.clone(), leaf.clone()));
-                for (sub, sub_leaf) in &leaf.fields {
-                    out.push((format!("{path}.{sub}"), sub_leaf.clone()));
-                }
-            }
-        }
-    }
 }
 
 fn leaf_json(leaf: &Leaf) -> Value {
@@ -841,5 +872,177 @@ mod tests {
         assert_eq!(round_half(184.4), 184.375);
         assert_eq!(round_half(164.4), 164.375);
         assert_eq!(round_half(1.0), 1.0);
+    }
+}
+
+/// Indexing straight from the JSON text, without building a `serde_json::Value`: the hot path
+/// of `_bulk`. It handles documents whose fields are all mapped already; anything else (a new
+/// field, a dotted key, a value of the wrong shape) makes it give up, and the caller takes the
+/// general path, which also produces the exact error message.
+pub mod fast {
+    use std::cell::RefCell;
+    use std::fmt;
+
+    use serde::de::{
+        DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor,
+    };
+    use serde_json::Value;
+
+    use super::{convert, FieldId, FieldVal, Leaf, Mappings, Node, Object};
+
+    type Out = RefCell<Vec<(FieldId, FieldVal)>>;
+
+    struct ObjSeed<'a> {
+        m: &'a Mappings,
+        obj: &'a Object,
+        out: &'a Out,
+    }
+
+    impl<'de> DeserializeSeed<'de> for ObjSeed<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for ObjSeed<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an object")
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq
+                .next_element_seed(ObjSeed {
+                    m: self.m,
+                    obj: self.obj,
+                    out: self.out,
+                })?
+                .is_some()
+            {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                if !self.obj.enabled {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+                match self.obj.properties.get(key.as_ref()) {
+                    Some(Node::Object(child)) => map.next_value_seed(ObjSeed {
+                        m: self.m,
+                        obj: child,
+                        out: self.out,
+                    })?,
+                    Some(Node::Leaf(leaf)) => map.next_value_seed(LeafSeed {
+                        m: self.m,
+                        leaf,
+                        out: self.out,
+                    })?,
+                    None => return Err(A::Error::custom("unmapped field")),
+                }
+            }
+            Ok(())
+        }
+    }
+
+    struct LeafSeed<'a> {
+        m: &'a Mappings,
+        leaf: &'a Leaf,
+        out: &'a Out,
+    }
+
+    impl LeafSeed<'_> {
+        fn push<E: serde::de::Error>(&self, v: Value) -> Result<(), E> {
+            let id = self
+                .leaf
+                .id
+                .ok_or_else(|| E::custom("unregistered field"))?;
+            let mut out = self.out.borrow_mut();
+            match convert(self.m.field(id), &v) {
+                Ok(Some(val)) => out.push((id, val)),
+                Ok(None) => {}
+                Err(_) => return Err(E::custom("value does not fit the field")),
+            }
+            for sub in self.leaf.fields.values() {
+                let sub_id = sub.id.ok_or_else(|| E::custom("unregistered field"))?;
+                if let Ok(Some(val)) = convert(self.m.field(sub_id), &v) {
+                    out.push((sub_id, val));
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for LeafSeed<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for LeafSeed<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a value")
+        }
+        fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<(), E> {
+            self.push(Value::Bool(v))
+        }
+        fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<(), E> {
+            self.push(Value::from(v))
+        }
+        fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<(), E> {
+            self.push(Value::from(v))
+        }
+        fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<(), E> {
+            self.push(Value::from(v))
+        }
+        fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<(), E> {
+            self.push(Value::String(v.to_string()))
+        }
+        fn visit_string<E: serde::de::Error>(self, v: String) -> Result<(), E> {
+            self.push(Value::String(v))
+        }
+        fn visit_unit<E: serde::de::Error>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            while seq
+                .next_element_seed(LeafSeed {
+                    m: self.m,
+                    leaf: self.leaf,
+                    out: self.out,
+                })?
+                .is_some()
+            {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, _map: A) -> Result<(), A::Error> {
+            Err(A::Error::custom("object in a leaf field"))
+        }
+    }
+
+    impl Mappings {
+        /// The document's indexed values, or `None` when the general path must handle it.
+        pub fn index_source_fast(&self, source: &str) -> Option<Vec<(FieldId, FieldVal)>> {
+            let out: Out = RefCell::new(Vec::new());
+            let mut de = serde_json::Deserializer::from_str(source);
+            let first = source.trim_start().as_bytes().first().copied();
+            if first != Some(b'{') {
+                return None;
+            }
+            ObjSeed {
+                m: self,
+                obj: &self.root,
+                out: &out,
+            }
+            .deserialize(&mut de)
+            .ok()?;
+            de.end().ok()?;
+            Some(out.into_inner())
+        }
     }
 }

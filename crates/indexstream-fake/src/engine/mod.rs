@@ -2,6 +2,7 @@
 //! write path every document API shares.
 
 pub mod date;
+pub mod fxhash;
 pub mod index;
 pub mod mapping;
 pub mod routing;
@@ -99,9 +100,10 @@ pub struct Scroll {
 /// What a write does to one document.
 #[derive(Debug, Clone)]
 pub enum WriteOp {
+    /// `parsed` is `None` when the caller has not parsed the source (the `_bulk` fast path).
     Index {
         source: Arc<str>,
-        parsed: Value,
+        parsed: Option<Value>,
         create: bool,
     },
     Update {
@@ -135,6 +137,27 @@ pub struct WriteResult {
 }
 
 impl WriteResult {
+    /// The result as JSON text (the hot path of `_bulk`), fields in OpenSearch's order.
+    /// `extra` is inserted before the closing brace (`"status":201`, ...).
+    pub fn write_json(&self, out: &mut String, extra: &str) {
+        use std::fmt::Write;
+        let noop = self.result == "noop";
+        out.push_str("{\"_index\":");
+        out.push_str(&Value::from(self.index.as_str()).to_string());
+        out.push_str(",\"_id\":");
+        out.push_str(&Value::from(self.id.as_str()).to_string());
+        let _ = write!(
+            out,
+            ",\"_version\":{},\"result\":\"{}\",\"_shards\":{{\"total\":{},\"successful\":{},\"failed\":0}},\"_seq_no\":{},\"_primary_term\":{}{extra}}}",
+            self.version,
+            self.result,
+            if noop { 0 } else { self.copies },
+            if noop { 0 } else { 1 },
+            self.seq_no,
+            self.primary_term
+        );
+    }
+
     pub fn to_json(&self) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("_index".into(), Value::from(self.index.clone()));
@@ -231,6 +254,17 @@ fn deep_merge(target: &mut Value, patch: &Value) {
         }
         (t, p) => *t = p.clone(),
     }
+}
+
+fn index_parsed(
+    mappings: &mut Mappings,
+    id: &str,
+    parsed: &Value,
+) -> ApiResult<Vec<(mapping::FieldId, mapping::FieldVal)>> {
+    if !parsed.is_object() {
+        return Err(ApiError::mapper_parsing("failed to parse").with("caused_by", serde_json::json!({"type": "not_x_content_exception", "reason": "Compressor detection can only be called on some xcontent bytes or compressed xcontent bytes"})));
+    }
+    mappings.index_document(id, parsed)
 }
 
 impl Cluster {
@@ -623,7 +657,11 @@ impl Cluster {
                                 doc: Some(current.clone()),
                             });
                         }
-                        (Arc::from(merged.to_string().as_str()), merged, "updated")
+                        (
+                            Arc::from(merged.to_string().as_str()),
+                            Some(merged),
+                            "updated",
+                        )
                     }
                     None => {
                         let upsert = match (obj.get("upsert"), doc) {
@@ -635,15 +673,25 @@ impl Cluster {
                                 ))
                             }
                         };
-                        (Arc::from(upsert.to_string().as_str()), upsert, "created")
+                        (
+                            Arc::from(upsert.to_string().as_str()),
+                            Some(upsert),
+                            "created",
+                        )
                     }
                 }
             }
         };
-        if !parsed.is_object() {
-            return Err(ApiError::mapper_parsing("failed to parse").with("caused_by", serde_json::json!({"type": "not_x_content_exception", "reason": "Compressor detection can only be called on some xcontent bytes or compressed xcontent bytes"})));
-        }
-        let fields = index.mappings.index_document(&id, &parsed)?;
+        let fields = match parsed {
+            None => match index.mappings.index_source_fast(&source) {
+                Some(fields) => fields,
+                None => {
+                    let parsed: Value = serde_json::from_str(&source).map_err(|e| ApiError::mapper_parsing("failed to parse").with("caused_by", serde_json::json!({"type": "json_parse_exception", "reason": e.to_string()})))?;
+                    index_parsed(&mut index.mappings, &id, &parsed)?
+                }
+            },
+            Some(parsed) => index_parsed(&mut index.mappings, &id, &parsed)?,
+        };
         let shard = &mut index.shards[shard_num as usize];
         let seq_no = shard.next_seq_no();
         let term = shard.primary_term;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
+use super::fxhash::FxHashMap;
 use super::mapping::{FieldId, FieldVal};
 use super::sortkey::SortKey;
 
@@ -94,7 +95,7 @@ pub struct FieldIndex {
 pub struct Shard {
     pub num: u32,
     pub primary_term: u64,
-    versions: HashMap<Arc<str>, VersionEntry>,
+    versions: FxHashMap<Arc<str>, VersionEntry>,
     next_seq_no: u64,
     local_checkpoint: i64,
     completed_above: BTreeSet<u64>,
@@ -105,7 +106,7 @@ pub struct Shard {
     pub next_refresh_at: Option<Instant>,
     pub gen: Gen,
     slots: Vec<Option<Slot>>,
-    applied: HashMap<Arc<str>, (u64, Option<DocId>)>,
+    applied: FxHashMap<Arc<str>, (u64, Option<DocId>)>,
     seq_index: BTreeMap<u64, DocId>,
     field_indexes: HashMap<FieldId, FieldIndex>,
     live_count: usize,
@@ -119,7 +120,7 @@ impl Shard {
         Shard {
             num,
             primary_term: 1,
-            versions: HashMap::new(),
+            versions: FxHashMap::default(),
             next_seq_no: 0,
             local_checkpoint: -1,
             completed_above: BTreeSet::new(),
@@ -130,7 +131,7 @@ impl Shard {
             next_refresh_at: None,
             gen: 0,
             slots: Vec::new(),
-            applied: HashMap::new(),
+            applied: FxHashMap::default(),
             seq_index: BTreeMap::new(),
             field_indexes: HashMap::new(),
             live_count: 0,

@@ -63,6 +63,9 @@ impl IntervalSet {
                 next = *e + 1;
             }
         }
+        if next > hi {
+            return out;
+        }
         for (s, e) in self.ranges.range(next..=hi) {
             if *s > next {
                 out.push((next, *s - 1));

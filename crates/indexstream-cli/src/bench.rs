@@ -1,0 +1,455 @@
+//! `indexstream bench`: loads documents into a fake cluster started as a separate process (or
+//! `--url`), then measures raw `search_after` paging, exact-mode consumption to a null sink and
+//! to a file (as a separate process, for its CPU time and peak memory), and write-to-delivery
+//! latency at a fixed producer rate. Prints a table, writes BENCHMARKS.md, can emit JSON.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::Context;
+use indexstream::{Client, ClientConfig};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use crate::common::{now_ms, ConnArgs};
+use crate::produce::{produce, Generator};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    conn: ConnArgs,
+    /// Documents to load (about 300 bytes each).
+    #[arg(long, default_value_t = 1_000_000)]
+    docs: u64,
+    /// Page size of every reader.
+    #[arg(long, default_value_t = 1000)]
+    page_size: usize,
+    /// Producer rate of the latency measurement (events/s) and its duration.
+    #[arg(long, default_value_t = 2000.0)]
+    latency_rate: f64,
+    #[arg(long, default_value = "10s", value_parser = crate::common::parse_duration)]
+    latency_duration: Duration,
+    /// Write the results as Markdown here.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    write: PathBuf,
+    /// Print the results as JSON on stdout instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+struct DevServer(Child);
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_dev_server() -> anyhow::Result<(DevServer, String)> {
+    let exe = std::env::current_exe()?;
+    let mut child = Command::new(exe)
+        .args([
+            "dev-server",
+            "--port",
+            "0",
+            "--shards",
+            "3",
+            "--refresh-interval",
+            "1s",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start indexstream dev-server")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("dev-server stdout")?).read_line(&mut line)?;
+    Ok((DevServer(child), line.trim().to_string()))
+}
+
+/// CPU seconds (user + system) of the children this process has waited for.
+fn children_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return f64::NAN;
+    };
+    let Some(after) = stat.rsplit_once(')').map(|(_, a)| a) else {
+        return f64::NAN;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 16 and 17 of /proc/PID/stat (cutime, cstime), counted after the comm field.
+    let ticks: f64 = [13, 14]
+        .iter()
+        .filter_map(|i| fields.get(*i).and_then(|f| f.parse::<f64>().ok()))
+        .sum();
+    ticks / 100.0
+}
+
+fn peak_rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+struct ChildRun {
+    seconds: f64,
+    cpu_seconds: f64,
+    peak_rss_mb: f64,
+}
+
+/// Runs `indexstream consume` as a child until it has delivered `docs` events.
+fn run_consumer(
+    url: &str,
+    index: &str,
+    group: &str,
+    sink: &str,
+    docs: u64,
+    page: usize,
+) -> anyhow::Result<ChildRun> {
+    let exe = std::env::current_exe()?;
+    let cpu_before = children_cpu_seconds();
+    let started = std::time::Instant::now();
+    let mut child = Command::new(exe)
+        .args([
+            "consume",
+            index,
+            group,
+            "--url",
+            url,
+            "--sink",
+            sink,
+            "--batch-size",
+            &page.to_string(),
+            "--max-events",
+            &docs.to_string(),
+            "--commit-interval",
+            "10000",
+            "--commit-every",
+            "2s",
+            "--poll-interval",
+            "100ms",
+            "--log",
+            "warn",
+        ])
+        .stdout(Stdio::null())
+        .spawn()?;
+    let pid = child.id();
+    let mut peak: f64 = 0.0;
+    loop {
+        if let Some(rss) = peak_rss_mb(pid) {
+            peak = peak.max(rss);
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::ensure!(status.success(), "the consumer failed: {status}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(ChildRun {
+        seconds: started.elapsed().as_secs_f64(),
+        cpu_seconds: children_cpu_seconds() - cpu_before,
+        peak_rss_mb: peak,
+    })
+}
+
+async fn load(client: &Client, index: &str, docs: u64) -> anyhow::Result<f64> {
+    client.create_index(index, &json!({"settings": {"number_of_shards": 3, "refresh_interval": "1s"}, "mappings": {"properties": {"@timestamp": {"type": "date"}}}})).await?;
+    let started = Instant::now();
+    let writers = 2u64;
+    let per = docs / writers;
+    let mut tasks = Vec::new();
+    for w in 0..writers {
+        let client = client.clone();
+        let index = index.to_string();
+        let n = if w == writers - 1 {
+            docs - per * (writers - 1)
+        } else {
+            per
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut g = Generator::new(w + 1, 0.0, Duration::ZERO);
+            let mut written = 0;
+            let base = w * per;
+            while written < n {
+                let batch = 5000.min(n - written);
+                let mut body = String::with_capacity(batch as usize * 400);
+                let now = now_ms();
+                for id in base + written..base + written + batch {
+                    body.push_str(&format!(
+                        "{{\"index\":{{\"_index\":\"{index}\",\"_id\":\"evt-{id}\"}}}}\n"
+                    ));
+                    g.write_event(id, now + id as i64, &mut body);
+                    body.push('\n');
+                }
+                let resp = client.bulk(body, false).await?;
+                anyhow::ensure!(!resp.errors, "bulk load had errors");
+                written += batch;
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(docs as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn page_by_timestamp(
+    client: &Client,
+    index: &str,
+    page: usize,
+) -> anyhow::Result<(u64, f64)> {
+    let started = Instant::now();
+    let mut after: Option<Value> = None;
+    let mut n = 0u64;
+    loop {
+        let mut body = json!({"size": page, "sort": [{"@timestamp": "asc"}, {"_id": "asc"}], "track_total_hits": false});
+        if let Some(a) = &after {
+            body["search_after"] = a.clone();
+        }
+        let resp = client.search(index, &[], body).await?;
+        let len = resp.hits.hits.len();
+        n += len as u64;
+        after = resp
+            .hits
+            .hits
+            .last()
+            .and_then(|h| h.sort.clone())
+            .map(Value::from);
+        if len < page {
+            break;
+        }
+    }
+    Ok((n, n as f64 / started.elapsed().as_secs_f64()))
+}
+
+async fn page_by_seq_no(client: &Client, index: &str, page: usize) -> anyhow::Result<(u64, f64)> {
+    let started = Instant::now();
+    let mut n = 0u64;
+    for shard in 0..3 {
+        let mut after = -1i64;
+        loop {
+            let body = json!({"size": page, "sort": [{"_seq_no": "asc"}], "seq_no_primary_term": true, "track_total_hits": false, "query": {"range": {"_seq_no": {"gt": after}}}});
+            let resp = client
+                .search(
+                    index,
+                    &[("preference", format!("_shards:{shard}|_primary"))],
+                    body,
+                )
+                .await?;
+            let len = resp.hits.hits.len();
+            n += len as u64;
+            if let Some(s) = resp.hits.hits.last().and_then(|h| h.seq_no) {
+                after = s;
+            }
+            if len < page {
+                break;
+            }
+        }
+    }
+    Ok((n, n as f64 / started.elapsed().as_secs_f64()))
+}
+
+/// Write-to-delivery latency: a producer at a fixed rate, a consumer child writing to stdout,
+/// each line timed as it arrives against the event's `sent_at_ms`.
+async fn latency(
+    client: &Client,
+    url: &str,
+    rate: f64,
+    duration: Duration,
+) -> anyhow::Result<(f64, f64, u64)> {
+    let index = "bench-latency";
+    crate::produce::ensure_index(client, index).await?;
+    let exe = std::env::current_exe()?;
+    let mut child = tokio::process::Command::new(exe)
+        .args([
+            "consume",
+            index,
+            "bench-latency",
+            "--url",
+            url,
+            "--sink",
+            "stdout",
+            "--batch-size",
+            "1000",
+            "--poll-interval",
+            "100ms",
+            "--commit-every",
+            "1s",
+            "--commit-interval",
+            "5000",
+            "--log",
+            "warn",
+        ])
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("consumer stdout")?;
+    let count = (rate * duration.as_secs_f64()) as u64;
+    let reader = tokio::spawn(async move {
+        use tokio::io::AsyncBufReadExt;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let mut lat = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let now = now_ms();
+            if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                if let Some(sent) = v["source"]["event"]["sent_at_ms"].as_i64() {
+                    lat.push((now - sent) as f64);
+                }
+            }
+            if lat.len() as u64 >= count {
+                break;
+            }
+        }
+        lat
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut g = Generator::new(99, 0.0, Duration::ZERO);
+    produce(
+        client,
+        index,
+        count,
+        rate,
+        ((rate / 10.0) as usize).max(1),
+        &mut g,
+        &|_| {},
+    )
+    .await?;
+    let mut lat = tokio::time::timeout(Duration::from_secs(60), reader)
+        .await
+        .context("latency reader timed out")??;
+    let _ = child.kill().await;
+    lat.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
+    Ok((pct(0.5), pct(0.99), lat.len() as u64))
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let (_server, url) = match &args.conn.url {
+        Some(u) => (None, u.clone()),
+        None => {
+            let (s, u) = start_dev_server()?;
+            (Some(s), u)
+        }
+    };
+    let mut cfg: ClientConfig = args.conn.client_config(None)?;
+    cfg.url = url.clone();
+    cfg.request_timeout = Duration::from_secs(120);
+    let client = Client::new(&cfg)?;
+    let index = format!("bench-{}", now_ms());
+    eprintln!(
+        "bench: loading {} documents into {url}/{index} (3 shards)...",
+        args.docs
+    );
+    let load_rate = load(&client, &index, args.docs).await?;
+    client.refresh(&index).await?;
+    eprintln!("bench: bulk load {load_rate:.0} docs/s; paging...");
+    let (n_ts, ts_rate) = page_by_timestamp(&client, &index, args.page_size).await?;
+    let (n_seq, seq_rate) = page_by_seq_no(&client, &index, args.page_size).await?;
+    anyhow::ensure!(
+        n_ts == args.docs && n_seq == args.docs,
+        "paging returned {n_ts} / {n_seq} of {} documents",
+        args.docs
+    );
+    eprintln!("bench: raw paging @timestamp {ts_rate:.0} docs/s, _seq_no {seq_rate:.0} docs/s; consuming...");
+    let null = run_consumer(
+        &url,
+        &index,
+        "bench-null",
+        "null",
+        args.docs,
+        args.page_size,
+    )?;
+    let out = std::env::temp_dir().join(format!("indexstream-bench-{}.jsonl", std::process::id()));
+    let _ = std::fs::remove_file(&out);
+    let file = run_consumer(
+        &url,
+        &index,
+        "bench-file",
+        &format!("file:{}", out.display()),
+        args.docs,
+        args.page_size,
+    )?;
+    let lines = std::fs::read_to_string(&out)
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+    let _ = std::fs::remove_file(&out);
+    anyhow::ensure!(
+        lines as u64 == args.docs,
+        "the file sink holds {lines} of {} documents",
+        args.docs
+    );
+    eprintln!(
+        "bench: latency at {}/s for {:?}...",
+        args.latency_rate, args.latency_duration
+    );
+    let (p50, p99, samples) =
+        latency(&client, &url, args.latency_rate, args.latency_duration).await?;
+    let null_rate = args.docs as f64 / null.seconds;
+    let file_rate = args.docs as f64 / file.seconds;
+    let machine = format!(
+        "{} cores, {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(
+                |c| c.lines().find(|l| l.starts_with("model name")).map(|l| l
+                    .split(':')
+                    .nth(1)
+                    .unwrap_or("")
+                    .trim()
+                    .to_string())
+            )
+            .unwrap_or_default()
+    );
+    let results = json!({
+        "machine": machine,
+        "docs": args.docs,
+        "page_size": args.page_size,
+        "fake_bulk_index_docs_per_s": load_rate.round(),
+        "raw_paging_timestamp_docs_per_s": ts_rate.round(),
+        "raw_paging_seq_no_docs_per_s": seq_rate.round(),
+        "exact_null_sink_docs_per_s": null_rate.round(),
+        "exact_file_sink_docs_per_s": file_rate.round(),
+        "exact_null_vs_raw": (null_rate / seq_rate * 100.0).round() / 100.0,
+        "exact_file_vs_raw": (file_rate / seq_rate * 100.0).round() / 100.0,
+        "timestamp_mode": "not measured: timestamp mode is not implemented yet",
+        "consumer_cpu_seconds_per_million": (file.cpu_seconds / args.docs as f64 * 1e6 * 100.0).round() / 100.0,
+        "consumer_peak_rss_mb": (file.peak_rss_mb.max(null.peak_rss_mb) * 10.0).round() / 10.0,
+        "latency_p50_ms": p50,
+        "latency_p99_ms": p99,
+        "latency_samples": samples,
+        "latency_target_ms": 1000 + 100 + 250,
+    });
+    let table = format!(
+        "| measure | result | target |\n|---|---|---|\n\
+| fake: bulk-index {docs} docs (~300 B, 3 shards) | {load:.0} docs/s | >= 100000 |\n\
+| raw `search_after` paging by `@timestamp`, page {page} | {ts:.0} docs/s | >= 200000 |\n\
+| raw `search_after` paging by `_seq_no` per shard, page {page} | {seq:.0} docs/s | >= 200000 |\n\
+| exact mode -> null sink | {nr:.0} docs/s ({nq:.2} of raw `_seq_no` paging) | >= 0.9 |\n\
+| exact mode -> file sink | {fr:.0} docs/s ({fq:.2} of raw `_seq_no` paging) | >= 0.9 |\n\
+| timestamp mode | not measured (not implemented yet) | >= 0.9 |\n\
+| consumer CPU per million events (file sink) | {cpu:.2} s | <= 2 |\n\
+| consumer peak RSS catching up (batch {page}) | {rss:.1} MB | <= 100 |\n\
+| write-to-delivery latency at {rate}/s, refresh 1 s, poll 100 ms | p50 {p50:.0} ms, p99 {p99:.0} ms ({samples} samples) | p99 <= 1350 ms |\n",
+        docs = args.docs, load = load_rate, page = args.page_size, ts = ts_rate, seq = seq_rate, nr = null_rate, nq = null_rate / seq_rate, fr = file_rate, fq = file_rate / seq_rate,
+        cpu = file.cpu_seconds / args.docs as f64 * 1e6, rss = file.peak_rss_mb.max(null.peak_rss_mb), rate = args.latency_rate,
+    );
+    if args.json {
+        println!("{results}");
+    } else {
+        println!("{table}");
+    }
+    let md = format!("# Benchmarks\n\nMeasured with `indexstream bench --docs {}` (release build) on {machine}, against the fake cluster started as a separate process (`indexstream dev-server --shards 3 --refresh-interval 1s`).\n\n{table}\nRaw JSON:\n\n```json\n{}\n```\n", args.docs, serde_json::to_string_pretty(&results)?);
+    std::fs::write(&args.write, md).with_context(|| format!("write {}", args.write.display()))?;
+    eprintln!("bench: wrote {}", args.write.display());
+    Ok(())
+}
