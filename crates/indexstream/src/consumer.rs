@@ -894,6 +894,9 @@ impl Consumer {
         // Whatever stopped the loop, acknowledge and commit what was delivered.
         let final_commit = async {
             sink.flush()?;
+            if result.is_ok() {
+                self.settle().await;
+            }
             self.commit_with_retry().await
         }
         .await;
@@ -904,6 +907,55 @@ impl Consumer {
             elapsed: started.elapsed(),
             stop,
         })
+    }
+
+    /// Before a final commit, moves `safe` to each partition's last checkpoint when that is
+    /// provable without delivering anything more: the fast path covered it, an explicit refresh
+    /// (started now, after the checkpoint was read) makes everything below it searchable, and
+    /// no document is found in the remaining gaps. Otherwise the partition keeps its confirmed
+    /// offset and a restart repeats what came after it. Failures here only cost that.
+    async fn settle(&mut self) {
+        if !self.pending.is_empty() {
+            return;
+        }
+        let candidates: Vec<PartitionId> = self
+            .partitions
+            .values()
+            .filter(|p| p.checkpoint > p.safe && p.read_hi >= p.checkpoint)
+            .map(|p| p.id.clone())
+            .collect();
+        let indices: std::collections::BTreeSet<String> =
+            candidates.iter().map(|p| p.index.clone()).collect();
+        for index in &indices {
+            if let Err(e) = self.client.refresh(index).await {
+                tracing::debug!(index = %index, error = %e, "cannot settle offsets before the final commit");
+                return;
+            }
+        }
+        for pid in candidates {
+            let Some(p) = self.partitions.get(&pid) else {
+                continue;
+            };
+            let (cp, safe, node) = (p.checkpoint, p.safe, p.node.clone());
+            let gaps = p.gaps(cp);
+            if !gaps.is_empty() {
+                let should: Vec<Value> = gaps
+                    .iter()
+                    .map(|(a, b)| json!({"range": {"_seq_no": {"gte": a, "lte": b}}}))
+                    .collect();
+                let body = json!({"size": 1, "_source": false, "track_total_hits": false, "query": {"bool": {"filter": [{"range": {"_seq_no": {"gt": safe, "lte": cp}}}], "should": should, "minimum_should_match": 1}}});
+                let q = [("preference", shard_preference(&self.info, pid.shard, &node))];
+                match self.client.search(&pid.index, &q, body).await {
+                    Ok(r) if r.hits.hits.is_empty() => {}
+                    _ => continue,
+                }
+            }
+            if let Some(p) = self.partitions.get_mut(&pid) {
+                p.advance_safe(cp);
+            }
+            let e = self.committable.entry(pid).or_insert(cp);
+            *e = (*e).max(cp);
+        }
     }
 
     async fn commit_with_retry(&mut self) -> Result<()> {

@@ -512,3 +512,87 @@ fn groups_reset_moves_offsets_and_describe_shows_lag_zero_once_caught_up() {
     let (code, _) = run(&["groups", "describe", &group, "--url", url]);
     assert_eq!(code, 2, "a deleted group has nothing to describe");
 }
+
+/// SIGTERM: stop fetching, flush, commit, release the lease, exit 0; a restart repeats nothing.
+#[test]
+fn sigterm_flushes_commits_and_exits_0() {
+    let c = cluster(&["--refresh-interval", "100ms"]);
+    let url = c.url.as_str();
+    let index = unique("term");
+    write(
+        url,
+        &index,
+        &(0..500)
+            .map(|i| (format!("d{i}"), json!({"i": i})))
+            .collect::<Vec<_>>(),
+    );
+    let dir = std::env::temp_dir().join(unique("term"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("out.jsonl");
+    let sink = format!("file:{}", out.display());
+    let args = [
+        "consume",
+        &index,
+        "termgroup",
+        "--url",
+        url,
+        "--sink",
+        &sink,
+        "--poll-interval",
+        "50ms",
+        "--commit-every",
+        "10s",
+        "--commit-interval",
+        "100000",
+    ];
+    let child = Command::new(BIN)
+        .args(args)
+        .env("INDEXSTREAM_LOG", "warn")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::fs::read_to_string(&out)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < 500
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the consumer did not deliver"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Its lease is released, so another member may start at once; and nothing is repeated.
+    let (code, stderr) = run(&[
+        "consume",
+        &index,
+        "termgroup",
+        "--url",
+        url,
+        "--sink",
+        &sink,
+        "--until-idle",
+        "800ms",
+        "--member-id",
+        "someone-else",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().lines().count(),
+        500,
+        "a restart after SIGTERM repeated documents"
+    );
+}

@@ -351,3 +351,129 @@ async fn an_offset_document_of_the_other_mode_or_corrupt_is_an_error_not_a_reset
         "nothing may be delivered from a reset offset"
     );
 }
+
+/// Stopping right after the last document (here `--max-events`) still commits up to the
+/// checkpoint when nothing more can be below it, so a restart repeats nothing.
+#[tokio::test]
+async fn a_graceful_stop_commits_everything_delivered_when_it_can_prove_it() {
+    let t = target("settle").await;
+    let index = t.name("s");
+    t.create_index(&index, 2, "1s").await;
+    t.write(
+        &index,
+        &(0..50)
+            .map(|i| (format!("d{i}"), json!({"i": i})))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    t.call("POST", &format!("/{index}/_refresh"), None).await;
+    let group = t.name("g");
+    let mut consumer = Consumer::builder(t.client_config(), &index, &group)
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let mut sink = MemorySink::default();
+    let summary = consumer
+        .run(
+            &mut sink,
+            RunOptions {
+                max_events: Some(50),
+                ..RunOptions::default()
+            },
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    consumer.close().await.unwrap();
+    assert_eq!(summary.delivered, 50);
+    let again = t
+        .consume(&index, &group, Duration::from_millis(600), |b| b)
+        .await;
+    assert!(
+        again.is_empty(),
+        "{} documents repeated after a graceful stop",
+        again.len()
+    );
+}
+
+/// Indices that start matching the pattern while the consumer runs are read without a restart.
+#[tokio::test]
+async fn indices_that_start_matching_are_picked_up_while_running() {
+    let t = target("rollover").await;
+    let first = t.name("logs-000001");
+    t.create_index(&first, 1, "100ms").await;
+    t.write(
+        &first,
+        &(0..10)
+            .map(|i| (format!("a{i}"), json!({"i": i})))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let pattern = format!("{}-logs-*", t.prefix);
+    let mut consumer = Consumer::builder(t.client_config(), &pattern, t.name("g"))
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let mut sink = MemorySink::default();
+    let second = t.name("logs-000002");
+    let writer = {
+        let t2 = super::harness::Target {
+            url: t.url.clone(),
+            fake: None,
+            http: t.http.clone(),
+            prefix: t.prefix.clone(),
+        };
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            t2.create_index(&second, 2, "100ms").await;
+            t2.write(
+                &second,
+                &(0..10)
+                    .map(|i| (format!("b{i}"), json!({"i": i})))
+                    .collect::<Vec<_>>(),
+            )
+            .await;
+        })
+    };
+    consumer
+        .run(
+            &mut sink,
+            RunOptions {
+                until_idle: Some(Duration::from_millis(1500)),
+                ..RunOptions::default()
+            },
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    writer.await.unwrap();
+    consumer.close().await.unwrap();
+    let c = counts(&sink.records.lock().unwrap());
+    assert_eq!(c.len(), 20, "{c:?}");
+}
+
+/// `RefreshPolicy::Force` proves visibility by refreshing explicitly: with scheduled refreshes
+/// disabled it still delivers everything at once.
+#[tokio::test]
+async fn the_force_refresh_policy_delivers_without_scheduled_refreshes() {
+    let t = target("force").await;
+    let index = t.name("f");
+    t.create_index(&index, 2, "-1").await;
+    t.write(
+        &index,
+        &(0..25)
+            .map(|i| (format!("d{i}"), json!({"i": i})))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let got = t
+        .consume(&index, &t.name("g"), Duration::from_millis(500), |b| {
+            b.with_refresh_policy(indexstream::RefreshPolicy::Force)
+        })
+        .await;
+    assert_eq!(counts(&got).len(), 25);
+}
