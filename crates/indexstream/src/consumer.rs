@@ -261,6 +261,12 @@ struct Pending {
     marks: Vec<(PartitionId, i64)>,
 }
 
+type FastReads = JoinSet<(
+    PartitionId,
+    i64,
+    std::result::Result<crate::client::types::SearchResponse, ClientError>,
+)>;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Idle,
@@ -283,6 +289,8 @@ pub struct Consumer {
     pending: VecDeque<Pending>,
     committable: HashMap<PartitionId, i64>,
     phase: Phase,
+    /// Page reads started ahead (see [`Consumer::fast_step`]).
+    inflight: Option<FastReads>,
     last_round: Option<Instant>,
     more: bool,
     first_round: bool,
@@ -352,6 +360,7 @@ impl Consumer {
             pending: VecDeque::new(),
             committable: HashMap::new(),
             phase: Phase::Idle,
+            inflight: None,
             last_round: None,
             more: false,
             first_round: true,
@@ -605,8 +614,8 @@ impl Consumer {
         Ok(resp.hits.hits.first().and_then(|h| h.seq_no))
     }
 
-    /// Reads one page of every partition with something new. Returns whether it read anything.
-    async fn fast_step(&mut self) -> Result<bool> {
+    /// Starts one page read for every partition with something new.
+    fn spawn_fast_reads(&self) -> FastReads {
         let mut set = JoinSet::new();
         for p in self.partitions.values() {
             let Some((after, upto)) = p.fast_range() else {
@@ -624,6 +633,17 @@ impl Consumer {
                 (pid, upto, result)
             });
         }
+        set
+    }
+
+    /// Reads one page of every partition with something new, and starts the next pages before
+    /// returning, so that the cluster works while the caller processes this batch. Returns
+    /// whether it read anything.
+    async fn fast_step(&mut self) -> Result<bool> {
+        let mut set = match self.inflight.take() {
+            Some(set) => set,
+            None => self.spawn_fast_reads(),
+        };
         if set.is_empty() {
             return Ok(false);
         }
