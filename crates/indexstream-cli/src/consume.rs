@@ -166,6 +166,8 @@ pub struct Settings {
     pub consumer: ConsumerConfig,
     pub run: RunOptions,
     pub sink: SinkSpec,
+    pub metrics_addr: Option<String>,
+    pub report_interval: Option<Duration>,
 }
 
 impl ConsumeArgs {
@@ -288,14 +290,6 @@ impl ConsumeArgs {
                 "--tiebreaker-field",
                 self.tiebreaker_field.is_some() || f.is_some_and(|f| f.tiebreaker_field.is_some()),
             ),
-            (
-                "--metrics-addr",
-                self.metrics_addr.is_some() || f.is_some_and(|f| f.metrics_addr.is_some()),
-            ),
-            (
-                "--report-interval",
-                self.report_interval.is_some() || f.is_some_and(|f| f.report_interval.is_some()),
-            ),
         ] {
             if given {
                 return Err(usage(format!(
@@ -324,6 +318,14 @@ impl ConsumeArgs {
             consumer: c,
             run,
             sink,
+            metrics_addr: self
+                .metrics_addr
+                .clone()
+                .or_else(|| f.and_then(|f| f.metrics_addr.clone())),
+            report_interval: self.report_interval.map(Some).unwrap_or(file_duration(
+                "report-interval",
+                f.and_then(|f| f.report_interval.as_ref()),
+            )?),
         })
     }
 }
@@ -335,9 +337,31 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         .open()
         .with_context(|| format!("cannot open sink {:?}", settings.sink))?;
     let mut consumer = connect_with_retry(settings.consumer.clone()).await?;
+    let telemetry = consumer.telemetry();
+    let mut tasks = Vec::new();
+    if let Some(addr) = &settings.metrics_addr {
+        let (local, task) = crate::observe::serve(addr, telemetry.clone()).await?;
+        eprintln!(
+            "indexstream: metrics on http://{local}/metrics, health on http://{local}/health"
+        );
+        tasks.push(task);
+    }
+    if let Some(every) = settings.report_interval {
+        tasks.push(crate::observe::reporter(every, telemetry.clone()));
+    }
+    let progress = crate::observe::progress(telemetry.clone());
     let result = consumer
         .run(sink.as_mut(), settings.run.clone(), shutdown_signal())
         .await;
+    if let Some((task, bar)) = progress {
+        task.abort();
+        bar.finish_and_clear();
+    }
+    for t in tasks {
+        t.abort();
+    }
+    // The report once more at shutdown, whatever stopped the consumer.
+    eprint!("{}", telemetry.report());
     let stats = consumer.stats().clone();
     let close = consumer.close().await;
     let summary = result?;

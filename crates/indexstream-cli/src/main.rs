@@ -8,6 +8,7 @@ mod consume;
 mod demo;
 mod dev_server;
 mod groups;
+mod observe;
 mod produce;
 
 use std::process::ExitCode;

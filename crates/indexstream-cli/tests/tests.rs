@@ -5,5 +5,6 @@ mod cli {
     mod consume;
     mod demo;
     mod dev_server;
+    mod observe;
     pub mod support;
 }

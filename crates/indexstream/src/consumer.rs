@@ -26,6 +26,7 @@ use crate::partition::PartitionId;
 use crate::record::Record;
 use crate::sink::Sink;
 use crate::source::exact::ExactPartition;
+use crate::telemetry::{HealthConfig, Telemetry};
 
 /// Where a group starts reading a partition it has no committed offset for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,6 +82,8 @@ pub struct ConsumerConfig {
     pub stall_after: Duration,
     /// Search pages per partition between two stats rounds while catching up.
     pub pages_per_round: u32,
+    /// When `/health` reports DEGRADED or UNHEALTHY.
+    pub health: HealthConfig,
 }
 
 impl ConsumerConfig {
@@ -102,6 +105,7 @@ impl ConsumerConfig {
             timestamp_field: "@timestamp".into(),
             stall_after: Duration::from_secs(5),
             pages_per_round: 16,
+            health: HealthConfig::default(),
         }
     }
 
@@ -295,6 +299,7 @@ pub struct Consumer {
     more: bool,
     first_round: bool,
     stats: ConsumerStats,
+    telemetry: std::sync::Arc<Telemetry>,
 }
 
 fn shard_preference(info: &ServerInfo, shard: u32, node: &str) -> String {
@@ -348,7 +353,13 @@ impl Consumer {
         )
         .await?;
         tracing::info!(group = %config.group, member = %config.member_id, index = %config.index, "joined group");
+        let telemetry = std::sync::Arc::new(Telemetry::new(
+            &config.group,
+            &config.index,
+            config.health.clone(),
+        ));
         Ok(Consumer {
+            telemetry,
             config,
             client,
             info,
@@ -374,6 +385,11 @@ impl Consumer {
 
     pub fn stats(&self) -> &ConsumerStats {
         &self.stats
+    }
+
+    /// Metrics, health and the status report, shareable with a listener or a reporter task.
+    pub fn telemetry(&self) -> std::sync::Arc<Telemetry> {
+        self.telemetry.clone()
     }
 
     pub fn server(&self) -> &ServerInfo {
@@ -507,6 +523,7 @@ impl Consumer {
                 }
             }
         }
+        self.telemetry.positions(&self.status());
         for (index, pids) in needs_refresh {
             if self.config.refresh_policy == RefreshPolicy::Counter {
                 tracing::debug!(index = %index, "refresh counter stalled with checkpoints waiting: refreshing explicitly");
@@ -872,22 +889,26 @@ impl Consumer {
                     stop = StopReason::MaxEvents;
                     return Ok(());
                 }
+                let polled_at = Instant::now();
                 let batch = match self.poll(room.min(self.config.batch_size)).await {
                     Ok(b) => {
                         failures = 0;
+                        self.telemetry.poll_succeeded(b.len(), polled_at.elapsed());
                         b
                     }
                     Err(e) if e.is_retriable() && failures < opts.max_consecutive_failures => {
                         failures += 1;
                         let backoff = Duration::from_millis(100u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(5));
-                        tracing::warn!(error = %e, attempt = failures, backoff = ?backoff, "poll failed; retrying");
+                        self.telemetry.poll_failed(&e, failures, backoff);
                         tokio::select! { _ = &mut shutdown => { stop = StopReason::Shutdown; return Ok(()) }, _ = tokio::time::sleep(backoff) => {} }
                         continue;
                     }
                     Err(e) => return Err(e),
                 };
                 if !batch.is_empty() {
+                    let written_at = Instant::now();
                     sink.write(&batch)?;
+                    self.telemetry.batch_delivered(batch.len(), written_at.elapsed());
                     delivered += batch.len() as u64;
                     since_commit += batch.len() as u64;
                     last_delivery = Instant::now();
@@ -982,13 +1003,22 @@ impl Consumer {
         let mut attempt = 0;
         loop {
             match self.commit().await {
-                Ok(_) => return Ok(()),
+                Ok(n) => {
+                    if n > 0 {
+                        self.telemetry.commit_succeeded();
+                    }
+                    self.telemetry.positions(&self.status());
+                    return Ok(());
+                }
                 Err(e) if e.is_retriable() && attempt < 5 => {
                     attempt += 1;
-                    tracing::warn!(error = %e, attempt, "commit failed; retrying");
+                    self.telemetry.commit_failed(&e, attempt as u32, true);
                     tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    self.telemetry.commit_failed(&e, attempt as u32, false);
+                    return Err(e);
+                }
             }
         }
     }

@@ -9,6 +9,7 @@ pub mod partition;
 pub mod record;
 pub mod sink;
 pub mod source;
+pub mod telemetry;
 
 pub use client::{Auth, Client, ClientConfig, ClientError, Secret};
 pub use consumer::{
@@ -20,3 +21,4 @@ pub use offset::Mode;
 pub use partition::PartitionId;
 pub use record::Record;
 pub use sink::{FileSink, MemorySink, NullSink, Sink, SinkSpec, StdoutSink};
+pub use telemetry::{Health, HealthConfig, HealthStatus, Telemetry};

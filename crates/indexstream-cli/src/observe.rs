@@ -1,0 +1,95 @@
+//! The metrics and health listener, the periodic status report and the progress bar.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use indexstream::{HealthStatus, Telemetry};
+use tokio::task::JoinHandle;
+
+use crate::UsageError;
+
+async fn metrics(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        t.encode_metrics(),
+    )
+}
+
+async fn health(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
+    let h = t.health();
+    let status = if h.status == HealthStatus::Unhealthy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        h.to_json(t.group(), t.index()).to_string(),
+    )
+}
+
+/// Serves `GET /metrics` (Prometheus) and `GET /health` (JSON) on `addr`.
+pub async fn serve(
+    addr: &str,
+    telemetry: Arc<Telemetry>,
+) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| UsageError(format!("--metrics-addr {addr}: {e}")))?;
+    let local = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .with_state(telemetry);
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((local, task))
+}
+
+/// Prints the status report to stderr every `every`.
+pub fn reporter(every: Duration, telemetry: Arc<Telemetry>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            eprint!("{}", telemetry.report());
+        }
+    })
+}
+
+/// A progress bar of the documents still to deliver, only when stderr is a terminal.
+pub fn progress(telemetry: Arc<Telemetry>) -> Option<(JoinHandle<()>, indicatif::ProgressBar)> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "catching up {bar:40} {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let b = bar.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let h = telemetry.health();
+            b.set_length(h.delivered + h.lag.max(0) as u64);
+            b.set_position(h.delivered);
+        }
+    });
+    Some((task, bar))
+}

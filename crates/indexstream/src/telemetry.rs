@@ -1,0 +1,584 @@
+//! Telemetry as named events: each method below is one thing that happened, and it updates the
+//! Prometheus metrics, the state behind `/health` and the status report, and writes the log
+//! line, in one place.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+use crate::consumer::PartitionStatus;
+use crate::error::Error;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    group: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OperationLabels {
+    group: String,
+    operation: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    group: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    group: String,
+    index: String,
+    partition: String,
+}
+
+/// When `/health` stops saying HEALTHY.
+#[derive(Debug, Clone)]
+pub struct HealthConfig {
+    /// UNHEALTHY after this many polls in a row failed.
+    pub unhealthy_after_failed_polls: u32,
+    /// UNHEALTHY after this many commits in a row failed.
+    pub unhealthy_after_failed_commits: u32,
+    /// DEGRADED when more than this fraction of the last minute's polls failed.
+    pub degraded_error_rate: f64,
+    /// DEGRADED while a retry happened within this window.
+    pub retry_window: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            unhealthy_after_failed_polls: 5,
+            unhealthy_after_failed_commits: 3,
+            degraded_error_rate: 0.05,
+            retry_window: Duration::from_secs(10),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthStatus {
+    Healthy,
+    Degraded,
+    Unhealthy,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "HEALTHY",
+            HealthStatus::Degraded => "DEGRADED",
+            HealthStatus::Unhealthy => "UNHEALTHY",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub status: HealthStatus,
+    pub reasons: Vec<String>,
+    pub delivered: u64,
+    pub lag: i64,
+    pub uptime: Duration,
+}
+
+impl Health {
+    pub fn to_json(&self, group: &str, index: &str) -> serde_json::Value {
+        serde_json::json!({"status": self.status.as_str(), "reasons": self.reasons, "group": group, "index": index, "delivered": self.delivered, "lag": self.lag, "uptime_seconds": self.uptime.as_secs()})
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    delivered: u64,
+    errors: u64,
+    retries: u64,
+    batches: u64,
+    batch_records: u64,
+    batch_time: Duration,
+    batch_max: Duration,
+    commits: u64,
+    failed_polls_in_a_row: u32,
+    failed_commits_in_a_row: u32,
+    polls: VecDeque<(Instant, bool)>,
+    last_retry: Option<Instant>,
+    lag_history: VecDeque<i64>,
+    partitions: BTreeMap<String, PartitionStatus>,
+    behind_since: BTreeMap<String, Instant>,
+}
+
+/// The consumer's telemetry. Share it (`Arc`) with the metrics listener and the reporter.
+#[derive(Debug)]
+pub struct Telemetry {
+    group: String,
+    index: String,
+    started: Instant,
+    health: HealthConfig,
+    registry: Registry,
+    events: Counter,
+    errors: Family<KindLabels, Counter>,
+    retries: Family<OperationLabels, Counter>,
+    batches: Counter,
+    batch_size: Histogram,
+    batch_seconds: Histogram,
+    fetch_seconds: Histogram,
+    commits: Family<ResultLabels, Counter>,
+    lag_docs: Family<PartitionLabels, Gauge>,
+    lag_seconds: Family<PartitionLabels, Gauge<f64, AtomicU64>>,
+    uptime: Gauge<f64, AtomicU64>,
+    state: Mutex<State>,
+}
+
+impl Telemetry {
+    pub fn new(group: &str, index: &str, health: HealthConfig) -> Self {
+        let mut registry = Registry::with_prefix("indexstream");
+        let events = Counter::default();
+        let errors = Family::<KindLabels, Counter>::default();
+        let retries = Family::<OperationLabels, Counter>::default();
+        let batches = Counter::default();
+        let batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 15));
+        let batch_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let fetch_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
+        let commits = Family::<ResultLabels, Counter>::default();
+        let lag_docs = Family::<PartitionLabels, Gauge>::default();
+        let lag_seconds = Family::<PartitionLabels, Gauge<f64, AtomicU64>>::default();
+        let uptime = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "events_processed",
+            "Documents delivered to the sink",
+            events.clone(),
+        );
+        registry.register("errors", "Errors, by kind", errors.clone());
+        registry.register(
+            "retries",
+            "Retried operations, by operation",
+            retries.clone(),
+        );
+        registry.register("batches", "Batches delivered to the sink", batches.clone());
+        registry.register("batch_size", "Documents per batch", batch_size.clone());
+        registry.register(
+            "batch_duration_seconds",
+            "Time to hand a batch to the sink",
+            batch_seconds.clone(),
+        );
+        registry.register(
+            "fetch_duration_seconds",
+            "Time of polls that fetched documents",
+            fetch_seconds.clone(),
+        );
+        registry.register(
+            "offset_commits",
+            "Offset commits, by result",
+            commits.clone(),
+        );
+        registry.register(
+            "consumer_lag_documents",
+            "Global checkpoint minus committed offset, per partition",
+            lag_docs.clone(),
+        );
+        registry.register(
+            "consumer_lag_seconds",
+            "How long the partition has had documents not yet committed",
+            lag_seconds.clone(),
+        );
+        registry.register(
+            "uptime_seconds",
+            "Seconds since the consumer started",
+            uptime.clone(),
+        );
+        Telemetry {
+            group: group.to_string(),
+            index: index.to_string(),
+            started: Instant::now(),
+            health,
+            registry,
+            events,
+            errors,
+            retries,
+            batches,
+            batch_size,
+            batch_seconds,
+            fetch_seconds,
+            commits,
+            lag_docs,
+            lag_seconds,
+            uptime,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    pub fn index(&self) -> &str {
+        &self.index
+    }
+
+    fn note_poll(s: &mut State, ok: bool) {
+        let now = Instant::now();
+        s.polls.push_back((now, ok));
+        while s
+            .polls
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(60))
+        {
+            s.polls.pop_front();
+        }
+    }
+
+    /// A poll finished; `fetched` documents came back after `took`.
+    pub fn poll_succeeded(&self, fetched: usize, took: Duration) {
+        if fetched > 0 {
+            self.fetch_seconds.observe(took.as_secs_f64());
+        }
+        let mut s = self.state();
+        s.failed_polls_in_a_row = 0;
+        Self::note_poll(&mut s, true);
+    }
+
+    /// A poll failed and will be retried after `backoff`.
+    pub fn poll_failed(&self, error: &Error, attempt: u32, backoff: Duration) {
+        tracing::warn!(error = %error, attempt, backoff = ?backoff, "poll failed; retrying");
+        self.errors
+            .get_or_create(&KindLabels {
+                group: self.group.clone(),
+                kind: error_kind(error),
+            })
+            .inc();
+        self.retries
+            .get_or_create(&OperationLabels {
+                group: self.group.clone(),
+                operation: "poll".into(),
+            })
+            .inc();
+        let mut s = self.state();
+        s.errors += 1;
+        s.retries += 1;
+        s.failed_polls_in_a_row += 1;
+        s.last_retry = Some(Instant::now());
+        Self::note_poll(&mut s, false);
+    }
+
+    /// A batch was handed to the sink.
+    pub fn batch_delivered(&self, size: usize, took: Duration) {
+        self.events.inc_by(size as u64);
+        self.batches.inc();
+        self.batch_size.observe(size as f64);
+        self.batch_seconds.observe(took.as_secs_f64());
+        let mut s = self.state();
+        s.delivered += size as u64;
+        s.batches += 1;
+        s.batch_records += size as u64;
+        s.batch_time += took;
+        s.batch_max = s.batch_max.max(took);
+    }
+
+    pub fn commit_succeeded(&self) {
+        self.commits
+            .get_or_create(&ResultLabels {
+                group: self.group.clone(),
+                result: "ok".into(),
+            })
+            .inc();
+        let mut s = self.state();
+        s.commits += 1;
+        s.failed_commits_in_a_row = 0;
+    }
+
+    /// A commit failed; `retrying` says whether it will be tried again.
+    pub fn commit_failed(&self, error: &Error, attempt: u32, retrying: bool) {
+        if retrying {
+            tracing::warn!(error = %error, attempt, "commit failed; retrying");
+            self.retries
+                .get_or_create(&OperationLabels {
+                    group: self.group.clone(),
+                    operation: "commit".into(),
+                })
+                .inc();
+        } else {
+            tracing::error!(error = %error, attempt, "commit failed");
+        }
+        self.commits
+            .get_or_create(&ResultLabels {
+                group: self.group.clone(),
+                result: "error".into(),
+            })
+            .inc();
+        self.errors
+            .get_or_create(&KindLabels {
+                group: self.group.clone(),
+                kind: error_kind(error),
+            })
+            .inc();
+        let mut s = self.state();
+        s.errors += 1;
+        s.retries += retrying as u64;
+        s.failed_commits_in_a_row += 1;
+        if retrying {
+            s.last_retry = Some(Instant::now());
+        }
+    }
+
+    /// The partitions' positions after a round or a commit.
+    pub fn positions(&self, partitions: &[PartitionStatus]) {
+        let now = Instant::now();
+        let mut s = self.state();
+        s.partitions.clear();
+        let mut total = 0;
+        for p in partitions {
+            let key = p.partition.to_string();
+            let labels = PartitionLabels {
+                group: self.group.clone(),
+                index: p.partition.index.clone(),
+                partition: p.partition.shard.to_string(),
+            };
+            self.lag_docs.get_or_create(&labels).set(p.lag);
+            let since = if p.lag > 0 {
+                *s.behind_since.entry(key.clone()).or_insert(now)
+            } else {
+                s.behind_since.remove(&key);
+                now
+            };
+            self.lag_seconds
+                .get_or_create(&labels)
+                .set(now.duration_since(since).as_secs_f64());
+            total += p.lag;
+            s.partitions.insert(key, p.clone());
+        }
+        s.lag_history.push_back(total);
+        if s.lag_history.len() > 5 {
+            s.lag_history.pop_front();
+        }
+    }
+
+    /// Prometheus text exposition of every metric.
+    pub fn encode_metrics(&self) -> String {
+        self.uptime.set(self.started.elapsed().as_secs_f64());
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn health(&self) -> Health {
+        let s = self.state();
+        let mut reasons = Vec::new();
+        let mut status = HealthStatus::Healthy;
+        if s.failed_polls_in_a_row >= self.health.unhealthy_after_failed_polls {
+            status = HealthStatus::Unhealthy;
+            reasons.push(format!(
+                "no poll has succeeded for {} polls",
+                s.failed_polls_in_a_row
+            ));
+        }
+        if s.failed_commits_in_a_row >= self.health.unhealthy_after_failed_commits {
+            status = HealthStatus::Unhealthy;
+            reasons.push(format!(
+                "{} commits in a row failed",
+                s.failed_commits_in_a_row
+            ));
+        }
+        let mut degrade = |why: String| {
+            if status == HealthStatus::Healthy {
+                status = HealthStatus::Degraded;
+            }
+            reasons.push(why);
+        };
+        let failed = s.polls.iter().filter(|(_, ok)| !ok).count();
+        if !s.polls.is_empty()
+            && failed as f64 / s.polls.len() as f64 > self.health.degraded_error_rate
+        {
+            degrade(format!(
+                "{failed} of the last minute's {} polls failed",
+                s.polls.len()
+            ));
+        }
+        if s.last_retry
+            .is_some_and(|t| t.elapsed() < self.health.retry_window)
+        {
+            degrade("retries are happening".into());
+        }
+        let h = &s.lag_history;
+        if h.len() >= 5 && h.iter().zip(h.iter().skip(1)).all(|(a, b)| b > a) {
+            degrade(format!(
+                "lag keeps growing ({} documents)",
+                h.back().copied().unwrap_or(0)
+            ));
+        }
+        Health {
+            status,
+            reasons,
+            delivered: s.delivered,
+            lag: s.partitions.values().map(|p| p.lag).sum(),
+            uptime: self.started.elapsed(),
+        }
+    }
+
+    /// The status report of the original system, with lag per partition.
+    pub fn report(&self) -> String {
+        let s = self.state();
+        let up = self.started.elapsed().as_secs_f64();
+        let mut out = String::new();
+        let _ = writeln!(out, "=== CONSUMER METRICS REPORT ===");
+        let _ = writeln!(out, "Consumer ID: {}", self.group);
+        let _ = writeln!(out, "Source Index: {}", self.index);
+        let _ = writeln!(out, "Uptime: {} seconds", up as u64);
+        let _ = writeln!(out, "\n--- Processing Stats ---");
+        let _ = writeln!(out, "Total Processed: {}", s.delivered);
+        let _ = writeln!(out, "Total Errors: {}", s.errors);
+        let _ = writeln!(
+            out,
+            "Processing Rate: {:.2} events/sec",
+            if up > 0.0 {
+                s.delivered as f64 / up
+            } else {
+                0.0
+            }
+        );
+        let _ = writeln!(
+            out,
+            "Error Rate: {:.2}%",
+            if s.delivered > 0 {
+                s.errors as f64 * 100.0 / s.delivered as f64
+            } else {
+                0.0
+            }
+        );
+        let _ = writeln!(out, "\n--- Batch Stats ---");
+        let _ = writeln!(out, "Batches Processed: {}", s.batches);
+        let _ = writeln!(
+            out,
+            "Average Batch Size: {:.2}",
+            if s.batches > 0 {
+                s.batch_records as f64 / s.batches as f64
+            } else {
+                0.0
+            }
+        );
+        let _ = writeln!(
+            out,
+            "Average Processing Time: {:.2} ms/batch",
+            if s.batches > 0 {
+                s.batch_time.as_secs_f64() * 1000.0 / s.batches as f64
+            } else {
+                0.0
+            }
+        );
+        let _ = writeln!(
+            out,
+            "Max Processing Time: {} ms/batch",
+            s.batch_max.as_millis()
+        );
+        let _ = writeln!(out, "\n--- Resilience Stats ---");
+        let _ = writeln!(
+            out,
+            "Circuit Breaker Trips: 0 (no circuit breaker in this version)"
+        );
+        let _ = writeln!(out, "Total Retries: {}", s.retries);
+        let _ = writeln!(out, "Offset Commits: {}", s.commits);
+        let _ = writeln!(out, "\n--- Lag ---");
+        for (name, p) in &s.partitions {
+            let _ = writeln!(
+                out,
+                "{name}: committed {}, checkpoint {}, lag {}",
+                p.committed, p.checkpoint, p.lag
+            );
+        }
+        let _ = writeln!(out, "=============================");
+        out
+    }
+}
+
+fn error_kind(e: &Error) -> String {
+    match e {
+        Error::Client(c) => c.kind().to_string(),
+        Error::Sink(_) => "sink".into(),
+        Error::Fenced { .. } => "fenced".into(),
+        _ => "other".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::PartitionId;
+
+    #[test]
+    fn health_goes_unhealthy_after_failed_polls_and_degraded_on_growing_lag() {
+        let t = Telemetry::new(
+            "g",
+            "i",
+            HealthConfig {
+                retry_window: Duration::ZERO,
+                ..HealthConfig::default()
+            },
+        );
+        assert_eq!(t.health().status, HealthStatus::Healthy);
+        let e = Error::Client(crate::client::ClientError::Timeout {
+            op: "search",
+            timeout: Duration::from_secs(1),
+        });
+        for i in 0..5 {
+            t.poll_failed(&e, i, Duration::ZERO);
+        }
+        assert_eq!(t.health().status, HealthStatus::Unhealthy);
+        t.poll_succeeded(0, Duration::ZERO);
+        assert_ne!(t.health().status, HealthStatus::Unhealthy);
+        let p = PartitionId {
+            index: "i".into(),
+            uuid: "u".into(),
+            shard: 0,
+        };
+        let t = Telemetry::new("g", "i", HealthConfig::default());
+        for lag in 1..=5 {
+            t.positions(&[PartitionStatus {
+                partition: p.clone(),
+                committed: 0,
+                checkpoint: lag,
+                lag,
+            }]);
+        }
+        assert_eq!(t.health().status, HealthStatus::Degraded);
+        let metrics = t.encode_metrics();
+        assert!(
+            metrics.contains(
+                "indexstream_consumer_lag_documents{group=\"g\",index=\"i\",partition=\"0\"} 5"
+            ),
+            "{metrics}"
+        );
+    }
+
+    #[test]
+    fn the_report_has_the_original_sections() {
+        let t = Telemetry::new("prod-consumer-1", "index_audit", HealthConfig::default());
+        t.batch_delivered(100, Duration::from_millis(5));
+        let r = t.report();
+        for needle in [
+            "=== CONSUMER METRICS REPORT ===",
+            "Consumer ID: prod-consumer-1",
+            "Source Index: index_audit",
+            "--- Processing Stats ---",
+            "Total Processed: 100",
+            "--- Batch Stats ---",
+            "Average Batch Size: 100.00",
+            "--- Resilience Stats ---",
+        ] {
+            assert!(r.contains(needle), "{needle} missing from\n{r}");
+        }
+    }
+}
