@@ -57,9 +57,11 @@ fn start(args: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
     });
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let line = rx
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            .expect("the metrics address line");
+        let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the consumer never printed its metrics address");
+        };
         if let Some(rest) = line.strip_prefix("indexstream: metrics on http://") {
             let addr = rest.split('/').next().unwrap().to_string();
             return (child, format!("http://{addr}"), rx);
