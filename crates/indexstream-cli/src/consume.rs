@@ -95,6 +95,21 @@ pub struct ConsumeArgs {
     /// How often to print the status report to stderr.
     #[arg(long, env = "INDEXSTREAM_REPORT_INTERVAL", value_parser = parse_duration)]
     report_interval: Option<Duration>,
+    /// Attempts per request to the cluster, the first included [default: 3]
+    #[arg(long, env = "INDEXSTREAM_RETRY_ATTEMPTS")]
+    retry_attempts: Option<u32>,
+    /// Upper bound of the first retry's delay (full jitter, doubling) [default: 100ms]
+    #[arg(long, env = "INDEXSTREAM_RETRY_BASE_DELAY", value_parser = parse_duration)]
+    retry_base_delay: Option<Duration>,
+    /// No retry waits longer, nor longer than a Retry-After asks [default: 30s]
+    #[arg(long, env = "INDEXSTREAM_RETRY_MAX_DELAY", value_parser = parse_duration)]
+    retry_max_delay: Option<Duration>,
+    /// Consecutive failures that open a circuit breaker [default: 5]
+    #[arg(long, env = "INDEXSTREAM_BREAKER_THRESHOLD")]
+    breaker_threshold: Option<u32>,
+    /// How long an open breaker fails fast before it lets one probe through [default: 60s]
+    #[arg(long, env = "INDEXSTREAM_BREAKER_OPEN_TIMEOUT", value_parser = parse_duration)]
+    breaker_open_timeout: Option<Duration>,
     /// TOML config file; every flag has a key (kebab-case), flags and environment win over it.
     #[arg(long, env = "INDEXSTREAM_CONFIG")]
     config: Option<PathBuf>,
@@ -129,6 +144,11 @@ pub struct FileConfig {
     pub lease_ttl: Option<String>,
     pub metrics_addr: Option<String>,
     pub report_interval: Option<String>,
+    pub retry_attempts: Option<u32>,
+    pub retry_base_delay: Option<String>,
+    pub retry_max_delay: Option<String>,
+    pub breaker_threshold: Option<u32>,
+    pub breaker_open_timeout: Option<String>,
 }
 
 impl FileConfig {
@@ -279,6 +299,44 @@ impl ConsumeArgs {
             f.and_then(|f| f.lease_ttl.as_ref()),
         )?) {
             c.lease_ttl = v;
+        }
+        let mut retry = indexstream::RetryPolicy::builder();
+        if let Some(n) = self
+            .retry_attempts
+            .or_else(|| f.and_then(|f| f.retry_attempts))
+        {
+            if n == 0 {
+                return Err(usage("--retry-attempts must be at least 1".into()));
+            }
+            retry = retry.max_attempts(n);
+        }
+        if let Some(d) = self.retry_base_delay.map(Some).unwrap_or(file_duration(
+            "retry-base-delay",
+            f.and_then(|f| f.retry_base_delay.as_ref()),
+        )?) {
+            retry = retry.base_delay(d);
+        }
+        if let Some(d) = self.retry_max_delay.map(Some).unwrap_or(file_duration(
+            "retry-max-delay",
+            f.and_then(|f| f.retry_max_delay.as_ref()),
+        )?) {
+            retry = retry.max_delay(d);
+        }
+        c.retry = retry.build();
+        if let Some(n) = self
+            .breaker_threshold
+            .or_else(|| f.and_then(|f| f.breaker_threshold))
+        {
+            if n == 0 {
+                return Err(usage("--breaker-threshold must be at least 1".into()));
+            }
+            c.breaker.failure_threshold = n;
+        }
+        if let Some(d) = self.breaker_open_timeout.map(Some).unwrap_or(file_duration(
+            "breaker-open-timeout",
+            f.and_then(|f| f.breaker_open_timeout.as_ref()),
+        )?) {
+            c.breaker.open_timeout = d;
         }
         // Flags of features this version does not have yet are refused, never silently ignored.
         for (name, given) in [

@@ -84,6 +84,10 @@ pub struct ConsumerConfig {
     pub pages_per_round: u32,
     /// When `/health` reports DEGRADED or UNHEALTHY.
     pub health: HealthConfig,
+    /// How every request to the cluster is retried.
+    pub retry: crate::retry::RetryPolicy,
+    /// The circuit breakers around fetching and around the offset store.
+    pub breaker: crate::breaker::BreakerConfig,
 }
 
 impl ConsumerConfig {
@@ -106,6 +110,8 @@ impl ConsumerConfig {
             stall_after: Duration::from_secs(5),
             pages_per_round: 16,
             health: HealthConfig::default(),
+            retry: crate::retry::RetryPolicy::default(),
+            breaker: crate::breaker::BreakerConfig::default(),
         }
     }
 
@@ -335,17 +341,45 @@ impl Consumer {
 
     async fn connect(config: ConsumerConfig) -> Result<Consumer> {
         config.validate()?;
-        let client = Client::new(&config.client)?;
-        let info = client.info().await?;
+        let telemetry = std::sync::Arc::new(Telemetry::new(
+            &config.group,
+            &config.index,
+            config.health.clone(),
+        ));
+        let base = Client::new(&config.client)?.with_retry(config.retry.clone());
+        let info = base.info().await?;
+        let observer = {
+            let t = telemetry.clone();
+            crate::client::RetryObserver(std::sync::Arc::new(move |op, n, d, e| {
+                t.retried(op, n, d, e)
+            }))
+        };
+        let fetch_breaker = std::sync::Arc::new(crate::breaker::CircuitBreaker::new(
+            "fetch",
+            config.breaker.clone(),
+        ));
+        let offsets_breaker = std::sync::Arc::new(crate::breaker::CircuitBreaker::new(
+            "offsets",
+            config.breaker.clone(),
+        ));
+        telemetry.watch_breaker(fetch_breaker.clone());
+        telemetry.watch_breaker(offsets_breaker.clone());
+        let client = base
+            .clone()
+            .with_breaker(fetch_breaker)
+            .with_retry_observer(observer.clone());
+        let offsets_client = base
+            .with_breaker(offsets_breaker)
+            .with_retry_observer(observer);
         let offsets = OffsetStore::new(
-            client.clone(),
+            offsets_client.clone(),
             &config.offsets_index,
             &config.group,
             &config.member_id,
         );
         offsets.ensure_index().await?;
         let lease = Lease::acquire(
-            client.clone(),
+            offsets_client,
             &config.offsets_index,
             &config.group,
             &config.member_id,
@@ -353,11 +387,6 @@ impl Consumer {
         )
         .await?;
         tracing::info!(group = %config.group, member = %config.member_id, index = %config.index, "joined group");
-        let telemetry = std::sync::Arc::new(Telemetry::new(
-            &config.group,
-            &config.index,
-            config.health.clone(),
-        ));
         Ok(Consumer {
             telemetry,
             config,
@@ -898,7 +927,10 @@ impl Consumer {
                     }
                     Err(e) if e.is_retriable() && failures < opts.max_consecutive_failures => {
                         failures += 1;
-                        let backoff = Duration::from_millis(100u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(5));
+                        // Capped below the breaker's open timeout: while a breaker is open the polls fail
+                        // fast without touching the network, and the probe should not wait for us.
+                        let cap = Duration::from_secs(5).min(self.config.breaker.open_timeout / 2).max(Duration::from_millis(100));
+                        let backoff = Duration::from_millis(100u64.saturating_mul(1 << failures.min(6))).min(cap);
                         self.telemetry.poll_failed(&e, failures, backoff);
                         tokio::select! { _ = &mut shutdown => { stop = StopReason::Shutdown; return Ok(()) }, _ = tokio::time::sleep(backoff) => {} }
                         continue;

@@ -37,6 +37,12 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    group: String,
+    breaker: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PartitionLabels {
     group: String,
     index: String,
@@ -137,6 +143,9 @@ pub struct Telemetry {
     lag_docs: Family<PartitionLabels, Gauge>,
     lag_seconds: Family<PartitionLabels, Gauge<f64, AtomicU64>>,
     uptime: Gauge<f64, AtomicU64>,
+    breaker_state: Family<BreakerLabels, Gauge>,
+    breaker_trips: Family<BreakerLabels, Counter>,
+    breakers: Mutex<Vec<(std::sync::Arc<crate::breaker::CircuitBreaker>, u64)>>,
     state: Mutex<State>,
 }
 
@@ -154,6 +163,18 @@ impl Telemetry {
         let lag_docs = Family::<PartitionLabels, Gauge>::default();
         let lag_seconds = Family::<PartitionLabels, Gauge<f64, AtomicU64>>::default();
         let uptime = Gauge::<f64, AtomicU64>::default();
+        let breaker_state = Family::<BreakerLabels, Gauge>::default();
+        let breaker_trips = Family::<BreakerLabels, Counter>::default();
+        registry.register(
+            "circuit_breaker_state",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open",
+            breaker_state.clone(),
+        );
+        registry.register(
+            "circuit_breaker_trips",
+            "Times a circuit breaker opened",
+            breaker_trips.clone(),
+        );
         registry.register(
             "events_processed",
             "Documents delivered to the sink",
@@ -214,6 +235,9 @@ impl Telemetry {
             lag_docs,
             lag_seconds,
             uptime,
+            breaker_state,
+            breaker_trips,
+            breakers: Mutex::new(Vec::new()),
             state: Mutex::new(State::default()),
         }
     }
@@ -240,6 +264,62 @@ impl Telemetry {
         {
             s.polls.pop_front();
         }
+    }
+
+    /// Reports this breaker's state and trips in metrics, health and the report.
+    pub fn watch_breaker(&self, breaker: std::sync::Arc<crate::breaker::CircuitBreaker>) {
+        self.breakers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((breaker, 0));
+    }
+
+    fn sync_breakers(&self) -> Vec<(String, crate::breaker::BreakerState, u64)> {
+        let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for (b, seen) in breakers.iter_mut() {
+            let labels = BreakerLabels {
+                group: self.group.clone(),
+                breaker: b.name().to_string(),
+            };
+            let (state, trips) = (b.state(), b.trips());
+            self.breaker_state
+                .get_or_create(&labels)
+                .set(state.as_gauge());
+            self.breaker_trips
+                .get_or_create(&labels)
+                .inc_by(trips.saturating_sub(*seen));
+            *seen = trips;
+            out.push((b.name().to_string(), state, trips));
+        }
+        out
+    }
+
+    /// A request is retried after `delay` (retry number `retry` of operation `op`).
+    pub fn retried(
+        &self,
+        op: &'static str,
+        retry: u32,
+        delay: Duration,
+        error: &crate::client::ClientError,
+    ) {
+        tracing::warn!(operation = op, retry, delay = ?delay, error = %error, "retrying a request");
+        self.retries
+            .get_or_create(&OperationLabels {
+                group: self.group.clone(),
+                operation: op.into(),
+            })
+            .inc();
+        self.errors
+            .get_or_create(&KindLabels {
+                group: self.group.clone(),
+                kind: error.kind().into(),
+            })
+            .inc();
+        let mut s = self.state();
+        s.retries += 1;
+        s.errors += 1;
+        s.last_retry = Some(Instant::now());
     }
 
     /// A poll finished; `fetched` documents came back after `took`.
@@ -370,15 +450,30 @@ impl Telemetry {
     /// Prometheus text exposition of every metric.
     pub fn encode_metrics(&self) -> String {
         self.uptime.set(self.started.elapsed().as_secs_f64());
+        self.sync_breakers();
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 
     pub fn health(&self) -> Health {
+        let breakers = self.sync_breakers();
         let s = self.state();
         let mut reasons = Vec::new();
         let mut status = HealthStatus::Healthy;
+        for (name, state, _) in &breakers {
+            if *state != crate::breaker::BreakerState::Closed {
+                status = HealthStatus::Unhealthy;
+                reasons.push(format!(
+                    "the {name} circuit breaker is {}",
+                    if *state == crate::breaker::BreakerState::Open {
+                        "open"
+                    } else {
+                        "half-open"
+                    }
+                ));
+            }
+        }
         if s.failed_polls_in_a_row >= self.health.unhealthy_after_failed_polls {
             status = HealthStatus::Unhealthy;
             reasons.push(format!(
@@ -431,6 +526,7 @@ impl Telemetry {
 
     /// The status report of the original system, with lag per partition.
     pub fn report(&self) -> String {
+        let trips: u64 = self.sync_breakers().iter().map(|(_, _, t)| t).sum();
         let s = self.state();
         let up = self.started.elapsed().as_secs_f64();
         let mut out = String::new();
@@ -485,10 +581,7 @@ impl Telemetry {
             s.batch_max.as_millis()
         );
         let _ = writeln!(out, "\n--- Resilience Stats ---");
-        let _ = writeln!(
-            out,
-            "Circuit Breaker Trips: 0 (no circuit breaker in this version)"
-        );
+        let _ = writeln!(out, "Circuit Breaker Trips: {trips}");
         let _ = writeln!(out, "Total Retries: {}", s.retries);
         let _ = writeln!(out, "Offset Commits: {}", s.commits);
         let _ = writeln!(out, "\n--- Lag ---");

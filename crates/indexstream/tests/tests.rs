@@ -5,4 +5,5 @@
 mod consumer {
     mod exact;
     pub mod harness;
+    mod resilience;
 }

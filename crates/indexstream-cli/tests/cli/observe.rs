@@ -173,6 +173,10 @@ fn health_goes_unhealthy_during_an_outage_and_healthy_after_it() {
         "null",
         "--poll-interval",
         "50ms",
+        "--breaker-open-timeout",
+        "2s",
+        "--retry-base-delay",
+        "10ms",
     ]);
     let status = |base: &str| -> (u16, Value) {
         let r = http().get(format!("{base}/health")).send().unwrap();
@@ -199,11 +203,9 @@ fn health_goes_unhealthy_during_an_outage_and_healthy_after_it() {
         .send()
         .unwrap();
     let v = wait_for("UNHEALTHY", 503);
+    let reasons = v["reasons"].to_string();
     assert!(
-        v["reasons"][0]
-            .as_str()
-            .unwrap()
-            .contains("no poll has succeeded"),
+        reasons.contains("circuit breaker is open") || reasons.contains("no poll has succeeded"),
         "{v}"
     );
     http()

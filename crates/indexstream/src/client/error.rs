@@ -39,6 +39,9 @@ pub enum ClientError {
     SearchTimedOut { op: &'static str },
     #[error("{op}: unexpected answer: {reason}")]
     Decode { op: &'static str, reason: String },
+    /// The circuit breaker is open: the request was not sent.
+    #[error("{op}: the {breaker} circuit breaker is open after repeated failures; not calling the cluster until it probes again")]
+    BreakerOpen { op: &'static str, breaker: String },
 }
 
 impl ClientError {
@@ -49,7 +52,9 @@ impl ClientError {
             ClientError::Connect { .. }
             | ClientError::Timeout { .. }
             | ClientError::Transport { .. } => true,
-            ClientError::ShardFailures { .. } | ClientError::SearchTimedOut { .. } => true,
+            ClientError::ShardFailures { .. }
+            | ClientError::SearchTimedOut { .. }
+            | ClientError::BreakerOpen { .. } => true,
             ClientError::Status { status, .. } => matches!(status, 429 | 502 | 503 | 504),
             ClientError::InvalidUrl { .. } | ClientError::Decode { .. } => false,
         }
@@ -95,6 +100,7 @@ impl ClientError {
             ClientError::ShardFailures { .. } => "shard_failures",
             ClientError::SearchTimedOut { .. } => "search_timeout",
             ClientError::Decode { .. } => "decode",
+            ClientError::BreakerOpen { .. } => "breaker_open",
         }
     }
 }

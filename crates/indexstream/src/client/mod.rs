@@ -112,19 +112,36 @@ impl ServerInfo {
 }
 
 /// A request body: JSON, or newline-delimited JSON for `_bulk`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Body {
     Json(Value),
     NdJson(String),
 }
 
-/// The typed cluster client. Cheap to clone.
+/// Told about every retry: operation, retry number (1-based), delay, and the error.
+#[derive(Clone)]
+pub struct RetryObserver(pub std::sync::Arc<RetryCallback>);
+
+/// `(operation, retry number, delay, error)`.
+pub type RetryCallback = dyn Fn(&'static str, u32, Duration, &ClientError) + Send + Sync;
+
+impl fmt::Debug for RetryObserver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RetryObserver")
+    }
+}
+
+/// The typed cluster client. Cheap to clone. Every request goes through its retry policy and,
+/// when it has one, its circuit breaker.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     base: String,
     auth: Auth,
     timeout: Duration,
+    retry: crate::retry::RetryPolicy,
+    breaker: Option<std::sync::Arc<crate::breaker::CircuitBreaker>>,
+    observer: Option<RetryObserver>,
 }
 
 fn encode(part: &str) -> String {
@@ -194,16 +211,92 @@ impl Client {
             base: url,
             auth: config.auth.clone(),
             timeout: config.request_timeout,
+            retry: crate::retry::RetryPolicy::default(),
+            breaker: None,
+            observer: None,
         })
+    }
+
+    /// The same client with another retry policy.
+    pub fn with_retry(mut self, policy: crate::retry::RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The same client behind a circuit breaker.
+    pub fn with_breaker(mut self, breaker: std::sync::Arc<crate::breaker::CircuitBreaker>) -> Self {
+        self.breaker = Some(breaker);
+        self
+    }
+
+    pub fn with_retry_observer(mut self, observer: RetryObserver) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     pub fn base_url(&self) -> &str {
         &self.base
     }
 
-    /// Sends a request and returns the status and the raw body. Statuses of 400 and above are
-    /// errors, except the ones in `accept`.
+    /// Sends a request through the retry policy and the circuit breaker, and returns the status
+    /// and the raw body. Statuses of 400 and above are errors, except the ones in `accept`.
     pub async fn send(
+        &self,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<Body>,
+        accept: &[u16],
+    ) -> Result<(u16, Vec<u8>), ClientError> {
+        use backon::Retryable;
+        let attempt = std::sync::atomic::AtomicU32::new(0);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos() as u64)
+            .unwrap_or(1)
+            ^ ((path.len() as u64) << 32);
+        let once = || async {
+            if let Some(b) = &self.breaker {
+                if !b.allow() {
+                    return Err(ClientError::BreakerOpen {
+                        op,
+                        breaker: b.name().to_string(),
+                    });
+                }
+            }
+            let result = self
+                .send_once(op, method.clone(), path, query, body.clone(), accept)
+                .await;
+            if let Some(b) = &self.breaker {
+                match &result {
+                    Err(e) if e.is_retriable() => b.on_failure(),
+                    _ => b.on_success(),
+                }
+            }
+            result
+        };
+        let max_delay = self.retry.max_delay;
+        once.retry(self.retry.backoff(seed))
+            .sleep(tokio::time::sleep)
+            .when(|e: &ClientError| {
+                !matches!(e, ClientError::BreakerOpen { .. }) && (self.retry.predicate)(e)
+            })
+            .adjust(|e: &ClientError, d| match (d, e.retry_after()) {
+                (Some(_), Some(after)) => Some(after.min(max_delay)),
+                (d, _) => d,
+            })
+            .notify(|e: &ClientError, d| {
+                let n = attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                tracing::debug!(op, retry = n, delay = ?d, error = %e, "retrying");
+                if let Some(o) = &self.observer {
+                    (o.0)(op, n, d, e);
+                }
+            })
+            .await
+    }
+
+    async fn send_once(
         &self,
         op: &'static str,
         method: Method,

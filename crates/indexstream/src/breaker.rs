@@ -1,0 +1,196 @@
+//! A circuit breaker per dependency (fetching, the offset store): CLOSED until
+//! `failure_threshold` transient failures in a row, then OPEN (calls fail fast without touching
+//! the network) for `open_timeout`, then HALF_OPEN: one probe goes through; its success closes
+//! the breaker, its failure opens it again. Time is `tokio::time::Instant`, so tests can run
+//! on paused time.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// The metric value: 0 closed, 1 half-open, 2 open.
+    pub fn as_gauge(self) -> i64 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct BreakerConfig {
+    /// Consecutive transient failures that open the breaker (the original system's default: 5).
+    pub failure_threshold: u32,
+    /// How long it stays open before a probe (the original's default: 1 minute).
+    pub open_timeout: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failure_threshold: 5,
+            open_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Inner {
+    Closed { failures: u32 },
+    Open { until: Instant },
+    HalfOpen { probing: bool },
+}
+
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    name: String,
+    config: BreakerConfig,
+    inner: Mutex<(Inner, u64)>,
+}
+
+impl CircuitBreaker {
+    pub fn new(name: impl Into<String>, config: BreakerConfig) -> Self {
+        CircuitBreaker {
+            name: name.into(),
+            config,
+            inner: Mutex::new((Inner::Closed { failures: 0 }, 0)),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Inner, u64)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a call may go to the network now (in HALF_OPEN, only the one probe may).
+    pub fn allow(&self) -> bool {
+        let mut g = self.lock();
+        match g.0 {
+            Inner::Closed { .. } => true,
+            Inner::Open { until } if Instant::now() >= until => {
+                g.0 = Inner::HalfOpen { probing: true };
+                true
+            }
+            Inner::Open { .. } => false,
+            Inner::HalfOpen { probing: true } => false,
+            Inner::HalfOpen { probing: false } => {
+                g.0 = Inner::HalfOpen { probing: true };
+                true
+            }
+        }
+    }
+
+    pub fn on_success(&self) {
+        self.lock().0 = Inner::Closed { failures: 0 };
+    }
+
+    /// A transient failure (the cluster did not answer usefully).
+    pub fn on_failure(&self) {
+        let mut g = self.lock();
+        let open = match g.0 {
+            Inner::Closed { failures } if failures + 1 >= self.config.failure_threshold => true,
+            Inner::Closed { failures } => {
+                g.0 = Inner::Closed {
+                    failures: failures + 1,
+                };
+                false
+            }
+            Inner::HalfOpen { .. } => true,
+            Inner::Open { .. } => false,
+        };
+        if open {
+            g.0 = Inner::Open {
+                until: Instant::now() + self.config.open_timeout,
+            };
+            g.1 += 1;
+            tracing::warn!(breaker = %self.name, open_for = ?self.config.open_timeout, "circuit breaker opened");
+        }
+    }
+
+    pub fn state(&self) -> BreakerState {
+        match self.lock().0 {
+            Inner::Closed { .. } => BreakerState::Closed,
+            Inner::Open { .. } => BreakerState::Open,
+            Inner::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    /// How many times it opened.
+    pub fn trips(&self) -> u64 {
+        self.lock().1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn breaker() -> CircuitBreaker {
+        CircuitBreaker::new(
+            "fetch",
+            BreakerConfig {
+                failure_threshold: 3,
+                open_timeout: Duration::from_secs(10),
+            },
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_the_threshold_and_fails_fast_until_the_timeout() {
+        let b = breaker();
+        for _ in 0..2 {
+            assert!(b.allow());
+            b.on_failure();
+        }
+        assert_eq!(b.state(), BreakerState::Closed);
+        b.on_failure();
+        assert_eq!((b.state(), b.trips()), (BreakerState::Open, 1));
+        assert!(!b.allow());
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(!b.allow(), "still open before the timeout");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(b.allow(), "the probe goes through");
+        assert_eq!(b.state(), BreakerState::HalfOpen);
+        assert!(!b.allow(), "only one probe at a time");
+        b.on_success();
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert!(b.allow());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_opens_it_again() {
+        let b = breaker();
+        for _ in 0..3 {
+            b.on_failure();
+        }
+        tokio::time::advance(Duration::from_secs(11)).await;
+        assert!(b.allow());
+        b.on_failure();
+        assert_eq!((b.state(), b.trips()), (BreakerState::Open, 2));
+        assert!(!b.allow());
+    }
+
+    #[test]
+    fn a_success_resets_the_failure_count() {
+        let b = breaker();
+        b.on_failure();
+        b.on_failure();
+        b.on_success();
+        b.on_failure();
+        b.on_failure();
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+}

@@ -1,0 +1,218 @@
+//! The retry policy and the circuit breakers under the fake's injected faults.
+
+use std::time::{Duration, Instant};
+
+use indexstream::{
+    BreakerConfig, Client, Consumer, HealthStatus, MemorySink, RetryPolicy, RunOptions,
+};
+use indexstream_fake::{FaultAction, FaultRule};
+use serde_json::json;
+
+use super::harness::{counts, target};
+
+/// The gaps between a request's attempts, read from the fake's request log, lie in
+/// `[0, min(max_delay, base * 2^n)]` (plus the time a request takes), and `Retry-After` wins.
+#[tokio::test]
+async fn backoff_gaps_in_the_request_log_are_bounded_and_capped() {
+    let t = target("backoff").await;
+    let Some(fake) = &t.fake else { return };
+    let index = t.name("b");
+    t.create_index(&index, 1, "100ms").await;
+    let policy = RetryPolicy::builder()
+        .max_attempts(7)
+        .base_delay(Duration::from_millis(40))
+        .max_delay(Duration::from_millis(150))
+        .build();
+    let client = Client::new(&t.client_config())
+        .unwrap()
+        .with_retry(policy.clone());
+    let seed = 17;
+    eprintln!("fault seed {seed}");
+    fake.add_fault(
+        FaultRule::new("search", FaultAction::Error)
+            .status(503)
+            .index(&index)
+            .count(6)
+            .seed(seed),
+    )
+    .unwrap();
+    let before = fake.requests().len();
+    let r = client.search(&index, &[], json!({"size": 0})).await;
+    let log: Vec<_> = fake.requests()[before..]
+        .iter()
+        .map(|r| (r.path.clone(), r.status, r.at_ms))
+        .collect();
+    assert!(r.is_ok(), "{r:?} {log:?}");
+    let attempts: Vec<f64> = fake.requests()[before..]
+        .iter()
+        .filter(|r| r.path == format!("/{index}/_search"))
+        .map(|r| r.at_ms)
+        .collect();
+    assert_eq!(attempts.len(), 7, "six failures, then success");
+    let tolerance = 30.0; // the time one request takes on a loaded machine
+    for (n, pair) in attempts.windows(2).enumerate() {
+        let gap = pair[1] - pair[0];
+        let ceiling = policy.ceiling(n as u32).as_secs_f64() * 1000.0;
+        assert!(
+            gap >= 0.0 && gap <= ceiling + tolerance,
+            "gap {n} was {gap:.1} ms, ceiling {ceiling} ms (seed {seed})"
+        );
+        assert!(ceiling <= 150.0, "capped at max_delay");
+    }
+    // A Retry-After from the cluster is honoured (up to max_delay).
+    let policy = RetryPolicy::builder()
+        .max_attempts(2)
+        .base_delay(Duration::from_millis(1))
+        .max_delay(Duration::from_secs(5))
+        .build();
+    let client = Client::new(&t.client_config()).unwrap().with_retry(policy);
+    let mut rule = FaultRule::new("search", FaultAction::Error)
+        .status(429)
+        .index(&index)
+        .count(1);
+    rule.retry_after_s = Some(1);
+    fake.add_fault(rule).unwrap();
+    let started = Instant::now();
+    client
+        .search(&index, &[], json!({"size": 0}))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "Retry-After: 1 was not honoured ({:?})",
+        started.elapsed()
+    );
+    // Not retried: 400, 404.
+    fake.add_fault(
+        FaultRule::new("search", FaultAction::Error)
+            .status(404)
+            .index(&index)
+            .count(1),
+    )
+    .unwrap();
+    let before = fake.requests().len();
+    assert!(client
+        .search(&index, &[], json!({"size": 0}))
+        .await
+        .is_err());
+    assert_eq!(
+        fake.requests()[before..]
+            .iter()
+            .filter(|r| r.path.ends_with("_search"))
+            .count(),
+        1,
+        "a 404 is not retried"
+    );
+}
+
+/// An outage opens the fetch breaker (health UNHEALTHY, calls failing fast), and consumption
+/// resumes within twice the open timeout once the faults stop; nothing lost, nothing twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_opens_the_breaker_and_consumption_resumes_after_it() {
+    let t = target("breaker").await;
+    let Some(fake) = &t.fake else { return };
+    let index = t.name("o");
+    t.create_index(&index, 2, "100ms").await;
+    t.write(
+        &index,
+        &(0..200)
+            .map(|i| (format!("a{i}"), json!({"i": i})))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let open_timeout = Duration::from_secs(3);
+    let mut config = Consumer::builder(t.client_config(), &index, t.name("g"))
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(t.name("offsets"))
+        .with_commit_every(100, Duration::from_millis(200))
+        .build_config();
+    config.breaker = BreakerConfig {
+        failure_threshold: 3,
+        open_timeout,
+    };
+    config.retry = RetryPolicy::builder()
+        .max_attempts(2)
+        .base_delay(Duration::from_millis(10))
+        .max_delay(Duration::from_millis(50))
+        .build();
+    config.lease_ttl = Duration::from_secs(60);
+    let mut consumer = indexstream::ConsumerBuilder::from_config(config)
+        .build()
+        .await
+        .unwrap();
+    let telemetry = consumer.telemetry();
+    let sink = MemorySink::default();
+    let records = sink.records.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(async move {
+        let mut sink = sink;
+        let r = consumer
+            .run(
+                &mut sink,
+                RunOptions {
+                    max_consecutive_failures: 1000,
+                    ..RunOptions::default()
+                },
+                async {
+                    let _ = stop_rx.await;
+                },
+            )
+            .await;
+        consumer.close().await.unwrap();
+        r
+    });
+    wait("the first 200 documents", Duration::from_secs(20), || {
+        records.lock().unwrap().len() >= 200
+    })
+    .await;
+    let rule = fake
+        .add_fault(FaultRule::new("*", FaultAction::Error).status(503))
+        .unwrap();
+    let t2 = telemetry.clone();
+    wait("an open breaker", Duration::from_secs(20), move || {
+        t2.health().status == HealthStatus::Unhealthy
+            && t2
+                .health()
+                .reasons
+                .iter()
+                .any(|r| r.contains("circuit breaker is open"))
+    })
+    .await;
+    assert!(telemetry
+        .encode_metrics()
+        .contains("indexstream_circuit_breaker_state{group="));
+    fake.remove_fault(rule);
+    let recovered_at = Instant::now();
+    t.write(
+        &index,
+        &(0..100)
+            .map(|i| (format!("b{i}"), json!({"i": i})))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    wait(
+        "consumption to resume within twice the open timeout",
+        open_timeout * 2,
+        || records.lock().unwrap().len() >= 300,
+    )
+    .await;
+    eprintln!(
+        "resumed {:?} after the faults stopped (open timeout {open_timeout:?})",
+        recovered_at.elapsed()
+    );
+    let _ = stop_tx.send(());
+    runner.await.unwrap().unwrap();
+    let c = counts(&records.lock().unwrap());
+    assert_eq!(c.len(), 300);
+    assert!(c.values().all(|n| *n == 1), "nothing twice");
+    let report = telemetry.report();
+    assert!(!report.contains("Circuit Breaker Trips: 0"), "{report}");
+}
+
+async fn wait(what: &str, limit: Duration, cond: impl Fn() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
