@@ -328,12 +328,10 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
                 }
                 let resp = client.bulk(body, true).await?;
                 if resp.errors {
-                    let first = resp
-                        .results()
-                        .find(|i| i.error.is_some())
-                        .and_then(|i| i.error.clone())
-                        .unwrap_or_default();
-                    anyhow::bail!("some offsets were not written (a consumer may have started meanwhile): {first}");
+                    anyhow::bail!(
+                        "some offsets were not written (a consumer may have started meanwhile): {}",
+                        resp.first_error().cloned().unwrap_or_default()
+                    );
                 }
             }
             eprintln!("group {group}: {count} partition offsets set to {to}");

@@ -142,12 +142,10 @@ pub async fn produce(
         }
         let resp = client.bulk(body, false).await.context("bulk write")?;
         if resp.errors {
-            let first = resp
-                .results()
-                .find(|i| i.error.is_some())
-                .and_then(|i| i.error.clone())
-                .unwrap_or_default();
-            anyhow::bail!("the cluster rejected events: {first}");
+            anyhow::bail!(
+                "the cluster rejected events: {}",
+                resp.first_error().cloned().unwrap_or_default()
+            );
         }
         written += n;
         progress(written);

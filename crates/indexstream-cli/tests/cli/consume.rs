@@ -7,47 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::support::{cluster, unique, BIN};
-
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::new()
-}
-
-fn call(url: &str, method: &str, path: &str, body: Option<Value>) -> Value {
-    let mut req = http().request(
-        reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
-        format!("{url}{path}"),
-    );
-    if let Some(b) = body {
-        req = req
-            .header("content-type", "application/json")
-            .body(b.to_string());
-    }
-    let resp = req.send().unwrap();
-    let status = resp.status();
-    let v: Value = resp.json().unwrap_or(Value::Null);
-    assert!(status.is_success(), "{method} {path}: {status} {v}");
-    v
-}
-
-fn write(url: &str, index: &str, docs: &[(String, Value)]) {
-    let mut body = String::new();
-    for (id, src) in docs {
-        body.push_str(&format!(
-            "{}\n{src}\n",
-            json!({"index": {"_index": index, "_id": id}})
-        ));
-    }
-    let v: Value = http()
-        .post(format!("{url}/_bulk"))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(v["errors"], false, "{v}");
-}
+use super::support::{call, cluster, http, unique, write, BIN};
 
 /// Runs the binary; returns (exit status, stderr).
 fn run(args: &[&str]) -> (i32, String) {

@@ -8,34 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::support::{cluster, unique, BIN};
-
-fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap()
-}
-
-fn write(url: &str, index: &str, n: usize) {
-    let mut body = String::new();
-    for i in 0..n {
-        body.push_str(&format!(
-            "{}\n{}\n",
-            json!({"index": {"_index": index, "_id": format!("d{i}")}}),
-            json!({"i": i})
-        ));
-    }
-    let v: Value = http()
-        .post(format!("{url}/_bulk?refresh=true"))
-        .header("content-type", "application/x-ndjson")
-        .body(body)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    assert_eq!(v["errors"], false);
-}
+use super::support::{cluster, http, unique, write_n as write, BIN};
 
 /// Starts `consume` with a metrics listener; returns the child, the listener's base URL and
 /// a channel of the remaining stderr lines.

@@ -4,6 +4,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
+use serde_json::{json, Value};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_indexstream");
 
 /// A dev-server child process, killed when dropped.
@@ -66,4 +68,59 @@ pub fn unique(name: &str) -> String {
         .as_nanos()
         % 1_000_000_000;
     format!("cli-{name}-{nonce}")
+}
+
+/// A blocking HTTP client for the tests.
+pub fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// One request; panics unless it succeeds.
+pub fn call(url: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+    let mut req = http().request(
+        reqwest::Method::from_bytes(method.as_bytes()).unwrap(),
+        format!("{url}{path}"),
+    );
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().unwrap();
+    let status = resp.status();
+    let v: Value = resp.json().unwrap_or(Value::Null);
+    assert!(status.is_success(), "{method} {path}: {status} {v}");
+    v
+}
+
+/// Bulk-writes `(id, source)` pairs.
+pub fn write(url: &str, index: &str, docs: &[(String, Value)]) {
+    let mut body = String::new();
+    for (id, src) in docs {
+        body.push_str(&format!(
+            "{}\n{src}\n",
+            json!({"index": {"_index": index, "_id": id}})
+        ));
+    }
+    let v: Value = http()
+        .post(format!("{url}/_bulk"))
+        .header("content-type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v["errors"], false, "{v}");
+}
+
+/// Writes `n` documents `d0..` and refreshes.
+pub fn write_n(url: &str, index: &str, n: usize) {
+    let docs: Vec<(String, Value)> = (0..n)
+        .map(|i| (format!("d{i}"), serde_json::json!({"i": i})))
+        .collect();
+    write(url, index, &docs);
+    call(url, "POST", &format!("/{index}/_refresh"), None);
 }

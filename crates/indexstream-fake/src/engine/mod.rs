@@ -52,6 +52,17 @@ pub struct Target {
     pub routing: Option<String>,
 }
 
+impl Target {
+    /// An index named directly (not through an alias).
+    fn plain(index: &str) -> Self {
+        Target {
+            index: index.to_string(),
+            filter: None,
+            routing: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct ResolveOpts {
     pub ignore_unavailable: bool,
@@ -362,14 +373,7 @@ impl Cluster {
         if all {
             for (name, index) in &self.indices {
                 if index.settings.get("index.hidden").map(String::as_str) != Some("true") {
-                    push(
-                        &mut out,
-                        Target {
-                            index: name.clone(),
-                            filter: None,
-                            routing: None,
-                        },
-                    );
+                    push(&mut out, Target::plain(name));
                 }
             }
             return Ok(out);
@@ -386,14 +390,7 @@ impl Cluster {
                     if glob(part, name)
                         && index.settings.get("index.hidden").map(String::as_str) != Some("true")
                     {
-                        push(
-                            &mut out,
-                            Target {
-                                index: name.clone(),
-                                filter: None,
-                                routing: None,
-                            },
-                        );
+                        push(&mut out, Target::plain(name));
                     }
                 }
                 if opts.aliases {
@@ -415,14 +412,7 @@ impl Cluster {
                 continue;
             }
             if self.indices.contains_key(*part) {
-                push(
-                    &mut out,
-                    Target {
-                        index: part.to_string(),
-                        filter: None,
-                        routing: None,
-                    },
-                );
+                push(&mut out, Target::plain(part));
                 continue;
             }
             let mut found = false;

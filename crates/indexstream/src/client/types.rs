@@ -120,6 +120,11 @@ impl BulkResponse {
     pub fn results(&self) -> impl Iterator<Item = &BulkItem> {
         self.items.iter().filter_map(|m| m.values().next())
     }
+
+    /// The error of the first failed item, if any.
+    pub fn first_error(&self) -> Option<&Value> {
+        self.results().find_map(|i| i.error.as_ref())
+    }
 }
 
 /// One primary shard of one concrete index, as `_stats?level=shards` reports it.
