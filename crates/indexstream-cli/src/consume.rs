@@ -95,6 +95,12 @@ pub struct ConsumeArgs {
     /// How often to print the status report to stderr.
     #[arg(long, env = "INDEXSTREAM_REPORT_INTERVAL", value_parser = parse_duration)]
     report_interval: Option<Duration>,
+    /// Delivered-but-uncommitted events allowed while commits fail; past it, fetching pauses [default: 100000]
+    #[arg(long, env = "INDEXSTREAM_MAX_UNCOMMITTED")]
+    max_uncommitted: Option<u64>,
+    /// How long the final flush and commit may take at shutdown [default: 30s]
+    #[arg(long, env = "INDEXSTREAM_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
+    shutdown_timeout: Option<Duration>,
     /// Attempts per request to the cluster, the first included [default: 3]
     #[arg(long, env = "INDEXSTREAM_RETRY_ATTEMPTS")]
     retry_attempts: Option<u32>,
@@ -144,6 +150,8 @@ pub struct FileConfig {
     pub lease_ttl: Option<String>,
     pub metrics_addr: Option<String>,
     pub report_interval: Option<String>,
+    pub max_uncommitted: Option<u64>,
+    pub shutdown_timeout: Option<String>,
     pub retry_attempts: Option<u32>,
     pub retry_base_delay: Option<String>,
     pub retry_max_delay: Option<String>,
@@ -371,6 +379,22 @@ impl ConsumeArgs {
             max_events: self.max_events.or_else(|| f.and_then(|f| f.max_events)),
             ..RunOptions::default()
         };
+        let mut run = run;
+        if let Some(n) = self
+            .max_uncommitted
+            .or_else(|| f.and_then(|f| f.max_uncommitted))
+        {
+            if n == 0 {
+                return Err(usage("--max-uncommitted must be at least 1".into()));
+            }
+            run.max_uncommitted = n;
+        }
+        if let Some(d) = self.shutdown_timeout.map(Some).unwrap_or(file_duration(
+            "shutdown-timeout",
+            f.and_then(|f| f.shutdown_timeout.as_ref()),
+        )?) {
+            run.shutdown_timeout = d;
+        }
         c.validate().map_err(|e| usage(e.to_string()))?;
         Ok(Settings {
             consumer: c,

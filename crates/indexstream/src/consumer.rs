@@ -301,6 +301,8 @@ pub struct Consumer {
     phase: Phase,
     /// Page reads started ahead (see [`Consumer::fast_step`]).
     inflight: Option<FastReads>,
+    /// `_seq_no`s handed out above each partition's committed offset: the uncommitted backlog.
+    handed_out: HashMap<PartitionId, crate::source::intervals::IntervalSet>,
     last_round: Option<Instant>,
     more: bool,
     first_round: bool,
@@ -401,6 +403,7 @@ impl Consumer {
             committable: HashMap::new(),
             phase: Phase::Idle,
             inflight: None,
+            handed_out: HashMap::new(),
             last_round: None,
             more: false,
             first_round: true,
@@ -467,6 +470,7 @@ impl Consumer {
                     let head = std::mem::replace(&mut front.records, rest);
                     self.stats.batches += 1;
                     self.stats.delivered += head.len() as u64;
+                    self.note_handed_out(&head);
                     return Ok(head);
                 }
                 let Some(p) = self.pending.pop_front() else {
@@ -481,6 +485,7 @@ impl Consumer {
                 }
                 self.stats.batches += 1;
                 self.stats.delivered += p.records.len() as u64;
+                self.note_handed_out(&p.records);
                 return Ok(p.records);
             }
             match self.phase {
@@ -588,6 +593,7 @@ impl Consumer {
         let mut gone_indices = std::collections::BTreeSet::new();
         for pid in gone {
             self.partitions.remove(&pid);
+            self.handed_out.remove(&pid);
             self.confirm.remove(&pid);
             self.committable.remove(&pid);
             gone_indices.insert((pid.index.clone(), pid.uuid.clone()));
@@ -855,6 +861,27 @@ impl Consumer {
         }
     }
 
+    fn note_handed_out(&mut self, records: &[Record]) {
+        for r in records {
+            let (Some(shard), Some(seq), Some(uuid)) =
+                (r.shard, r.seq_no, self.uuid_of.get(&r.index))
+            else {
+                continue;
+            };
+            let pid = PartitionId {
+                index: r.index.clone(),
+                uuid: uuid.clone(),
+                shard,
+            };
+            self.handed_out.entry(pid).or_default().insert(seq);
+        }
+    }
+
+    /// Documents handed out whose offsets are not committed yet.
+    pub fn uncommitted(&self) -> u64 {
+        self.handed_out.values().map(|s| s.len()).sum()
+    }
+
     /// Commits, per partition, the offset up to which everything handed out so far is covered.
     /// Call only once the caller has acknowledged everything `poll` returned.
     pub async fn commit(&mut self) -> Result<usize> {
@@ -875,6 +902,9 @@ impl Consumer {
         for (pid, seq) in &entries {
             if let Some(p) = self.partitions.get_mut(pid) {
                 p.committed = *seq;
+            }
+            if let Some(set) = self.handed_out.get_mut(pid) {
+                set.remove_through(*seq);
             }
         }
         self.stats.commits += 1;
@@ -905,6 +935,9 @@ impl Consumer {
         let mut last_commit = Instant::now();
         let mut last_delivery = Instant::now();
         let mut failures: u32 = 0;
+        let mut commit_failures: u32 = 0;
+        let mut retry_commit_at = Instant::now();
+        let mut paused = false;
         let mut stop = StopReason::Shutdown;
         let result: Result<()> = async {
             loop {
@@ -917,6 +950,18 @@ impl Consumer {
                 if room == 0 {
                     stop = StopReason::MaxEvents;
                     return Ok(());
+                }
+                // Delivered but not committed: past the bound, fetch nothing more until a commit
+                // gets through (the offset store may be down), rather than grow without limit.
+                if commit_failures > 0 && self.uncommitted() >= opts.max_uncommitted {
+                    if !paused {
+                        paused = true;
+                        tracing::warn!(uncommitted = self.uncommitted(), bound = opts.max_uncommitted, "uncommitted backlog full while commits fail: fetching paused until they succeed");
+                    }
+                    let wait = retry_commit_at.saturating_duration_since(Instant::now()).max(Duration::from_millis(20));
+                    tokio::select! { _ = &mut shutdown => { stop = StopReason::Shutdown; return Ok(()) }, _ = tokio::time::sleep(wait) => {} }
+                    self.try_commit(sink, &mut since_commit, &mut last_commit, &mut commit_failures, &mut retry_commit_at).await?;
+                    continue;
                 }
                 let polled_at = Instant::now();
                 let batch = match self.poll(room.min(self.config.batch_size)).await {
@@ -945,11 +990,14 @@ impl Consumer {
                     since_commit += batch.len() as u64;
                     last_delivery = Instant::now();
                 }
-                if since_commit >= self.config.commit_every_events || (last_commit.elapsed() >= self.config.commit_every && since_commit > 0) || (!self.committable.is_empty() && last_commit.elapsed() >= self.config.commit_every) {
-                    sink.flush()?;
-                    self.commit_with_retry().await?;
-                    since_commit = 0;
-                    last_commit = Instant::now();
+                let due = since_commit >= self.config.commit_every_events || (last_commit.elapsed() >= self.config.commit_every && (since_commit > 0 || !self.committable.is_empty()));
+                if due && Instant::now() >= retry_commit_at {
+                    let before = commit_failures;
+                    self.try_commit(sink, &mut since_commit, &mut last_commit, &mut commit_failures, &mut retry_commit_at).await?;
+                    if paused && commit_failures == 0 && before > 0 {
+                        paused = false;
+                        tracing::info!("commits succeed again: fetching resumed");
+                    }
                 }
                 if batch.is_empty() {
                     if let Some(idle) = opts.until_idle {
@@ -964,17 +1012,26 @@ impl Consumer {
             }
         }
         .await;
-        // Whatever stopped the loop, acknowledge and commit what was delivered.
-        let final_commit = async {
+        // Whatever stopped the loop, acknowledge and commit what was delivered, within the
+        // shutdown timeout even when the cluster is failing.
+        let final_commit = tokio::time::timeout(opts.shutdown_timeout, async {
             sink.flush()?;
             if result.is_ok() {
                 self.settle().await;
             }
             self.commit_with_retry().await
-        }
+        })
         .await;
         result?;
-        final_commit?;
+        match final_commit {
+            Ok(r) => r?,
+            Err(_) => {
+                return Err(Error::ShutdownTimeout {
+                    timeout: opts.shutdown_timeout,
+                    uncommitted: self.uncommitted(),
+                })
+            }
+        }
         Ok(RunSummary {
             delivered,
             elapsed: started.elapsed(),
@@ -1031,6 +1088,43 @@ impl Consumer {
         }
     }
 
+    /// One commit attempt of the run loop: on a transient failure it schedules the next attempt
+    /// (exponential, capped at 5 s) instead of failing the run; fencing and other errors stop it.
+    async fn try_commit(
+        &mut self,
+        sink: &mut dyn Sink,
+        since_commit: &mut u64,
+        last_commit: &mut Instant,
+        failures: &mut u32,
+        retry_at: &mut Instant,
+    ) -> Result<()> {
+        sink.flush()?;
+        match self.commit().await {
+            Ok(n) => {
+                if n > 0 {
+                    self.telemetry.commit_succeeded();
+                }
+                self.telemetry.positions(&self.status());
+                *since_commit = 0;
+                *last_commit = Instant::now();
+                *failures = 0;
+                Ok(())
+            }
+            Err(e) if e.is_retriable() => {
+                *failures += 1;
+                self.telemetry.commit_failed(&e, *failures, true);
+                *retry_at = Instant::now()
+                    + Duration::from_millis(100u64.saturating_mul(1 << (*failures).min(6)))
+                        .min(Duration::from_secs(5));
+                Ok(())
+            }
+            Err(e) => {
+                self.telemetry.commit_failed(&e, *failures + 1, false);
+                Err(e)
+            }
+        }
+    }
+
     async fn commit_with_retry(&mut self) -> Result<()> {
         let mut attempt = 0;
         loop {
@@ -1069,6 +1163,10 @@ pub struct RunOptions {
     pub max_events: Option<u64>,
     /// Give up after this many failed polls in a row.
     pub max_consecutive_failures: u32,
+    /// Delivered-but-uncommitted events allowed while commits fail; past it, fetching pauses.
+    pub max_uncommitted: u64,
+    /// How long the final flush and commit may take at shutdown.
+    pub shutdown_timeout: Duration,
 }
 
 impl Default for RunOptions {
@@ -1077,6 +1175,8 @@ impl Default for RunOptions {
             until_idle: None,
             max_events: None,
             max_consecutive_failures: 20,
+            max_uncommitted: 100_000,
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }

@@ -37,6 +37,11 @@ pub enum Error {
     },
     #[error("index {index:?} has sequence numbers disabled (index.disable_sequence_numbers); exact mode cannot read it: use --mode timestamp")]
     SequenceNumbersDisabled { index: String },
+    #[error("shutdown: the final commit did not finish within {timeout:?}; {uncommitted} delivered events were left uncommitted and will be delivered again")]
+    ShutdownTimeout {
+        timeout: std::time::Duration,
+        uncommitted: u64,
+    },
     #[error("sink: {0}")]
     Sink(#[from] std::io::Error),
 }

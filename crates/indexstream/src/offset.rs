@@ -235,7 +235,7 @@ impl OffsetStore {
             body.push('\n');
             ids.push(id);
         }
-        let resp = self.client.bulk(body, false).await?;
+        let resp = self.client.bulk_to(Some(&self.index), body, false).await?;
         let mut first_error: Option<Error> = None;
         for (id, item) in ids.iter().zip(resp.results()) {
             match (item.status, item.seq_no, item.primary_term) {

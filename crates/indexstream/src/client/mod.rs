@@ -492,15 +492,30 @@ impl Client {
     }
 
     pub async fn bulk(&self, ndjson: String, refresh: bool) -> Result<BulkResponse, ClientError> {
+        self.bulk_to(None, ndjson, refresh).await
+    }
+
+    /// A `_bulk` addressed to `index` (`POST /<index>/_bulk`), for items of that index only:
+    /// security rules and fault rules scoped to the index then see it.
+    pub async fn bulk_to(
+        &self,
+        index: Option<&str>,
+        ndjson: String,
+        refresh: bool,
+    ) -> Result<BulkResponse, ClientError> {
         let query: Vec<(&str, String)> = if refresh {
             vec![("refresh", "true".into())]
         } else {
             vec![]
         };
+        let path = match index {
+            Some(i) => format!("/{}/_bulk", encode(i)),
+            None => "/_bulk".to_string(),
+        };
         self.json(
             "bulk",
             Method::POST,
-            "/_bulk",
+            &path,
             &query,
             Some(Body::NdJson(ndjson)),
         )

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 pub struct IntervalSet {
     /// start -> end, both inclusive, disjoint and not adjacent.
     ranges: BTreeMap<i64, i64>,
+    /// How many values the set holds.
+    len: u64,
 }
 
 impl IntervalSet {
@@ -22,6 +24,7 @@ impl IntervalSet {
         if self.contains(x) {
             return;
         }
+        self.len += 1;
         let before = self.ranges.range(..x).next_back().map(|(s, e)| (*s, *e));
         let after = self.ranges.get(&(x + 1)).copied();
         match (before, after) {
@@ -49,6 +52,9 @@ impl IntervalSet {
             if let Some(e) = self.ranges.remove(&s) {
                 if e > x {
                     self.ranges.insert(x + 1, e);
+                    self.len -= (x + 1 - s) as u64;
+                } else {
+                    self.len -= (e - s + 1) as u64;
                 }
             }
         }
@@ -81,6 +87,14 @@ impl IntervalSet {
     pub fn range_count(&self) -> usize {
         self.ranges.len()
     }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 #[cfg(test)]
@@ -104,6 +118,7 @@ mod tests {
             for x in -2..210 {
                 prop_assert_eq!(set.contains(x), model.contains(&x));
             }
+            prop_assert_eq!(set.len(), model.len() as u64);
             let hi = lo + span;
             let gaps: BTreeSet<i64> = set.gaps(lo, hi).into_iter().flat_map(|(a, b)| a..=b).collect();
             let want: BTreeSet<i64> = ((lo + 1)..=hi).filter(|x| !model.contains(x)).collect();

@@ -216,3 +216,171 @@ async fn wait(what: &str, limit: Duration, cond: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The offset store failing (every `_bulk` answered 503): delivery goes on up to the backlog
+/// bound, then pauses; once commits get through again, delivery resumes and nothing is lost or
+/// repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offset_store_outage_pauses_delivery_at_the_backlog_bound_then_catches_up() {
+    let t = target("offsets-outage").await;
+    let Some(fake) = &t.fake else { return };
+    let index = t.name("o");
+    t.create_index(&index, 1, "100ms").await;
+    t.write(&index, &[("first".to_string(), json!({"i": -1}))])
+        .await;
+    let mut config = Consumer::builder(t.client_config(), &index, t.name("g"))
+        .with_batch_size(100)
+        .with_poll_interval(Duration::from_millis(20))
+        .with_commit_every(100, Duration::from_millis(100))
+        .with_offsets_index(t.name("offsets"))
+        .build_config();
+    config.breaker = BreakerConfig {
+        failure_threshold: 3,
+        open_timeout: Duration::from_millis(500),
+    };
+    config.retry = RetryPolicy::builder()
+        .max_attempts(2)
+        .base_delay(Duration::from_millis(10))
+        .max_delay(Duration::from_millis(50))
+        .build();
+    let mut consumer = indexstream::ConsumerBuilder::from_config(config)
+        .build()
+        .await
+        .unwrap();
+    let telemetry = consumer.telemetry();
+    let sink = MemorySink::default();
+    let records = sink.records.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(async move {
+        let mut sink = sink;
+        let opts = RunOptions {
+            max_uncommitted: 500,
+            max_consecutive_failures: 1000,
+            ..RunOptions::default()
+        };
+        let r = consumer
+            .run(&mut sink, opts, async {
+                let _ = stop_rx.await;
+            })
+            .await;
+        consumer.close().await.unwrap();
+        r
+    });
+    wait("the first document", Duration::from_secs(20), || {
+        !records.lock().unwrap().is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Commits go to `POST /<offsets index>/_bulk`: a rule scoped to that index fails only them.
+    let rule = fake
+        .add_fault(
+            FaultRule::new("bulk", FaultAction::Error)
+                .status(503)
+                .index(&t.name("offsets")),
+        )
+        .unwrap();
+    // A producer keeps writing while the offset store is down.
+    for chunk in 0..30 {
+        t.write(
+            &index,
+            &(0..100)
+                .map(|i| (format!("d{}", chunk * 100 + i), json!({"i": i})))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    wait(
+        "delivery up to the backlog bound",
+        Duration::from_secs(20),
+        || records.lock().unwrap().len() >= 500,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = records.lock().unwrap().len();
+    // The bound is checked between batches: at most one batch (100) past it, plus the first
+    // document, which was committed before the outage.
+    assert!(during <= 601, "{during} delivered with commits failing: the backlog bound (500, batches of 100) was not kept");
+    assert!(
+        telemetry.encode_metrics().contains("result=\"error\""),
+        "failed commits are counted"
+    );
+    fake.remove_fault(rule);
+    wait(
+        "commits to catch up and delivery to finish",
+        Duration::from_secs(20),
+        || records.lock().unwrap().len() >= 3001,
+    )
+    .await;
+    let _ = stop_tx.send(());
+    runner.await.unwrap().unwrap();
+    let c = counts(&records.lock().unwrap());
+    assert_eq!(c.len(), 3001);
+    assert!(c.values().all(|n| *n == 1));
+    let again = t
+        .consume(&index, &t.name("g"), Duration::from_millis(500), |b| b)
+        .await;
+    assert!(
+        again.is_empty(),
+        "everything was committed in the end ({} repeated)",
+        again.len()
+    );
+}
+
+/// A shutdown while commits fail ends within the shutdown timeout and says how many delivered
+/// events were left uncommitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_during_an_offset_store_outage_ends_within_its_timeout() {
+    let t = target("shutdown").await;
+    let Some(fake) = &t.fake else { return };
+    let index = t.name("s");
+    t.create_index(&index, 1, "100ms").await;
+    let mut consumer = Consumer::builder(t.client_config(), &index, t.name("g"))
+        .with_poll_interval(Duration::from_millis(20))
+        .with_commit_every(10, Duration::from_millis(100))
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    fake.add_fault(
+        FaultRule::new("bulk", FaultAction::Error)
+            .status(503)
+            .index(&t.name("offsets")),
+    )
+    .unwrap();
+    t.write(
+        &index,
+        &(0..50)
+            .map(|i| (format!("d{i}"), json!({"i": i})))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let mut sink = MemorySink::default();
+    let records = sink.records.clone();
+    let shutdown = async move {
+        wait("delivery", Duration::from_secs(20), || {
+            records.lock().unwrap().len() >= 50
+        })
+        .await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let timeout = Duration::from_secs(1);
+    let result = consumer
+        .run(
+            &mut sink,
+            RunOptions {
+                shutdown_timeout: timeout,
+                ..RunOptions::default()
+            },
+            shutdown,
+        )
+        .await;
+    let stopped_at = Instant::now();
+    match result {
+        Err(indexstream::Error::ShutdownTimeout { uncommitted, .. }) => assert_eq!(uncommitted, 50),
+        other => panic!("expected a shutdown timeout, got {other:?}"),
+    }
+    assert!(stopped_at.elapsed() < Duration::from_secs(1));
+    // Releasing the lease fails too (the offsets breaker is open); the lease then expires.
+    let _ = consumer.close().await;
+}
