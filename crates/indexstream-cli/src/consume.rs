@@ -95,6 +95,10 @@ pub struct ConsumeArgs {
     /// How often to print the status report to stderr.
     #[arg(long, env = "INDEXSTREAM_REPORT_INTERVAL", value_parser = parse_duration)]
     report_interval: Option<Duration>,
+    /// Where documents the sink keeps failing on go: file:PATH (JSON Lines with the error).
+    /// Without it the consumer stops on such a document rather than skip it.
+    #[arg(long, env = "INDEXSTREAM_DEAD_LETTER")]
+    dead_letter: Option<String>,
     /// Delivered-but-uncommitted events allowed while commits fail; past it, fetching pauses [default: 100000]
     #[arg(long, env = "INDEXSTREAM_MAX_UNCOMMITTED")]
     max_uncommitted: Option<u64>,
@@ -150,6 +154,7 @@ pub struct FileConfig {
     pub lease_ttl: Option<String>,
     pub metrics_addr: Option<String>,
     pub report_interval: Option<String>,
+    pub dead_letter: Option<String>,
     pub max_uncommitted: Option<u64>,
     pub shutdown_timeout: Option<String>,
     pub retry_attempts: Option<u32>,
@@ -380,6 +385,16 @@ impl ConsumeArgs {
             ..RunOptions::default()
         };
         let mut run = run;
+        if let Some(dl) = self
+            .dead_letter
+            .clone()
+            .or_else(|| f.and_then(|f| f.dead_letter.clone()))
+        {
+            match dl.strip_prefix("file:") {
+                Some(path) if !path.is_empty() => run.dead_letter = Some(path.into()),
+                _ => return Err(usage(format!("--dead-letter {dl:?}: expected file:PATH"))),
+            }
+        }
         if let Some(n) = self
             .max_uncommitted
             .or_else(|| f.and_then(|f| f.max_uncommitted))

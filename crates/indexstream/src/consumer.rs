@@ -929,6 +929,12 @@ impl Consumer {
         shutdown: impl Future<Output = ()>,
     ) -> Result<RunSummary> {
         tokio::pin!(shutdown);
+        let dead_letter = match &opts.dead_letter {
+            Some(path) => Some(crate::sink::DeadLetterFile::open(path)?),
+            None => None,
+        };
+        let mut sink = Delivery { sink, dead_letter };
+        let sink = &mut sink;
         let started = Instant::now();
         let mut delivered: u64 = 0;
         let mut since_commit: u64 = 0;
@@ -984,7 +990,7 @@ impl Consumer {
                 };
                 if !batch.is_empty() {
                     let written_at = Instant::now();
-                    sink.write(&batch)?;
+                    self.deliver(sink, &batch, &opts).await?;
                     self.telemetry.batch_delivered(batch.len(), written_at.elapsed());
                     delivered += batch.len() as u64;
                     since_commit += batch.len() as u64;
@@ -1090,6 +1096,55 @@ impl Consumer {
 
     /// One commit attempt of the run loop: on a transient failure it schedules the next attempt
     /// (exponential, capped at 5 s) instead of failing the run; fencing and other errors stop it.
+    /// Hands a batch to the sink. A record the sink keeps failing on (after `sink_attempts`
+    /// attempts on its own) goes to the dead-letter file and delivery moves on; without one,
+    /// the consumer stops with [`Error::Poison`] rather than skip it silently.
+    async fn deliver(
+        &mut self,
+        out: &mut Delivery<'_>,
+        batch: &[Record],
+        opts: &RunOptions,
+    ) -> Result<()> {
+        let mut start = 0;
+        while start < batch.len() {
+            let Err((i, first)) = out.sink.write_each(&batch[start..]) else {
+                return Ok(());
+            };
+            let at = start + i;
+            let mut last = first;
+            let mut taken = false;
+            for attempt in 1..opts.sink_attempts.max(1) {
+                tokio::time::sleep(Duration::from_millis(50u64 << attempt.min(6))).await;
+                match out.sink.write_each(&batch[at..at + 1]) {
+                    Ok(()) => {
+                        taken = true;
+                        break;
+                    }
+                    Err((_, e)) => last = e,
+                }
+            }
+            if !taken {
+                let record = &batch[at];
+                match out.dead_letter.as_mut() {
+                    Some(dl) => {
+                        dl.write(record, &last)?;
+                        self.telemetry.dead_lettered(record, &last);
+                    }
+                    None => {
+                        return Err(Error::Poison {
+                            index: record.index.clone(),
+                            id: record.id.clone(),
+                            attempts: opts.sink_attempts.max(1),
+                            reason: last.to_string(),
+                        })
+                    }
+                }
+            }
+            start = at + 1;
+        }
+        Ok(())
+    }
+
     async fn try_commit(
         &mut self,
         sink: &mut dyn Sink,
@@ -1154,6 +1209,26 @@ impl Consumer {
 /// for the confirmation (one read instead of many).
 const MAX_EAGER_GAP_RANGES: usize = 16;
 
+/// The sink of a run with its dead-letter file: flushing one flushes both, so a commit never
+/// covers a dead letter that is not durable.
+struct Delivery<'a> {
+    sink: &'a mut dyn Sink,
+    dead_letter: Option<crate::sink::DeadLetterFile>,
+}
+
+impl Sink for Delivery<'_> {
+    fn write(&mut self, records: &[Record]) -> std::io::Result<()> {
+        self.sink.write(records)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(dl) = self.dead_letter.as_mut() {
+            dl.flush()?;
+        }
+        self.sink.flush()
+    }
+}
+
 /// Limits of [`Consumer::run`].
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -1167,6 +1242,10 @@ pub struct RunOptions {
     pub max_uncommitted: u64,
     /// How long the final flush and commit may take at shutdown.
     pub shutdown_timeout: Duration,
+    /// Attempts the sink gets on one document before it is poison.
+    pub sink_attempts: u32,
+    /// Where poison documents go; `None` stops the consumer on the first one.
+    pub dead_letter: Option<std::path::PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -1177,6 +1256,8 @@ impl Default for RunOptions {
             max_consecutive_failures: 20,
             max_uncommitted: 100_000,
             shutdown_timeout: Duration::from_secs(30),
+            sink_attempts: 3,
+            dead_letter: None,
         }
     }
 }

@@ -42,6 +42,13 @@ pub enum Error {
         timeout: std::time::Duration,
         uncommitted: u64,
     },
+    #[error("the sink failed on document {id:?} of {index:?} after {attempts} attempts: {reason}; configure a dead-letter destination (--dead-letter file:PATH) to set such documents aside")]
+    Poison {
+        index: String,
+        id: String,
+        attempts: u32,
+        reason: String,
+    },
     #[error("sink: {0}")]
     Sink(#[from] std::io::Error),
 }

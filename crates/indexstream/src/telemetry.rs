@@ -115,6 +115,7 @@ struct State {
     batch_time: Duration,
     batch_max: Duration,
     commits: u64,
+    dead_letters: u64,
     failed_polls_in_a_row: u32,
     failed_commits_in_a_row: u32,
     polls: VecDeque<(Instant, bool)>,
@@ -145,6 +146,7 @@ pub struct Telemetry {
     uptime: Gauge<f64, AtomicU64>,
     breaker_state: Family<BreakerLabels, Gauge>,
     breaker_trips: Family<BreakerLabels, Counter>,
+    dead_letters: Counter,
     breakers: Mutex<Vec<(std::sync::Arc<crate::breaker::CircuitBreaker>, u64)>>,
     state: Mutex<State>,
 }
@@ -174,6 +176,12 @@ impl Telemetry {
             "circuit_breaker_trips",
             "Times a circuit breaker opened",
             breaker_trips.clone(),
+        );
+        let dead_letters = Counter::default();
+        registry.register(
+            "dead_letters",
+            "Documents set aside in the dead-letter destination",
+            dead_letters.clone(),
         );
         registry.register(
             "events_processed",
@@ -237,6 +245,7 @@ impl Telemetry {
             uptime,
             breaker_state,
             breaker_trips,
+            dead_letters,
             breakers: Mutex::new(Vec::new()),
             state: Mutex::new(State::default()),
         }
@@ -353,6 +362,21 @@ impl Telemetry {
         s.failed_polls_in_a_row += 1;
         s.last_retry = Some(Instant::now());
         Self::note_poll(&mut s, false);
+    }
+
+    /// A document the sink kept failing on was set aside in the dead-letter destination.
+    pub fn dead_lettered(&self, record: &crate::record::Record, error: &std::io::Error) {
+        tracing::error!(index = %record.index, id = %record.id, error = %error, "the sink kept failing on a document: written to the dead-letter destination");
+        self.dead_letters.inc();
+        self.errors
+            .get_or_create(&KindLabels {
+                group: self.group.clone(),
+                kind: "poison".into(),
+            })
+            .inc();
+        let mut s = self.state();
+        s.errors += 1;
+        s.dead_letters += 1;
     }
 
     /// A batch was handed to the sink.
@@ -584,6 +608,7 @@ impl Telemetry {
         let _ = writeln!(out, "Circuit Breaker Trips: {trips}");
         let _ = writeln!(out, "Total Retries: {}", s.retries);
         let _ = writeln!(out, "Offset Commits: {}", s.commits);
+        let _ = writeln!(out, "Dead Letters: {}", s.dead_letters);
         let _ = writeln!(out, "\n--- Lag ---");
         for (name, p) in &s.partitions {
             let _ = writeln!(

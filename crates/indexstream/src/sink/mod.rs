@@ -16,6 +16,48 @@ pub trait Sink: Send {
     fn write(&mut self, records: &[Record]) -> std::io::Result<()>;
     /// Makes everything written so far durable (acknowledged).
     fn flush(&mut self) -> std::io::Result<()>;
+
+    /// Like `write`, but says which record failed: `Err((i, e))` means `records[..i]` were taken
+    /// and `records[i]` failed. Sinks that cannot tell report the whole batch (`i = 0`); the
+    /// consumer then isolates the failing record by writing records one at a time.
+    fn write_each(&mut self, records: &[Record]) -> Result<(), (usize, std::io::Error)> {
+        self.write(records).map_err(|e| (0, e))
+    }
+}
+
+/// Where poison documents go (`--dead-letter file:PATH`): one JSON line per document with the
+/// record and the sink's error, fsynced with every commit.
+#[derive(Debug)]
+pub struct DeadLetterFile {
+    out: std::io::BufWriter<std::fs::File>,
+}
+
+impl DeadLetterFile {
+    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(DeadLetterFile {
+            out: std::io::BufWriter::new(file),
+        })
+    }
+
+    pub fn write(&mut self, record: &Record, error: &std::io::Error) -> std::io::Result<()> {
+        let mut line = String::new();
+        record.to_json_line(&mut line);
+        let entry = format!(
+            "{{\"record\":{line},\"error\":{},\"failed_at\":\"{}\"}}\n",
+            serde_json::Value::String(error.to_string()),
+            crate::offset::now_iso()
+        );
+        self.out.write_all(entry.as_bytes())
+    }
+
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()?;
+        self.out.get_ref().sync_data()
+    }
 }
 
 /// Which sink to build, as `--sink` names it: `stdout`, `file:PATH`, or `null`.

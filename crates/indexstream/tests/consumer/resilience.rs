@@ -384,3 +384,123 @@ async fn a_shutdown_during_an_offset_store_outage_ends_within_its_timeout() {
     // Releasing the lease fails too (the offsets breaker is open); the lease then expires.
     let _ = consumer.close().await;
 }
+
+/// A sink that always fails on one document id.
+struct Picky {
+    inner: MemorySink,
+    poison: String,
+}
+
+impl indexstream::Sink for Picky {
+    fn write(&mut self, records: &[indexstream::Record]) -> std::io::Result<()> {
+        self.write_each(records).map_err(|(_, e)| e)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+
+    fn write_each(
+        &mut self,
+        records: &[indexstream::Record],
+    ) -> Result<(), (usize, std::io::Error)> {
+        for (i, r) in records.iter().enumerate() {
+            if r.id == self.poison {
+                return Err((
+                    i,
+                    std::io::Error::other(format!(
+                        "cannot forward {}: rejected by the downstream",
+                        r.id
+                    )),
+                ));
+            }
+            self.inner
+                .write(std::slice::from_ref(r))
+                .map_err(|e| (i, e))?;
+        }
+        Ok(())
+    }
+}
+
+/// A poison document lands in the dead-letter file with its error and the rest are delivered;
+/// without a dead-letter file the consumer stops naming the document.
+#[tokio::test]
+async fn a_poison_document_goes_to_the_dead_letter_file_and_the_rest_are_delivered() {
+    let t = target("poison").await;
+    let index = t.name("p");
+    t.create_index(&index, 1, "100ms").await;
+    t.write(
+        &index,
+        &(0..50)
+            .map(|i| (format!("d{i}"), json!({"i": i})))
+            .collect::<Vec<_>>(),
+    )
+    .await;
+    let dir = std::env::temp_dir().join(t.name("dlq"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dlq = dir.join("dead.jsonl");
+    let mut consumer = Consumer::builder(t.client_config(), &index, t.name("g"))
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let mut sink = Picky {
+        inner: MemorySink::default(),
+        poison: "d7".into(),
+    };
+    let opts = RunOptions {
+        until_idle: Some(Duration::from_millis(600)),
+        dead_letter: Some(dlq.clone()),
+        ..RunOptions::default()
+    };
+    consumer
+        .run(&mut sink, opts, std::future::pending())
+        .await
+        .unwrap();
+    let telemetry = consumer.telemetry();
+    consumer.close().await.unwrap();
+    let c = counts(&sink.inner.records.lock().unwrap());
+    assert_eq!(c.len(), 49);
+    assert!(!c.contains_key("d7"));
+    let dead: Vec<serde_json::Value> = std::fs::read_to_string(&dlq)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0]["record"]["id"], "d7");
+    assert!(dead[0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("rejected by the downstream"));
+    assert!(telemetry
+        .encode_metrics()
+        .contains("indexstream_dead_letters_total 1"));
+    // Without a dead-letter file: a clear error naming the document, nothing skipped silently.
+    let mut consumer = Consumer::builder(t.client_config(), &index, t.name("g2"))
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let mut sink = Picky {
+        inner: MemorySink::default(),
+        poison: "d7".into(),
+    };
+    let r = consumer
+        .run(
+            &mut sink,
+            RunOptions {
+                until_idle: Some(Duration::from_millis(600)),
+                ..RunOptions::default()
+            },
+            std::future::pending(),
+        )
+        .await;
+    consumer.close().await.unwrap();
+    match r {
+        Err(indexstream::Error::Poison { id, .. }) => assert_eq!(id, "d7"),
+        other => panic!("expected a poison error, got {other:?}"),
+    }
+}
