@@ -228,7 +228,21 @@ fn lines_of(text: &str) -> Vec<(String, u32, i64)> {
 /// last commit before the kill.
 #[test]
 fn sigkill_at_random_moments_loses_nothing_and_repeats_only_uncommitted_events() {
+    sigkill_restarts(false);
+}
+
+/// The same with every fault kind mixed in at random (seeded; the seed is printed): errors
+/// (429, 503), delays, dropped connections, partial shard failures, rejected commit items.
+#[test]
+fn sigkill_restarts_under_a_random_mix_of_every_fault_kind() {
+    sigkill_restarts(true);
+}
+
+fn sigkill_restarts(with_faults: bool) {
     let c = cluster(&["--shards", "3", "--refresh-interval", "200ms"]);
+    if with_faults && c.server.is_none() {
+        return; // needs the fake's fault API
+    }
     let url = c.url.clone();
     let index = unique("killed");
     call(
@@ -270,10 +284,31 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_only_uncommitted_events()
             }
         })
     };
+    if with_faults {
+        let offsets = "indexstream-offsets";
+        for (i, rule) in [
+            json!({"api": "search", "index": index, "status": 429, "action": "error", "probability": 0.05}),
+            json!({"api": "search", "index": index, "status": 503, "action": "error", "probability": 0.05}),
+            json!({"api": "search", "index": index, "action": "drop", "probability": 0.03}),
+            json!({"api": "search", "index": index, "action": "partial_shards", "probability": 0.05}),
+            json!({"api": "stats", "index": index, "status": 503, "action": "error", "probability": 0.05}),
+            json!({"api": "*", "index": index, "action": "delay", "delay_ms": 30, "probability": 0.1}),
+            json!({"api": "bulk", "index": offsets, "status": 429, "action": "reject_items", "probability": 0.1}),
+            json!({"api": "bulk", "index": offsets, "status": 503, "action": "error", "probability": 0.05}),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut rule = rule;
+            rule["seed"] = json!(seed.wrapping_add(i as u64));
+            call(&url, "POST", "/_fake/faults", Some(rule));
+        }
+    }
     let dir = std::env::temp_dir().join(unique("kill"));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("out.jsonl");
-    let group = "killgroup";
+    let group = unique("killgroup");
+    let group = group.as_str();
     let sink = format!("file:{}", out.display());
     let common = [
         "consume",
@@ -318,6 +353,9 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_only_uncommitted_events()
         });
     }
     producer.join().unwrap();
+    if with_faults {
+        call(&url, "DELETE", "/_fake/faults", None);
+    }
     let (code, stderr) = {
         let o = Command::new(BIN)
             .args(common)

@@ -217,8 +217,8 @@ async fn wait(what: &str, limit: Duration, cond: impl Fn() -> bool) {
     }
 }
 
-/// The offset store failing (every `_bulk` answered 503): delivery goes on up to the backlog
-/// bound, then pauses; once commits get through again, delivery resumes and nothing is lost or
+/// The offset store failing for 30 s (every commit answered 503): delivery goes on up to the
+/// backlog bound, then pauses; once commits get through again, delivery resumes and nothing is lost or
 /// repeated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offset_store_outage_pauses_delivery_at_the_backlog_bound_then_catches_up() {
@@ -279,6 +279,7 @@ async fn an_offset_store_outage_pauses_delivery_at_the_backlog_bound_then_catche
                 .index(&t.name("offsets")),
         )
         .unwrap();
+    let outage_started = Instant::now();
     // A producer keeps writing while the offset store is down.
     for chunk in 0..30 {
         t.write(
@@ -296,11 +297,14 @@ async fn an_offset_store_outage_pauses_delivery_at_the_backlog_bound_then_catche
         || records.lock().unwrap().len() >= 500,
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let during = records.lock().unwrap().len();
-    // The bound is checked between batches: at most one batch (100) past it, plus the first
-    // document, which was committed before the outage.
-    assert!(during <= 601, "{during} delivered with commits failing: the backlog bound (500, batches of 100) was not kept");
+    // The offsets index stays unavailable for 30 s: delivery stays at the bound all along.
+    while outage_started.elapsed() < Duration::from_secs(30) {
+        let during = records.lock().unwrap().len();
+        // The bound is checked between batches: at most one batch (100) past it, plus the first
+        // document, which was committed before the outage.
+        assert!(during <= 601, "{during} delivered with commits failing: the backlog bound (500, batches of 100) was not kept");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
     assert!(
         telemetry.encode_metrics().contains("result=\"error\""),
         "failed commits are counted"
@@ -503,4 +507,161 @@ async fn a_poison_document_goes_to_the_dead_letter_file_and_the_rest_are_deliver
         Err(indexstream::Error::Poison { id, .. }) => assert_eq!(id, "d7"),
         other => panic!("expected a poison error, got {other:?}"),
     }
+}
+
+/// 30% of the consumer's requests fail (429, 503, dropped connections) for 60 s while 50k
+/// documents are written and consumed, with a 3 s full outage in the middle: nothing lost,
+/// nothing twice, the breaker opened and closed again, and consumption resumed within twice the
+/// open timeout after the faults stopped. The fault seeds are printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_seconds_of_thirty_percent_failures_lose_and_repeat_nothing() {
+    let t = target("chaos60").await;
+    let Some(fake) = &t.fake else { return };
+    let index = t.name("c");
+    let offsets = t.name("offsets");
+    t.create_index(&index, 3, "200ms").await;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("chaos seed {seed}");
+    let open_timeout = Duration::from_secs(2);
+    let mut config = Consumer::builder(t.client_config(), &index, t.name("g"))
+        .with_batch_size(500)
+        .with_poll_interval(Duration::from_millis(100))
+        .with_commit_every(2000, Duration::from_millis(500))
+        .with_offsets_index(&offsets)
+        .build_config();
+    config.breaker = BreakerConfig {
+        failure_threshold: 5,
+        open_timeout,
+    };
+    config.retry = RetryPolicy::builder()
+        .max_attempts(3)
+        .base_delay(Duration::from_millis(20))
+        .max_delay(Duration::from_millis(200))
+        .build();
+    let mut consumer = indexstream::ConsumerBuilder::from_config(config)
+        .build()
+        .await
+        .unwrap();
+    let telemetry = consumer.telemetry();
+    // About 30% of the consumer's requests fail: reads of the index and commits to the offsets index.
+    let mut rules = Vec::new();
+    for (i, rule) in [
+        FaultRule::new("search", FaultAction::Error)
+            .status(429)
+            .index(&index)
+            .probability(0.12),
+        FaultRule::new("search", FaultAction::Error)
+            .status(503)
+            .index(&index)
+            .probability(0.12),
+        FaultRule::new("search", FaultAction::Drop)
+            .index(&index)
+            .probability(0.08),
+        FaultRule::new("stats", FaultAction::Error)
+            .status(503)
+            .index(&index)
+            .probability(0.3),
+        FaultRule::new("bulk", FaultAction::Error)
+            .status(503)
+            .index(&offsets)
+            .probability(0.3),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        rules.push(
+            fake.add_fault(rule.seed(seed.wrapping_add(i as u64)))
+                .unwrap(),
+        );
+    }
+    let sink = MemorySink::default();
+    let records = sink.records.clone();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let runner = tokio::spawn(async move {
+        let mut sink = sink;
+        let opts = RunOptions {
+            max_consecutive_failures: 100_000,
+            ..RunOptions::default()
+        };
+        let r = consumer
+            .run(&mut sink, opts, async {
+                let _ = stop_rx.await;
+            })
+            .await;
+        consumer.close().await.unwrap();
+        r
+    });
+    let started = Instant::now();
+    let mut outage = None;
+    let mut saw_open = false;
+    for chunk in 0..100u64 {
+        t.write(
+            &index,
+            &(0..500)
+                .map(|i| (format!("e{}", chunk * 500 + i), json!({"i": i})))
+                .collect::<Vec<_>>(),
+        )
+        .await;
+        if chunk == 50 {
+            outage = Some(
+                fake.add_fault(
+                    FaultRule::new("search", FaultAction::Error)
+                        .status(503)
+                        .index(&index),
+                )
+                .unwrap(),
+            );
+        }
+        if chunk == 56 {
+            if let Some(id) = outage.take() {
+                fake.remove_fault(id);
+            }
+        }
+        saw_open |= telemetry
+            .encode_metrics()
+            .lines()
+            .any(|l| l.starts_with("indexstream_circuit_breaker_state") && l.ends_with(" 2"));
+        let due = started + Duration::from_millis(600 * (chunk + 1));
+        tokio::time::sleep_until(due.into()).await;
+    }
+    while started.elapsed() < Duration::from_secs(60) {
+        saw_open |= telemetry
+            .encode_metrics()
+            .lines()
+            .any(|l| l.starts_with("indexstream_circuit_breaker_state") && l.ends_with(" 2"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for id in rules {
+        fake.remove_fault(id);
+    }
+    let stopped_at = Instant::now();
+    let written_during = records.lock().unwrap().len();
+    wait(
+        "every document, within twice the open timeout of the faults stopping",
+        open_timeout * 2,
+        || records.lock().unwrap().len() >= 50_000,
+    )
+    .await;
+    eprintln!(
+        "{written_during} delivered during the faults; all 50000 {:?} after they stopped",
+        stopped_at.elapsed()
+    );
+    let _ = stop_tx.send(());
+    runner.await.unwrap().unwrap();
+    let c = counts(&records.lock().unwrap());
+    assert_eq!(c.len(), 50_000, "nothing lost (seed {seed})");
+    let twice: Vec<_> = c.iter().filter(|(_, n)| **n > 1).take(3).collect();
+    assert!(twice.is_empty(), "nothing twice: {twice:?} (seed {seed})");
+    let metrics = telemetry.encode_metrics();
+    assert!(saw_open, "the fetch breaker never opened (seed {seed})");
+    assert!(
+        metrics
+            .lines()
+            .filter(|l| l.starts_with("indexstream_circuit_breaker_state"))
+            .all(|l| l.ends_with(" 0")),
+        "every breaker closed again:\n{metrics}"
+    );
 }
