@@ -196,13 +196,7 @@ async fn a_stalled_refresh_counter_falls_back_to_explicit_refresh() {
     let t = target("stall").await;
     let index = t.name("s");
     t.create_index(&index, 2, "-1").await;
-    t.write(
-        &index,
-        &(0..30)
-            .map(|i| (format!("d{i}"), json!({"i": i})))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    t.write_n(&index, "d", 30).await;
     let got = t
         .consume(&index, &t.name("g"), Duration::from_millis(1500), |b| {
             let mut c = b;
@@ -224,13 +218,7 @@ async fn partial_shard_failures_are_retried_not_taken_as_end_of_data() {
     let Some(fake) = &t.fake else { return };
     let index = t.name("p");
     t.create_index(&index, 3, "100ms").await;
-    t.write(
-        &index,
-        &(0..3000)
-            .map(|i| (format!("d{i}"), json!({"i": i})))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    t.write_n(&index, "d", 3000).await;
     fake.add_fault(
         FaultRule::new("search", FaultAction::PartialShards)
             .index(&index)
@@ -359,13 +347,7 @@ async fn a_graceful_stop_commits_everything_delivered_when_it_can_prove_it() {
     let t = target("settle").await;
     let index = t.name("s");
     t.create_index(&index, 2, "1s").await;
-    t.write(
-        &index,
-        &(0..50)
-            .map(|i| (format!("d{i}"), json!({"i": i})))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    t.write_n(&index, "d", 50).await;
     t.call("POST", &format!("/{index}/_refresh"), None).await;
     let group = t.name("g");
     let mut consumer = Consumer::builder(t.client_config(), &index, &group)
@@ -404,13 +386,7 @@ async fn indices_that_start_matching_are_picked_up_while_running() {
     let t = target("rollover").await;
     let first = t.name("logs-000001");
     t.create_index(&first, 1, "100ms").await;
-    t.write(
-        &first,
-        &(0..10)
-            .map(|i| (format!("a{i}"), json!({"i": i})))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    t.write_n(&first, "a", 10).await;
     let pattern = format!("{}-logs-*", t.prefix);
     let mut consumer = Consumer::builder(t.client_config(), &pattern, t.name("g"))
         .with_poll_interval(Duration::from_millis(50))
@@ -463,13 +439,7 @@ async fn the_force_refresh_policy_delivers_without_scheduled_refreshes() {
     let t = target("force").await;
     let index = t.name("f");
     t.create_index(&index, 2, "-1").await;
-    t.write(
-        &index,
-        &(0..25)
-            .map(|i| (format!("d{i}"), json!({"i": i})))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    t.write_n(&index, "d", 25).await;
     let got = t
         .consume(&index, &t.name("g"), Duration::from_millis(500), |b| {
             b.with_refresh_policy(indexstream::RefreshPolicy::Force)

@@ -138,3 +138,49 @@ pub fn counts(records: &[Record]) -> HashMap<String, usize> {
     }
     m
 }
+
+impl Target {
+    /// Writes `n` documents with ids `{prefix}0..` and sources `{"i": i}`.
+    pub async fn write_n(&self, index: &str, prefix: &str, n: usize) {
+        let docs: Vec<(String, Value)> = (0..n)
+            .map(|i| (format!("{prefix}{i}"), json!({"i": i})))
+            .collect();
+        self.write(index, &docs).await;
+    }
+}
+
+/// A consumer running in the background into a [`MemorySink`], until [`Running::stop`].
+pub struct Running {
+    pub records: std::sync::Arc<std::sync::Mutex<Vec<Record>>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<indexstream::Result<indexstream::RunSummary>>,
+}
+
+impl Running {
+    pub fn start(mut consumer: Consumer, opts: RunOptions) -> Running {
+        let sink = MemorySink::default();
+        let records = sink.records.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut sink = sink;
+            let r = consumer
+                .run(&mut sink, opts, async {
+                    let _ = stopped.await;
+                })
+                .await;
+            consumer.close().await.unwrap();
+            r
+        });
+        Running {
+            records,
+            stop,
+            task,
+        }
+    }
+
+    /// Stops the consumer (final commit, lease released) and returns its outcome.
+    pub async fn stop(self) -> indexstream::Result<indexstream::RunSummary> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap()
+    }
+}

@@ -8,7 +8,7 @@ use indexstream::{
 use indexstream_fake::{FaultAction, FaultRule};
 use serde_json::json;
 
-use super::harness::{counts, target};
+use super::harness::{counts, target, Running};
 
 /// The gaps between a request's attempts, read from the fake's request log, lie in
 /// `[0, min(max_delay, base * 2^n)]` (plus the time a request takes), and `Retry-After` wins.
@@ -113,13 +113,7 @@ async fn an_outage_opens_the_breaker_and_consumption_resumes_after_it() {
     let Some(fake) = &t.fake else { return };
     let index = t.name("o");
     t.create_index(&index, 2, "100ms").await;
-    t.write(
-        &index,
-        &(0..200)
-            .map(|i| (format!("a{i}"), json!({"i": i})))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    t.write_n(&index, "a", 200).await;
     let open_timeout = Duration::from_secs(3);
     let mut config = Consumer::builder(t.client_config(), &index, t.name("g"))
         .with_poll_interval(Duration::from_millis(50))
@@ -136,31 +130,19 @@ async fn an_outage_opens_the_breaker_and_consumption_resumes_after_it() {
         .max_delay(Duration::from_millis(50))
         .build();
     config.lease_ttl = Duration::from_secs(60);
-    let mut consumer = indexstream::ConsumerBuilder::from_config(config)
+    let consumer = indexstream::ConsumerBuilder::from_config(config)
         .build()
         .await
         .unwrap();
     let telemetry = consumer.telemetry();
-    let sink = MemorySink::default();
-    let records = sink.records.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(async move {
-        let mut sink = sink;
-        let r = consumer
-            .run(
-                &mut sink,
-                RunOptions {
-                    max_consecutive_failures: 1000,
-                    ..RunOptions::default()
-                },
-                async {
-                    let _ = stop_rx.await;
-                },
-            )
-            .await;
-        consumer.close().await.unwrap();
-        r
-    });
+    let running = Running::start(
+        consumer,
+        RunOptions {
+            max_consecutive_failures: 1000,
+            ..RunOptions::default()
+        },
+    );
+    let records = running.records.clone();
     wait("the first 200 documents", Duration::from_secs(20), || {
         records.lock().unwrap().len() >= 200
     })
@@ -183,13 +165,7 @@ async fn an_outage_opens_the_breaker_and_consumption_resumes_after_it() {
         .contains("indexstream_circuit_breaker_state{group="));
     fake.remove_fault(rule);
     let recovered_at = Instant::now();
-    t.write(
-        &index,
-        &(0..100)
-            .map(|i| (format!("b{i}"), json!({"i": i})))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    t.write_n(&index, "b", 100).await;
     wait(
         "consumption to resume within twice the open timeout",
         open_timeout * 2,
@@ -200,8 +176,7 @@ async fn an_outage_opens_the_breaker_and_consumption_resumes_after_it() {
         "resumed {:?} after the faults stopped (open timeout {open_timeout:?})",
         recovered_at.elapsed()
     );
-    let _ = stop_tx.send(());
-    runner.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     let c = counts(&records.lock().unwrap());
     assert_eq!(c.len(), 300);
     assert!(c.values().all(|n| *n == 1), "nothing twice");
@@ -243,29 +218,18 @@ async fn an_offset_store_outage_pauses_delivery_at_the_backlog_bound_then_catche
         .base_delay(Duration::from_millis(10))
         .max_delay(Duration::from_millis(50))
         .build();
-    let mut consumer = indexstream::ConsumerBuilder::from_config(config)
+    let consumer = indexstream::ConsumerBuilder::from_config(config)
         .build()
         .await
         .unwrap();
     let telemetry = consumer.telemetry();
-    let sink = MemorySink::default();
-    let records = sink.records.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(async move {
-        let mut sink = sink;
-        let opts = RunOptions {
-            max_uncommitted: 500,
-            max_consecutive_failures: 1000,
-            ..RunOptions::default()
-        };
-        let r = consumer
-            .run(&mut sink, opts, async {
-                let _ = stop_rx.await;
-            })
-            .await;
-        consumer.close().await.unwrap();
-        r
-    });
+    let opts = RunOptions {
+        max_uncommitted: 500,
+        max_consecutive_failures: 1000,
+        ..RunOptions::default()
+    };
+    let running = Running::start(consumer, opts);
+    let records = running.records.clone();
     wait("the first document", Duration::from_secs(20), || {
         !records.lock().unwrap().is_empty()
     })
@@ -316,8 +280,7 @@ async fn an_offset_store_outage_pauses_delivery_at_the_backlog_bound_then_catche
         || records.lock().unwrap().len() >= 3001,
     )
     .await;
-    let _ = stop_tx.send(());
-    runner.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     let c = counts(&records.lock().unwrap());
     assert_eq!(c.len(), 3001);
     assert!(c.values().all(|n| *n == 1));
@@ -352,13 +315,7 @@ async fn a_shutdown_during_an_offset_store_outage_ends_within_its_timeout() {
             .index(&t.name("offsets")),
     )
     .unwrap();
-    t.write(
-        &index,
-        &(0..50)
-            .map(|i| (format!("d{i}"), json!({"i": i})))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    t.write_n(&index, "d", 50).await;
     let mut sink = MemorySink::default();
     let records = sink.records.clone();
     let shutdown = async move {
@@ -433,13 +390,7 @@ async fn a_poison_document_goes_to_the_dead_letter_file_and_the_rest_are_deliver
     let t = target("poison").await;
     let index = t.name("p");
     t.create_index(&index, 1, "100ms").await;
-    t.write(
-        &index,
-        &(0..50)
-            .map(|i| (format!("d{i}"), json!({"i": i})))
-            .collect::<Vec<_>>(),
-    )
-    .await;
+    t.write_n(&index, "d", 50).await;
     let dir = std::env::temp_dir().join(t.name("dlq"));
     std::fs::create_dir_all(&dir).unwrap();
     let dlq = dir.join("dead.jsonl");
@@ -541,7 +492,7 @@ async fn sixty_seconds_of_thirty_percent_failures_lose_and_repeat_nothing() {
         .base_delay(Duration::from_millis(20))
         .max_delay(Duration::from_millis(200))
         .build();
-    let mut consumer = indexstream::ConsumerBuilder::from_config(config)
+    let consumer = indexstream::ConsumerBuilder::from_config(config)
         .build()
         .await
         .unwrap();
@@ -577,23 +528,12 @@ async fn sixty_seconds_of_thirty_percent_failures_lose_and_repeat_nothing() {
                 .unwrap(),
         );
     }
-    let sink = MemorySink::default();
-    let records = sink.records.clone();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let runner = tokio::spawn(async move {
-        let mut sink = sink;
-        let opts = RunOptions {
-            max_consecutive_failures: 100_000,
-            ..RunOptions::default()
-        };
-        let r = consumer
-            .run(&mut sink, opts, async {
-                let _ = stop_rx.await;
-            })
-            .await;
-        consumer.close().await.unwrap();
-        r
-    });
+    let opts = RunOptions {
+        max_consecutive_failures: 100_000,
+        ..RunOptions::default()
+    };
+    let running = Running::start(consumer, opts);
+    let records = running.records.clone();
     let started = Instant::now();
     let mut outage = None;
     let mut saw_open = false;
@@ -649,8 +589,7 @@ async fn sixty_seconds_of_thirty_percent_failures_lose_and_repeat_nothing() {
         "{written_during} delivered during the faults; all 50000 {:?} after they stopped",
         stopped_at.elapsed()
     );
-    let _ = stop_tx.send(());
-    runner.await.unwrap().unwrap();
+    running.stop().await.unwrap();
     let c = counts(&records.lock().unwrap());
     assert_eq!(c.len(), 50_000, "nothing lost (seed {seed})");
     let twice: Vec<_> = c.iter().filter(|(_, n)| **n > 1).take(3).collect();
