@@ -862,18 +862,20 @@ impl Consumer {
     }
 
     fn note_handed_out(&mut self, records: &[Record]) {
-        for r in records {
-            let (Some(shard), Some(seq), Some(uuid)) =
-                (r.shard, r.seq_no, self.uuid_of.get(&r.index))
-            else {
+        // Batches come partition by partition: look the partition up once per run of records.
+        for run in records.chunk_by(|a, b| a.index == b.index && a.shard == b.shard) {
+            let (Some(shard), Some(uuid)) = (run[0].shard, self.uuid_of.get(&run[0].index)) else {
                 continue;
             };
             let pid = PartitionId {
-                index: r.index.clone(),
+                index: run[0].index.clone(),
                 uuid: uuid.clone(),
                 shard,
             };
-            self.handed_out.entry(pid).or_default().insert(seq);
+            let set = self.handed_out.entry(pid).or_default();
+            for seq in run.iter().filter_map(|r| r.seq_no) {
+                set.insert(seq);
+            }
         }
     }
 
