@@ -319,13 +319,7 @@ fn add_alias(
     if c.indices.contains_key(alias) {
         return Err(ApiError::new(400, "invalid_alias_name_exception", format!("Invalid alias name [{alias}]: an index or data stream exists with the same name as the alias")));
     }
-    let targets = c.resolve(
-        index_expr,
-        ResolveOpts {
-            aliases: false,
-            ..ResolveOpts::default()
-        },
-    )?;
+    let targets = c.resolve(index_expr, ResolveOpts::concrete())?;
     for t in targets {
         if let Some(i) = c.indices.get_mut(&t.index) {
             i.aliases.insert(alias.to_string(), meta.clone());
@@ -335,13 +329,7 @@ fn add_alias(
 }
 
 fn remove_alias(c: &mut crate::engine::Cluster, index_expr: &str, alias: &str) -> ApiResult<()> {
-    let targets = c.resolve(
-        index_expr,
-        ResolveOpts {
-            aliases: false,
-            ..ResolveOpts::default()
-        },
-    )?;
+    let targets = c.resolve(index_expr, ResolveOpts::concrete())?;
     let mut removed = false;
     for t in targets {
         if let Some(i) = c.indices.get_mut(&t.index) {
@@ -426,13 +414,7 @@ pub fn update_aliases(shared: &Shared, req: &Request) -> ApiResult<Reply> {
             }
             "remove_index" => {
                 for i in &indices {
-                    let targets = c.resolve(
-                        i,
-                        ResolveOpts {
-                            aliases: false,
-                            ..ResolveOpts::default()
-                        },
-                    )?;
+                    let targets = c.resolve(i, ResolveOpts::concrete())?;
                     for t in targets {
                         c.delete_index(&t.index);
                     }

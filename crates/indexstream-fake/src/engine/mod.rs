@@ -61,6 +61,15 @@ impl Target {
             routing: None,
         }
     }
+
+    /// An index reached through an alias, with the alias's filter and search routing.
+    fn via_alias(index: &str, meta: &AliasMeta) -> Self {
+        Target {
+            index: index.to_string(),
+            filter: meta.filter.clone(),
+            routing: meta.search_routing.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +77,16 @@ pub struct ResolveOpts {
     pub ignore_unavailable: bool,
     pub allow_no_indices: bool,
     pub aliases: bool,
+}
+
+impl ResolveOpts {
+    /// Concrete indices only: names and patterns, never aliases.
+    pub fn concrete() -> Self {
+        ResolveOpts {
+            aliases: false,
+            ..ResolveOpts::default()
+        }
+    }
 }
 
 impl Default for ResolveOpts {
@@ -397,14 +416,7 @@ impl Cluster {
                     for (name, index) in &self.indices {
                         for (alias, meta) in &index.aliases {
                             if glob(part, alias) {
-                                push(
-                                    &mut out,
-                                    Target {
-                                        index: name.clone(),
-                                        filter: meta.filter.clone(),
-                                        routing: meta.search_routing.clone(),
-                                    },
-                                );
+                                push(&mut out, Target::via_alias(name, meta));
                             }
                         }
                     }
@@ -420,14 +432,7 @@ impl Cluster {
                 for (name, index) in &self.indices {
                     if let Some(meta) = index.aliases.get(*part) {
                         found = true;
-                        push(
-                            &mut out,
-                            Target {
-                                index: name.clone(),
-                                filter: meta.filter.clone(),
-                                routing: meta.search_routing.clone(),
-                            },
-                        );
+                        push(&mut out, Target::via_alias(name, meta));
                     }
                 }
             }
