@@ -107,30 +107,23 @@ fn bad_input_exits_2_or_1_with_one_line_naming_the_problem() {
     let dir = std::env::temp_dir().join(unique("cfg"));
     std::fs::create_dir_all(&dir).unwrap();
     let cfg = dir.join("bad.toml");
-    std::fs::write(&cfg, "batch-size = \"many\"\n").unwrap();
-    let (code, stderr) = run(&[
-        "consume",
-        "idx",
-        "g",
-        "--url",
-        url,
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2, "{stderr}");
-    assert_one_error_line(&stderr, "bad.toml");
-    std::fs::write(&cfg, "unknown-key = 1\n").unwrap();
-    let (code, stderr) = run(&[
-        "consume",
-        "idx",
-        "g",
-        "--url",
-        url,
-        "--config",
-        cfg.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 2, "{stderr}");
-    assert_one_error_line(&stderr, "unknown-key");
+    for (content, needle) in [
+        ("batch-size = \"many\"\n", "bad.toml"),
+        ("unknown-key = 1\n", "unknown-key"),
+    ] {
+        std::fs::write(&cfg, content).unwrap();
+        let (code, stderr) = run(&[
+            "consume",
+            "idx",
+            "g",
+            "--url",
+            url,
+            "--config",
+            cfg.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{content}: {stderr}");
+        assert_one_error_line(&stderr, needle);
+    }
     if c.server.is_some() {
         // Credentials refused: a configuration problem.
         call(

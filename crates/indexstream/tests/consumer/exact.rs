@@ -292,48 +292,40 @@ async fn an_offset_document_of_the_other_mode_or_corrupt_is_an_error_not_a_reset
     doc["seq_no"] = json!(-5);
     t.call("PUT", &format!("{path}?refresh=true"), Some(doc.clone()))
         .await;
-    let err = Consumer::builder(t.client_config(), &index, &group)
-        .with_offsets_index(&offsets)
-        .build()
-        .await
-        .unwrap();
-    let mut sink = MemorySink::default();
-    let mut c = err;
-    let r = c
-        .run(
-            &mut sink,
-            RunOptions {
+    // Both runs share the sink's records (a clone of a MemorySink shares them).
+    let sink = MemorySink::default();
+    let run_once = || {
+        let (cfg, index, group, offsets, mut sink) = (
+            t.client_config(),
+            index.clone(),
+            group.clone(),
+            offsets.clone(),
+            sink.clone(),
+        );
+        async move {
+            let mut c = Consumer::builder(cfg, &index, &group)
+                .with_offsets_index(&offsets)
+                .build()
+                .await
+                .unwrap();
+            let opts = RunOptions {
                 until_idle: Some(Duration::from_millis(300)),
                 max_consecutive_failures: 0,
                 ..RunOptions::default()
-            },
-            std::future::pending(),
-        )
-        .await;
+            };
+            let r = c.run(&mut sink, opts, std::future::pending()).await;
+            c.close().await.unwrap();
+            r
+        }
+    };
+    let r = run_once().await;
     assert!(matches!(r, Err(Error::CorruptOffset { .. })), "{r:?}");
-    c.close().await.unwrap();
     doc["seq_no"] = json!(0);
     doc["mode"] = json!("timestamp");
     t.call("PUT", &format!("{path}?refresh=true"), Some(doc))
         .await;
-    let mut c = Consumer::builder(t.client_config(), &index, &group)
-        .with_offsets_index(&offsets)
-        .build()
-        .await
-        .unwrap();
-    let r = c
-        .run(
-            &mut sink,
-            RunOptions {
-                until_idle: Some(Duration::from_millis(300)),
-                max_consecutive_failures: 0,
-                ..RunOptions::default()
-            },
-            std::future::pending(),
-        )
-        .await;
+    let r = run_once().await;
     assert!(matches!(r, Err(Error::ModeMismatch { .. })), "{r:?}");
-    c.close().await.unwrap();
     assert!(
         sink.records.lock().unwrap().is_empty(),
         "nothing may be delivered from a reset offset"
