@@ -256,6 +256,11 @@ impl Client {
             .map(|d| d.subsec_nanos() as u64)
             .unwrap_or(1)
             ^ ((path.len() as u64) << 32);
+        // Encoded once; each attempt sends a cheap clone of the same buffer.
+        let encoded: Option<(&'static str, bytes::Bytes)> = body.map(|b| match b {
+            Body::Json(v) => ("application/json", bytes::Bytes::from(v.to_string())),
+            Body::NdJson(s) => ("application/x-ndjson", bytes::Bytes::from(s)),
+        });
         let once = || async {
             if let Some(b) = &self.breaker {
                 if !b.allow() {
@@ -266,7 +271,14 @@ impl Client {
                 }
             }
             let result = self
-                .send_once(op, method.clone(), path, query, body.clone(), accept)
+                .send_once(
+                    op,
+                    method.clone(),
+                    path,
+                    query,
+                    encoded.as_ref().map(|(t, b)| (*t, b.clone())),
+                    accept,
+                )
                 .await;
             if let Some(b) = &self.breaker {
                 match &result {
@@ -302,7 +314,7 @@ impl Client {
         method: Method,
         path: &str,
         query: &[(&str, String)],
-        body: Option<Body>,
+        body: Option<(&'static str, bytes::Bytes)>,
         accept: &[u16],
     ) -> Result<(u16, Vec<u8>), ClientError> {
         let url = format!("{}{}", self.base, path);
@@ -315,13 +327,9 @@ impl Client {
             Auth::Basic { username, password } => req.basic_auth(username, Some(password.expose())),
             Auth::ApiKey(key) => req.header("authorization", format!("ApiKey {}", key.expose())),
         };
-        req = match body {
-            Some(Body::Json(v)) => req
-                .header("content-type", "application/json")
-                .body(v.to_string()),
-            Some(Body::NdJson(s)) => req.header("content-type", "application/x-ndjson").body(s),
-            None => req,
-        };
+        if let Some((content_type, body)) = body {
+            req = req.header("content-type", content_type).body(body);
+        }
         let resp = req.send().await.map_err(|e| self.transport_error(op, e))?;
         let status = resp.status().as_u16();
         let retry_after = resp
