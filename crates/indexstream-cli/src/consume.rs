@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use indexstream::{ConsumerConfig, Mode, RefreshPolicy, RunOptions, SinkSpec, StartFrom};
+use indexstream::{
+    ConsumerConfig, Mode, OnMissingTimestamp, RefreshPolicy, RunOptions, SinkSpec, StartFrom,
+};
 use serde::Deserialize;
 
 use crate::common::{parse_duration, parse_time, shutdown_signal, ConnArgs};
@@ -15,6 +17,14 @@ use crate::UsageError;
 pub enum ModeArg {
     Exact,
     Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MissingArg {
+    /// Count it, log its id, do not deliver it.
+    Skip,
+    /// Stop with an error naming it (exit 1).
+    Fail,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -65,6 +75,18 @@ pub struct ConsumeArgs {
     /// Timestamp mode: how far behind the cursor each poll re-reads [default: 30s]
     #[arg(long, env = "INDEXSTREAM_SAFETY_WINDOW", value_parser = parse_duration)]
     safety_window: Option<Duration>,
+    /// Timestamp mode: an extra filter for every read, as JSON query DSL, e.g. '{"term":{"outcome":"failure"}}'
+    #[arg(long, env = "INDEXSTREAM_QUERY")]
+    query: Option<String>,
+    /// Timestamp mode: documents without a usable timestamp are counted, logged and skipped, or stop the consumer [default: skip]
+    #[arg(long, env = "INDEXSTREAM_ON_MISSING_TIMESTAMP", value_enum)]
+    on_missing_timestamp: Option<MissingArg>,
+    /// Timestamp mode: the most delivered-document keys the safety window holds; past it the oldest timestamps leave the window early (a warning and a metric say so) [default: 100000]
+    #[arg(long, env = "INDEXSTREAM_WINDOW_CAP")]
+    window_cap: Option<usize>,
+    /// Timestamp mode: how long time behind the window is watched for documents that arrived too late [default: 10m]
+    #[arg(long, env = "INDEXSTREAM_MISSED_LATE_HORIZON", value_parser = parse_duration)]
+    missed_late_horizon: Option<Duration>,
     /// Where a group without a committed offset starts: earliest, latest, or an RFC 3339 time [default: earliest]
     #[arg(long, env = "INDEXSTREAM_START")]
     start: Option<String>,
@@ -144,6 +166,10 @@ pub struct FileConfig {
     pub commit_interval: Option<u64>,
     pub commit_every: Option<String>,
     pub safety_window: Option<String>,
+    pub query: Option<String>,
+    pub on_missing_timestamp: Option<String>,
+    pub window_cap: Option<usize>,
+    pub missed_late_horizon: Option<String>,
     pub start: Option<String>,
     pub sink: Option<String>,
     pub until_idle: Option<String>,
@@ -351,21 +377,73 @@ impl ConsumeArgs {
         )?) {
             c.breaker.open_timeout = d;
         }
-        // Flags of features this version does not have yet are refused, never silently ignored.
-        for (name, given) in [
-            (
-                "--safety-window",
-                self.safety_window.is_some() || f.is_some_and(|f| f.safety_window.is_some()),
-            ),
-            (
-                "--tiebreaker-field",
-                self.tiebreaker_field.is_some() || f.is_some_and(|f| f.tiebreaker_field.is_some()),
-            ),
-        ] {
-            if given {
+        if let Some(v) = self
+            .tiebreaker_field
+            .clone()
+            .or_else(|| f.and_then(|f| f.tiebreaker_field.clone()))
+        {
+            c.tiebreaker_field = v;
+        }
+        if let Some(v) = self.safety_window.map(Some).unwrap_or(file_duration(
+            "safety-window",
+            f.and_then(|f| f.safety_window.as_ref()),
+        )?) {
+            c.safety_window = v;
+        }
+        if let Some(q) = self
+            .query
+            .clone()
+            .or_else(|| f.and_then(|f| f.query.clone()))
+        {
+            let v: serde_json::Value =
+                serde_json::from_str(&q).map_err(|e| usage(format!("--query is not JSON: {e}")))?;
+            c.query = Some(v);
+        }
+        c.on_missing_timestamp = match (
+            self.on_missing_timestamp,
+            f.and_then(|f| f.on_missing_timestamp.as_deref()),
+        ) {
+            (Some(MissingArg::Fail), _) | (None, Some("fail")) => OnMissingTimestamp::Fail,
+            (Some(MissingArg::Skip), _) | (None, Some("skip")) | (None, None) => {
+                OnMissingTimestamp::Skip
+            }
+            (None, Some(other)) => {
                 return Err(usage(format!(
-                    "{name} is not available in this version of indexstream"
-                )));
+                    "on-missing-timestamp {other:?} in the config file: expected skip or fail"
+                )))
+            }
+        };
+        if let Some(n) = self.window_cap.or_else(|| f.and_then(|f| f.window_cap)) {
+            c.window_cap = n;
+        }
+        if let Some(d) = self.missed_late_horizon.map(Some).unwrap_or(file_duration(
+            "missed-late-horizon",
+            f.and_then(|f| f.missed_late_horizon.as_ref()),
+        )?) {
+            c.missed_late_horizon = d;
+        }
+        if c.mode == Mode::Exact {
+            for (name, given) in [
+                (
+                    "--safety-window",
+                    self.safety_window.is_some() || f.is_some_and(|f| f.safety_window.is_some()),
+                ),
+                (
+                    "--tiebreaker-field",
+                    self.tiebreaker_field.is_some()
+                        || f.is_some_and(|f| f.tiebreaker_field.is_some()),
+                ),
+                (
+                    "--on-missing-timestamp",
+                    self.on_missing_timestamp.is_some()
+                        || f.is_some_and(|f| f.on_missing_timestamp.is_some()),
+                ),
+            ] {
+                if given {
+                    return Err(usage(format!(
+                        "{name} applies to --mode timestamp only; this consumer runs in exact mode"
+                    )));
+                }
             }
         }
         let sink = SinkSpec::parse(

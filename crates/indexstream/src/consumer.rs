@@ -28,6 +28,20 @@ use crate::sink::Sink;
 use crate::source::exact::ExactPartition;
 use crate::telemetry::{HealthConfig, Telemetry};
 
+mod timestamp_read;
+use timestamp_read::TimestampReader;
+
+/// What timestamp mode does with a document that has no usable timestamp (the field is absent,
+/// or its value was not indexed as a date). Such a document cannot be placed in time order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnMissingTimestamp {
+    /// Count it, log its id, and go on without delivering it (the default).
+    #[default]
+    Skip,
+    /// Stop with [`Error::MissingTimestamp`] naming it.
+    Fail,
+}
+
 /// Where a group starts reading a partition it has no committed offset for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StartFrom {
@@ -88,6 +102,21 @@ pub struct ConsumerConfig {
     pub retry: crate::retry::RetryPolicy,
     /// The circuit breakers around fetching and around the offset store.
     pub breaker: crate::breaker::BreakerConfig,
+    /// Timestamp mode: how far behind the cursor every poll reads again, for late documents.
+    pub safety_window: Duration,
+    /// Timestamp mode: the unique field that orders documents sharing a timestamp.
+    pub tiebreaker_field: String,
+    /// Timestamp mode: an extra filter (query DSL) for every read.
+    pub query: Option<Value>,
+    /// Timestamp mode: documents without a usable timestamp.
+    pub on_missing_timestamp: OnMissingTimestamp,
+    /// Timestamp mode: the most keys the window holds (see [`crate::source::timestamp`]).
+    pub window_cap: usize,
+    /// Timestamp mode: how long the time that slid out of the window is watched for missed
+    /// late documents...
+    pub missed_late_horizon: Duration,
+    /// ...and how often it is counted.
+    pub missed_late_check_every: Duration,
 }
 
 impl ConsumerConfig {
@@ -112,6 +141,13 @@ impl ConsumerConfig {
             health: HealthConfig::default(),
             retry: crate::retry::RetryPolicy::default(),
             breaker: crate::breaker::BreakerConfig::default(),
+            safety_window: Duration::from_secs(30),
+            tiebreaker_field: "_id".into(),
+            query: None,
+            on_missing_timestamp: OnMissingTimestamp::Skip,
+            window_cap: 100_000,
+            missed_late_horizon: Duration::from_secs(600),
+            missed_late_check_every: Duration::from_secs(10),
         }
     }
 
@@ -157,11 +193,39 @@ impl ConsumerConfig {
                 format!("{:?} must be one concrete index name", self.offsets_index),
             );
         }
-        if self.mode == Mode::Timestamp {
-            return bad(
-                "mode",
-                "timestamp mode is not available in this version; use --mode exact".into(),
-            );
+        match self.mode {
+            Mode::Exact if self.query.is_some() => {
+                return bad(
+                    "query",
+                    "a query filter needs --mode timestamp (in exact mode it would hide documents from the sequence-number check)".into(),
+                )
+            }
+            Mode::Exact => {}
+            Mode::Timestamp => {
+                if self.timestamp_field.trim().is_empty() {
+                    return bad("timestamp-field", "must name a field".into());
+                }
+                if self.tiebreaker_field.trim().is_empty() {
+                    return bad("tiebreaker-field", "must name a unique field".into());
+                }
+                if self.safety_window > Duration::from_secs(7 * 86_400) {
+                    return bad(
+                        "safety-window",
+                        format!("{:?} is more than 7 days", self.safety_window),
+                    );
+                }
+                if self.window_cap == 0 {
+                    return bad("window-cap", "must be at least 1".into());
+                }
+                if let Some(q) = &self.query {
+                    if !q.is_object() {
+                        return bad("query", format!("{q} is not a JSON object of query DSL"));
+                    }
+                }
+                if self.missed_late_check_every.is_zero() {
+                    return bad("missed-late-check", "must be greater than 0".into());
+                }
+            }
         }
         Ok(())
     }
@@ -269,6 +333,8 @@ struct Pending {
     records: Vec<Record>,
     /// Offsets that become committable once these records are handed out.
     marks: Vec<(PartitionId, i64)>,
+    /// Timestamp mode: each record's event key and timestamp, recorded when handed out.
+    keys: Vec<(u64, i64)>,
 }
 
 type FastReads = JoinSet<(
@@ -308,6 +374,8 @@ pub struct Consumer {
     first_round: bool,
     stats: ConsumerStats,
     telemetry: std::sync::Arc<Telemetry>,
+    /// Timestamp mode's state (`None` in exact mode).
+    ts: Option<TimestampReader>,
 }
 
 fn shard_preference(info: &ServerInfo, shard: u32, node: &str) -> String {
@@ -389,6 +457,8 @@ impl Consumer {
         )
         .await?;
         tracing::info!(group = %config.group, member = %config.member_id, index = %config.index, "joined group");
+        let ts = (config.mode == Mode::Timestamp)
+            .then(|| TimestampReader::new(&config.timestamp_field, &config.tiebreaker_field));
         Ok(Consumer {
             telemetry,
             config,
@@ -408,6 +478,7 @@ impl Consumer {
             more: false,
             first_round: true,
             stats: ConsumerStats::default(),
+            ts,
         })
     }
 
@@ -428,7 +499,13 @@ impl Consumer {
         &self.info
     }
 
-    /// Position and lag of every partition.
+    /// Timestamp mode: the newest timestamp handed out (nanoseconds since the epoch) and the
+    /// number of keys the safety window holds. `None` in exact mode.
+    pub fn timestamp_position(&self) -> Option<(Option<i64>, usize)> {
+        self.ts.as_ref().map(|t| t.position())
+    }
+
+    /// Position and lag of every partition (exact mode; empty in timestamp mode).
     pub fn status(&self) -> Vec<PartitionStatus> {
         self.partitions
             .values()
@@ -443,6 +520,9 @@ impl Consumer {
 
     /// Whether everything up to every partition's checkpoint has been handed out and confirmed.
     pub fn caught_up(&self) -> bool {
+        if let Some(ts) = &self.ts {
+            return self.pending.is_empty() && !ts.in_round() && ts.last_round().is_some();
+        }
         self.pending.is_empty()
             && !self.more
             && self.partitions.values().all(|p| p.safe >= p.checkpoint)
@@ -450,6 +530,15 @@ impl Consumer {
 
     /// When the next poll can find something new, if it would wait.
     pub fn next_poll_in(&self) -> Duration {
+        if let Some(ts) = &self.ts {
+            if !self.pending.is_empty() || ts.in_round() {
+                return Duration::ZERO;
+            }
+            return match ts.last_round() {
+                None => Duration::ZERO,
+                Some(t) => self.config.poll_interval.saturating_sub(t.elapsed()),
+            };
+        }
         if !self.pending.is_empty() || self.phase != Phase::Idle || self.more {
             return Duration::ZERO;
         }
@@ -464,29 +553,17 @@ impl Consumer {
     /// half-way (the records it read would be lost to this process, though never committed).
     pub async fn poll(&mut self, max: usize) -> Result<Vec<Record>> {
         loop {
-            if let Some(front) = self.pending.front_mut() {
-                if front.records.len() > max && max > 0 {
-                    let rest = front.records.split_off(max);
-                    let head = std::mem::replace(&mut front.records, rest);
-                    self.stats.batches += 1;
-                    self.stats.delivered += head.len() as u64;
-                    self.note_handed_out(&head);
-                    return Ok(head);
+            if !self.pending.is_empty() {
+                match self.hand_out(max) {
+                    Some(batch) => return Ok(batch),
+                    None => continue,
                 }
-                let Some(p) = self.pending.pop_front() else {
-                    continue;
-                };
-                for (pid, seq) in p.marks {
-                    let e = self.committable.entry(pid).or_insert(seq);
-                    *e = (*e).max(seq);
+            }
+            if self.ts.is_some() {
+                if !self.timestamp_step().await? && self.pending.is_empty() {
+                    return Ok(Vec::new());
                 }
-                if p.records.is_empty() {
-                    continue;
-                }
-                self.stats.batches += 1;
-                self.stats.delivered += p.records.len() as u64;
-                self.note_handed_out(&p.records);
-                return Ok(p.records);
+                continue;
             }
             match self.phase {
                 Phase::Idle => {
@@ -512,9 +589,43 @@ impl Consumer {
         }
     }
 
+    /// Hands out up to `max` records of the first pending read (`None` when it held none).
+    fn hand_out(&mut self, max: usize) -> Option<Vec<Record>> {
+        let front = self.pending.front_mut()?;
+        let (records, keys) = if front.records.len() > max && max > 0 {
+            let rest = front.records.split_off(max);
+            let keys_rest = front.keys.split_off(max.min(front.keys.len()));
+            (
+                std::mem::replace(&mut front.records, rest),
+                std::mem::replace(&mut front.keys, keys_rest),
+            )
+        } else {
+            let p = self.pending.pop_front()?;
+            for (pid, seq) in p.marks {
+                let e = self.committable.entry(pid).or_insert(seq);
+                *e = (*e).max(seq);
+            }
+            (p.records, p.keys)
+        };
+        if records.is_empty() {
+            return None;
+        }
+        self.stats.batches += 1;
+        self.stats.delivered += records.len() as u64;
+        if self.ts.is_some() {
+            self.timestamp_handed_out(&keys);
+        } else {
+            self.note_handed_out(&records);
+        }
+        Some(records)
+    }
+
     async fn start_round(&mut self) -> Result<()> {
         if let Some(lease) = self.lease.as_mut() {
             lease.renew_if_due().await?;
+        }
+        if self.first_round {
+            self.offsets.check_mode(self.config.mode).await?;
         }
         let stats = match self.client.shard_stats(&self.config.index).await {
             Ok(s) => s,
@@ -736,6 +847,7 @@ impl Consumer {
         self.pending.push_back(Pending {
             records,
             marks: Vec::new(),
+            keys: Vec::new(),
         });
         match first_error {
             Some(e) => Err(e.into()),
@@ -791,17 +903,20 @@ impl Consumer {
                     self.pending.push_back(Pending {
                         records,
                         marks: vec![(pid, cp)],
+                        keys: Vec::new(),
                     });
                 }
                 (Ok(()), None) => self.pending.push_back(Pending {
                     records,
                     marks: Vec::new(),
+                    keys: Vec::new(),
                 }),
                 (Err(e), cp) => {
                     // What was read is handed out; the checkpoint is confirmed again next time.
                     self.pending.push_back(Pending {
                         records,
                         marks: Vec::new(),
+                        keys: Vec::new(),
                     });
                     if let Some(cp) = cp {
                         self.confirm.insert(pid, cp);
@@ -854,6 +969,7 @@ impl Consumer {
             self.pending.push_back(Pending {
                 records,
                 marks: Vec::new(),
+                keys: Vec::new(),
             });
             if n < self.config.batch_size {
                 return Ok(());
@@ -881,12 +997,26 @@ impl Consumer {
 
     /// Documents handed out whose offsets are not committed yet.
     pub fn uncommitted(&self) -> u64 {
-        self.handed_out.values().map(|s| s.len()).sum()
+        match &self.ts {
+            Some(ts) => ts.uncommitted(),
+            None => self.handed_out.values().map(|s| s.len()).sum(),
+        }
+    }
+
+    /// Whether a commit now would write anything.
+    fn has_committable(&self) -> bool {
+        match &self.ts {
+            Some(ts) => ts.dirty(),
+            None => !self.committable.is_empty(),
+        }
     }
 
     /// Commits, per partition, the offset up to which everything handed out so far is covered.
     /// Call only once the caller has acknowledged everything `poll` returned.
     pub async fn commit(&mut self) -> Result<usize> {
+        if self.ts.is_some() {
+            return self.commit_timestamp().await;
+        }
         let entries: Vec<(PartitionId, i64)> = self
             .committable
             .iter()
@@ -998,7 +1128,7 @@ impl Consumer {
                     since_commit += batch.len() as u64;
                     last_delivery = Instant::now();
                 }
-                let due = since_commit >= self.config.commit_every_events || (last_commit.elapsed() >= self.config.commit_every && (since_commit > 0 || !self.committable.is_empty()));
+                let due = since_commit >= self.config.commit_every_events || (last_commit.elapsed() >= self.config.commit_every && (since_commit > 0 || self.has_committable()));
                 if due && Instant::now() >= retry_commit_at {
                     let before = commit_failures;
                     self.try_commit(sink, &mut since_commit, &mut last_commit, &mut commit_failures, &mut retry_commit_at).await?;
@@ -1053,7 +1183,7 @@ impl Consumer {
     /// no document is found in the remaining gaps. Otherwise the partition keeps its confirmed
     /// offset and a restart repeats what came after it. Failures here only cost that.
     async fn settle(&mut self) {
-        if !self.pending.is_empty() {
+        if !self.pending.is_empty() || self.ts.is_some() {
             return;
         }
         let candidates: Vec<PartitionId> = self

@@ -49,6 +49,13 @@ pub enum Error {
         attempts: u32,
         reason: String,
     },
+    #[error("document {id:?} of {index:?} has no usable {field}: {reason}; it cannot be read in timestamp order (--on-missing-timestamp skip counts and logs such documents instead)")]
+    MissingTimestamp {
+        index: String,
+        id: String,
+        field: String,
+        reason: String,
+    },
     #[error("sink: {0}")]
     Sink(#[from] std::io::Error),
 }

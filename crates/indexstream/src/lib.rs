@@ -16,8 +16,8 @@ pub mod telemetry;
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
 pub use client::{Auth, Client, ClientConfig, ClientError, Secret};
 pub use consumer::{
-    Consumer, ConsumerBuilder, ConsumerConfig, PartitionStatus, RefreshPolicy, RunOptions,
-    RunSummary, StartFrom, StopReason,
+    Consumer, ConsumerBuilder, ConsumerConfig, OnMissingTimestamp, PartitionStatus, RefreshPolicy,
+    RunOptions, RunSummary, StartFrom, StopReason,
 };
 pub use error::{Error, Result};
 pub use offset::Mode;

@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::client::{Client, ClientError};
 use crate::error::{Error, Result};
 use crate::partition::PartitionId;
+use crate::source::timestamp::TimestampOffset;
 
 /// The offsets index when none is configured.
 pub const DEFAULT_OFFSETS_INDEX: &str = "indexstream-offsets";
@@ -216,13 +217,94 @@ impl OffsetStore {
     /// Commits offsets in one `_bulk`, each conditional on the version we last saw. A version
     /// conflict means another member wrote the group's offsets: we are fenced.
     pub async fn commit(&mut self, mode: Mode, entries: &[(PartitionId, i64)]) -> Result<()> {
-        if entries.is_empty() {
+        let docs = entries
+            .iter()
+            .map(|(p, seq_no)| {
+                (
+                    p.offset_doc_id(&self.group),
+                    offset_doc(&self.group, mode, p, *seq_no, &self.member),
+                )
+            })
+            .collect();
+        self.write_docs(docs).await
+    }
+
+    /// The id of a timestamp-mode group's one offset document.
+    pub fn timestamp_doc_id(group: &str) -> String {
+        format!("{group}|timestamp")
+    }
+
+    /// Reads a timestamp-mode group's offset (realtime). `target` is the index expression it
+    /// reads; an offset written for another expression or field is reported, never reset.
+    pub async fn load_timestamp(&mut self, target: &str) -> Result<Option<TimestampOffset>> {
+        let id = Self::timestamp_doc_id(&self.group);
+        let docs = self
+            .client
+            .mget(&self.index, std::slice::from_ref(&id))
+            .await?;
+        let Some(doc) = docs.into_iter().next().flatten() else {
+            return Ok(None);
+        };
+        let corrupt = |reason: String| Error::CorruptOffset {
+            offsets_index: self.index.clone(),
+            id: id.clone(),
+            reason,
+        };
+        let mode = doc.source["mode"].as_str().unwrap_or_default();
+        if mode != Mode::Timestamp.as_str() {
+            return Err(Error::ModeMismatch {
+                id: id.clone(),
+                found: mode.to_string(),
+                expected: Mode::Timestamp.as_str().into(),
+            });
+        }
+        let stored = TimestampOffset::from_json(&doc.source["cursor"]).map_err(corrupt)?;
+        if doc.source["index"].as_str() != Some(target) {
+            tracing::warn!(group = %self.group, stored = %doc.source["index"], target, "the group's offset was written while reading another index expression; continuing from it");
+        }
+        self.versions.insert(id, (doc.seq_no, doc.primary_term));
+        Ok(Some(stored))
+    }
+
+    /// Commits a timestamp-mode group's offset.
+    pub async fn commit_timestamp(&mut self, target: &str, offset: &TimestampOffset) -> Result<()> {
+        let doc = json!({"group": self.group, "kind": "offset", "mode": Mode::Timestamp.as_str(), "index": target, "cursor": offset.to_json(), "member": self.member, "updated_at": now_iso()});
+        self.write_docs(vec![(Self::timestamp_doc_id(&self.group), doc)])
+            .await
+    }
+
+    /// Fails with [`Error::ModeMismatch`] when the group has offsets of a mode other than `mode`.
+    pub async fn check_mode(&self, mode: Mode) -> Result<()> {
+        self.client.refresh(&self.index).await?;
+        let body = json!({"size": 1, "_source": ["mode"], "track_total_hits": false, "query": {"bool": {
+            "filter": [{"term": {"group": self.group}}, {"term": {"kind": "offset"}}],
+            "must_not": [{"term": {"mode": mode.as_str()}}]
+        }}});
+        let resp = self.client.search(&self.index, &[], body).await?;
+        if let Some(hit) = resp.hits.hits.first() {
+            let found: Value = hit
+                .source
+                .as_ref()
+                .and_then(|s| serde_json::from_str(s.get()).ok())
+                .unwrap_or(Value::Null);
+            return Err(Error::ModeMismatch {
+                id: hit.id.clone(),
+                found: found["mode"].as_str().unwrap_or("unknown").to_string(),
+                expected: mode.as_str().into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes offset documents in one `_bulk`, each conditional on the version we last saw. A
+    /// version conflict means another member wrote the group's offsets: we are fenced.
+    async fn write_docs(&mut self, docs: Vec<(String, Value)>) -> Result<()> {
+        if docs.is_empty() {
             return Ok(());
         }
         let mut body = String::new();
         let mut ids = Vec::new();
-        for (p, seq_no) in entries {
-            let id = p.offset_doc_id(&self.group);
+        for (id, doc) in docs {
             let meta = match self.versions.get(&id) {
                 Some((s, t)) => {
                     json!({"index": {"_index": self.index, "_id": id, "if_seq_no": s, "if_primary_term": t}})
@@ -231,7 +313,7 @@ impl OffsetStore {
             };
             body.push_str(&meta.to_string());
             body.push('\n');
-            body.push_str(&offset_doc(&self.group, mode, p, *seq_no, &self.member).to_string());
+            body.push_str(&doc.to_string());
             body.push('\n');
             ids.push(id);
         }

@@ -123,6 +123,19 @@ struct State {
     lag_history: VecDeque<i64>,
     partitions: BTreeMap<String, PartitionStatus>,
     behind_since: BTreeMap<String, Instant>,
+    timestamp: TimestampStats,
+}
+
+/// Timestamp mode's counts, for the report.
+#[derive(Debug, Default)]
+struct TimestampStats {
+    active: bool,
+    late: u64,
+    max_lateness: Duration,
+    window_keys: usize,
+    cap_evictions: u64,
+    missed_late: u64,
+    missing_timestamp: u64,
 }
 
 /// The consumer's telemetry. Share it (`Arc`) with the metrics listener and the reporter.
@@ -147,6 +160,13 @@ pub struct Telemetry {
     breaker_state: Family<BreakerLabels, Gauge>,
     breaker_trips: Family<BreakerLabels, Counter>,
     dead_letters: Counter,
+    late: Counter,
+    lateness: Histogram,
+    window_keys_gauge: Gauge,
+    window_evictions: Counter,
+    missed_late_total: Counter,
+    missed_late_horizon: Gauge,
+    missing_timestamp: Counter,
     breakers: Mutex<Vec<(std::sync::Arc<crate::breaker::CircuitBreaker>, u64)>>,
     state: Mutex<State>,
 }
@@ -226,6 +246,48 @@ impl Telemetry {
             "Seconds since the consumer started",
             uptime.clone(),
         );
+        let late = Counter::default();
+        registry.register(
+            "late_documents",
+            "Timestamp mode: documents delivered behind the cursor, caught by the safety window",
+            late.clone(),
+        );
+        let lateness = Histogram::new(exponential_buckets(0.01, 2.0, 16));
+        registry.register(
+            "lateness_seconds",
+            "Timestamp mode: how far behind the cursor late documents were",
+            lateness.clone(),
+        );
+        let window_keys_gauge = Gauge::default();
+        registry.register(
+            "window_keys",
+            "Timestamp mode: keys of delivered documents held in the safety window",
+            window_keys_gauge.clone(),
+        );
+        let window_evictions = Counter::default();
+        registry.register(
+            "window_cap_evictions",
+            "Timestamp mode: keys evicted because the window reached its cap (the effective window shrank)",
+            window_evictions.clone(),
+        );
+        let missed_late_total = Counter::default();
+        registry.register(
+            "missed_late_documents",
+            "Timestamp mode: documents found in time that had slid out of the window without being delivered (later than the window)",
+            missed_late_total.clone(),
+        );
+        let missed_late_horizon = Gauge::default();
+        registry.register(
+            "missed_late_documents_in_horizon",
+            "Timestamp mode: missed late documents known within the detection horizon",
+            missed_late_horizon.clone(),
+        );
+        let missing_timestamp = Counter::default();
+        registry.register(
+            "missing_timestamp_documents",
+            "Timestamp mode: documents without a usable timestamp field, not delivered",
+            missing_timestamp.clone(),
+        );
         Telemetry {
             group: group.to_string(),
             index: index.to_string(),
@@ -246,6 +308,13 @@ impl Telemetry {
             breaker_state,
             breaker_trips,
             dead_letters,
+            late,
+            lateness,
+            window_keys_gauge,
+            window_evictions,
+            missed_late_total,
+            missed_late_horizon,
+            missing_timestamp,
             breakers: Mutex::new(Vec::new()),
             state: Mutex::new(State::default()),
         }
@@ -439,6 +508,46 @@ impl Telemetry {
         }
     }
 
+    /// Timestamp mode: a document behind the cursor by `by` was delivered.
+    pub fn late_document(&self, by: Duration) {
+        self.late.inc();
+        self.lateness.observe(by.as_secs_f64());
+        let mut s = self.state();
+        s.timestamp.active = true;
+        s.timestamp.late += 1;
+        s.timestamp.max_lateness = s.timestamp.max_lateness.max(by);
+    }
+
+    /// Timestamp mode: the safety window now holds `n` keys.
+    pub fn window_keys(&self, n: usize) {
+        self.window_keys_gauge.set(n as i64);
+        let mut s = self.state();
+        s.timestamp.active = true;
+        s.timestamp.window_keys = n;
+    }
+
+    /// Timestamp mode: the window reached its cap and `evicted` keys left it early.
+    pub fn window_cap_hit(&self, evicted: u64, cap: usize, floor: Option<String>) {
+        tracing::warn!(evicted, cap, floor = ?floor, "the safety window reached its cap (--window-cap): its oldest timestamps were evicted, so late documents at or before the floor will not be delivered; raise --window-cap or shorten --safety-window");
+        self.window_evictions.inc_by(evicted);
+        self.state().timestamp.cap_evictions += evicted;
+    }
+
+    /// Timestamp mode: `new` documents in `[from, to)` arrived later than the window and were
+    /// not delivered; `known` are known within the horizon.
+    pub fn missed_late(&self, new: u64, known: u64, from: &str, to: &str, window: Duration) {
+        tracing::warn!(missed = new, from, to, safety_window = ?window, "documents arrived later than the safety window and were missed: raise --safety-window above their lateness, read by an ingest-time field (event.ingested), or use exact mode");
+        self.missed_late_total.inc_by(new);
+        self.missed_late_horizon.set(known as i64);
+        self.state().timestamp.missed_late += new;
+    }
+
+    /// Timestamp mode: `n` more documents without a usable timestamp were found.
+    pub fn missing_timestamps(&self, n: u64) {
+        self.missing_timestamp.inc_by(n);
+        self.state().timestamp.missing_timestamp += n;
+    }
+
     /// The partitions' positions after a round or a commit.
     pub fn positions(&self, partitions: &[PartitionStatus]) {
         let now = Instant::now();
@@ -609,6 +718,20 @@ impl Telemetry {
         let _ = writeln!(out, "Total Retries: {}", s.retries);
         let _ = writeln!(out, "Offset Commits: {}", s.commits);
         let _ = writeln!(out, "Dead Letters: {}", s.dead_letters);
+        let t = &s.timestamp;
+        if t.active {
+            let _ = writeln!(out, "\n--- Timestamp Mode ---");
+            let _ = writeln!(
+                out,
+                "Late Documents: {} (max lateness {} ms)",
+                t.late,
+                t.max_lateness.as_millis()
+            );
+            let _ = writeln!(out, "Window Keys: {}", t.window_keys);
+            let _ = writeln!(out, "Window Cap Evictions: {}", t.cap_evictions);
+            let _ = writeln!(out, "Missed Late Documents: {}", t.missed_late);
+            let _ = writeln!(out, "Documents Without Timestamp: {}", t.missing_timestamp);
+        }
         let _ = writeln!(out, "\n--- Lag ---");
         for (name, p) in &s.partitions {
             let _ = writeln!(

@@ -6,4 +6,5 @@ mod consumer {
     mod exact;
     pub mod harness;
     mod resilience;
+    mod timestamp;
 }

@@ -688,6 +688,42 @@ impl Client {
             .await?;
         Ok(status < 300)
     }
+
+    /// The mapped type of `field` (a dotted path) in every concrete index behind `expr`;
+    /// `None` where the index does not map it (yet).
+    pub async fn field_types(
+        &self,
+        expr: &str,
+        field: &str,
+    ) -> Result<Vec<(String, Option<String>)>, ClientError> {
+        let v: Value = self
+            .json(
+                "mapping",
+                Method::GET,
+                &format!("/{}/_mapping", encode(expr)),
+                &[("allow_no_indices", "true".into())],
+                None,
+            )
+            .await?;
+        let mut out = Vec::new();
+        if let Value::Object(indices) = v {
+            for (index, m) in indices {
+                out.push((index, mapped_type(&m["mappings"], field)));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// The type of a dotted field path in a mapping: `a.b` as an object `a` with a property `b`, or
+/// as a property literally named `a.b`.
+fn mapped_type(mapping: &Value, field: &str) -> Option<String> {
+    if let Some(t) = mapping["properties"][field]["type"].as_str() {
+        return Some(t.to_string());
+    }
+    let (head, rest) = field.split_once('.')?;
+    mapped_type(&mapping["properties"][head], rest)
 }
 
 fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {

@@ -1,0 +1,539 @@
+//! Timestamp mode: a keyset read of the whole index expression on `(timestamp, tiebreaker)`,
+//! from `cursor - safety_window` every round, dropping what the window says was delivered.
+//! The state and its rules are in [`crate::source::timestamp`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::time::Instant;
+
+use super::{Consumer, OnMissingTimestamp, Pending, StartFrom};
+use crate::client::types::Hit;
+use crate::client::ClientError;
+use crate::error::{Error, Result};
+use crate::record::Record;
+use crate::source::timestamp::{
+    event_key, iso_nanos, Accepted, MissedLate, TimeUnit, TimestampOffset,
+};
+
+/// Ids of documents without a usable timestamp already reported, at most this many.
+const MISSING_REMEMBERED: usize = 10_000;
+
+/// Where a round of reads is.
+#[derive(Debug, Default)]
+struct Round {
+    /// The inclusive lower bound of this round, in nanoseconds.
+    from: Option<i64>,
+    /// The last hit's sort values.
+    after: Option<Vec<Value>>,
+}
+
+/// The timestamp-mode part of a consumer.
+#[derive(Debug)]
+pub(super) struct TimestampReader {
+    /// What has been handed out (committed as it is when the caller commits).
+    offset: TimestampOffset,
+    loaded: bool,
+    /// Whether the offset changed since the last commit.
+    dirty: bool,
+    uncommitted: u64,
+    unit: Option<TimeUnit>,
+    round: Option<Round>,
+    last_round: Option<Instant>,
+    missed: Option<MissedLate>,
+    last_missed_check: Option<Instant>,
+    missing_seen: HashSet<(String, String)>,
+    missing_counted: u64,
+}
+
+impl TimestampReader {
+    pub(super) fn new(field: &str, tiebreaker: &str) -> Self {
+        TimestampReader {
+            offset: TimestampOffset::new(field, tiebreaker),
+            loaded: false,
+            dirty: false,
+            uncommitted: 0,
+            unit: None,
+            round: None,
+            last_round: None,
+            missed: None,
+            last_missed_check: None,
+            missing_seen: HashSet::new(),
+            missing_counted: 0,
+        }
+    }
+
+    pub(super) fn uncommitted(&self) -> u64 {
+        self.uncommitted
+    }
+
+    pub(super) fn dirty(&self) -> bool {
+        self.dirty
+    }
+
+    pub(super) fn in_round(&self) -> bool {
+        self.round.is_some()
+    }
+
+    pub(super) fn last_round(&self) -> Option<Instant> {
+        self.last_round
+    }
+
+    /// The handed-out position: the newest timestamp, and the keys held in the window.
+    pub(super) fn position(&self) -> (Option<i64>, usize) {
+        (self.offset.cursor_ns, self.offset.window.len())
+    }
+}
+
+impl Consumer {
+    fn ts(&mut self) -> &mut TimestampReader {
+        self.ts
+            .get_or_insert_with(|| TimestampReader::new("@timestamp", "_id"))
+    }
+
+    /// One step of timestamp mode: starts a round when due, or reads its next page. Returns
+    /// `false` when a round has just ended or there is nothing to do before the poll interval
+    /// (counted from the end of the last round) has passed.
+    pub(super) async fn timestamp_step(&mut self) -> Result<bool> {
+        let in_round = self.ts().in_round();
+        if !in_round {
+            let due = self
+                .ts()
+                .last_round()
+                .is_none_or(|t| t.elapsed() >= self.config.poll_interval);
+            if !due {
+                return Ok(false);
+            }
+            self.start_timestamp_round().await?;
+            if !self.ts().in_round() {
+                return Ok(false);
+            }
+        }
+        self.read_timestamp_page().await?;
+        let ts = self.ts();
+        if ts.round.is_none() {
+            ts.last_round = Some(Instant::now());
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// The query every read and count shares: the caller's `--query` and the field's presence.
+    fn timestamp_filters(&self, range: Option<Value>) -> Vec<Value> {
+        let field = &self.config.timestamp_field;
+        let mut filter = vec![json!({"exists": {"field": field}})];
+        if let Some(r) = range {
+            filter.push(json!({"range": {field.clone(): r}}));
+        }
+        if let Some(q) = &self.config.query {
+            filter.push(q.clone());
+        }
+        filter
+    }
+
+    async fn start_timestamp_round(&mut self) -> Result<()> {
+        if let Some(lease) = self.lease.as_mut() {
+            lease.renew_if_due().await?;
+        }
+        self.stats.rounds += 1;
+        let first = self.first_round;
+        if first {
+            self.offsets.check_mode(self.config.mode).await?;
+        }
+        let unit = self.learn_unit(first).await?;
+        self.first_round = false;
+        if !self.ts().loaded {
+            self.load_timestamp_offset(unit).await?;
+        }
+        self.check_missing_timestamps().await?;
+        self.check_missed_late().await?;
+        let window = self.config.safety_window;
+        let ts = self.ts();
+        ts.last_round = Some(Instant::now());
+        if unit.is_some() {
+            ts.round = Some(Round {
+                from: ts.offset.read_from(window),
+                after: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// The unit of the timestamp field across the indices behind the expression.
+    async fn learn_unit(&mut self, first: bool) -> Result<Option<TimeUnit>> {
+        let field = self.config.timestamp_field.clone();
+        let types = match self.client.field_types(&self.config.index, &field).await {
+            Ok(t) => t,
+            Err(ClientError::Status { status: 404, .. }) if first => {
+                return Err(Error::NoSuchIndex {
+                    pattern: self.config.index.clone(),
+                })
+            }
+            Err(ClientError::Status { status: 404, .. }) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
+        let mut units: BTreeMap<&'static str, String> = BTreeMap::new();
+        let mut unit = None;
+        for (index, ty) in &types {
+            let Some(ty) = ty else { continue };
+            let u = TimeUnit::of_field_type(ty).ok_or_else(|| Error::Config {
+                field: "timestamp-field",
+                reason: format!("{field:?} is mapped as {ty} in index {index:?}; timestamp mode needs a date, date_nanos or long (epoch milliseconds) field"),
+            })?;
+            let name = if u == TimeUnit::Nanos {
+                "date_nanos"
+            } else {
+                "date"
+            };
+            units.entry(name).or_insert_with(|| index.clone());
+            unit = Some(u);
+        }
+        if units.len() > 1 {
+            return Err(Error::Config {
+                field: "timestamp-field",
+                reason: format!(
+                    "{field:?} is date_nanos in index {:?} but date or long in {:?}; one expression must use one of them",
+                    units["date_nanos"], units["date"]
+                ),
+            });
+        }
+        let ts = self.ts();
+        if let (Some(old), Some(new)) = (ts.unit, unit) {
+            if old != new {
+                return Err(Error::Config {
+                    field: "timestamp-field",
+                    reason: format!("{field:?} changed between date and date_nanos while running"),
+                });
+            }
+        }
+        if unit.is_some() {
+            ts.unit = unit;
+        }
+        Ok(ts.unit)
+    }
+
+    async fn load_timestamp_offset(&mut self, unit: Option<TimeUnit>) -> Result<()> {
+        let stored = self.offsets.load_timestamp(&self.config.index).await?;
+        let (field, tiebreaker) = (
+            self.config.timestamp_field.clone(),
+            self.config.tiebreaker_field.clone(),
+        );
+        let offset = match stored {
+            Some(o) => {
+                if o.field != field || o.tiebreaker != tiebreaker {
+                    return Err(Error::Config {
+                        field: "timestamp-field",
+                        reason: format!("group {:?} was committed reading by ({}, {}), not ({field}, {tiebreaker}); use those fields, another --group, or `indexstream groups reset`", self.config.group, o.field, o.tiebreaker),
+                    });
+                }
+                tracing::info!(group = %self.config.group, cursor = ?o.cursor_ns.map(iso_nanos), window_keys = o.window.len(), "resuming from the committed timestamp offset");
+                o
+            }
+            None => {
+                let mut o = TimestampOffset::new(&field, &tiebreaker);
+                o.floor_ns = match self.config.start {
+                    StartFrom::Earliest => None,
+                    StartFrom::Time(ms) => Some(ms.saturating_mul(1_000_000) - 1),
+                    StartFrom::Latest => match unit {
+                        Some(unit) => self.newest_timestamp(unit).await?,
+                        None => None,
+                    },
+                };
+                self.ts().dirty = o.floor_ns.is_some();
+                o
+            }
+        };
+        let origin = offset.read_from(self.config.safety_window);
+        let missed = MissedLate::new(
+            self.config.safety_window.max(Duration::from_secs(1)),
+            self.config.missed_late_horizon,
+            origin,
+        );
+        let ts = self.ts();
+        ts.offset = offset;
+        ts.loaded = true;
+        ts.missed = Some(missed);
+        Ok(())
+    }
+
+    async fn newest_timestamp(&self, unit: TimeUnit) -> Result<Option<i64>> {
+        let field = &self.config.timestamp_field;
+        let body = json!({"size": 1, "_source": false, "track_total_hits": false,
+            "sort": [{field.clone(): {"order": "desc", "unmapped_type": "date"}}],
+            "query": {"bool": {"filter": self.timestamp_filters(None)}}});
+        let resp = self.client.search(&self.config.index, &[], body).await?;
+        Ok(resp
+            .hits
+            .hits
+            .first()
+            .and_then(|h| h.sort.as_ref()?.first().and_then(|v| unit.to_nanos(v))))
+    }
+
+    async fn read_timestamp_page(&mut self) -> Result<()> {
+        let Some(unit) = self.ts().unit else {
+            self.ts().round = None;
+            return Ok(());
+        };
+        let (from, after) = match &self.ts().round {
+            Some(r) => (r.from, r.after.clone()),
+            None => return Ok(()),
+        };
+        let field = self.config.timestamp_field.clone();
+        let mut body = json!({
+            "size": self.config.batch_size,
+            "track_total_hits": false,
+            "sort": [
+                {field.clone(): {"order": "asc", "unmapped_type": "date"}},
+                {self.config.tiebreaker_field.clone(): {"order": "asc"}}
+            ],
+            "query": {"bool": {"filter": self.timestamp_filters(from.map(|f| unit.range_gte(f)))}}
+        });
+        if let Some(a) = after {
+            body["search_after"] = Value::Array(a);
+        }
+        let resp = match self.client.search(&self.config.index, &[], body).await {
+            Ok(r) => r,
+            // The expression matches nothing right now (every index deleted): nothing to read.
+            Err(ClientError::Status { status: 404, .. }) => {
+                self.ts().round = None;
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let full = resp.hits.hits.len() >= self.config.batch_size;
+        let mut records = Vec::with_capacity(resp.hits.hits.len());
+        let mut keys = Vec::with_capacity(resp.hits.hits.len());
+        let mut last_sort = None;
+        for hit in resp.hits.hits {
+            let Some(sort) = hit.sort.clone() else {
+                continue;
+            };
+            let ts_ns = sort.first().and_then(|v| unit.to_nanos(v));
+            last_sort = Some(sort);
+            let Some(ts_ns) = ts_ns else {
+                continue;
+            };
+            if from.is_some_and(|f| ts_ns < f) {
+                continue;
+            }
+            let key = event_key(&hit.index, &hit.id, ts_ns);
+            if self.ts().offset.seen(key) {
+                continue;
+            }
+            keys.push((key, ts_ns));
+            records.push(timestamp_record(hit, ts_ns, unit));
+        }
+        let ts = self.ts();
+        match (&mut ts.round, last_sort) {
+            (Some(r), Some(s)) if full => r.after = Some(s),
+            _ => ts.round = None,
+        }
+        if !records.is_empty() {
+            self.pending.push_back(Pending {
+                records,
+                marks: Vec::new(),
+                keys,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records handed-out events in the offset: lateness, the window, the cap.
+    pub(super) fn timestamp_handed_out(&mut self, keys: &[(u64, i64)]) {
+        let window = self.config.safety_window;
+        let cap = self.config.window_cap;
+        let telemetry = self.telemetry.clone();
+        let ts = self.ts();
+        for (key, ts_ns) in keys {
+            match ts.offset.accept(*key, *ts_ns) {
+                Some(Accepted::Late(by)) => telemetry.late_document(by),
+                Some(Accepted::InOrder) => {}
+                None => continue,
+            }
+            ts.uncommitted += 1;
+            ts.dirty = true;
+        }
+        let out = ts.offset.slide(window, cap);
+        if let Some(m) = ts.missed.as_mut() {
+            m.slid_out(&out.groups);
+        }
+        if out.evicted_by_cap > 0 {
+            telemetry.window_cap_hit(out.evicted_by_cap, cap, ts.offset.floor_ns.map(iso_nanos));
+        }
+        telemetry.window_keys(ts.offset.window.len());
+    }
+
+    /// Commits the timestamp offset when it changed.
+    pub(super) async fn commit_timestamp(&mut self) -> Result<usize> {
+        let Some(ts) = self.ts.as_ref() else {
+            return Ok(0);
+        };
+        if !ts.dirty {
+            return Ok(0);
+        }
+        let offset = ts.offset.clone();
+        let handed = ts.uncommitted;
+        self.offsets
+            .commit_timestamp(&self.config.index, &offset)
+            .await?;
+        let ts = self.ts();
+        ts.uncommitted = ts.uncommitted.saturating_sub(handed);
+        ts.dirty = false;
+        self.stats.commits += 1;
+        Ok(1)
+    }
+
+    /// Counts documents without a usable timestamp; logs each one's id once and, with
+    /// `--on-missing-timestamp fail`, stops on the first.
+    async fn check_missing_timestamps(&mut self) -> Result<()> {
+        let field = self.config.timestamp_field.clone();
+        let mut filter = Vec::new();
+        if let Some(q) = &self.config.query {
+            filter.push(q.clone());
+        }
+        let query = json!({"bool": {"filter": filter, "must_not": [{"exists": {"field": field}}]}});
+        let count = match self.client.count(&self.config.index, query.clone()).await {
+            Ok(n) => n,
+            Err(ClientError::Status { status: 404, .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if count <= self.ts().missing_counted {
+            self.ts().missing_counted = count;
+            return Ok(());
+        }
+        let new = count - self.ts().missing_counted;
+        self.ts().missing_counted = count;
+        self.telemetry.missing_timestamps(new);
+        let body = json!({"size": 100, "track_total_hits": false,
+            "sort": [{self.config.tiebreaker_field.clone(): "desc"}], "query": query});
+        let resp = self.client.search(&self.config.index, &[], body).await?;
+        for hit in resp.hits.hits {
+            let reason = missing_reason(&hit, &field);
+            if self.config.on_missing_timestamp == OnMissingTimestamp::Fail {
+                return Err(Error::MissingTimestamp {
+                    index: hit.index,
+                    id: hit.id,
+                    field,
+                    reason,
+                });
+            }
+            let ts = self.ts();
+            if ts.missing_seen.len() < MISSING_REMEMBERED
+                && ts.missing_seen.insert((hit.index.clone(), hit.id.clone()))
+            {
+                tracing::warn!(index = %hit.index, id = %hit.id, field = %field, reason = %reason, "document without a usable timestamp skipped (--on-missing-timestamp skip)");
+            }
+        }
+        Ok(())
+    }
+
+    /// Compares what was delivered in the time that slid out of the window with what the
+    /// cluster holds there now.
+    async fn check_missed_late(&mut self) -> Result<()> {
+        let every = self.config.missed_late_check_every;
+        let window = self.config.safety_window;
+        let unit = self.ts().unit;
+        let ts = self.ts();
+        if ts.last_missed_check.is_some_and(|t| t.elapsed() < every) {
+            return Ok(());
+        }
+        let (Some(unit), Some(from)) = (unit, ts.offset.read_from(window)) else {
+            return Ok(());
+        };
+        let floor = ts.offset.floor_ns;
+        let Some(due) = ts.missed.as_mut().map(|m| m.due(from, floor)) else {
+            return Ok(());
+        };
+        ts.last_missed_check = Some(Instant::now());
+        for range in due {
+            let query = json!({"bool": {"filter": self.timestamp_filters(Some(unit.range_between(range.from_ns, range.to_ns)))}});
+            let count = match self.client.count(&self.config.index, query).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot count documents behind the window");
+                    return Ok(());
+                }
+            };
+            let ts = self.ts();
+            let Some(m) = ts.missed.as_mut() else {
+                return Ok(());
+            };
+            let new = m.counted(&range, count);
+            let known = m.missed_in_horizon();
+            if new > 0 {
+                self.telemetry.missed_late(
+                    new,
+                    known,
+                    &iso_nanos(range.from_ns),
+                    &iso_nanos(range.to_ns),
+                    window,
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+fn timestamp_record(hit: Hit, ts_ns: i64, unit: TimeUnit) -> Record {
+    let iso = match unit {
+        TimeUnit::Nanos => iso_nanos(ts_ns),
+        TimeUnit::Millis => crate::offset::iso_millis(ts_ns.div_euclid(1_000_000)),
+    };
+    Record {
+        index: hit.index,
+        id: hit.id,
+        shard: None,
+        seq_no: hit.seq_no,
+        primary_term: hit.primary_term,
+        timestamp: Some(Value::String(iso)),
+        source: hit.source.unwrap_or_else(|| {
+            serde_json::value::RawValue::from_string("null".into()).unwrap_or_default()
+        }),
+    }
+}
+
+/// Why a document that does not match `exists` has no usable timestamp.
+fn missing_reason(hit: &Hit, field: &str) -> String {
+    let source: Value = hit
+        .source
+        .as_ref()
+        .and_then(|s| serde_json::from_str(s.get()).ok())
+        .unwrap_or(Value::Null);
+    match lookup(&source, field) {
+        None | Some(Value::Null) => format!("it has no {field}"),
+        Some(v) => format!("its {field} {v} is not a value the field accepts (unparseable, ignored by ignore_malformed?)"),
+    }
+}
+
+/// A dotted path in a document: nested objects, or a key that itself contains dots.
+fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    if let Some(x) = v.get(path) {
+        return Some(x);
+    }
+    let mut rest = path;
+    while let Some(i) = rest.find('.') {
+        let (head, tail) = (&path[..path.len() - rest.len() + i], &rest[i + 1..]);
+        if let Some(inner) = v.get(head) {
+            if let Some(x) = lookup(inner, tail) {
+                return Some(x);
+            }
+        }
+        rest = tail;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_paths_are_found_nested_or_literal() {
+        let v = json!({"event": {"ingested": 1}, "a.b": {"c": 2}, "x": {"y.z": 3}});
+        assert_eq!(lookup(&v, "event.ingested"), Some(&json!(1)));
+        assert_eq!(lookup(&v, "a.b.c"), Some(&json!(2)));
+        assert_eq!(lookup(&v, "x.y.z"), Some(&json!(3)));
+        assert_eq!(lookup(&v, "event.other"), None);
+    }
+}
