@@ -87,6 +87,9 @@ pub struct ConsumeArgs {
     /// Timestamp mode: how long time behind the window is watched for documents that arrived too late [default: 10m]
     #[arg(long, env = "INDEXSTREAM_MISSED_LATE_HORIZON", value_parser = parse_duration)]
     missed_late_horizon: Option<Duration>,
+    /// Timestamp mode: how often that time is counted (one _count per window-wide bucket) [default: 10s]
+    #[arg(long, env = "INDEXSTREAM_MISSED_LATE_CHECK", value_parser = parse_duration)]
+    missed_late_check: Option<Duration>,
     /// Where a group without a committed offset starts: earliest, latest, or an RFC 3339 time [default: earliest]
     #[arg(long, env = "INDEXSTREAM_START")]
     start: Option<String>,
@@ -170,6 +173,7 @@ pub struct FileConfig {
     pub on_missing_timestamp: Option<String>,
     pub window_cap: Option<usize>,
     pub missed_late_horizon: Option<String>,
+    pub missed_late_check: Option<String>,
     pub start: Option<String>,
     pub sink: Option<String>,
     pub until_idle: Option<String>,
@@ -421,6 +425,12 @@ impl ConsumeArgs {
             f.and_then(|f| f.missed_late_horizon.as_ref()),
         )?) {
             c.missed_late_horizon = d;
+        }
+        if let Some(d) = self.missed_late_check.map(Some).unwrap_or(file_duration(
+            "missed-late-check",
+            f.and_then(|f| f.missed_late_check.as_ref()),
+        )?) {
+            c.missed_late_check_every = d;
         }
         if c.mode == Mode::Exact {
             for (name, given) in [

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use indexstream::client::types::Cas;
 use indexstream::offset::{offset_doc, parse_offset_doc, Mode, DEFAULT_OFFSETS_INDEX};
+use indexstream::source::timestamp::{iso_nanos, TimeUnit, TimestampOffset};
 use indexstream::{Client, PartitionId};
 use serde_json::{json, Value};
 
@@ -46,9 +47,13 @@ enum GroupsCommand {
         /// Also set offsets for partitions of these indices (pattern/alias), not only those the group has.
         #[arg(long)]
         index: Option<String>,
-        /// Timestamp field for --to <time>.
+        /// Timestamp field for --to <time> (exact mode) and for a new timestamp-mode offset.
         #[arg(long, default_value = "@timestamp")]
         timestamp_field: String,
+        /// The mode of a group that has no offsets yet (with --index); a group's existing
+        /// offsets keep their mode.
+        #[arg(long, value_enum, default_value = "exact")]
+        mode: crate::consume::ModeArg,
     },
     /// Delete a group's offsets and lease. The group must not be running.
     Delete {
@@ -156,6 +161,10 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
         }
         GroupsCommand::Describe { group } => {
             let docs = all_docs(&client, oi, Some(group)).await?;
+            if let Some(d) = docs.iter().find(|d| d.source["mode"] == "timestamp") {
+                return describe_timestamp(&client, oi, group, d, live_holder(&docs), args.format)
+                    .await;
+            }
             let offsets: Vec<(PartitionId, i64)> = docs
                 .iter()
                 .filter(|d| d.source["kind"] != "lease")
@@ -232,6 +241,7 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
             to,
             index,
             timestamp_field,
+            mode,
         } => {
             let docs = all_docs(&client, oi, Some(group)).await?;
             if let Some(h) = live_holder(&docs) {
@@ -247,6 +257,23 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
                         .map_err(|e| UsageError(format!("--to: {e}, or earliest, or latest")))?,
                 ),
             };
+            let ts_doc = docs
+                .iter()
+                .position(|d| d.source["kind"] != "lease" && d.source["mode"] == "timestamp");
+            if ts_doc.is_some() || matches!(mode, crate::consume::ModeArg::Timestamp) {
+                let existing = ts_doc.map(|i| &docs[i]);
+                return reset_timestamp(
+                    &client,
+                    oi,
+                    group,
+                    existing,
+                    index.as_deref(),
+                    timestamp_field,
+                    target,
+                    to,
+                )
+                .await;
+            }
             let mut existing: BTreeMap<String, (Stored, Option<PartitionId>)> = BTreeMap::new();
             let mut expressions: Vec<String> = index.iter().cloned().collect();
             for d in docs.into_iter().filter(|d| d.source["kind"] != "lease") {
@@ -369,4 +396,159 @@ enum Target {
     Earliest,
     Latest,
     Time(i64),
+}
+
+/// `describe` of a timestamp-mode group: its cursor, floor and window, and how many documents
+/// are newer than the cursor.
+async fn describe_timestamp(
+    client: &Client,
+    oi: &str,
+    group: &str,
+    doc: &Stored,
+    holder: Option<String>,
+    format: Format,
+) -> anyhow::Result<()> {
+    let offset = TimestampOffset::from_json(&doc.source["cursor"]).map_err(|reason| {
+        indexstream::Error::CorruptOffset {
+            offsets_index: oi.to_string(),
+            id: doc.id.clone(),
+            reason,
+        }
+    })?;
+    let index = doc.source["index"].as_str().unwrap_or_default().to_string();
+    let mut filter = vec![json!({"exists": {"field": offset.field}})];
+    if let Some(c) = offset.cursor_ns {
+        filter.push(json!({"range": {offset.field.clone(): {"gt": iso_nanos(c)}}}));
+    } else if let Some(f) = offset.floor_ns {
+        filter.push(json!({"range": {offset.field.clone(): {"gt": iso_nanos(f)}}}));
+    }
+    let newer = client
+        .count(&index, json!({"bool": {"filter": filter}}))
+        .await
+        .ok();
+    let cursor = offset.cursor_ns.map(iso_nanos);
+    let floor = offset.floor_ns.map(iso_nanos);
+    match format {
+        Format::Json => println!(
+            "{}",
+            json!({"group": group, "member": holder, "mode": "timestamp", "index": index, "timestamp_field": offset.field, "tiebreaker_field": offset.tiebreaker, "cursor": cursor, "floor": floor, "window_keys": offset.window.len(), "lag": newer})
+        ),
+        Format::Text => {
+            println!(
+                "group {group}: member {}",
+                holder.as_deref().unwrap_or("none (not running)")
+            );
+            println!(
+                "mode timestamp, index {index}, sorted by ({}, {})",
+                offset.field, offset.tiebreaker
+            );
+            println!(
+                "cursor      {}",
+                cursor.as_deref().unwrap_or("- (nothing delivered)")
+            );
+            println!("floor       {}", floor.as_deref().unwrap_or("-"));
+            println!("window keys {}", offset.window.len());
+            println!(
+                "lag         {} documents newer than the cursor",
+                newer.map(|n| n.to_string()).unwrap_or_else(|| "-".into())
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `reset` of a timestamp-mode group: earliest clears the cursor, latest and a time set the
+/// floor (nothing at or before it is read) and empty the window.
+#[allow(clippy::too_many_arguments)]
+async fn reset_timestamp(
+    client: &Client,
+    oi: &str,
+    group: &str,
+    existing: Option<&Stored>,
+    index: Option<&str>,
+    timestamp_field: &str,
+    target: Target,
+    to: &str,
+) -> anyhow::Result<()> {
+    let (expr, old) = match existing {
+        Some(d) => {
+            let old = TimestampOffset::from_json(&d.source["cursor"]).map_err(|reason| {
+                indexstream::Error::CorruptOffset {
+                    offsets_index: oi.to_string(),
+                    id: d.id.clone(),
+                    reason,
+                }
+            })?;
+            let expr = index
+                .map(String::from)
+                .or_else(|| d.source["index"].as_str().map(String::from))
+                .unwrap_or_default();
+            (expr, Some(old))
+        }
+        None => match index {
+            Some(i) => (i.to_string(), None),
+            None => {
+                return Err(UsageError(format!(
+                    "group {group:?} has no offsets; give --index to say what it reads"
+                ))
+                .into())
+            }
+        },
+    };
+    let (field, tiebreaker) = match &old {
+        Some(o) => (o.field.clone(), o.tiebreaker.clone()),
+        None => (timestamp_field.to_string(), "_id".to_string()),
+    };
+    let mut offset = TimestampOffset::new(&field, &tiebreaker);
+    offset.floor_ns = match target {
+        Target::Earliest => None,
+        Target::Time(ms) => Some(ms.saturating_mul(1_000_000) - 1),
+        Target::Latest => {
+            let body = json!({"size": 1, "_source": false, "track_total_hits": false,
+                "sort": [{field.clone(): {"order": "desc", "unmapped_type": "date"}}],
+                "query": {"exists": {"field": field}}});
+            let resp = client.search(&expr, &[], body).await?;
+            let sort = resp.hits.hits.first().and_then(|h| h.sort.clone());
+            match sort.as_ref().and_then(|s| s.first()) {
+                None => None,
+                Some(v) => {
+                    let types = client.field_types(&expr, &field).await?;
+                    let unit = types
+                        .iter()
+                        .find_map(|(_, t)| t.as_deref().and_then(TimeUnit::of_field_type))
+                        .unwrap_or(TimeUnit::Millis);
+                    unit.to_nanos(v)
+                }
+            }
+        }
+    };
+    if !client.index_exists(oi).await? {
+        client
+            .create_index(oi, &indexstream::offset::offsets_index_body())
+            .await?;
+    }
+    let id = indexstream::offset::OffsetStore::timestamp_doc_id(group);
+    let meta = match existing {
+        Some(d) => {
+            json!({"index": {"_index": oi, "_id": id, "if_seq_no": d.seq_no, "if_primary_term": d.primary_term}})
+        }
+        None => json!({"create": {"_index": oi, "_id": id}}),
+    };
+    let doc = json!({"group": group, "kind": "offset", "mode": "timestamp", "index": expr, "cursor": offset.to_json(), "member": "indexstream-groups-reset", "updated_at": indexstream::offset::iso_millis(now_ms())});
+    let resp = client.bulk(format!("{meta}\n{doc}\n"), true).await?;
+    if resp.errors {
+        anyhow::bail!(
+            "the offset was not written (a consumer may have started meanwhile): {}",
+            resp.first_error().cloned().unwrap_or_default()
+        );
+    }
+    println!(
+        "{expr}: floor {}",
+        offset
+            .floor_ns
+            .map(iso_nanos)
+            .unwrap_or_else(|| "- (from the earliest document)".into())
+    );
+    eprintln!("group {group}: timestamp offset set to {to}");
+    Ok(())
 }

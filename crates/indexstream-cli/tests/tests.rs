@@ -7,4 +7,5 @@ mod cli {
     mod dev_server;
     mod observe;
     pub mod support;
+    mod timestamp;
 }

@@ -402,38 +402,42 @@ impl MissedLate {
     /// Documents that left the window, per timestamp.
     pub fn slid_out(&mut self, groups: &[(i64, u64)]) {
         for (ts, n) in groups {
-            let start = self.start_of(*ts);
-            if start >= self.origin_ns {
+            if *ts >= self.origin_ns {
+                let start = self.start_of(*ts);
                 self.buckets.entry(start).or_default().delivered += n;
             }
         }
     }
 
-    /// The buckets wholly behind `read_from` (so every delivered document in them is counted),
-    /// after dropping those older than the horizon. Counting starts above `floor`.
+    /// Every bucket of the horizon wholly behind `read_from` (so every document delivered in it
+    /// has left the window and is counted), empty ones included: a document can be missed
+    /// where nothing was delivered. Counting starts at the origin and above `floor`.
     pub fn due(&mut self, read_from: i64, floor: Option<i64>) -> Vec<CheckRange> {
-        let oldest = read_from.saturating_sub(self.horizon_ns);
+        let oldest = self.start_of(read_from.saturating_sub(self.horizon_ns));
         self.buckets.retain(|start, _| *start >= oldest);
-        self.buckets
-            .iter()
-            .filter(|(start, _)| start.saturating_add(self.width_ns) <= read_from)
-            .map(|(start, b)| CheckRange {
-                bucket: *start,
-                from_ns: floor.map_or(*start, |f| (*start).max(f.saturating_add(1))),
+        let lo = oldest
+            .max(self.origin_ns)
+            .max(floor.map_or(i64::MIN, |f| f.saturating_add(1)));
+        let mut out = Vec::new();
+        let mut start = self.start_of(lo);
+        while start.saturating_add(self.width_ns) <= read_from {
+            let b = self.buckets.get(&start).cloned().unwrap_or_default();
+            out.push(CheckRange {
+                bucket: start,
+                from_ns: start.max(lo),
                 to_ns: start + self.width_ns,
                 delivered: b.delivered,
                 missed: b.missed,
-            })
-            .filter(|r| r.from_ns < r.to_ns)
-            .collect()
+            });
+            start += self.width_ns;
+        }
+        out
     }
 
     /// The cluster holds `count` documents in a range from [`MissedLate::due`]: returns how many
     /// more are now known to be missed.
     pub fn counted(&mut self, range: &CheckRange, count: u64) -> u64 {
-        let Some(b) = self.buckets.get_mut(&range.bucket) else {
-            return 0;
-        };
+        let b = self.buckets.entry(range.bucket).or_default();
         let missed = count.saturating_sub(b.delivered);
         let new = missed.saturating_sub(b.missed);
         b.missed = b.missed.max(missed);
@@ -608,9 +612,13 @@ mod tests {
     fn missed_late_documents_are_the_difference_per_bucket() {
         let mut m = MissedLate::new(Duration::from_secs(10), Duration::from_secs(60), None);
         m.slid_out(&[(S, 3), (5 * S, 2), (12 * S, 4)]);
-        // read_from = 21 s: buckets [0,10) and [10,20) are wholly behind it.
+        // read_from = 21 s, horizon 60 s: buckets from -40 s to 20 s are wholly behind it,
+        // the empty ones included.
         let due = m.due(21 * S, None);
-        assert_eq!(due.len(), 2);
+        assert_eq!(due.len(), 6);
+        assert_eq!(due[0].from_ns, -40 * S);
+        assert_eq!(due[0].delivered, 0);
+        let due = &due[4..];
         assert_eq!(
             (due[0].from_ns, due[0].to_ns, due[0].delivered),
             (0, 10 * S, 5)
@@ -620,8 +628,9 @@ mod tests {
         assert_eq!(m.counted(&due[1], 4), 0);
         assert_eq!(m.missed_in_horizon(), 2);
         // Past the horizon the bucket is forgotten.
-        assert!(m.due(200 * S, None).is_empty());
-        // Counting starts above the floor and the origin.
+        assert!(m.due(200 * S, None).iter().all(|r| r.from_ns >= 140 * S));
+        assert_eq!(m.missed_in_horizon(), 0);
+        // Counting starts at the origin and above the floor.
         let mut m = MissedLate::new(
             Duration::from_secs(10),
             Duration::from_secs(60),
@@ -629,8 +638,8 @@ mod tests {
         );
         m.slid_out(&[(5 * S, 1), (15 * S, 1)]);
         let due = m.due(30 * S, Some(12 * S));
-        assert_eq!(due.len(), 1);
-        assert_eq!(due[0].from_ns, 12 * S + 1);
+        assert_eq!(due.len(), 2);
+        assert_eq!((due[0].from_ns, due[0].delivered), (12 * S + 1, 1));
     }
 
     proptest! {
