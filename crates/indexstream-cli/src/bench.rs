@@ -107,6 +107,7 @@ fn run_consumer(
     sink: &str,
     docs: u64,
     page: usize,
+    extra: &[&str],
 ) -> anyhow::Result<ChildRun> {
     let exe = std::env::current_exe()?;
     let cpu_before = children_cpu_seconds();
@@ -133,6 +134,7 @@ fn run_consumer(
             "--log",
             "warn",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .spawn()?;
     let pid = child.id();
@@ -358,33 +360,50 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.docs
     );
     eprintln!("bench: raw paging @timestamp {ts_rate:.0} docs/s, _seq_no {seq_rate:.0} docs/s; consuming...");
-    let null = run_consumer(
-        &url,
-        &index,
-        "bench-null",
-        "null",
-        args.docs,
-        args.page_size,
-    )?;
     let out = std::env::temp_dir().join(format!("indexstream-bench-{}.jsonl", std::process::id()));
-    let _ = std::fs::remove_file(&out);
-    let file = run_consumer(
-        &url,
-        &index,
-        "bench-file",
-        &format!("file:{}", out.display()),
-        args.docs,
-        args.page_size,
+    let consume = |group: &str, extra: &[&str]| -> anyhow::Result<(ChildRun, ChildRun)> {
+        let null = run_consumer(
+            &url,
+            &index,
+            &format!("{group}-null"),
+            "null",
+            args.docs,
+            args.page_size,
+            extra,
+        )?;
+        let _ = std::fs::remove_file(&out);
+        let file = run_consumer(
+            &url,
+            &index,
+            &format!("{group}-file"),
+            &format!("file:{}", out.display()),
+            args.docs,
+            args.page_size,
+            extra,
+        )?;
+        let ids: std::collections::HashSet<String> = std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                Some(v["id"].as_str()?.to_string())
+            })
+            .collect();
+        let _ = std::fs::remove_file(&out);
+        anyhow::ensure!(
+            ids.len() as u64 == args.docs,
+            "{group}: the file sink holds {} distinct of {} documents",
+            ids.len(),
+            args.docs
+        );
+        Ok((null, file))
+    };
+    let (null, file) = consume("bench-exact", &[])?;
+    eprintln!("bench: exact mode done; timestamp mode...");
+    let (ts_null, ts_file) = consume(
+        "bench-timestamp",
+        &["--mode", "timestamp", "--safety-window", "30s"],
     )?;
-    let lines = std::fs::read_to_string(&out)
-        .map(|t| t.lines().count())
-        .unwrap_or(0);
-    let _ = std::fs::remove_file(&out);
-    anyhow::ensure!(
-        lines as u64 == args.docs,
-        "the file sink holds {lines} of {} documents",
-        args.docs
-    );
     eprintln!(
         "bench: latency at {}/s for {:?}...",
         args.latency_rate, args.latency_duration
@@ -393,6 +412,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         latency(&client, &url, args.latency_rate, args.latency_duration).await?;
     let null_rate = args.docs as f64 / null.seconds;
     let file_rate = args.docs as f64 / file.seconds;
+    let ts_null_rate = args.docs as f64 / ts_null.seconds;
+    let ts_file_rate = args.docs as f64 / ts_file.seconds;
+    let per_million = |r: &ChildRun| r.cpu_seconds / args.docs as f64 * 1e6;
     let machine = format!(
         "{} cores, {}",
         std::thread::available_parallelism()
@@ -421,9 +443,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "exact_file_sink_docs_per_s": file_rate.round(),
         "exact_null_vs_raw": (null_rate / seq_rate * 100.0).round() / 100.0,
         "exact_file_vs_raw": (file_rate / seq_rate * 100.0).round() / 100.0,
-        "timestamp_mode": "not measured: timestamp mode is not implemented yet",
-        "consumer_cpu_seconds_per_million": (file.cpu_seconds / args.docs as f64 * 1e6 * 100.0).round() / 100.0,
+        "timestamp_null_sink_docs_per_s": ts_null_rate.round(),
+        "timestamp_file_sink_docs_per_s": ts_file_rate.round(),
+        "timestamp_null_vs_raw": (ts_null_rate / ts_rate * 100.0).round() / 100.0,
+        "timestamp_file_vs_raw": (ts_file_rate / ts_rate * 100.0).round() / 100.0,
+        "consumer_cpu_seconds_per_million": (per_million(&file) * 100.0).round() / 100.0,
+        "timestamp_consumer_cpu_seconds_per_million": (per_million(&ts_file) * 100.0).round() / 100.0,
         "consumer_peak_rss_mb": (file.peak_rss_mb.max(null.peak_rss_mb) * 10.0).round() / 10.0,
+        "timestamp_consumer_peak_rss_mb": (ts_file.peak_rss_mb.max(ts_null.peak_rss_mb) * 10.0).round() / 10.0,
         "latency_p50_ms": p50,
         "latency_p99_ms": p99,
         "latency_samples": samples,
@@ -436,12 +463,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 | raw `search_after` paging by `_seq_no` per shard, page {page} | {seq:.0} docs/s | >= 200000 |\n\
 | exact mode -> null sink | {nr:.0} docs/s ({nq:.2} of raw `_seq_no` paging) | >= 0.9 |\n\
 | exact mode -> file sink | {fr:.0} docs/s ({fq:.2} of raw `_seq_no` paging) | >= 0.9 |\n\
-| timestamp mode | not measured (not implemented yet) | >= 0.9 |\n\
-| consumer CPU per million events (file sink) | {cpu:.2} s | <= 2 |\n\
-| consumer peak RSS catching up (batch {page}) | {rss:.1} MB | <= 100 |\n\
+| timestamp mode (30 s window) -> null sink | {tnr:.0} docs/s ({tnq:.2} of raw `@timestamp` paging) | >= 0.9 |\n\
+| timestamp mode (30 s window) -> file sink | {tfr:.0} docs/s ({tfq:.2} of raw `@timestamp` paging) | >= 0.9 |\n\
+| consumer CPU per million events (file sink): exact / timestamp | {cpu:.2} s / {tcpu:.2} s | <= 2 |\n\
+| consumer peak RSS catching up (batch {page}): exact / timestamp | {rss:.1} MB / {trss:.1} MB | <= 100 |\n\
 | write-to-delivery latency at {rate}/s, refresh 1 s, poll 100 ms | p50 {p50:.0} ms, p99 {p99:.0} ms ({samples} samples) | p99 <= 1350 ms |\n",
         docs = args.docs, load = load_rate, page = args.page_size, ts = ts_rate, seq = seq_rate, nr = null_rate, nq = null_rate / seq_rate, fr = file_rate, fq = file_rate / seq_rate,
-        cpu = file.cpu_seconds / args.docs as f64 * 1e6, rss = file.peak_rss_mb.max(null.peak_rss_mb), rate = args.latency_rate,
+        tnr = ts_null_rate, tnq = ts_null_rate / ts_rate, tfr = ts_file_rate, tfq = ts_file_rate / ts_rate,
+        cpu = per_million(&file), tcpu = per_million(&ts_file), rss = file.peak_rss_mb.max(null.peak_rss_mb), trss = ts_file.peak_rss_mb.max(ts_null.peak_rss_mb), rate = args.latency_rate,
     );
     if args.json {
         println!("{results}");

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::{Consumer, OnMissingTimestamp, Pending, StartFrom};
-use crate::client::types::Hit;
+use crate::client::types::{Hit, SearchResponse};
 use crate::client::ClientError;
 use crate::error::{Error, Result};
 use crate::record::Record;
@@ -27,6 +27,8 @@ struct Round {
     from: Option<i64>,
     /// The last hit's sort values.
     after: Option<Vec<Value>>,
+    /// The next page, requested ahead.
+    ahead: Option<tokio::task::JoinHandle<std::result::Result<SearchResponse, ClientError>>>,
 }
 
 /// The timestamp-mode part of a consumer.
@@ -155,6 +157,7 @@ impl Consumer {
             ts.round = Some(Round {
                 from: ts.offset.read_from(window),
                 after: None,
+                ahead: None,
             });
         }
         Ok(())
@@ -270,16 +273,18 @@ impl Consumer {
             .and_then(|h| h.sort.as_ref()?.first().and_then(|v| unit.to_nanos(v))))
     }
 
-    async fn read_timestamp_page(&mut self) -> Result<()> {
-        let Some(unit) = self.ts().unit else {
-            self.ts().round = None;
-            return Ok(());
+    /// The search body of one page: `(timestamp, tiebreaker)` order from `from`, after `after`.
+    fn page_body(&self, unit: TimeUnit, from: Option<i64>, after: Option<Vec<Value>>) -> Value {
+        let field = &self.config.timestamp_field;
+        // A range implies the field exists; without one, `exists` keeps documents without a
+        // timestamp (sorted last with a sentinel value) out of the order.
+        let mut filter = match from {
+            Some(f) => vec![json!({"range": {field.clone(): unit.range_gte(f)}})],
+            None => vec![json!({"exists": {"field": field}})],
         };
-        let (from, after) = match &self.ts().round {
-            Some(r) => (r.from, r.after.clone()),
-            None => return Ok(()),
-        };
-        let field = self.config.timestamp_field.clone();
+        if let Some(q) = &self.config.query {
+            filter.push(q.clone());
+        }
         let mut body = json!({
             "size": self.config.batch_size,
             "track_total_hits": false,
@@ -287,30 +292,74 @@ impl Consumer {
                 {field.clone(): {"order": "asc", "unmapped_type": "date"}},
                 {self.config.tiebreaker_field.clone(): {"order": "asc"}}
             ],
-            "query": {"bool": {"filter": self.timestamp_filters(from.map(|f| unit.range_gte(f)))}}
+            "query": {"bool": {"filter": filter}}
         });
         if let Some(a) = after {
             body["search_after"] = Value::Array(a);
         }
-        let resp = match self.client.search(&self.config.index, &[], body).await {
+        body
+    }
+
+    /// Reads the round's next page (started ahead by the previous one, when there was one) and
+    /// starts the one after it before processing this one, so the cluster works meanwhile.
+    async fn read_timestamp_page(&mut self) -> Result<()> {
+        let Some(unit) = self.ts().unit else {
+            self.ts().round = None;
+            return Ok(());
+        };
+        let Some(round) = self.ts().round.as_mut() else {
+            return Ok(());
+        };
+        let (from, after, ahead) = (round.from, round.after.take(), round.ahead.take());
+        let result = match ahead {
+            Some(task) => match task.await {
+                Ok(r) => r,
+                Err(e) => Err(ClientError::Decode {
+                    op: "search",
+                    reason: format!("read-ahead task failed: {e}"),
+                }),
+            },
+            None => {
+                let body = self.page_body(unit, from, after);
+                self.client.search(&self.config.index, &[], body).await
+            }
+        };
+        let resp = match result {
             Ok(r) => r,
             // The expression matches nothing right now (every index deleted): nothing to read.
             Err(ClientError::Status { status: 404, .. }) => {
                 self.ts().round = None;
                 return Ok(());
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => {
+                // The round starts again from its beginning next time.
+                self.ts().round = None;
+                return Err(e.into());
+            }
         };
-        let full = resp.hits.hits.len() >= self.config.batch_size;
-        let mut records = Vec::with_capacity(resp.hits.hits.len());
-        let mut keys = Vec::with_capacity(resp.hits.hits.len());
-        let mut last_sort = None;
-        for hit in resp.hits.hits {
-            let Some(sort) = hit.sort.clone() else {
-                continue;
-            };
-            let ts_ns = sort.first().and_then(|v| unit.to_nanos(v));
-            last_sort = Some(sort);
+        let hits = resp.hits.hits;
+        let full = hits.len() >= self.config.batch_size;
+        let last_sort = hits.last().and_then(|h| h.sort.clone());
+        match last_sort {
+            Some(s) if full => {
+                let body = self.page_body(unit, from, Some(s.clone()));
+                let (client, index) = (self.client.clone(), self.config.index.clone());
+                let task = tokio::spawn(async move { client.search(&index, &[], body).await });
+                if let Some(r) = self.ts().round.as_mut() {
+                    r.after = Some(s);
+                    r.ahead = Some(task);
+                }
+            }
+            _ => self.ts().round = None,
+        }
+        let n = hits.len();
+        let mut records = Vec::with_capacity(n);
+        let mut keys = Vec::with_capacity(n);
+        for mut hit in hits {
+            let ts_ns = hit
+                .sort
+                .take()
+                .and_then(|s| s.first().and_then(|v| unit.to_nanos(v)));
             let Some(ts_ns) = ts_ns else {
                 continue;
             };
@@ -323,11 +372,6 @@ impl Consumer {
             }
             keys.push((key, ts_ns));
             records.push(timestamp_record(hit, ts_ns, unit));
-        }
-        let ts = self.ts();
-        match (&mut ts.round, last_sort) {
-            (Some(r), Some(s)) if full => r.after = Some(s),
-            _ => ts.round = None,
         }
         if !records.is_empty() {
             self.pending.push_back(Pending {

@@ -21,7 +21,7 @@
 //! shorter than configured until the cursor moves on). Nothing is delivered twice because of
 //! the cap. A single timestamp holding more than `cap` documents is kept whole.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
@@ -130,7 +130,8 @@ type KeySet = HashSet<u64, BuildHasherDefault<KeyHasher>>;
 #[derive(Debug, Clone, Default)]
 pub struct Window {
     keys: KeySet,
-    by_ts: BTreeMap<i64, Vec<u64>>,
+    /// `(timestamp, key)`, in order: one node per key, no allocation per timestamp.
+    by_ts: BTreeSet<(i64, u64)>,
 }
 
 impl Window {
@@ -150,31 +151,29 @@ impl Window {
         if !self.keys.insert(key) {
             return false;
         }
-        self.by_ts.entry(ts_ns).or_default().push(key);
+        self.by_ts.insert((ts_ns, key));
         true
     }
 
     /// Removes every key older than `ns`; returns `(timestamp, keys removed)` per timestamp.
     fn remove_before(&mut self, ns: i64) -> Vec<(i64, u64)> {
-        let keep = self.by_ts.split_off(&ns);
+        let keep = self.by_ts.split_off(&(ns, 0));
         let gone = std::mem::replace(&mut self.by_ts, keep);
-        gone.into_iter()
-            .map(|(ts, keys)| {
-                for k in &keys {
-                    self.keys.remove(k);
-                }
-                (ts, keys.len() as u64)
-            })
-            .collect()
+        let mut out: Vec<(i64, u64)> = Vec::new();
+        for (ts, key) in gone {
+            self.keys.remove(&key);
+            match out.last_mut() {
+                Some((t, n)) if *t == ts => *n += 1,
+                _ => out.push((ts, 1)),
+            }
+        }
+        out
     }
 
     /// The oldest timestamp, when more than one timestamp is held.
     fn oldest_evictable(&self) -> Option<i64> {
-        if self.by_ts.len() > 1 {
-            self.by_ts.keys().next().copied()
-        } else {
-            None
-        }
+        let (first, last) = (self.by_ts.first()?.0, self.by_ts.last()?.0);
+        (first != last).then_some(first)
     }
 
     /// Packs the window: per key, the zigzag varint of its timestamp's difference from the
@@ -182,13 +181,11 @@ impl Window {
     fn encode(&self) -> String {
         let mut bytes = Vec::with_capacity(self.keys.len() * 10);
         let mut prev: i64 = 0;
-        for (ts, keys) in &self.by_ts {
-            for k in keys {
-                let delta = ts.wrapping_sub(prev);
-                put_varint(&mut bytes, ((delta << 1) ^ (delta >> 63)) as u64);
-                bytes.extend_from_slice(&k.to_le_bytes());
-                prev = *ts;
-            }
+        for (ts, k) in &self.by_ts {
+            let delta = ts.wrapping_sub(prev);
+            put_varint(&mut bytes, ((delta << 1) ^ (delta >> 63)) as u64);
+            bytes.extend_from_slice(&k.to_le_bytes());
+            prev = *ts;
         }
         base64_encode(&bytes)
     }
