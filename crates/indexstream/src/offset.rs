@@ -77,6 +77,14 @@ pub(crate) fn now_iso() -> String {
 
 /// Formats epoch milliseconds as RFC 3339 UTC.
 pub fn iso_millis(ms: i64) -> String {
+    let mut out = String::with_capacity(24);
+    push_iso_millis(ms, &mut out);
+    out
+}
+
+/// Appends epoch milliseconds as RFC 3339 UTC (`YYYY-MM-DDTHH:MM:SS.mmmZ`), without the
+/// formatting machinery (this runs once per delivered document in timestamp mode).
+pub fn push_iso_millis(ms: i64, out: &mut String) {
     let days = ms.div_euclid(86_400_000);
     let rem = ms.rem_euclid(86_400_000);
     let z = days + 719_468;
@@ -88,13 +96,38 @@ pub fn iso_millis(ms: i64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
-    )
+    if !(0..=9999).contains(&y) {
+        use std::fmt::Write;
+        let _ = write!(out, "{y:04}");
+    } else {
+        push_digits(out, y, 4);
+    }
+    let parts: [(char, i64, usize); 6] = [
+        ('-', m, 2),
+        ('-', d, 2),
+        ('T', rem / 3_600_000, 2),
+        (':', rem / 60_000 % 60, 2),
+        (':', rem / 1000 % 60, 2),
+        ('.', rem % 1000, 3),
+    ];
+    for (sep, v, width) in parts {
+        out.push(sep);
+        push_digits(out, v, width);
+    }
+    out.push('Z');
+}
+
+/// Appends `v` (0 <= v < 10^width) zero-padded to `width` digits.
+pub(crate) fn push_digits(out: &mut String, v: i64, width: usize) {
+    let mut buf = [b'0'; 12];
+    let mut v = v;
+    for i in (0..width).rev() {
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    for b in &buf[..width] {
+        out.push(*b as char);
+    }
 }
 
 /// A committed exact-mode offset as stored.
@@ -267,8 +300,9 @@ impl OffsetStore {
     }
 
     /// Commits a timestamp-mode group's offset.
-    pub async fn commit_timestamp(&mut self, target: &str, offset: &TimestampOffset) -> Result<()> {
-        let doc = json!({"group": self.group, "kind": "offset", "mode": Mode::Timestamp.as_str(), "index": target, "cursor": offset.to_json(), "member": self.member, "updated_at": now_iso()});
+    /// `cursor` is [`TimestampOffset::to_json`].
+    pub async fn commit_timestamp(&mut self, target: &str, cursor: Value) -> Result<()> {
+        let doc = json!({"group": self.group, "kind": "offset", "mode": Mode::Timestamp.as_str(), "index": target, "cursor": cursor, "member": self.member, "updated_at": now_iso()});
         self.write_docs(vec![(Self::timestamp_doc_id(&self.group), doc)])
             .await
     }
@@ -367,6 +401,8 @@ mod tests {
     fn iso_formatting() {
         assert_eq!(iso_millis(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(iso_millis(1_571_646_604_828), "2019-10-21T08:30:04.828Z");
+        assert_eq!(iso_millis(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(iso_millis(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
     }
 
     #[test]

@@ -43,7 +43,7 @@ impl Record {
         out.push_str(",\"source\":");
         // The cluster's JSON may contain newlines; a line must not.
         let raw = self.source.get();
-        if raw.contains('\n') || raw.contains('\r') {
+        if has_line_break(raw.as_bytes()) {
             match serde_json::from_str::<serde_json::Value>(raw) {
                 Ok(v) => out.push_str(&v.to_string()),
                 Err(_) => out.push_str("null"),
@@ -53,6 +53,11 @@ impl Record {
         }
         out.push('}');
     }
+}
+
+/// Whether `s` holds a `\n` or `\r` (`memchr` twice beats one hand-written pass).
+fn has_line_break(s: &[u8]) -> bool {
+    s.contains(&b'\n') || s.contains(&b'\r')
 }
 
 fn push_str(out: &mut String, s: &str) {
@@ -68,6 +73,21 @@ fn push_str(out: &mut String, s: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_breaks_are_found_anywhere() {
+        for n in [0, 1, 31, 32, 33, 100] {
+            let mut s = vec![b'x'; n];
+            assert!(!has_line_break(&s));
+            for at in 0..n {
+                for c in [b'\n', b'\r'] {
+                    s[at] = c;
+                    assert!(has_line_break(&s), "{n} {at}");
+                    s[at] = b'x';
+                }
+            }
+        }
+    }
 
     #[test]
     fn json_lines_are_single_lines_with_the_contract_fields() {

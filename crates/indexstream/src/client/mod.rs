@@ -248,7 +248,7 @@ impl Client {
         query: &[(&str, String)],
         body: Option<Body>,
         accept: &[u16],
-    ) -> Result<(u16, Vec<u8>), ClientError> {
+    ) -> Result<(u16, bytes::Bytes), ClientError> {
         use backon::Retryable;
         let attempt = std::sync::atomic::AtomicU32::new(0);
         let seed = std::time::SystemTime::now()
@@ -316,7 +316,7 @@ impl Client {
         query: &[(&str, String)],
         body: Option<(&'static str, bytes::Bytes)>,
         accept: &[u16],
-    ) -> Result<(u16, Vec<u8>), ClientError> {
+    ) -> Result<(u16, bytes::Bytes), ClientError> {
         let url = format!("{}{}", self.base, path);
         let mut req = self.http.request(method, &url);
         if !query.is_empty() {
@@ -341,8 +341,7 @@ impl Client {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| self.transport_error(op, e))?
-            .to_vec();
+            .map_err(|e| self.transport_error(op, e))?;
         if status >= 400 && !accept.contains(&status) {
             let (error_type, reason) = error_parts(&bytes);
             return Err(ClientError::Status {
@@ -385,7 +384,13 @@ impl Client {
         body: Option<Body>,
     ) -> Result<T, ClientError> {
         let (_, bytes) = self.send(op, method, path, query, body, &[]).await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode {
+        // One UTF-8 check of the whole body, then a parse that does not check every string
+        // again (most of a search response is `_source` text).
+        let text = std::str::from_utf8(&bytes).map_err(|e| ClientError::Decode {
+            op,
+            reason: format!("the response is not UTF-8: {e}"),
+        })?;
+        serde_json::from_str(text).map_err(|e| ClientError::Decode {
             op,
             reason: e.to_string(),
         })

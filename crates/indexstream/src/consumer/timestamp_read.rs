@@ -14,7 +14,7 @@ use crate::client::ClientError;
 use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::source::timestamp::{
-    event_key, iso_nanos, Accepted, MissedLate, TimeUnit, TimestampOffset,
+    event_key, iso_nanos, push_iso_nanos, Accepted, MissedLate, TimeUnit, TimestampOffset,
 };
 
 /// Ids of documents without a usable timestamp already reported, at most this many.
@@ -416,10 +416,10 @@ impl Consumer {
         if !ts.dirty {
             return Ok(0);
         }
-        let offset = ts.offset.clone();
+        let cursor = ts.offset.to_json();
         let handed = ts.uncommitted;
         self.offsets
-            .commit_timestamp(&self.config.index, &offset)
+            .commit_timestamp(&self.config.index, cursor)
             .await?;
         let ts = self.ts();
         ts.uncommitted = ts.uncommitted.saturating_sub(handed);
@@ -534,10 +534,11 @@ impl Consumer {
 }
 
 fn timestamp_record(hit: Hit, ts_ns: i64, unit: TimeUnit) -> Record {
-    let iso = match unit {
-        TimeUnit::Nanos => iso_nanos(ts_ns),
-        TimeUnit::Millis => crate::offset::iso_millis(ts_ns.div_euclid(1_000_000)),
-    };
+    let mut iso = String::with_capacity(32);
+    match unit {
+        TimeUnit::Nanos => push_iso_nanos(ts_ns, &mut iso),
+        TimeUnit::Millis => crate::offset::push_iso_millis(ts_ns.div_euclid(1_000_000), &mut iso),
+    }
     Record {
         index: hit.index,
         id: hit.id,

@@ -82,11 +82,17 @@ impl TimeUnit {
 
 /// RFC 3339 UTC with nanoseconds.
 pub fn iso_nanos(ns: i64) -> String {
-    let ms = ns.div_euclid(1_000_000);
-    let sub = ns.rem_euclid(1_000_000);
-    let base = crate::offset::iso_millis(ms);
-    // "....sssZ" -> "....sssNNNNNNZ"
-    format!("{}{sub:06}Z", &base[..base.len() - 1])
+    let mut out = String::with_capacity(30);
+    push_iso_nanos(ns, &mut out);
+    out
+}
+
+/// Appends RFC 3339 UTC with nanoseconds: `....sss` then six more digits.
+pub fn push_iso_nanos(ns: i64, out: &mut String) {
+    crate::offset::push_iso_millis(ns.div_euclid(1_000_000), out);
+    out.pop(); // the 'Z'
+    crate::offset::push_digits(out, ns.rem_euclid(1_000_000), 6);
+    out.push('Z');
 }
 
 /// The key of one delivered event.
@@ -471,7 +477,7 @@ fn get_varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
 const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
         let n = chunk.len();
         let b = [
@@ -481,10 +487,11 @@ fn base64_encode(bytes: &[u8]) -> String {
         ];
         let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..=n {
-            out.push(B64[((v >> (18 - 6 * i)) & 63) as usize] as char);
+            out.push(B64[((v >> (18 - 6 * i)) & 63) as usize]);
         }
     }
-    out
+    // Every byte comes from the ASCII alphabet.
+    String::from_utf8(out).unwrap_or_default()
 }
 
 fn base64_decode(text: &str) -> Option<Vec<u8>> {
