@@ -99,6 +99,9 @@ pub struct FieldInfo {
     pub ty: FieldType,
     pub format: Option<DateFormat>,
     pub ignore_above: Option<usize>,
+    /// `ignore_malformed: true`: a value that does not parse leaves the field unindexed
+    /// (invisible to `exists`, ranges and sorts) instead of rejecting the document.
+    pub ignore_malformed: bool,
 }
 
 impl FieldInfo {
@@ -274,6 +277,10 @@ impl Mappings {
                         .get("ignore_above")
                         .and_then(|v| v.as_u64())
                         .map(|v| v as usize);
+                    let ignore_malformed =
+                        matches!(leaf.params.get("ignore_malformed"), Some(Value::Bool(true)))
+                            || leaf.params.get("ignore_malformed").and_then(|v| v.as_str())
+                                == Some("true");
                     let id = fields.len() as FieldId;
                     by_path.insert(path.clone(), id);
                     fields.push(FieldInfo {
@@ -281,6 +288,7 @@ impl Mappings {
                         ty: leaf.ty,
                         format,
                         ignore_above,
+                        ignore_malformed,
                     });
                     id
                 }
@@ -481,7 +489,11 @@ impl Mappings {
             return Ok(());
         };
         let info = self.field(fid);
-        if let Some(v) = convert(info, value).map_err(|why| {
+        let converted = match convert(info, value) {
+            Err(_) if info.ignore_malformed => Ok(None),
+            other => other,
+        };
+        if let Some(v) = converted.map_err(|why| {
             let mut reason = format!("failed to parse field [{path}] of type [{}] in document with id '{id}'. Preview of field's value: '{}'", info.ty.name(), preview(value));
             if !why.is_empty() {
                 reason = format!("{reason}: {why}");
@@ -961,9 +973,11 @@ pub mod fast {
                 .id
                 .ok_or_else(|| E::custom("unregistered field"))?;
             let mut out = self.out.borrow_mut();
-            match convert(self.m.field(id), &v) {
+            let info = self.m.field(id);
+            match convert(info, &v) {
                 Ok(Some(val)) => out.push((id, val)),
                 Ok(None) => {}
+                Err(_) if info.ignore_malformed => {}
                 Err(_) => return Err(E::custom("value does not fit the field")),
             }
             for sub in self.leaf.fields.values() {

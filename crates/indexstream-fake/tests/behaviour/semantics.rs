@@ -369,3 +369,61 @@ fn indexstream_shard(id: &str, shards: u32) -> usize {
     ((murmur(&bytes) as i32 as i64).rem_euclid(routing_shards) / (routing_shards / shards as i64))
         as usize
 }
+
+/// OpenSearch docs (mapping parameter `ignore_malformed`): a value that does not parse is not
+/// indexed, the rest of the document is, and "skipped values ... do not match queries and are
+/// not counted in aggregations or sorting"; without the parameter the document is rejected.
+#[tokio::test]
+async fn ignore_malformed_keeps_the_document_but_not_the_value() {
+    let (_fake, http) = start().await;
+    http.ok(
+        "PUT",
+        "/lenient",
+        Some(json!({"mappings": {"properties": {"@timestamp": {"type": "date", "ignore_malformed": true}}}})),
+    )
+    .await;
+    http.ok(
+        "PUT",
+        "/strict",
+        Some(json!({"mappings": {"properties": {"@timestamp": {"type": "date"}}}})),
+    )
+    .await;
+    let bad = json!({"@timestamp": "not a date", "n": 1});
+    http.ok("PUT", "/lenient/_doc/bad?refresh=true", Some(bad.clone()))
+        .await;
+    http.ok(
+        "PUT",
+        "/lenient/_doc/good?refresh=true",
+        Some(json!({"@timestamp": "2024-01-01T00:00:00Z"})),
+    )
+    .await;
+    let (status, err) = http.call("PUT", "/strict/_doc/bad", Some(bad)).await;
+    assert_eq!(status, 400);
+    assert_eq!(err["error"]["type"], "mapper_parsing_exception");
+    let ids = |v: serde_json::Value| -> Vec<String> {
+        v["hits"]["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["_id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let exists = http
+        .ok(
+            "POST",
+            "/lenient/_search",
+            Some(json!({"query": {"exists": {"field": "@timestamp"}}})),
+        )
+        .await;
+    assert_eq!(ids(exists), ["good"]);
+    let missing = http
+        .ok(
+            "POST",
+            "/lenient/_search",
+            Some(json!({"query": {"bool": {"must_not": {"exists": {"field": "@timestamp"}}}}})),
+        )
+        .await;
+    assert_eq!(ids(missing), ["bad"]);
+    let doc = http.ok("GET", "/lenient/_doc/bad", None).await;
+    assert_eq!(doc["_source"]["@timestamp"], "not a date");
+}

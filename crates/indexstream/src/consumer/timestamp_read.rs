@@ -588,6 +588,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_reason_says_whether_the_field_is_absent_or_unparseable() {
+        let hit = |src: &str| -> Hit {
+            serde_json::from_str(&format!(r#"{{"_index": "i", "_id": "x", "_source": {src}}}"#))
+                .unwrap()
+        };
+        assert_eq!(
+            missing_reason(&hit(r#"{"a": 1}"#), "event.ingested"),
+            "it has no event.ingested"
+        );
+        let r = missing_reason(&hit(r#"{"event": {"ingested": "soon"}}"#), "event.ingested");
+        assert!(r.contains("\"soon\"") && r.contains("not a value"), "{r}");
+    }
+
+    #[test]
     fn dotted_paths_are_found_nested_or_literal() {
         let v = json!({"event": {"ingested": 1}, "a.b": {"c": 2}, "x": {"y.z": 3}});
         assert_eq!(lookup(&v, "event.ingested"), Some(&json!(1)));

@@ -379,13 +379,17 @@ async fn nested_and_dotted_fields_iso_offsets_epoch_millis_and_date_nanos_compar
 async fn documents_without_a_timestamp_are_counted_and_skipped_or_stop_the_consumer() {
     let t = target("missing").await;
     let index = t.name("m");
-    t.create_index(&index, 1, "100ms").await;
+    // With ignore_malformed, an unparseable timestamp leaves the document in the index without
+    // an indexed timestamp (without it, the cluster rejects the document at write time).
+    t.call("PUT", &format!("/{index}"), Some(json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "100ms"},
+        "mappings": {"properties": {"@timestamp": {"type": "date", "ignore_malformed": true}}}}))).await;
     t.write(
         &index,
         &[
             ("ok1".into(), json!({"@timestamp": at(T0)})),
             ("none".into(), json!({"other": 1})),
             ("nul".into(), json!({"@timestamp": null})),
+            ("bad".into(), json!({"@timestamp": "yesterday-ish"})),
             ("ok2".into(), json!({"@timestamp": at(T0 + 1)})),
         ],
     )
@@ -409,7 +413,7 @@ async fn documents_without_a_timestamp_are_counted_and_skipped_or_stop_the_consu
             &telemetry.encode_metrics(),
             "indexstream_missing_timestamp_documents_total"
         ),
-        2.0
+        3.0
     );
     let mut cfg = ts_builder(&t, &index, &t.name("fail"), Duration::from_secs(30)).build_config();
     cfg.on_missing_timestamp = OnMissingTimestamp::Fail;
@@ -419,7 +423,12 @@ async fn documents_without_a_timestamp_are_counted_and_skipped_or_stop_the_consu
     )
     .await;
     match r {
-        Err(Error::MissingTimestamp { id, .. }) => assert!(id == "none" || id == "nul", "{id}"),
+        Err(Error::MissingTimestamp { id, reason, .. }) => {
+            assert!(["none", "nul", "bad"].contains(&id.as_str()), "{id}");
+            if id == "bad" {
+                assert!(reason.contains("yesterday-ish"), "{reason}");
+            }
+        }
         other => panic!("expected MissingTimestamp, got {other:?}"),
     }
 }
