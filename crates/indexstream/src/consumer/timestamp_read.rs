@@ -17,6 +17,9 @@ use crate::source::timestamp::{
     event_key, iso_nanos, push_iso_nanos, Accepted, MissedLate, TimeUnit, TimestampOffset,
 };
 
+/// How often the timestamp field's mapping is read again.
+const MAPPING_REFRESH: Duration = Duration::from_secs(10);
+
 /// Ids of documents without a usable timestamp already reported, at most this many.
 const MISSING_REMEMBERED: usize = 10_000;
 
@@ -47,6 +50,7 @@ pub(super) struct TimestampReader {
     last_missed_check: Option<Instant>,
     missing_seen: HashSet<(String, String)>,
     missing_counted: u64,
+    mapping_read: Option<Instant>,
 }
 
 impl TimestampReader {
@@ -63,6 +67,7 @@ impl TimestampReader {
             last_missed_check: None,
             missing_seen: HashSet::new(),
             missing_counted: 0,
+            mapping_read: None,
         }
     }
 
@@ -143,7 +148,18 @@ impl Consumer {
         if first {
             self.offsets.check_mode(self.config.mode).await?;
         }
-        let unit = self.learn_unit(first).await?;
+        // The mapping is read again now and then, for indices that start matching the expression.
+        let stale = self
+            .ts()
+            .mapping_read
+            .is_none_or(|t| t.elapsed() >= MAPPING_REFRESH);
+        let unit = if first || stale || self.ts().unit.is_none() {
+            let unit = self.learn_unit(first).await?;
+            self.ts().mapping_read = Some(Instant::now());
+            unit
+        } else {
+            self.ts().unit
+        };
         self.first_round = false;
         if !self.ts().loaded {
             self.load_timestamp_offset(unit).await?;
@@ -590,8 +606,10 @@ mod tests {
     #[test]
     fn the_reason_says_whether_the_field_is_absent_or_unparseable() {
         let hit = |src: &str| -> Hit {
-            serde_json::from_str(&format!(r#"{{"_index": "i", "_id": "x", "_source": {src}}}"#))
-                .unwrap()
+            serde_json::from_str(&format!(
+                r#"{{"_index": "i", "_id": "x", "_source": {src}}}"#
+            ))
+            .unwrap()
         };
         assert_eq!(
             missing_reason(&hit(r#"{"a": 1}"#), "event.ingested"),
