@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::support::{call, cluster, http, unique, write, BIN};
+use super::support::{call, cluster, http, run_killed, unique, write, BIN};
 
 /// Runs the binary; returns (exit status, stderr).
 fn run(args: &[&str]) -> (i32, String) {
@@ -324,22 +324,7 @@ fn sigkill_restarts(with_faults: bool) {
     ];
     let mut kills = Vec::new();
     for _ in 0..10 {
-        let mut child = Command::new(BIN)
-            .args(common)
-            .env("INDEXSTREAM_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(300 + next(1200)));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let text = std::fs::read(&out).unwrap_or_default();
-        let file_len = text
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map(|p| p + 1)
-            .unwrap_or(0);
+        let file_len = run_killed(&common, Duration::from_millis(300 + next(1200)), &out);
         kills.push(Killed {
             file_len,
             committed: committed(&url, &index, group),

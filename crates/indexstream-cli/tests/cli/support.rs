@@ -124,3 +124,40 @@ pub fn write_n(url: &str, index: &str, n: usize) {
     write(url, index, &docs);
     call(url, "POST", &format!("/{index}/_refresh"), None);
 }
+
+/// Runs `indexstream args` (logging at warn) and kills it with SIGKILL after `after`; returns
+/// the length of `out` up to its last complete line at that moment.
+pub fn run_killed(args: &[&str], after: std::time::Duration, out: &std::path::Path) -> usize {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("INDEXSTREAM_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(after);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::fs::read(out)
+        .unwrap_or_default()
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map(|p| p + 1)
+        .unwrap_or(0)
+}
+
+/// Runs `indexstream args` (logging at warn) to its end and asserts it exits 0.
+pub fn run_ok(args: &[&str]) -> std::process::Output {
+    let o = Command::new(BIN)
+        .args(args)
+        .env("INDEXSTREAM_LOG", "warn")
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "indexstream {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}

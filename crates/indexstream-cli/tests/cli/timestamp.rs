@@ -9,7 +9,7 @@ use std::time::Duration;
 use indexstream::source::timestamp::{event_key, TimestampOffset};
 use serde_json::{json, Value};
 
-use super::support::{call, cluster, http, unique, write, BIN};
+use super::support::{call, cluster, http, run_killed, run_ok, unique, write, BIN};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -146,37 +146,13 @@ fn sigkill_five_times_with_late_events_inside_the_window_misses_none_and_repeats
     // (bytes of the file at the kill, the offset committed then)
     let mut kills: Vec<(usize, Option<TimestampOffset>)> = Vec::new();
     for _ in 0..5 {
-        let mut child = Command::new(BIN)
-            .args(common)
-            .env("INDEXSTREAM_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(600 + next(1500)));
-        child.kill().unwrap();
-        child.wait().unwrap();
-        let text = std::fs::read(&out).unwrap_or_default();
-        let len = text
-            .iter()
-            .rposition(|b| *b == b'\n')
-            .map(|p| p + 1)
-            .unwrap_or(0);
+        let len = run_killed(&common, Duration::from_millis(600 + next(1500)), &out);
         kills.push((len, committed(&url, &group)));
     }
     producer.join().unwrap();
-    let o = Command::new(BIN)
-        .args(common)
-        .args(["--until-idle", "3s"])
-        .env("INDEXSTREAM_LOG", "warn")
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let mut last = common.to_vec();
+    last.extend(["--until-idle", "3s"]);
+    run_ok(&last);
     let text = std::fs::read_to_string(&out).unwrap();
     let all = lines_of(&text);
     let ids: HashSet<&String> = all.iter().map(|(id, _, _)| id).collect();
@@ -333,30 +309,21 @@ fn groups_describe_and_reset_a_timestamp_mode_group() {
     call(url, "POST", &format!("/{index}/_refresh"), None);
     let group = unique("tsg");
     let consume = |extra: &[&str]| -> Vec<String> {
-        let o = Command::new(BIN)
-            .args([
-                "consume",
-                &index,
-                &group,
-                "--mode",
-                "timestamp",
-                "--url",
-                url,
-                "--until-idle",
-                "500ms",
-                "--poll-interval",
-                "100ms",
-            ])
-            .args(extra)
-            .env("INDEXSTREAM_LOG", "warn")
-            .output()
-            .unwrap();
-        assert_eq!(
-            o.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&o.stderr)
-        );
+        let mut args = vec![
+            "consume",
+            &index,
+            &group,
+            "--mode",
+            "timestamp",
+            "--url",
+            url,
+            "--until-idle",
+            "500ms",
+            "--poll-interval",
+            "100ms",
+        ];
+        args.extend(extra);
+        let o = run_ok(&args);
         String::from_utf8_lossy(&o.stdout)
             .lines()
             .map(|l| {
