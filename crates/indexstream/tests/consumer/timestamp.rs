@@ -535,3 +535,64 @@ async fn a_group_committed_in_one_mode_is_refused_in_the_other() {
     .await;
     assert!(matches!(r, Err(Error::ModeMismatch { .. })), "{r:?}");
 }
+
+#[tokio::test]
+async fn a_pattern_and_an_alias_read_indices_that_start_matching_while_running() {
+    let t = target("ts-pattern").await;
+    let first = t.name("logs-1");
+    t.create_index(&first, 2, "100ms").await;
+    let a: Vec<(String, Value)> = (0..20)
+        .map(|i| (format!("a{i}"), json!({"@timestamp": at(T0 + i * 100)})))
+        .collect();
+    t.write(&first, &a).await;
+    t.call("POST", &format!("/{first}/_refresh"), None).await;
+    let alias = t.name("logs-all");
+    t.call(
+        "POST",
+        "/_aliases",
+        Some(json!({"actions": [{"add": {"index": first, "alias": alias}}]})),
+    )
+    .await;
+    let pattern = format!("{}-logs-*", t.prefix);
+    let by_pattern = ts_builder(&t, &pattern, &t.name("gp"), Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    let by_alias = ts_builder(&t, &alias, &t.name("ga"), Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    let (p, al) = (
+        Running::start(by_pattern, RunOptions::default()),
+        Running::start(by_alias, RunOptions::default()),
+    );
+    wait_for(|| p.records.lock().unwrap().len() >= 20 && al.records.lock().unwrap().len() >= 20)
+        .await;
+    // A new index (rollover) with later events; the alias moves to it.
+    let second = t.name("logs-2");
+    t.create_index(&second, 1, "100ms").await;
+    t.call(
+        "POST",
+        "/_aliases",
+        Some(json!({"actions": [{"add": {"index": second, "alias": alias}}]})),
+    )
+    .await;
+    let b: Vec<(String, Value)> = (0..20)
+        .map(|i| {
+            (
+                format!("b{i}"),
+                json!({"@timestamp": at(T0 + 5_000 + i * 100)}),
+            )
+        })
+        .collect();
+    t.write(&second, &b).await;
+    wait_for(|| p.records.lock().unwrap().len() >= 40 && al.records.lock().unwrap().len() >= 40)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (pr, ar) = (p.records.clone(), al.records.clone());
+    p.stop().await.unwrap();
+    al.stop().await.unwrap();
+    let all = || a.iter().chain(&b).map(|(id, _)| id.clone());
+    assert_each_once(&pr.lock().unwrap(), all());
+    assert_each_once(&ar.lock().unwrap(), all());
+}
