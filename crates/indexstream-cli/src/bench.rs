@@ -332,6 +332,105 @@ async fn latency(
     Ok((pct(0.5), pct(0.99), lat.len() as u64))
 }
 
+#[derive(Debug, Clone, Copy)]
+enum Paging {
+    SeqNo,
+    Timestamp,
+}
+
+/// One mode's consumer runs, with raw paging measured right before, between and after them:
+/// the machine's speed drifts, so each ratio compares runs made close together.
+struct ModeRun {
+    null: ChildRun,
+    file: ChildRun,
+    raw: [f64; 3],
+}
+
+impl ModeRun {
+    fn raw_null(&self) -> f64 {
+        (self.raw[0] + self.raw[1]) / 2.0
+    }
+
+    fn raw_file(&self) -> f64 {
+        (self.raw[1] + self.raw[2]) / 2.0
+    }
+}
+
+struct Setup<'a> {
+    client: &'a Client,
+    url: &'a str,
+    index: &'a str,
+    docs: u64,
+    page: usize,
+    out: &'a std::path::Path,
+}
+
+impl Setup<'_> {
+    async fn raw(&self, paging: Paging) -> anyhow::Result<f64> {
+        let (n, rate) = match paging {
+            Paging::SeqNo => page_by_seq_no(self.client, self.index, self.page).await?,
+            Paging::Timestamp => page_by_timestamp(self.client, self.index, self.page).await?,
+        };
+        anyhow::ensure!(
+            n == self.docs,
+            "paging returned {n} of {} documents",
+            self.docs
+        );
+        Ok(rate)
+    }
+
+    /// Consumes everything to the null sink, then to a file (checking it holds every id).
+    async fn consume_mode(
+        &self,
+        group: &str,
+        extra: &[&str],
+        paging: Paging,
+    ) -> anyhow::Result<ModeRun> {
+        let r0 = self.raw(paging).await?;
+        let null = run_consumer(
+            self.url,
+            self.index,
+            &format!("{group}-null"),
+            "null",
+            self.docs,
+            self.page,
+            extra,
+        )?;
+        let r1 = self.raw(paging).await?;
+        let _ = std::fs::remove_file(self.out);
+        let file = run_consumer(
+            self.url,
+            self.index,
+            &format!("{group}-file"),
+            &format!("file:{}", self.out.display()),
+            self.docs,
+            self.page,
+            extra,
+        )?;
+        let r2 = self.raw(paging).await?;
+        let ids: std::collections::HashSet<String> = std::fs::read_to_string(self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let v: Value = serde_json::from_str(l).ok()?;
+                Some(v["id"].as_str()?.to_string())
+            })
+            .collect();
+        let _ = std::fs::remove_file(self.out);
+        anyhow::ensure!(
+            ids.len() as u64 == self.docs,
+            "{group}: the file sink holds {} distinct of {} documents",
+            ids.len(),
+            self.docs
+        );
+        Ok(ModeRun {
+            null,
+            file,
+            raw: [r0, r1, r2],
+        })
+    }
+}
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let (_server, url) = match &args.conn.url {
         Some(u) => (None, u.clone()),
@@ -361,49 +460,27 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     eprintln!("bench: raw paging @timestamp {ts_rate:.0} docs/s, _seq_no {seq_rate:.0} docs/s; consuming...");
     let out = std::env::temp_dir().join(format!("indexstream-bench-{}.jsonl", std::process::id()));
-    let consume = |group: &str, extra: &[&str]| -> anyhow::Result<(ChildRun, ChildRun)> {
-        let null = run_consumer(
-            &url,
-            &index,
-            &format!("{group}-null"),
-            "null",
-            args.docs,
-            args.page_size,
-            extra,
-        )?;
-        let _ = std::fs::remove_file(&out);
-        let file = run_consumer(
-            &url,
-            &index,
-            &format!("{group}-file"),
-            &format!("file:{}", out.display()),
-            args.docs,
-            args.page_size,
-            extra,
-        )?;
-        let ids: std::collections::HashSet<String> = std::fs::read_to_string(&out)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| {
-                let v: Value = serde_json::from_str(l).ok()?;
-                Some(v["id"].as_str()?.to_string())
-            })
-            .collect();
-        let _ = std::fs::remove_file(&out);
-        anyhow::ensure!(
-            ids.len() as u64 == args.docs,
-            "{group}: the file sink holds {} distinct of {} documents",
-            ids.len(),
-            args.docs
-        );
-        Ok((null, file))
+    let setup = Setup {
+        client: &client,
+        url: &url,
+        index: &index,
+        docs: args.docs,
+        page: args.page_size,
+        out: &out,
     };
-    let (null, file) = consume("bench-exact", &[])?;
+    let exact = setup
+        .consume_mode("bench-exact", &[], Paging::SeqNo)
+        .await?;
     eprintln!("bench: exact mode done; timestamp mode...");
-    let (ts_null, ts_file) = consume(
-        "bench-timestamp",
-        &["--mode", "timestamp", "--safety-window", "30s"],
-    )?;
+    let timestamp = setup
+        .consume_mode(
+            "bench-timestamp",
+            &["--mode", "timestamp", "--safety-window", "30s"],
+            Paging::Timestamp,
+        )
+        .await?;
+    let (null, file, ts_null, ts_file) =
+        (&exact.null, &exact.file, &timestamp.null, &timestamp.file);
     eprintln!(
         "bench: latency at {}/s for {:?}...",
         args.latency_rate, args.latency_duration
@@ -441,14 +518,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "raw_paging_seq_no_docs_per_s": seq_rate.round(),
         "exact_null_sink_docs_per_s": null_rate.round(),
         "exact_file_sink_docs_per_s": file_rate.round(),
-        "exact_null_vs_raw": (null_rate / seq_rate * 100.0).round() / 100.0,
-        "exact_file_vs_raw": (file_rate / seq_rate * 100.0).round() / 100.0,
+        "exact_null_vs_raw": (null_rate / exact.raw_null() * 100.0).round() / 100.0,
+        "exact_file_vs_raw": (file_rate / exact.raw_file() * 100.0).round() / 100.0,
+        "exact_adjacent_raw_paging_docs_per_s": exact.raw.map(f64::round),
         "timestamp_null_sink_docs_per_s": ts_null_rate.round(),
         "timestamp_file_sink_docs_per_s": ts_file_rate.round(),
-        "timestamp_null_vs_raw": (ts_null_rate / ts_rate * 100.0).round() / 100.0,
-        "timestamp_file_vs_raw": (ts_file_rate / ts_rate * 100.0).round() / 100.0,
-        "consumer_cpu_seconds_per_million": (per_million(&file) * 100.0).round() / 100.0,
-        "timestamp_consumer_cpu_seconds_per_million": (per_million(&ts_file) * 100.0).round() / 100.0,
+        "timestamp_null_vs_raw": (ts_null_rate / timestamp.raw_null() * 100.0).round() / 100.0,
+        "timestamp_file_vs_raw": (ts_file_rate / timestamp.raw_file() * 100.0).round() / 100.0,
+        "timestamp_adjacent_raw_paging_docs_per_s": timestamp.raw.map(f64::round),
+        "consumer_cpu_seconds_per_million": (per_million(file) * 100.0).round() / 100.0,
+        "timestamp_consumer_cpu_seconds_per_million": (per_million(ts_file) * 100.0).round() / 100.0,
+        "null_sink_consumer_cpu_seconds_per_million": (per_million(null) * 100.0).round() / 100.0,
+        "timestamp_null_sink_consumer_cpu_seconds_per_million": (per_million(ts_null) * 100.0).round() / 100.0,
         "consumer_peak_rss_mb": (file.peak_rss_mb.max(null.peak_rss_mb) * 10.0).round() / 10.0,
         "timestamp_consumer_peak_rss_mb": (ts_file.peak_rss_mb.max(ts_null.peak_rss_mb) * 10.0).round() / 10.0,
         "latency_p50_ms": p50,
@@ -461,16 +542,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 | fake: bulk-index {docs} docs (~300 B, 3 shards) | {load:.0} docs/s | >= 100000 |\n\
 | raw `search_after` paging by `@timestamp`, page {page} | {ts:.0} docs/s | >= 200000 |\n\
 | raw `search_after` paging by `_seq_no` per shard, page {page} | {seq:.0} docs/s | >= 200000 |\n\
-| exact mode -> null sink | {nr:.0} docs/s ({nq:.2} of raw `_seq_no` paging) | >= 0.9 |\n\
-| exact mode -> file sink | {fr:.0} docs/s ({fq:.2} of raw `_seq_no` paging) | >= 0.9 |\n\
-| timestamp mode (30 s window) -> null sink | {tnr:.0} docs/s ({tnq:.2} of raw `@timestamp` paging) | >= 0.9 |\n\
-| timestamp mode (30 s window) -> file sink | {tfr:.0} docs/s ({tfq:.2} of raw `@timestamp` paging) | >= 0.9 |\n\
+| exact mode -> null sink | {nr:.0} docs/s ({nq:.2} of raw `_seq_no` paging measured just before and after) | >= 0.9 |\n\
+| exact mode -> file sink | {fr:.0} docs/s ({fq:.2} of raw `_seq_no` paging measured just before and after) | >= 0.9 |\n\
+| timestamp mode (30 s window) -> null sink | {tnr:.0} docs/s ({tnq:.2} of raw `@timestamp` paging measured just before and after) | >= 0.9 |\n\
+| timestamp mode (30 s window) -> file sink | {tfr:.0} docs/s ({tfq:.2} of raw `@timestamp` paging measured just before and after) | >= 0.9 |\n\
 | consumer CPU per million events (file sink): exact / timestamp | {cpu:.2} s / {tcpu:.2} s | <= 2 |\n\
+| consumer CPU per million events (null sink): exact / timestamp | {ncpu:.2} s / {tncpu:.2} s | (for comparison) |\n\
 | consumer peak RSS catching up (batch {page}): exact / timestamp | {rss:.1} MB / {trss:.1} MB | <= 100 |\n\
 | write-to-delivery latency at {rate}/s, refresh 1 s, poll 100 ms | p50 {p50:.0} ms, p99 {p99:.0} ms ({samples} samples) | p99 <= 1350 ms |\n",
-        docs = args.docs, load = load_rate, page = args.page_size, ts = ts_rate, seq = seq_rate, nr = null_rate, nq = null_rate / seq_rate, fr = file_rate, fq = file_rate / seq_rate,
-        tnr = ts_null_rate, tnq = ts_null_rate / ts_rate, tfr = ts_file_rate, tfq = ts_file_rate / ts_rate,
-        cpu = per_million(&file), tcpu = per_million(&ts_file), rss = file.peak_rss_mb.max(null.peak_rss_mb), trss = ts_file.peak_rss_mb.max(ts_null.peak_rss_mb), rate = args.latency_rate,
+        docs = args.docs, load = load_rate, page = args.page_size, ts = ts_rate, seq = seq_rate, nr = null_rate, nq = null_rate / exact.raw_null(), fr = file_rate, fq = file_rate / exact.raw_file(),
+        tnr = ts_null_rate, tnq = ts_null_rate / timestamp.raw_null(), tfr = ts_file_rate, tfq = ts_file_rate / timestamp.raw_file(),
+        cpu = per_million(file), tcpu = per_million(ts_file), ncpu = per_million(null), tncpu = per_million(ts_null), rss = file.peak_rss_mb.max(null.peak_rss_mb), trss = ts_file.peak_rss_mb.max(ts_null.peak_rss_mb), rate = args.latency_rate,
     );
     if args.json {
         println!("{results}");

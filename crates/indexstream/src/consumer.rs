@@ -1003,6 +1003,16 @@ impl Consumer {
         }
     }
 
+    /// Delivered events that make a commit due. In timestamp mode a commit rewrites the whole
+    /// window, so it is due at most once per window's worth of events (and still every
+    /// `commit_every`): the commit cost stays about one key per delivered event.
+    fn commit_threshold(&self) -> u64 {
+        match &self.ts {
+            Some(ts) => self.config.commit_every_events.max(ts.position().1 as u64),
+            None => self.config.commit_every_events,
+        }
+    }
+
     /// Whether a commit now would write anything.
     fn has_committable(&self) -> bool {
         match &self.ts {
@@ -1128,7 +1138,7 @@ impl Consumer {
                     since_commit += batch.len() as u64;
                     last_delivery = Instant::now();
                 }
-                let due = since_commit >= self.config.commit_every_events || (last_commit.elapsed() >= self.config.commit_every && (since_commit > 0 || self.has_committable()));
+                let due = since_commit >= self.commit_threshold() || (last_commit.elapsed() >= self.config.commit_every && (since_commit > 0 || self.has_committable()));
                 if due && Instant::now() >= retry_commit_at {
                     let before = commit_failures;
                     self.try_commit(sink, &mut since_commit, &mut last_commit, &mut commit_failures, &mut retry_commit_at).await?;

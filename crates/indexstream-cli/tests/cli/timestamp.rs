@@ -161,7 +161,7 @@ fn sigkill_five_times_with_late_events_inside_the_window_misses_none_and_repeats
     // before a kill and not covered is what may repeat.
     let covered = |o: &Option<TimestampOffset>, key: u64, ns: i64| {
         o.as_ref()
-            .is_some_and(|o| o.seen(key) || o.read_from(window).is_some_and(|from| ns < from))
+            .is_some_and(|o| o.seen(key, ns) || o.read_from(window).is_some_and(|from| ns < from))
     };
     let mut allowed = 0usize;
     for (len, offset) in &kills {

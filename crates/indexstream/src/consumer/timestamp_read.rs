@@ -14,7 +14,7 @@ use crate::client::ClientError;
 use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::source::timestamp::{
-    event_key, iso_nanos, push_iso_nanos, Accepted, MissedLate, TimeUnit, TimestampOffset,
+    event_key, iso_nanos, Accepted, MissedLate, TimeUnit, TimestampOffset,
 };
 
 /// How often the timestamp field's mapping is read again.
@@ -371,6 +371,7 @@ impl Consumer {
         let n = hits.len();
         let mut records = Vec::with_capacity(n);
         let mut keys = Vec::with_capacity(n);
+        let mut iso = IsoFormatter::default();
         for mut hit in hits {
             let ts_ns = hit
                 .sort
@@ -383,11 +384,11 @@ impl Consumer {
                 continue;
             }
             let key = event_key(&hit.index, &hit.id, ts_ns);
-            if self.ts().offset.seen(key) {
+            if self.ts().offset.seen(key, ts_ns) {
                 continue;
             }
             keys.push((key, ts_ns));
-            records.push(timestamp_record(hit, ts_ns, unit));
+            records.push(timestamp_record(hit, ts_ns, unit, &mut iso));
         }
         if !records.is_empty() {
             self.pending.push_back(Pending {
@@ -549,12 +550,39 @@ impl Consumer {
     }
 }
 
-fn timestamp_record(hit: Hit, ts_ns: i64, unit: TimeUnit) -> Record {
-    let mut iso = String::with_capacity(32);
-    match unit {
-        TimeUnit::Nanos => push_iso_nanos(ts_ns, &mut iso),
-        TimeUnit::Millis => crate::offset::push_iso_millis(ts_ns.div_euclid(1_000_000), &mut iso),
+/// Formats timestamps as RFC 3339 UTC, reusing the date and time of day of the previous one
+/// when it falls in the same second (consecutive documents mostly do).
+#[derive(Debug, Default)]
+struct IsoFormatter {
+    second: Option<i64>,
+    /// `YYYY-MM-DDTHH:MM:SS` of `second`.
+    prefix: String,
+}
+
+impl IsoFormatter {
+    fn format(&mut self, ts_ns: i64, unit: TimeUnit) -> String {
+        let second = ts_ns.div_euclid(1_000_000_000);
+        if self.second != Some(second) {
+            self.prefix.clear();
+            crate::offset::push_iso_millis(second.saturating_mul(1000), &mut self.prefix);
+            self.prefix.truncate(self.prefix.len() - ".000Z".len());
+            self.second = Some(second);
+        }
+        let mut out = String::with_capacity(self.prefix.len() + 11);
+        out.push_str(&self.prefix);
+        out.push('.');
+        let sub = ts_ns.rem_euclid(1_000_000_000);
+        match unit {
+            TimeUnit::Millis => crate::offset::push_digits(&mut out, sub / 1_000_000, 3),
+            TimeUnit::Nanos => crate::offset::push_digits(&mut out, sub, 9),
+        }
+        out.push('Z');
+        out
     }
+}
+
+fn timestamp_record(hit: Hit, ts_ns: i64, unit: TimeUnit, iso: &mut IsoFormatter) -> Record {
+    let iso = iso.format(ts_ns, unit);
     Record {
         index: hit.index,
         id: hit.id,
@@ -617,6 +645,28 @@ mod tests {
         );
         let r = missing_reason(&hit(r#"{"event": {"ingested": "soon"}}"#), "event.ingested");
         assert!(r.contains("\"soon\"") && r.contains("not a value"), "{r}");
+    }
+
+    #[test]
+    fn formatted_timestamps_match_the_plain_formatters() {
+        let mut f = IsoFormatter::default();
+        for ns in [
+            0i64,
+            1_700_000_000_123_456_789,
+            1_700_000_000_999_999_999,
+            1_700_000_001_000_000_000,
+            -1,
+            -1_500_000_000,
+        ] {
+            assert_eq!(
+                f.format(ns, TimeUnit::Nanos),
+                crate::source::timestamp::iso_nanos(ns)
+            );
+            assert_eq!(
+                f.format(ns, TimeUnit::Millis),
+                crate::offset::iso_millis(ns.div_euclid(1_000_000))
+            );
+        }
     }
 
     #[test]

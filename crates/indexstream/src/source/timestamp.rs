@@ -21,8 +21,7 @@
 //! shorter than configured until the cursor moves on). Nothing is delivered twice because of
 //! the cap. A single timestamp holding more than `cap` documents is kept whole.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -112,53 +111,29 @@ pub fn event_key(index: &str, id: &str, ts_ns: i64) -> u64 {
     h
 }
 
-/// Keys are hashes already: hash them as themselves.
-#[derive(Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) | u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
-}
-
-type KeySet = HashSet<u64, BuildHasherDefault<KeyHasher>>;
-
 /// The keys of the events delivered inside the safety window, by timestamp.
 #[derive(Debug, Clone, Default)]
 pub struct Window {
-    keys: KeySet,
-    /// `(timestamp, key)`, in order: one node per key, no allocation per timestamp.
+    /// `(timestamp, key)`, in order: sliding the window is one split, and no hash set is kept
+    /// beside it (a key is looked up with its timestamp, which it hashes anyway).
     by_ts: BTreeSet<(i64, u64)>,
 }
 
 impl Window {
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.by_ts.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.by_ts.is_empty()
     }
 
-    pub fn contains(&self, key: u64) -> bool {
-        self.keys.contains(&key)
+    pub fn contains(&self, key: u64, ts_ns: i64) -> bool {
+        self.by_ts.contains(&(ts_ns, key))
     }
 
     fn insert(&mut self, key: u64, ts_ns: i64) -> bool {
-        if !self.keys.insert(key) {
-            return false;
-        }
-        self.by_ts.insert((ts_ns, key));
-        true
+        self.by_ts.insert((ts_ns, key))
     }
 
     /// Removes every key older than `ns`; returns `(timestamp, keys removed)` per timestamp.
@@ -166,8 +141,7 @@ impl Window {
         let keep = self.by_ts.split_off(&(ns, 0));
         let gone = std::mem::replace(&mut self.by_ts, keep);
         let mut out: Vec<(i64, u64)> = Vec::new();
-        for (ts, key) in gone {
-            self.keys.remove(&key);
+        for (ts, _) in gone {
             match out.last_mut() {
                 Some((t, n)) if *t == ts => *n += 1,
                 _ => out.push((ts, 1)),
@@ -185,7 +159,7 @@ impl Window {
     /// Packs the window: per key, the zigzag varint of its timestamp's difference from the
     /// previous one, then the 8 key bytes; base64 of all that.
     fn encode(&self) -> String {
-        let mut bytes = Vec::with_capacity(self.keys.len() * 10);
+        let mut bytes = Vec::with_capacity(self.by_ts.len() * 10);
         let mut prev: i64 = 0;
         for (ts, k) in &self.by_ts {
             let delta = ts.wrapping_sub(prev);
@@ -268,8 +242,9 @@ impl TimestampOffset {
     }
 
     /// Whether this event was handed out already.
-    pub fn seen(&self, key: u64) -> bool {
-        self.window.contains(key)
+    pub fn seen(&self, key: u64, ts_ns: i64) -> bool {
+        // The window holds nothing newer than the cursor.
+        self.cursor_ns.is_some_and(|c| ts_ns <= c) && self.window.contains(key, ts_ns)
     }
 
     /// Records a handed-out event. Returns `None` when it was handed out already.
@@ -550,7 +525,7 @@ mod tests {
         let out = o.slide(w, 100);
         assert_eq!(out.groups, vec![(80 * S, 1)]);
         assert_eq!(out.evicted_by_cap, 0);
-        assert!(o.seen(1) && o.seen(3) && !o.seen(2));
+        assert!(o.seen(1, 100 * S) && o.seen(3, 120 * S) && !o.seen(2, 80 * S));
         assert_eq!(o.read_from(w), Some(90 * S));
     }
 
@@ -587,7 +562,7 @@ mod tests {
         assert_eq!(back.cursor_ns, o.cursor_ns);
         assert_eq!(back.floor_ns, o.floor_ns);
         assert_eq!(back.field, "event.ingested");
-        assert!(back.seen(event_key("j", "b", 7 * S + 3)));
+        assert!(back.seen(event_key("j", "b", 7 * S + 3), 7 * S + 3));
         assert_eq!(back.window.len(), 3);
         let mut bad = o.to_json();
         bad["window"] = json!("!!!!");
@@ -673,7 +648,7 @@ mod tests {
                 let mut visible: Vec<_> = arrived.iter().filter(|(_, t)| *t >= from).copied().collect();
                 visible.sort_by_key(|(k, t)| (*t, *k));
                 for (k, t) in visible {
-                    if !o.seen(k) {
+                    if !o.seen(k, t) {
                         prop_assert!(handed.insert(k), "event {} handed out twice", k);
                         o.accept(k, t);
                     }

@@ -596,3 +596,41 @@ async fn a_pattern_and_an_alias_read_indices_that_start_matching_while_running()
     assert_each_once(&pr.lock().unwrap(), all());
     assert_each_once(&ar.lock().unwrap(), all());
 }
+
+#[tokio::test]
+async fn a_keyword_tiebreaker_orders_documents_sharing_a_timestamp() {
+    let t = target("ts-tiebreak").await;
+    let index = t.name("tb");
+    t.call(
+        "PUT",
+        &format!("/{index}"),
+        Some(json!({"settings": {"number_of_shards": 2, "number_of_replicas": 0},
+            "mappings": {"properties": {"@timestamp": {"type": "date"}, "uid": {"type": "keyword"}}}})),
+    )
+    .await;
+    // The ids sort in the opposite order of the tiebreaker, so paging on `_id` would not do.
+    let docs: Vec<(String, Value)> = (0..500)
+        .map(|i| {
+            (
+                format!("id{:03}", 499 - i),
+                json!({"@timestamp": at(T0), "uid": format!("u{i:03}")}),
+            )
+        })
+        .collect();
+    t.write(&index, &docs).await;
+    t.call("POST", &format!("/{index}/_refresh"), None).await;
+    let mut cfg = ts_builder(&t, &index, &t.name("g"), Duration::from_secs(30))
+        .with_batch_size(50)
+        .build_config();
+    cfg.tiebreaker_field = "uid".into();
+    let got = run_until_idle(
+        ConsumerBuilder::from_config(cfg),
+        Duration::from_millis(400),
+    )
+    .await
+    .unwrap();
+    assert_each_once(&got, docs.iter().map(|(id, _)| id.clone()));
+    let order: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    let expected: Vec<String> = (0..500).map(|i| format!("id{:03}", 499 - i)).collect();
+    assert_eq!(order, expected, "delivered in uid order");
+}
