@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::support::{call, cluster, http, run_killed, unique, write, BIN};
+use super::support::{call, cluster, http, run_killed, unique, write, TempDir, BIN};
 
 /// Runs the binary; returns (exit status, stderr).
 fn run(args: &[&str]) -> (i32, String) {
@@ -104,8 +104,8 @@ fn bad_input_exits_2_or_1_with_one_line_naming_the_problem() {
     let (code, stderr) = run(&["consume", "idx", "g", "--no-such-flag"]);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--no-such-flag"));
-    let dir = std::env::temp_dir().join(unique("cfg"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("cfg");
+    let dir = tmp.path().to_path_buf();
     let cfg = dir.join("bad.toml");
     for (content, needle) in [
         ("batch-size = \"many\"\n", "bad.toml"),
@@ -150,8 +150,8 @@ fn the_config_file_sets_every_flag_and_flags_win() {
             .map(|i| (format!("d{i}"), json!({"i": i})))
             .collect::<Vec<_>>(),
     );
-    let dir = std::env::temp_dir().join(unique("cfgok"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("cfgok");
+    let dir = tmp.path().to_path_buf();
     let out = dir.join("out.jsonl");
     let cfg = dir.join("c.toml");
     std::fs::write(&cfg, format!("url = \"{}\"\nindex = \"{index}\"\ngroup = \"g\"\nsink = \"file:{}\"\nuntil-idle = \"1s\"\npoll-interval = \"50ms\"\nbatch-size = 2\nmax-events = 100\n", c.url, out.display())).unwrap();
@@ -297,8 +297,8 @@ fn sigkill_restarts(with_faults: bool) {
             call(&url, "POST", "/_fake/faults", Some(rule));
         }
     }
-    let dir = std::env::temp_dir().join(unique("kill"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("kill");
+    let dir = tmp.path().to_path_buf();
     let out = dir.join("out.jsonl");
     let group = unique("killgroup");
     let group = group.as_str();
@@ -401,8 +401,8 @@ fn groups_reset_moves_offsets_and_describe_shows_lag_zero_once_caught_up() {
             .collect::<Vec<_>>(),
     );
     let group = unique("g");
-    let dir = std::env::temp_dir().join(unique("reset"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("reset");
+    let dir = tmp.path().to_path_buf();
     let consume = |name: &str| -> Vec<String> {
         let out = dir.join(name);
         let sink = format!("file:{}", out.display());
@@ -502,8 +502,8 @@ fn sigterm_flushes_commits_and_exits_0() {
             .map(|i| (format!("d{i}"), json!({"i": i})))
             .collect::<Vec<_>>(),
     );
-    let dir = std::env::temp_dir().join(unique("term"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("term");
+    let dir = tmp.path().to_path_buf();
     let out = dir.join("out.jsonl");
     let sink = format!("file:{}", out.display());
     let args = [

@@ -2,10 +2,11 @@
 
 use std::process::Command;
 
-use super::support::BIN;
+use super::support::{unique, BIN};
 
 #[test]
 fn a_short_demo_ends_with_a_clean_verdict() {
+    let file = std::env::temp_dir().join(format!("{}.jsonl", unique("demo")));
     let out = Command::new(BIN)
         .args([
             "demo",
@@ -15,6 +16,8 @@ fn a_short_demo_ends_with_a_clean_verdict() {
             "1000",
             "--report-interval",
             "1s",
+            "--out",
+            file.to_str().unwrap(),
         ])
         .env("INDEXSTREAM_LOG", "warn")
         .output()
@@ -31,4 +34,7 @@ fn a_short_demo_ends_with_a_clean_verdict() {
             .any(|l| l == "verdict: produced 2000, delivered 2000, missing 0, duplicates 0"),
         "{stdout}"
     );
+    // The demo keeps its output for the user to look at; the test does not.
+    assert!(file.exists(), "the demo wrote {}", file.display());
+    std::fs::remove_file(&file).unwrap();
 }

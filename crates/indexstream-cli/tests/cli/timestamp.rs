@@ -9,7 +9,7 @@ use std::time::Duration;
 use indexstream::source::timestamp::{event_key, TimestampOffset};
 use serde_json::{json, Value};
 
-use super::support::{call, cluster, http, run_killed, run_ok, unique, write, BIN};
+use super::support::{call, cluster, http, run_killed, run_ok, unique, write, TempDir, BIN};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -114,8 +114,8 @@ fn sigkill_five_times_with_late_events_inside_the_window_misses_none_and_repeats
     let mut next = rng(seed ^ 0x5eed);
     const TOTAL: usize = 5000;
     let producer = produce(&url, &index, TOTAL, 20, 20_000, seed);
-    let dir = std::env::temp_dir().join(unique("tskill"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("tskill");
+    let dir = tmp.path().to_path_buf();
     let out = dir.join("out.jsonl");
     let group = unique("tsgroup");
     let sink = format!("file:{}", out.display());
@@ -209,8 +209,8 @@ fn a_five_second_window_misses_late_events_and_the_metric_says_how_many() {
     let seed = now_ms() as u64;
     eprintln!("timestamp miss test seed {seed}");
     const TOTAL: usize = 3000;
-    let dir = std::env::temp_dir().join(unique("tsmiss"));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = TempDir::new("tsmiss");
+    let dir = tmp.path().to_path_buf();
     let out = dir.join("out.jsonl");
     let group = unique("tsmissgroup");
     let sink = format!("file:{}", out.display());
