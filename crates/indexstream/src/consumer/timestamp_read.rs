@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{Consumer, OnMissingTimestamp, Pending, StartFrom};
 use crate::client::types::{Hit, SearchResponse};
-use crate::client::ClientError;
+use crate::client::{Client, ClientError};
 use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::source::timestamp::{
@@ -23,15 +23,92 @@ const MAPPING_REFRESH: Duration = Duration::from_secs(10);
 /// Ids of documents without a usable timestamp already reported, at most this many.
 const MISSING_REMEMBERED: usize = 10_000;
 
+/// Pages a round's prefetcher may hold ready while the consumer is busy (writing to the sink,
+/// committing): keyset paging cannot ask for page n+2 before page n+1 has arrived, so only a
+/// task that keeps paging on its own keeps the cluster busy meanwhile.
+const PAGES_AHEAD: usize = 4;
+
+type PageResult = std::result::Result<SearchResponse, ClientError>;
+
 /// Where a round of reads is.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Round {
     /// The inclusive lower bound of this round, in nanoseconds.
     from: Option<i64>,
-    /// The last hit's sort values.
-    after: Option<Vec<Value>>,
-    /// The next page, requested ahead.
-    ahead: Option<tokio::task::JoinHandle<std::result::Result<SearchResponse, ClientError>>>,
+    /// Pages in order, from the prefetcher (closed after the last page or an error).
+    pages: tokio::sync::mpsc::Receiver<PageResult>,
+    prefetcher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Round {
+    fn drop(&mut self) {
+        self.prefetcher.abort();
+    }
+}
+
+/// What one page request of a round asks for.
+#[derive(Debug, Clone)]
+struct PageSpec {
+    index: String,
+    field: String,
+    tiebreaker: String,
+    query: Option<Value>,
+    size: usize,
+    unit: TimeUnit,
+    from: Option<i64>,
+}
+
+impl PageSpec {
+    /// The search body of one page: `(timestamp, tiebreaker)` order from `from`, after `after`.
+    fn body(&self, after: Option<Vec<Value>>) -> Value {
+        let field = &self.field;
+        // A range implies the field exists; without one, `exists` keeps documents without a
+        // timestamp (sorted last with a sentinel value) out of the order.
+        let mut filter = match self.from {
+            Some(f) => vec![json!({"range": {field.clone(): self.unit.range_gte(f)}})],
+            None => vec![json!({"exists": {"field": field}})],
+        };
+        if let Some(q) = &self.query {
+            filter.push(q.clone());
+        }
+        let mut body = json!({
+            "size": self.size,
+            "track_total_hits": false,
+            "sort": [
+                {field.clone(): {"order": "asc", "unmapped_type": "date"}},
+                {self.tiebreaker.clone(): {"order": "asc"}}
+            ],
+            "query": {"bool": {"filter": filter}}
+        });
+        if let Some(a) = after {
+            body["search_after"] = Value::Array(a);
+        }
+        body
+    }
+
+    /// Pages through the round, up to [`PAGES_AHEAD`] pages ahead of the consumer, until a
+    /// short page or an error (which is passed on and ends it).
+    async fn prefetch(self, client: Client, out: tokio::sync::mpsc::Sender<PageResult>) {
+        let mut after = None;
+        loop {
+            let result = client
+                .search(&self.index, &[], self.body(after.take()))
+                .await;
+            let next = match &result {
+                Ok(resp) if resp.hits.hits.len() >= self.size => {
+                    resp.hits.hits.last().and_then(|h| h.sort.clone())
+                }
+                _ => None,
+            };
+            if out.send(result).await.is_err() {
+                return;
+            }
+            match next {
+                Some(s) => after = Some(s),
+                None => return,
+            }
+        }
+    }
 }
 
 /// The timestamp-mode part of a consumer.
@@ -170,10 +247,22 @@ impl Consumer {
         let ts = self.ts();
         ts.last_round = Some(Instant::now());
         if unit.is_some() {
-            ts.round = Some(Round {
-                from: ts.offset.read_from(window),
-                after: None,
-                ahead: None,
+            let from = ts.offset.read_from(window);
+            let spec = PageSpec {
+                index: self.config.index.clone(),
+                field: self.config.timestamp_field.clone(),
+                tiebreaker: self.config.tiebreaker_field.clone(),
+                query: self.config.query.clone(),
+                size: self.config.batch_size,
+                unit: unit.unwrap_or(TimeUnit::Millis),
+                from,
+            };
+            let (tx, rx) = tokio::sync::mpsc::channel(PAGES_AHEAD);
+            let prefetcher = tokio::spawn(spec.prefetch(self.client.clone(), tx));
+            self.ts().round = Some(Round {
+                from,
+                pages: rx,
+                prefetcher,
             });
         }
         Ok(())
@@ -289,35 +378,7 @@ impl Consumer {
             .and_then(|h| h.sort.as_ref()?.first().and_then(|v| unit.to_nanos(v))))
     }
 
-    /// The search body of one page: `(timestamp, tiebreaker)` order from `from`, after `after`.
-    fn page_body(&self, unit: TimeUnit, from: Option<i64>, after: Option<Vec<Value>>) -> Value {
-        let field = &self.config.timestamp_field;
-        // A range implies the field exists; without one, `exists` keeps documents without a
-        // timestamp (sorted last with a sentinel value) out of the order.
-        let mut filter = match from {
-            Some(f) => vec![json!({"range": {field.clone(): unit.range_gte(f)}})],
-            None => vec![json!({"exists": {"field": field}})],
-        };
-        if let Some(q) = &self.config.query {
-            filter.push(q.clone());
-        }
-        let mut body = json!({
-            "size": self.config.batch_size,
-            "track_total_hits": false,
-            "sort": [
-                {field.clone(): {"order": "asc", "unmapped_type": "date"}},
-                {self.config.tiebreaker_field.clone(): {"order": "asc"}}
-            ],
-            "query": {"bool": {"filter": filter}}
-        });
-        if let Some(a) = after {
-            body["search_after"] = Value::Array(a);
-        }
-        body
-    }
-
-    /// Reads the round's next page (started ahead by the previous one, when there was one) and
-    /// starts the one after it before processing this one, so the cluster works meanwhile.
+    /// Takes the round's next page from its prefetcher and processes it.
     async fn read_timestamp_page(&mut self) -> Result<()> {
         let Some(unit) = self.ts().unit else {
             self.ts().round = None;
@@ -326,47 +387,28 @@ impl Consumer {
         let Some(round) = self.ts().round.as_mut() else {
             return Ok(());
         };
-        let (from, after, ahead) = (round.from, round.after.take(), round.ahead.take());
-        let result = match ahead {
-            Some(task) => match task.await {
-                Ok(r) => r,
-                Err(e) => Err(ClientError::Decode {
-                    op: "search",
-                    reason: format!("read-ahead task failed: {e}"),
-                }),
-            },
+        let from = round.from;
+        let resp = match round.pages.recv().await {
+            Some(Ok(r)) => r,
+            // The prefetcher ended without a short page (it was stopped): the round is over.
             None => {
-                let body = self.page_body(unit, from, after);
-                self.client.search(&self.config.index, &[], body).await
-            }
-        };
-        let resp = match result {
-            Ok(r) => r,
-            // The expression matches nothing right now (every index deleted): nothing to read.
-            Err(ClientError::Status { status: 404, .. }) => {
                 self.ts().round = None;
                 return Ok(());
             }
-            Err(e) => {
+            // The expression matches nothing right now (every index deleted): nothing to read.
+            Some(Err(ClientError::Status { status: 404, .. })) => {
+                self.ts().round = None;
+                return Ok(());
+            }
+            Some(Err(e)) => {
                 // The round starts again from its beginning next time.
                 self.ts().round = None;
                 return Err(e.into());
             }
         };
         let hits = resp.hits.hits;
-        let full = hits.len() >= self.config.batch_size;
-        let last_sort = hits.last().and_then(|h| h.sort.clone());
-        match last_sort {
-            Some(s) if full => {
-                let body = self.page_body(unit, from, Some(s.clone()));
-                let (client, index) = (self.client.clone(), self.config.index.clone());
-                let task = tokio::spawn(async move { client.search(&index, &[], body).await });
-                if let Some(r) = self.ts().round.as_mut() {
-                    r.after = Some(s);
-                    r.ahead = Some(task);
-                }
-            }
-            _ => self.ts().round = None,
+        if hits.len() < self.config.batch_size {
+            self.ts().round = None;
         }
         let n = hits.len();
         let mut records = Vec::with_capacity(n);
