@@ -62,11 +62,11 @@ impl PageSpec {
     /// The search body of one page: `(timestamp, tiebreaker)` order from `from`, after `after`.
     fn body(&self, after: Option<Vec<Value>>) -> Value {
         let field = &self.field;
-        // A range implies the field exists; without one, `exists` keeps documents without a
-        // timestamp (sorted last with a sentinel value) out of the order.
+        // Without a range, documents without a timestamp come last (see `is_missing`) rather
+        // than being filtered out: an `exists` filter would cost the cluster a check per document.
         let mut filter = match self.from {
             Some(f) => vec![json!({"range": {field.clone(): self.unit.range_gte(f)}})],
-            None => vec![json!({"exists": {"field": field}})],
+            None => Vec::new(),
         };
         if let Some(q) = &self.query {
             filter.push(q.clone());
@@ -78,8 +78,10 @@ impl PageSpec {
                 {field.clone(): {"order": "asc", "unmapped_type": "date"}},
                 {self.tiebreaker.clone(): {"order": "asc"}}
             ],
-            "query": {"bool": {"filter": filter}}
         });
+        if !filter.is_empty() {
+            body["query"] = json!({"bool": {"filter": filter}});
+        }
         if let Some(a) = after {
             body["search_after"] = Value::Array(a);
         }
@@ -95,9 +97,12 @@ impl PageSpec {
                 .search(&self.index, &[], self.body(after.take()))
                 .await;
             let next = match &result {
-                Ok(resp) if resp.hits.hits.len() >= self.size => {
-                    resp.hits.hits.last().and_then(|h| h.sort.clone())
-                }
+                Ok(resp) if resp.hits.hits.len() >= self.size => resp
+                    .hits
+                    .hits
+                    .last()
+                    .and_then(|h| h.sort.clone())
+                    .filter(|s| !is_missing(s)),
                 _ => None,
             };
             if out.send(result).await.is_err() {
@@ -415,10 +420,14 @@ impl Consumer {
         let mut keys = Vec::with_capacity(n);
         let mut iso = IsoFormatter::default();
         for mut hit in hits {
-            let ts_ns = hit
-                .sort
-                .take()
-                .and_then(|s| s.first().and_then(|v| unit.to_nanos(v)));
+            let sort = hit.sort.take().unwrap_or_default();
+            if is_missing(&sort) {
+                // Documents without a timestamp sort last: the rest of the round is all such
+                // documents (counted by `check_missing_timestamps`, never delivered).
+                self.ts().round = None;
+                break;
+            }
+            let ts_ns = sort.first().and_then(|v| unit.to_nanos(v));
             let Some(ts_ns) = ts_ns else {
                 continue;
             };
@@ -636,6 +645,12 @@ fn timestamp_record(hit: Hit, ts_ns: i64, unit: TimeUnit, iso: &mut IsoFormatter
             serde_json::value::RawValue::from_string("null".into()).unwrap_or_default()
         }),
     }
+}
+
+/// Whether sort values are those of a document without the timestamp field: ascending sorts put
+/// it last with the sentinel `Long.MAX_VALUE` (OpenSearch's `missing: _last`).
+fn is_missing(sort: &[Value]) -> bool {
+    sort.first().and_then(|v| v.as_i64()) == Some(i64::MAX)
 }
 
 /// Why a document that does not match `exists` has no usable timestamp.
