@@ -1024,8 +1024,22 @@ impl Consumer {
     /// Commits, per partition, the offset up to which everything handed out so far is covered.
     /// Call only once the caller has acknowledged everything `poll` returned.
     pub async fn commit(&mut self) -> Result<usize> {
+        let snapshot = self.commit_snapshot();
+        self.commit_from(snapshot).await
+    }
+
+    /// What a commit would write now: take it when the sink's flush starts, commit it once the
+    /// flush has finished (what is handed out meanwhile is not in it).
+    fn commit_snapshot(&self) -> CommitSnapshot {
         if self.ts.is_some() {
-            return self.commit_timestamp().await;
+            return match self.timestamp_snapshot() {
+                Some((cursor, handed, version)) => CommitSnapshot::Timestamp {
+                    cursor,
+                    handed,
+                    version,
+                },
+                None => CommitSnapshot::Nothing,
+            };
         }
         let entries: Vec<(PartitionId, i64)> = self
             .committable
@@ -1038,12 +1052,26 @@ impl Consumer {
             .map(|(p, s)| (p.clone(), *s))
             .collect();
         if entries.is_empty() {
-            return Ok(0);
+            CommitSnapshot::Nothing
+        } else {
+            CommitSnapshot::Exact(entries)
         }
+    }
+
+    async fn commit_from(&mut self, snapshot: CommitSnapshot) -> Result<usize> {
+        let entries = match snapshot {
+            CommitSnapshot::Nothing => return Ok(0),
+            CommitSnapshot::Timestamp {
+                cursor,
+                handed,
+                version,
+            } => return self.commit_timestamp(cursor, handed, version).await,
+            CommitSnapshot::Exact(entries) => entries,
+        };
         self.offsets.commit(self.config.mode, &entries).await?;
         for (pid, seq) in &entries {
             if let Some(p) = self.partitions.get_mut(pid) {
-                p.committed = *seq;
+                p.committed = p.committed.max(*seq);
             }
             if let Some(set) = self.handed_out.get_mut(pid) {
                 set.remove_through(*seq);
@@ -1087,6 +1115,8 @@ impl Consumer {
         let mut retry_commit_at = Instant::now();
         let mut paused = false;
         let mut stop = StopReason::Shutdown;
+        // A commit whose sink flush is under way: fetching and delivering go on meanwhile.
+        let mut in_flight: Option<InFlightCommit> = None;
         let result: Result<()> = async {
             loop {
                 let stopping = tokio::select! { biased; _ = &mut shutdown => true, _ = std::future::ready(()) => false };
@@ -1108,6 +1138,9 @@ impl Consumer {
                     }
                     let wait = retry_commit_at.saturating_duration_since(Instant::now()).max(Duration::from_millis(20));
                     tokio::select! { _ = &mut shutdown => { stop = StopReason::Shutdown; return Ok(()) }, _ = tokio::time::sleep(wait) => {} }
+                    if let Some(f) = in_flight.take() {
+                        f.flush.wait().await?;
+                    }
                     self.try_commit(sink, &mut since_commit, &mut last_commit, &mut commit_failures, &mut retry_commit_at).await?;
                     continue;
                 }
@@ -1138,13 +1171,25 @@ impl Consumer {
                     since_commit += batch.len() as u64;
                     last_delivery = Instant::now();
                 }
+                // When due and none is under way, a commit starts: the sink's flush, with a
+                // snapshot of the offsets it will cover. It goes out once that flush has
+                // finished (at once for sinks that flush synchronously); fetching and delivering
+                // go on meanwhile.
                 let due = since_commit >= self.commit_threshold() || (last_commit.elapsed() >= self.config.commit_every && (since_commit > 0 || self.has_committable()));
-                if due && Instant::now() >= retry_commit_at {
-                    let before = commit_failures;
-                    self.try_commit(sink, &mut since_commit, &mut last_commit, &mut commit_failures, &mut retry_commit_at).await?;
-                    if paused && commit_failures == 0 && before > 0 {
-                        paused = false;
-                        tracing::info!("commits succeed again: fetching resumed");
+                if due && in_flight.is_none() && Instant::now() >= retry_commit_at {
+                    let snapshot = self.commit_snapshot();
+                    in_flight = Some(InFlightCommit { flush: sink.start_flush()?, snapshot, covered: since_commit });
+                }
+                if in_flight.as_ref().is_some_and(|f| f.flush.is_finished()) {
+                    if let Some(f) = in_flight.take() {
+                        let before = commit_failures;
+                        f.flush.wait().await?;
+                        let result = self.commit_from(f.snapshot).await;
+                        self.commit_outcome(result, f.covered, &mut since_commit, &mut last_commit, &mut commit_failures, &mut retry_commit_at)?;
+                        if paused && commit_failures == 0 && before > 0 {
+                            paused = false;
+                            tracing::info!("commits succeed again: fetching resumed");
+                        }
                     }
                 }
                 if batch.is_empty() {
@@ -1163,6 +1208,10 @@ impl Consumer {
         // Whatever stopped the loop, acknowledge and commit what was delivered, within the
         // shutdown timeout even when the cluster is failing.
         let final_commit = tokio::time::timeout(opts.shutdown_timeout, async {
+            // The final flush and commit cover everything; an unfinished one is superseded.
+            if let Some(f) = in_flight.take() {
+                f.flush.wait().await?;
+            }
             sink.flush()?;
             if result.is_ok() {
                 self.settle().await;
@@ -1296,13 +1345,35 @@ impl Consumer {
         retry_at: &mut Instant,
     ) -> Result<()> {
         sink.flush()?;
-        match self.commit().await {
+        let covered = *since_commit;
+        let result = self.commit().await;
+        self.commit_outcome(
+            result,
+            covered,
+            since_commit,
+            last_commit,
+            failures,
+            retry_at,
+        )
+    }
+
+    /// Accounts for a commit attempt of the run loop that covered `covered` delivered events.
+    fn commit_outcome(
+        &mut self,
+        result: Result<usize>,
+        covered: u64,
+        since_commit: &mut u64,
+        last_commit: &mut Instant,
+        failures: &mut u32,
+        retry_at: &mut Instant,
+    ) -> Result<()> {
+        match result {
             Ok(n) => {
                 if n > 0 {
                     self.telemetry.commit_succeeded();
                 }
                 self.telemetry.positions(&self.status());
-                *since_commit = 0;
+                *since_commit = since_commit.saturating_sub(covered);
                 *last_commit = Instant::now();
                 *failures = 0;
                 Ok(())
@@ -1347,6 +1418,26 @@ impl Consumer {
     }
 }
 
+/// A commit of the run loop waiting for its sink flush.
+struct InFlightCommit {
+    flush: crate::sink::PendingFlush,
+    snapshot: CommitSnapshot,
+    /// Delivered events it covers.
+    covered: u64,
+}
+
+/// What one commit writes, taken when the sink's flush for it starts.
+#[derive(Debug)]
+enum CommitSnapshot {
+    Nothing,
+    Exact(Vec<(PartitionId, i64)>),
+    Timestamp {
+        cursor: Value,
+        handed: u64,
+        version: u64,
+    },
+}
+
 /// Gap ranges read every round before their checkpoint is confirmed; more than this many waits
 /// for the confirmation (one read instead of many).
 const MAX_EAGER_GAP_RANGES: usize = 16;
@@ -1368,6 +1459,14 @@ impl Sink for Delivery<'_> {
             dl.flush()?;
         }
         self.sink.flush()
+    }
+
+    fn start_flush(&mut self) -> std::io::Result<crate::sink::PendingFlush> {
+        // Dead letters are rare: synced at once, before the sink's flush starts.
+        if let Some(dl) = self.dead_letter.as_mut() {
+            dl.flush()?;
+        }
+        self.sink.start_flush()
     }
 }
 

@@ -124,6 +124,8 @@ pub(super) struct TimestampReader {
     loaded: bool,
     /// Whether the offset changed since the last commit.
     dirty: bool,
+    /// Counts changes of the offset, to tell whether a commit covered all of them.
+    version: u64,
     uncommitted: u64,
     unit: Option<TimeUnit>,
     round: Option<Round>,
@@ -141,6 +143,7 @@ impl TimestampReader {
             offset: TimestampOffset::new(field, tiebreaker),
             loaded: false,
             dirty: false,
+            version: 0,
             uncommitted: 0,
             unit: None,
             round: None,
@@ -354,6 +357,7 @@ impl Consumer {
                     },
                 };
                 self.ts().dirty = o.floor_ns.is_some();
+                self.ts().version += 1;
                 o
             }
         };
@@ -465,6 +469,7 @@ impl Consumer {
             }
             ts.uncommitted += 1;
             ts.dirty = true;
+            ts.version += 1;
         }
         let out = ts.offset.slide(window, cap);
         if let Some(m) = ts.missed.as_mut() {
@@ -476,22 +481,27 @@ impl Consumer {
         telemetry.window_keys(ts.offset.window.len());
     }
 
-    /// Commits the timestamp offset when it changed.
-    pub(super) async fn commit_timestamp(&mut self) -> Result<usize> {
-        let Some(ts) = self.ts.as_ref() else {
-            return Ok(0);
-        };
-        if !ts.dirty {
-            return Ok(0);
-        }
-        let cursor = ts.offset.to_json();
-        let handed = ts.uncommitted;
+    /// What a commit of the timestamp offset would write now (`None` when nothing changed).
+    pub(super) fn timestamp_snapshot(&self) -> Option<(Value, u64, u64)> {
+        let ts = self.ts.as_ref()?;
+        ts.dirty
+            .then(|| (ts.offset.to_json(), ts.uncommitted, ts.version))
+    }
+
+    /// Commits a snapshot from [`Consumer::timestamp_snapshot`].
+    pub(super) async fn commit_timestamp(
+        &mut self,
+        cursor: Value,
+        handed: u64,
+        version: u64,
+    ) -> Result<usize> {
         self.offsets
             .commit_timestamp(&self.config.index, cursor)
             .await?;
         let ts = self.ts();
         ts.uncommitted = ts.uncommitted.saturating_sub(handed);
-        ts.dirty = false;
+        // Handed out since the snapshot: still to commit.
+        ts.dirty = ts.version != version;
         self.stats.commits += 1;
         Ok(1)
     }

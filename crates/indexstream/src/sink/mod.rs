@@ -17,11 +17,48 @@ pub trait Sink: Send {
     /// Makes everything written so far durable (acknowledged).
     fn flush(&mut self) -> std::io::Result<()>;
 
+    /// Starts making everything written so far durable; it is acknowledged once the returned
+    /// [`PendingFlush`] has finished without an error. Writing may go on meanwhile: what is
+    /// written after this call is not covered by it. The default flushes at once.
+    fn start_flush(&mut self) -> std::io::Result<PendingFlush> {
+        self.flush()?;
+        Ok(PendingFlush::done())
+    }
+
     /// Like `write`, but says which record failed: `Err((i, e))` means `records[..i]` were taken
     /// and `records[i]` failed. Sinks that cannot tell report the whole batch (`i = 0`); the
     /// consumer then isolates the failing record by writing records one at a time.
     fn write_each(&mut self, records: &[Record]) -> Result<(), (usize, std::io::Error)> {
         self.write(records).map_err(|e| (0, e))
+    }
+}
+
+/// A flush under way (see [`Sink::start_flush`]).
+#[derive(Debug)]
+#[must_use = "a flush acknowledges nothing until it has finished"]
+pub struct PendingFlush(Option<tokio::task::JoinHandle<std::io::Result<()>>>);
+
+impl PendingFlush {
+    /// A flush that has already finished.
+    pub fn done() -> Self {
+        PendingFlush(None)
+    }
+
+    /// A flush finishing in a blocking task (for example an `fsync`).
+    pub fn spawn_blocking(f: impl FnOnce() -> std::io::Result<()> + Send + 'static) -> Self {
+        PendingFlush(Some(tokio::task::spawn_blocking(f)))
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.0.as_ref().is_none_or(|h| h.is_finished())
+    }
+
+    /// Waits for it; `Ok` means everything written before it started is durable.
+    pub async fn wait(self) -> std::io::Result<()> {
+        match self.0 {
+            None => Ok(()),
+            Some(h) => h.await.map_err(std::io::Error::other)?,
+        }
     }
 }
 

@@ -439,3 +439,129 @@ async fn the_force_refresh_policy_delivers_without_scheduled_refreshes() {
         .await;
     assert_eq!(counts(&got).len(), 25);
 }
+
+/// A sink whose flushes finish only when the test opens the gate.
+struct GatedSink {
+    records: std::sync::Arc<std::sync::Mutex<Vec<indexstream::Record>>>,
+    gate: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl indexstream::Sink for GatedSink {
+    fn write(&mut self, records: &[indexstream::Record]) -> std::io::Result<()> {
+        self.records.lock().unwrap().extend_from_slice(records);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn start_flush(&mut self) -> std::io::Result<indexstream::sink::PendingFlush> {
+        let gate = self.gate.clone();
+        Ok(indexstream::sink::PendingFlush::spawn_blocking(move || {
+            let (open, cv) = &*gate;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = cv.wait(open).unwrap();
+            }
+            Ok(())
+        }))
+    }
+}
+
+struct OpenOnDrop(std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Drop for OpenOnDrop {
+    fn drop(&mut self) {
+        let (open, cv) = &*self.0;
+        *open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        cv.notify_all();
+    }
+}
+
+#[tokio::test]
+async fn offsets_are_committed_only_once_the_sink_flush_finishes_and_reading_goes_on_meanwhile() {
+    let t = target("gated").await;
+    let index = t.name("g");
+    t.create_index(&index, 1, "100ms").await;
+    t.write_n(&index, "a", 300).await;
+    t.call("POST", &format!("/{index}/_refresh"), None).await;
+    let group = t.name("grp");
+    let offsets = t.name("offsets");
+    let uuid = t.call("GET", &format!("/{index}/_settings"), None).await[&index]["settings"]
+        ["index"]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let committed = || {
+        let t = &t;
+        let path = format!(
+            "/{offsets}/_doc/{}",
+            format!("{group}|{uuid}|0").replace('|', "%7C")
+        );
+        async move {
+            let resp = t.http.get(format!("{}{path}", t.url)).send().await.unwrap();
+            let v: serde_json::Value = resp.json().await.unwrap();
+            v["_source"]["seq_no"].as_i64()
+        }
+    };
+    let mut consumer = Consumer::builder(t.client_config(), &index, &group)
+        .with_batch_size(50)
+        .with_poll_interval(Duration::from_millis(50))
+        .with_commit_every(50, Duration::from_millis(100))
+        .with_offsets_index(&offsets)
+        .build()
+        .await
+        .unwrap();
+    let records = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let gate = std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+    // Opens the gate however the test ends, so a failing assertion fails instead of leaving
+    // blocked flushes behind for the runtime to wait for.
+    let _open_on_exit = OpenOnDrop(gate.clone());
+    let mut sink = GatedSink {
+        records: records.clone(),
+        gate: gate.clone(),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let r = consumer
+            .run(&mut sink, RunOptions::default(), async {
+                let _ = stopped.await;
+            })
+            .await;
+        consumer.close().await.unwrap();
+        r
+    });
+    // The first commit's flush hangs: delivery goes on past the first batch meanwhile...
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while records.lock().unwrap().len() < 300 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "delivery stalled behind the flush"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...and nothing is committed while it has not finished.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        committed().await,
+        None,
+        "committed before the sink's flush finished"
+    );
+    {
+        let (open, cv) = &*gate;
+        *open.lock().unwrap() = true;
+        cv.notify_all();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while committed().await != Some(299) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never committed after the flush"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+    assert_eq!(counts(&records.lock().unwrap()).len(), 300);
+}

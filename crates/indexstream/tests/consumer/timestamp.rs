@@ -313,7 +313,8 @@ async fn nested_and_dotted_fields_iso_offsets_epoch_millis_and_date_nanos_compar
     t.write(&nanos, &docs).await;
     // A document without the field sorts last with the sentinel Long.MAX_VALUE, which as
     // date_nanos would read as a date in 2262: it must not be delivered.
-    t.write(&nanos, &[("untimed".into(), json!({"x": 1}))]).await;
+    t.write(&nanos, &[("untimed".into(), json!({"x": 1}))])
+        .await;
     t.call("POST", &format!("/{nanos}/_refresh"), None).await;
     let got = run_until_idle(
         ts_builder(&t, &nanos, &t.name("g2"), Duration::from_secs(30)),
