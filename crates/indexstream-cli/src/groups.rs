@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::Context;
 use indexstream::client::types::Cas;
 use indexstream::offset::{offset_doc, parse_offset_doc, Mode, DEFAULT_OFFSETS_INDEX};
-use indexstream::source::timestamp::{iso_nanos, TimeUnit, TimestampOffset};
+use indexstream::source::timestamp::{iso_nanos, newest_timestamp, TimeUnit, TimestampOffset};
 use indexstream::{Client, PartitionId};
 use serde_json::{json, Value};
 
@@ -398,6 +398,17 @@ enum Target {
     Time(i64),
 }
 
+/// A timestamp-mode offset document's `cursor`; a corrupt one is an error, never reset.
+fn stored_timestamp_offset(oi: &str, doc: &Stored) -> Result<TimestampOffset, indexstream::Error> {
+    TimestampOffset::from_json(&doc.source["cursor"]).map_err(|reason| {
+        indexstream::Error::CorruptOffset {
+            offsets_index: oi.to_string(),
+            id: doc.id.clone(),
+            reason,
+        }
+    })
+}
+
 /// `describe` of a timestamp-mode group: its cursor, floor and window, and how many documents
 /// are newer than the cursor.
 async fn describe_timestamp(
@@ -408,13 +419,7 @@ async fn describe_timestamp(
     holder: Option<String>,
     format: Format,
 ) -> anyhow::Result<()> {
-    let offset = TimestampOffset::from_json(&doc.source["cursor"]).map_err(|reason| {
-        indexstream::Error::CorruptOffset {
-            offsets_index: oi.to_string(),
-            id: doc.id.clone(),
-            reason,
-        }
-    })?;
+    let offset = stored_timestamp_offset(oi, doc)?;
     let index = doc.source["index"].as_str().unwrap_or_default().to_string();
     let mut filter = vec![json!({"exists": {"field": offset.field}})];
     if let Some(c) = offset.cursor_ns {
@@ -472,13 +477,7 @@ async fn reset_timestamp(
 ) -> anyhow::Result<()> {
     let (expr, old) = match existing {
         Some(d) => {
-            let old = TimestampOffset::from_json(&d.source["cursor"]).map_err(|reason| {
-                indexstream::Error::CorruptOffset {
-                    offsets_index: oi.to_string(),
-                    id: d.id.clone(),
-                    reason,
-                }
-            })?;
+            let old = stored_timestamp_offset(oi, d)?;
             let expr = index
                 .map(String::from)
                 .or_else(|| d.source["index"].as_str().map(String::from))
@@ -504,22 +503,13 @@ async fn reset_timestamp(
         Target::Earliest => None,
         Target::Time(ms) => Some(ms.saturating_mul(1_000_000) - 1),
         Target::Latest => {
-            let body = json!({"size": 1, "_source": false, "track_total_hits": false,
-                "sort": [{field.clone(): {"order": "desc", "unmapped_type": "date"}}],
-                "query": {"exists": {"field": field}}});
-            let resp = client.search(&expr, &[], body).await?;
-            let sort = resp.hits.hits.first().and_then(|h| h.sort.clone());
-            match sort.as_ref().and_then(|s| s.first()) {
-                None => None,
-                Some(v) => {
-                    let types = client.field_types(&expr, &field).await?;
-                    let unit = types
-                        .iter()
-                        .find_map(|(_, t)| t.as_deref().and_then(TimeUnit::of_field_type))
-                        .unwrap_or(TimeUnit::Millis);
-                    unit.to_nanos(v)
-                }
-            }
+            let types = client.field_types(&expr, &field).await?;
+            let unit = types
+                .iter()
+                .find_map(|(_, t)| t.as_deref().and_then(TimeUnit::of_field_type))
+                .unwrap_or(TimeUnit::Millis);
+            let exists = vec![json!({"exists": {"field": field}})];
+            newest_timestamp(client, &expr, &field, exists, unit).await?
         }
     };
     if !client.index_exists(oi).await? {

@@ -14,7 +14,7 @@ use crate::client::{Client, ClientError};
 use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::source::timestamp::{
-    event_key, iso_nanos, Accepted, MissedLate, TimeUnit, TimestampOffset,
+    event_key, iso_nanos, newest_timestamp, Accepted, MissedLate, TimeUnit, TimestampOffset,
 };
 
 /// How often the timestamp field's mapping is read again.
@@ -179,9 +179,13 @@ impl TimestampReader {
 }
 
 impl Consumer {
+    /// The timestamp-mode state (created by `connect` in timestamp mode; made from the
+    /// configuration here too, so it can never hold other fields than the configured ones).
     fn ts(&mut self) -> &mut TimestampReader {
-        self.ts
-            .get_or_insert_with(|| TimestampReader::new("@timestamp", "_id"))
+        let config = &self.config;
+        self.ts.get_or_insert_with(|| {
+            TimestampReader::new(&config.timestamp_field, &config.tiebreaker_field)
+        })
     }
 
     /// One step of timestamp mode: starts a round when due, or reads its next page. Returns
@@ -352,7 +356,16 @@ impl Consumer {
                     StartFrom::Earliest => None,
                     StartFrom::Time(ms) => Some(ms.saturating_mul(1_000_000) - 1),
                     StartFrom::Latest => match unit {
-                        Some(unit) => self.newest_timestamp(unit).await?,
+                        Some(unit) => {
+                            newest_timestamp(
+                                &self.client,
+                                &self.config.index,
+                                &self.config.timestamp_field,
+                                self.timestamp_filters(None),
+                                unit,
+                            )
+                            .await?
+                        }
                         None => None,
                     },
                 };
@@ -372,19 +385,6 @@ impl Consumer {
         ts.loaded = true;
         ts.missed = Some(missed);
         Ok(())
-    }
-
-    async fn newest_timestamp(&self, unit: TimeUnit) -> Result<Option<i64>> {
-        let field = &self.config.timestamp_field;
-        let body = json!({"size": 1, "_source": false, "track_total_hits": false,
-            "sort": [{field.clone(): {"order": "desc", "unmapped_type": "date"}}],
-            "query": {"bool": {"filter": self.timestamp_filters(None)}}});
-        let resp = self.client.search(&self.config.index, &[], body).await?;
-        Ok(resp
-            .hits
-            .hits
-            .first()
-            .and_then(|h| h.sort.as_ref()?.first().and_then(|v| unit.to_nanos(v))))
     }
 
     /// Takes the round's next page from its prefetcher and processes it.

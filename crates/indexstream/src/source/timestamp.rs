@@ -79,19 +79,34 @@ impl TimeUnit {
     }
 }
 
-/// RFC 3339 UTC with nanoseconds.
+/// RFC 3339 UTC with nanoseconds: the milliseconds form with six more digits.
 pub fn iso_nanos(ns: i64) -> String {
     let mut out = String::with_capacity(30);
-    push_iso_nanos(ns, &mut out);
+    crate::offset::push_iso_millis(ns.div_euclid(1_000_000), &mut out);
+    out.pop(); // the 'Z'
+    crate::offset::push_digits(&mut out, ns.rem_euclid(1_000_000), 6);
+    out.push('Z');
     out
 }
 
-/// Appends RFC 3339 UTC with nanoseconds: `....sss` then six more digits.
-pub fn push_iso_nanos(ns: i64, out: &mut String) {
-    crate::offset::push_iso_millis(ns.div_euclid(1_000_000), out);
-    out.pop(); // the 'Z'
-    crate::offset::push_digits(out, ns.rem_euclid(1_000_000), 6);
-    out.push('Z');
+/// The newest timestamp (nanoseconds) among the documents of `expr` matching `filters` (which
+/// should require the field to exist), or `None` when there is none.
+pub async fn newest_timestamp(
+    client: &crate::client::Client,
+    expr: &str,
+    field: &str,
+    filters: Vec<Value>,
+    unit: TimeUnit,
+) -> Result<Option<i64>, crate::client::ClientError> {
+    let body = json!({"size": 1, "_source": false, "track_total_hits": false,
+        "sort": [{field: {"order": "desc", "unmapped_type": "date"}}],
+        "query": {"bool": {"filter": filters}}});
+    let resp = client.search(expr, &[], body).await?;
+    Ok(resp
+        .hits
+        .hits
+        .first()
+        .and_then(|h| h.sort.as_ref()?.first().and_then(|v| unit.to_nanos(v))))
 }
 
 /// The key of one delivered event.
