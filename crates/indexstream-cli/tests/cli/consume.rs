@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::support::{call, cluster, http, run_killed, unique, write, TempDir, BIN};
+use super::support::{call, cluster, http, rng, run_killed, unique, write, TempDir, BIN};
 
 /// Runs the binary; returns (exit status, stderr).
 fn run(args: &[&str]) -> (i32, String) {
@@ -251,13 +251,7 @@ fn sigkill_restarts(with_faults: bool) {
         .unwrap()
         .as_nanos() as u64;
     eprintln!("sigkill test seed {seed}");
-    let mut rng = seed;
-    let mut next = move |n: u64| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng % n
-    };
+    let mut next = rng(seed);
     const TOTAL: usize = 20_000;
     let producer = {
         let url = url.clone();

@@ -9,24 +9,13 @@ use std::time::Duration;
 use indexstream::source::timestamp::{event_key, TimestampOffset};
 use serde_json::{json, Value};
 
-use super::support::{call, cluster, http, run_killed, run_ok, unique, write, TempDir, BIN};
+use super::support::{call, cluster, http, rng, run_killed, run_ok, unique, write, TempDir, BIN};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-/// A xorshift generator for the test's random choices (the seed is printed).
-fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
-    let mut x = seed | 1;
-    move |n| {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x % n
-    }
 }
 
 /// A producer thread: `total` events over about `total / 500` seconds, `late_pct` percent of
