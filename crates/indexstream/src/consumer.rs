@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::group::Lease;
 use crate::offset::{Mode, OffsetStore, DEFAULT_OFFSETS_INDEX};
 use crate::partition::PartitionId;
-use crate::record::Record;
+use crate::record::{Record, Source};
 use crate::sink::Sink;
 use crate::source::exact::ExactPartition;
 use crate::telemetry::{HealthConfig, Telemetry};
@@ -394,9 +394,7 @@ fn record_of(hit: Hit, shard: u32) -> Record {
         seq_no: hit.seq_no,
         primary_term: hit.primary_term,
         timestamp: None,
-        source: hit.source.unwrap_or_else(|| {
-            serde_json::value::RawValue::from_string("null".into()).unwrap_or_default()
-        }),
+        source: hit.source.unwrap_or_else(Source::null),
     }
 }
 

@@ -22,7 +22,7 @@ pub use consumer::{
 pub use error::{Error, Result};
 pub use offset::Mode;
 pub use partition::PartitionId;
-pub use record::Record;
+pub use record::{Record, Source};
 pub use retry::RetryPolicy;
 pub use sink::{FileSink, MemorySink, NullSink, Sink, SinkSpec, StdoutSink};
 pub use telemetry::{Health, HealthConfig, HealthStatus, Telemetry};

@@ -1,6 +1,8 @@
 //! A delivered document.
 
-use serde_json::value::RawValue;
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
 
 /// One document handed to the sink.
 #[derive(Debug, Clone)]
@@ -15,49 +17,171 @@ pub struct Record {
     /// The timestamp-mode cursor value, as the cluster sorted it.
     pub timestamp: Option<serde_json::Value>,
     /// The `_source`, as the cluster sent it.
-    pub source: Box<RawValue>,
+    pub source: Source,
+}
+
+/// A document's `_source` exactly as the cluster sent it: a slice of the search response it came
+/// in, shared rather than copied. Holding one keeps that response's text alive; [`Source::detach`]
+/// copies it out when a record is kept for long.
+#[derive(Clone)]
+pub struct Source {
+    text: Arc<String>,
+    span: Range<usize>,
+    layout: Layout,
+}
+
+/// Whether a `_source` spans several lines (the cluster returns it as it was indexed, so a
+/// pretty-printed document comes back with its line breaks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    OneLine,
+    MultiLine,
+}
+
+impl Source {
+    /// A source from JSON text, checked; for tests and for records made outside the consumer.
+    pub fn from_json(json: &str) -> Result<Source, serde_json::Error> {
+        serde_json::from_str::<serde::de::IgnoredAny>(json)?;
+        let trimmed = json.trim();
+        let layout = if has_line_break(trimmed.as_bytes()) {
+            Layout::MultiLine
+        } else {
+            Layout::OneLine
+        };
+        Ok(Source {
+            text: Arc::new(trimmed.to_string()),
+            span: 0..trimmed.len(),
+            layout,
+        })
+    }
+
+    /// The JSON `null` (a hit without `_source`).
+    pub fn null() -> Source {
+        Source {
+            text: Arc::new("null".to_string()),
+            span: 0..4,
+            layout: Layout::OneLine,
+        }
+    }
+
+    /// `span` of `text`, which the response reader has found to be one JSON value.
+    pub(crate) fn slice(text: &Arc<String>, span: Range<usize>, layout: Layout) -> Source {
+        Source {
+            text: Arc::clone(text),
+            span,
+            layout,
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        &self.text[self.span.clone()]
+    }
+
+    /// The same source in its own allocation, no longer holding the response it came in.
+    pub fn detach(&self) -> Source {
+        Source {
+            text: Arc::new(self.get().to_string()),
+            span: 0..self.span.len(),
+            layout: self.layout,
+        }
+    }
+
+    /// Parsed into a [`serde_json::Value`].
+    pub fn to_value(&self) -> Result<serde_json::Value, serde_json::Error> {
+        serde_json::from_str(self.get())
+    }
+
+    /// Appends the source on one line: as sent, or re-serialized when the cluster sent it across
+    /// several lines.
+    fn push_one_line(&self, out: &mut String) {
+        match self.layout {
+            Layout::OneLine => out.push_str(self.get()),
+            Layout::MultiLine => match self.to_value() {
+                Ok(v) => out.push_str(&v.to_string()),
+                Err(_) => out.push_str("null"),
+            },
+        }
+    }
+}
+
+impl fmt::Debug for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.get())
+    }
+}
+
+impl PartialEq for Source {
+    fn eq(&self, other: &Source) -> bool {
+        self.get() == other.get()
+    }
 }
 
 impl Record {
     /// The JSON Lines form sinks write: `index`, `id`, `source`, and `shard`, `seq_no`,
     /// `primary_term` in exact mode (`timestamp` in timestamp mode). No trailing newline.
     pub fn to_json_line(&self, out: &mut String) {
-        use std::fmt::Write;
         out.push_str("{\"index\":");
         push_str(out, &self.index);
         out.push_str(",\"id\":");
         push_str(out, &self.id);
         if let Some(s) = self.shard {
-            let _ = write!(out, ",\"shard\":{s}");
+            out.push_str(",\"shard\":");
+            push_int(out, i64::from(s));
         }
         if let Some(s) = self.seq_no {
-            let _ = write!(out, ",\"seq_no\":{s}");
+            out.push_str(",\"seq_no\":");
+            push_int(out, s);
         }
         if let Some(t) = self.primary_term {
-            let _ = write!(out, ",\"primary_term\":{t}");
+            out.push_str(",\"primary_term\":");
+            push_int(out, t);
         }
         if let Some(ts) = &self.timestamp {
             out.push_str(",\"timestamp\":");
             out.push_str(&ts.to_string());
         }
         out.push_str(",\"source\":");
-        // The cluster's JSON may contain newlines; a line must not.
-        let raw = self.source.get();
-        if has_line_break(raw.as_bytes()) {
-            match serde_json::from_str::<serde_json::Value>(raw) {
-                Ok(v) => out.push_str(&v.to_string()),
-                Err(_) => out.push_str("null"),
-            }
-        } else {
-            out.push_str(raw);
-        }
+        self.source.push_one_line(out);
         out.push('}');
     }
 }
 
-/// Whether `s` holds a `\n` or `\r` (`memchr` twice beats one hand-written pass).
+/// Whether `s` holds a `\n` or `\r`.
 fn has_line_break(s: &[u8]) -> bool {
     s.contains(&b'\n') || s.contains(&b'\r')
+}
+
+/// Appends `v` in decimal (the `fmt` machinery costs more than the digits).
+fn push_int(out: &mut String, v: i64) {
+    let mut buf = [0u8; 20];
+    let mut n = v.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        out.push('-');
+    }
+    for b in &buf[at..] {
+        out.push(char::from(*b));
+    }
 }
 
 fn push_str(out: &mut String, s: &str) {
@@ -98,7 +222,7 @@ mod tests {
             seq_no: Some(7),
             primary_term: Some(1),
             timestamp: None,
-            source: RawValue::from_string("{\n\"x\": 1}".into()).unwrap(),
+            source: Source::from_json("{\n\"x\": 1}").unwrap(),
         };
         let mut line = String::new();
         r.to_json_line(&mut line);
@@ -108,5 +232,23 @@ mod tests {
         assert_eq!(v["seq_no"], 7);
         assert_eq!(v["shard"], 2);
         assert_eq!(v["source"]["x"], 1);
+    }
+
+    #[test]
+    fn integers_are_written_in_decimal() {
+        for v in [0, 7, -1, 10, 99, 100, i64::MAX, i64::MIN, -123_456_789] {
+            let mut s = String::new();
+            push_int(&mut s, v);
+            assert_eq!(s, v.to_string());
+        }
+    }
+
+    #[test]
+    fn a_source_is_checked_and_can_be_detached() {
+        assert!(Source::from_json("{\"a\":").is_err());
+        let s = Source::from_json(" {\"a\": [1, 2]} ").unwrap();
+        assert_eq!(s.get(), "{\"a\": [1, 2]}");
+        assert_eq!(s.detach(), s);
+        assert_eq!(s.to_value().unwrap()["a"][1], 2);
     }
 }

@@ -4,6 +4,7 @@
 //! where they differ: how a search is pinned to a shard's primary copy.
 
 mod error;
+mod response;
 pub mod types;
 
 use std::fmt;
@@ -456,9 +457,25 @@ impl Client {
         body: Value,
     ) -> Result<SearchResponse, ClientError> {
         let path = format!("/{}/_search", encode(index));
-        let resp: SearchResponse = self
-            .json("search", Method::POST, &path, query, Some(Body::Json(body)))
+        let (_, bytes) = self
+            .send(
+                "search",
+                Method::POST,
+                &path,
+                query,
+                Some(Body::Json(body)),
+                &[],
+            )
             .await?;
+        let decode = |reason: String| ClientError::Decode {
+            op: "search",
+            reason,
+        };
+        // The body becomes shared text without a copy (a body collected from several chunks is
+        // uniquely owned); every record's `_source` is a slice of it.
+        let text = String::from_utf8(Vec::from(bytes))
+            .map_err(|e| decode(format!("the response is not UTF-8: {e}")))?;
+        let resp = response::parse_search(std::sync::Arc::new(text)).map_err(decode)?;
         if resp.shards.failed > 0 {
             let reason = resp
                 .shards

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::Deserialize;
-use serde_json::value::RawValue;
 use serde_json::Value;
+
+use crate::record::Source;
 
 /// A conditional write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,36 +29,28 @@ pub struct ShardsSummary {
     pub failures: Vec<Value>,
 }
 
-#[derive(Debug, Deserialize)]
+/// A `_search` response, as [`super::Client::search`] reads it (see `response.rs`).
+#[derive(Debug)]
 pub struct SearchResponse {
-    #[serde(default)]
     pub timed_out: bool,
-    #[serde(rename = "_shards")]
     pub shards: ShardsSummary,
     pub hits: Hits,
-    #[serde(default)]
     pub pit_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct Hits {
     pub hits: Vec<Hit>,
 }
 
-/// One search hit; `_source` is kept as raw JSON text, not parsed.
-#[derive(Debug, Deserialize)]
+/// One search hit; `_source` is a slice of the response text, not parsed.
+#[derive(Debug)]
 pub struct Hit {
-    #[serde(rename = "_index")]
     pub index: String,
-    #[serde(rename = "_id")]
     pub id: String,
-    #[serde(rename = "_seq_no", default)]
     pub seq_no: Option<i64>,
-    #[serde(rename = "_primary_term", default)]
     pub primary_term: Option<i64>,
-    #[serde(rename = "_source", default)]
-    pub source: Option<Box<RawValue>>,
-    #[serde(default)]
+    pub source: Option<Source>,
     pub sort: Option<Vec<Value>>,
 }
 

@@ -12,7 +12,7 @@ use super::{Consumer, OnMissingTimestamp, Pending, StartFrom};
 use crate::client::types::{Hit, SearchResponse};
 use crate::client::{Client, ClientError};
 use crate::error::{Error, Result};
-use crate::record::Record;
+use crate::record::{Record, Source};
 use crate::source::timestamp::{
     event_key, iso_nanos, newest_timestamp, Accepted, MissedLate, TimeUnit, TimestampOffset,
 };
@@ -651,9 +651,7 @@ fn timestamp_record(hit: Hit, ts_ns: i64, unit: TimeUnit, iso: &mut IsoFormatter
         seq_no: hit.seq_no,
         primary_term: hit.primary_term,
         timestamp: Some(Value::String(iso)),
-        source: hit.source.unwrap_or_else(|| {
-            serde_json::value::RawValue::from_string("null".into()).unwrap_or_default()
-        }),
+        source: hit.source.unwrap_or_else(Source::null),
     }
 }
 
@@ -700,11 +698,13 @@ mod tests {
 
     #[test]
     fn the_reason_says_whether_the_field_is_absent_or_unparseable() {
-        let hit = |src: &str| -> Hit {
-            serde_json::from_str(&format!(
-                r#"{{"_index": "i", "_id": "x", "_source": {src}}}"#
-            ))
-            .unwrap()
+        let hit = |src: &str| Hit {
+            index: "i".into(),
+            id: "x".into(),
+            seq_no: None,
+            primary_term: None,
+            source: Some(Source::from_json(src).unwrap()),
+            sort: None,
         };
         assert_eq!(
             missing_reason(&hit(r#"{"a": 1}"#), "event.ingested"),

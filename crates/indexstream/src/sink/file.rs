@@ -1,16 +1,22 @@
 //! `file:PATH`: JSON Lines appended to a file, fsynced on every flush.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::Sink;
 use crate::record::Record;
 
+/// Lines are formatted straight into one buffer that goes to the file when it passes this size.
+const BUFFER: usize = 1 << 20;
+
 #[derive(Debug)]
 pub struct FileSink {
-    out: BufWriter<File>,
-    line: String,
+    file: File,
+    /// Lines written but not yet handed to the file.
+    buffer: String,
+    /// Set when the file may end in a partial line: nothing more is written.
+    broken: Option<String>,
 }
 
 impl FileSink {
@@ -31,9 +37,35 @@ impl FileSink {
         }
         file.seek(SeekFrom::End(0))?;
         Ok(FileSink {
-            out: BufWriter::with_capacity(1 << 20, file),
-            line: String::with_capacity(1024),
+            file,
+            buffer: String::with_capacity(BUFFER + 64 * 1024),
+            broken: None,
         })
+    }
+
+    /// Hands the buffered lines to the file (not yet durable). On an error the file is cut back
+    /// to where it was and the buffer kept whole, so the file only ever holds whole lines and a
+    /// later attempt writes them all again; if even the cut fails, the sink refuses every later
+    /// write (its partial last line is cut when the file is next opened).
+    fn hand_over(&mut self) -> std::io::Result<()> {
+        if let Some(reason) = &self.broken {
+            return Err(std::io::Error::other(reason.clone()));
+        }
+        let before = self.file.metadata().map(|m| m.len());
+        match self.file.write_all(self.buffer.as_bytes()) {
+            Ok(()) => {
+                self.buffer.clear();
+                Ok(())
+            }
+            Err(e) => {
+                if let Err(cut) = before.and_then(|len| self.file.set_len(len)) {
+                    self.broken = Some(format!(
+                        "a write failed ({e}) and the partial line could not be cut ({cut})"
+                    ));
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -57,24 +89,25 @@ fn last_newline_end(file: &mut File, len: u64) -> std::io::Result<u64> {
 impl Sink for FileSink {
     fn write(&mut self, records: &[Record]) -> std::io::Result<()> {
         for r in records {
-            self.line.clear();
-            r.to_json_line(&mut self.line);
-            self.line.push('\n');
-            self.out.write_all(self.line.as_bytes())?;
+            r.to_json_line(&mut self.buffer);
+            self.buffer.push('\n');
+            if self.buffer.len() >= BUFFER {
+                self.hand_over()?;
+            }
         }
         Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.out.flush()?;
-        self.out.get_ref().sync_data()
+        self.hand_over()?;
+        self.file.sync_data()
     }
 
     /// Hands the buffered lines to the file now and syncs them in a blocking task, on a second
     /// handle of the same file, so the consumer goes on reading while the disk works.
     fn start_flush(&mut self) -> std::io::Result<super::PendingFlush> {
-        self.out.flush()?;
-        let file = self.out.get_ref().try_clone()?;
+        self.hand_over()?;
+        let file = self.file.try_clone()?;
         Ok(super::PendingFlush::spawn_blocking(move || {
             file.sync_data()
         }))
@@ -112,7 +145,7 @@ mod tests {
             seq_no: None,
             primary_term: None,
             timestamp: None,
-            source: serde_json::value::RawValue::from_string("{}".into()).unwrap(),
+            source: crate::record::Source::from_json("{}").unwrap(),
         };
         let mut sink = FileSink::open(&path).unwrap();
         sink.write(&[record("a")]).unwrap();
@@ -125,5 +158,29 @@ mod tests {
         sink.flush().unwrap();
         assert!(std::fs::read_to_string(&path).unwrap().contains("\"b\""));
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_and_nothing_is_acknowledged_after_it() {
+        // `/dev/full` refuses every write with ENOSPC and cannot be truncated.
+        let path = Path::new("/dev/full");
+        if !path.exists() {
+            return;
+        }
+        let mut sink = FileSink::open(path).unwrap();
+        let record = Record {
+            index: "i".into(),
+            id: "a".into(),
+            shard: None,
+            seq_no: None,
+            primary_term: None,
+            timestamp: None,
+            source: crate::record::Source::from_json("{}").unwrap(),
+        };
+        sink.write(&[record]).unwrap();
+        let first = sink.flush().unwrap_err();
+        assert_eq!(first.kind(), std::io::ErrorKind::StorageFull, "{first}");
+        let again = sink.flush().unwrap_err();
+        assert!(again.to_string().contains("could not be cut"), "{again}");
     }
 }

@@ -1,0 +1,511 @@
+//! Reading a search response without parsing every `_source`.
+//!
+//! Most of a search response is `_source` text that the consumer passes on untouched, so instead
+//! of building it with a full JSON parser the reader walks the response's structure: it finds
+//! where each value begins and ends, hands each `_source` on as a slice of the response text
+//! ([`Source`]), and parses with serde_json only the few small values it needs (`_id`,
+//! `_seq_no`, `sort`, `_shards`, ...).
+//!
+//! The walk is strict where a broken answer could pass for a short one: every string, object and
+//! array must be closed, brackets must match, nothing may follow the response, and a string may
+//! not hold a raw control character (JSON requires them escaped). Numbers and literals inside a
+//! `_source` are delimited, not checked: the cluster wrote them.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
+
+use serde::de::DeserializeOwned;
+
+use super::types::{Hit, Hits, SearchResponse, ShardsSummary};
+use crate::record::{Layout, Source};
+
+/// Reads a `_search` response. The error says what is wrong and at which byte.
+pub(crate) fn parse_search(text: Arc<String>) -> Result<SearchResponse, String> {
+    let mut w = Walker::new(&text);
+    let mut timed_out = false;
+    let mut shards: Option<ShardsSummary> = None;
+    let mut hits: Option<Vec<Hit>> = None;
+    let mut pit_id: Option<String> = None;
+    w.object(|w, key| {
+        match key {
+            "timed_out" => timed_out = w.typed()?,
+            "_shards" => shards = Some(w.typed()?),
+            "pit_id" => pit_id = w.typed()?,
+            "hits" => {
+                w.object(|w, key| {
+                    if key == "hits" {
+                        let mut list = Vec::new();
+                        w.array(|w| {
+                            list.push(w.hit(&text)?);
+                            Ok(())
+                        })?;
+                        hits = Some(list);
+                    } else {
+                        w.skip_value()?;
+                    }
+                    Ok(())
+                })?;
+            }
+            _ => {
+                w.skip_value()?;
+            }
+        }
+        Ok(())
+    })?;
+    w.end()?;
+    Ok(SearchResponse {
+        timed_out,
+        shards: shards.ok_or("the response has no _shards")?,
+        hits: Hits {
+            hits: hits.ok_or("the response has no hits.hits")?,
+        },
+        pit_id,
+    })
+}
+
+type Walk<T> = Result<T, String>;
+
+/// Whether a string's text holds escapes (and must be decoded before use).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Escapes {
+    None,
+    Some,
+}
+
+struct Walker<'a> {
+    text: &'a str,
+    pos: usize,
+    /// The closing brackets of the containers the walk is inside, innermost last.
+    open: Vec<u8>,
+}
+
+impl<'a> Walker<'a> {
+    fn new(text: &'a str) -> Self {
+        Walker {
+            text,
+            pos: 0,
+            open: Vec::with_capacity(16),
+        }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn error(&self, what: &str) -> String {
+        format!("{what} at byte {} of the response", self.pos)
+    }
+
+    /// Skips whitespace; says whether it held a line break.
+    fn whitespace(&mut self) -> Layout {
+        let b = self.bytes();
+        let mut layout = Layout::OneLine;
+        while let Some(c) = b.get(self.pos) {
+            match c {
+                b' ' | b'\t' => {}
+                b'\n' | b'\r' => layout = Layout::MultiLine,
+                _ => break,
+            }
+            self.pos += 1;
+        }
+        layout
+    }
+
+    fn expect(&mut self, c: u8) -> Walk<()> {
+        self.whitespace();
+        if self.bytes().get(self.pos) == Some(&c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(self.error(&format!("expected '{}'", char::from(c))))
+        }
+    }
+
+    /// Nothing but whitespace may follow the response.
+    fn end(&mut self) -> Walk<()> {
+        self.whitespace();
+        if self.pos == self.text.len() {
+            Ok(())
+        } else {
+            Err(self.error("unexpected text after the response"))
+        }
+    }
+
+    /// A string starting at the current byte (`"`): the range of its text, without the quotes.
+    fn string(&mut self) -> Walk<(Range<usize>, Escapes)> {
+        let b = self.bytes();
+        self.pos += 1;
+        let start = self.pos;
+        let mut escapes = Escapes::None;
+        loop {
+            self.pos = plain_run_end(b, self.pos);
+            match b.get(self.pos) {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok((start..self.pos - 1, escapes));
+                }
+                Some(b'\\') => {
+                    escapes = Escapes::Some;
+                    if self.pos + 1 >= b.len() {
+                        return Err(self.error("unterminated string"));
+                    }
+                    self.pos += 2;
+                }
+                Some(_) => return Err(self.error("raw control character in a string")),
+                None => return Err(self.error("unterminated string")),
+            }
+        }
+    }
+
+    /// A string value, decoded.
+    fn text_value(&mut self) -> Walk<String> {
+        self.whitespace();
+        if self.bytes().get(self.pos) != Some(&b'"') {
+            return Err(self.error("expected a string"));
+        }
+        let (range, escapes) = self.string()?;
+        Ok(self.decode(range, escapes)?.into_owned())
+    }
+
+    fn decode(&self, range: Range<usize>, escapes: Escapes) -> Walk<Cow<'a, str>> {
+        let text = self.text;
+        match escapes {
+            Escapes::None => Ok(Cow::Borrowed(&text[range])),
+            Escapes::Some => serde_json::from_str::<String>(&text[range.start - 1..range.end + 1])
+                .map(Cow::Owned)
+                .map_err(|e| self.error(&format!("bad string: {e}"))),
+        }
+    }
+
+    /// Skips one value of any kind: its range in the text, and whether it spans lines.
+    fn skip_value(&mut self) -> Walk<(Range<usize>, Layout)> {
+        self.whitespace();
+        let b = self.bytes();
+        let start = self.pos;
+        let mut layout = Layout::OneLine;
+        match b.get(self.pos) {
+            None => return Err(self.error("expected a value")),
+            Some(b'"') => {
+                self.string()?;
+            }
+            Some(b'{' | b'[') => {
+                self.open.clear();
+                loop {
+                    match b.get(self.pos) {
+                        None => return Err(self.error("unterminated object or array")),
+                        Some(b'"') => {
+                            self.string()?;
+                            continue;
+                        }
+                        Some(b'{') => self.open.push(b'}'),
+                        Some(b'[') => self.open.push(b']'),
+                        Some(c @ (b'}' | b']')) => {
+                            if self.open.pop() != Some(*c) {
+                                return Err(self.error("mismatched bracket"));
+                            }
+                            if self.open.is_empty() {
+                                self.pos += 1;
+                                break;
+                            }
+                        }
+                        Some(b'\n' | b'\r') => layout = Layout::MultiLine,
+                        Some(_) => {}
+                    }
+                    self.pos += 1;
+                }
+            }
+            Some(_) => {
+                while let Some(c) = b.get(self.pos) {
+                    if matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r') {
+                        break;
+                    }
+                    self.pos += 1;
+                }
+                if self.pos == start {
+                    return Err(self.error("expected a value"));
+                }
+            }
+        }
+        Ok((start..self.pos, layout))
+    }
+
+    /// The next value, parsed by serde_json.
+    fn typed<T: DeserializeOwned>(&mut self) -> Walk<T> {
+        let (range, _) = self.skip_value()?;
+        serde_json::from_str(&self.text[range.clone()])
+            .map_err(|e| format!("{e} in {:?}", &self.text[range]))
+    }
+
+    /// An object: `each` is called with every key and must consume its value.
+    fn object(&mut self, mut each: impl FnMut(&mut Self, &str) -> Walk<()>) -> Walk<()> {
+        self.expect(b'{')?;
+        self.whitespace();
+        if self.bytes().get(self.pos) == Some(&b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.whitespace();
+            if self.bytes().get(self.pos) != Some(&b'"') {
+                return Err(self.error("expected a key"));
+            }
+            let (range, escapes) = self.string()?;
+            let key = self.decode(range, escapes)?;
+            self.expect(b':')?;
+            each(self, &key)?;
+            self.whitespace();
+            match self.bytes().get(self.pos) {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected ',' or '}'")),
+            }
+        }
+    }
+
+    /// An array: `each` is called for every element and must consume it.
+    fn array(&mut self, mut each: impl FnMut(&mut Self) -> Walk<()>) -> Walk<()> {
+        self.expect(b'[')?;
+        self.whitespace();
+        if self.bytes().get(self.pos) == Some(&b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            each(self)?;
+            self.whitespace();
+            match self.bytes().get(self.pos) {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected ',' or ']'")),
+            }
+        }
+    }
+
+    /// One element of `hits.hits`; `text` is the response the walk reads.
+    fn hit(&mut self, text: &Arc<String>) -> Walk<Hit> {
+        let mut index = None;
+        let mut id = None;
+        let mut seq_no = None;
+        let mut primary_term = None;
+        let mut source = None;
+        let mut sort = None;
+        self.object(|w, key| {
+            match key {
+                "_index" => index = Some(w.text_value()?),
+                "_id" => id = Some(w.text_value()?),
+                "_seq_no" => seq_no = w.typed()?,
+                "_primary_term" => primary_term = w.typed()?,
+                "sort" => sort = w.typed()?,
+                "_source" => {
+                    let (range, layout) = w.skip_value()?;
+                    source = Some(Source::slice(text, range, layout));
+                }
+                _ => {
+                    w.skip_value()?;
+                }
+            }
+            Ok(())
+        })?;
+        Ok(Hit {
+            index: index.ok_or_else(|| self.error("a hit without _index"))?,
+            id: id.ok_or_else(|| self.error("a hit without _id"))?,
+            seq_no,
+            primary_term,
+            source,
+            sort,
+        })
+    }
+}
+
+/// The end of the run of plain string text starting at `at`: the first `"`, `\` or control
+/// character, or the end of `b`. Eight bytes at a time, as most of a response is string text.
+fn plain_run_end(b: &[u8], mut at: usize) -> usize {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // A byte of `x` is zero: its bit in `(x - ONES) & !x & HIGH` is set. Borrows can only set
+    // bits above the lowest zero byte, so the lowest set bit is always exact.
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    while let Some(chunk) = b.get(at..at + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let stop = zero(w ^ (ONES * u64::from(b'"')))
+            | zero(w ^ (ONES * u64::from(b'\\')))
+            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
+        if stop != 0 {
+            return at + (stop.trailing_zeros() / 8) as usize;
+        }
+        at += 8;
+    }
+    while let Some(c) = b.get(at) {
+        if matches!(c, b'"' | b'\\' | 0..=0x1f) {
+            break;
+        }
+        at += 1;
+    }
+    at
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{json, Value};
+
+    fn parse(text: &str) -> Result<SearchResponse, String> {
+        parse_search(Arc::new(text.to_string()))
+    }
+
+    fn plain_run_end_bytewise(b: &[u8], at: usize) -> usize {
+        (at..b.len())
+            .find(|&i| matches!(b[i], b'"' | b'\\' | 0..=0x1f))
+            .unwrap_or(b.len())
+    }
+
+    #[test]
+    fn a_plain_run_ends_at_the_first_quote_backslash_or_control_character() {
+        for len in 0..40 {
+            for at in 0..len {
+                for stop in [b'"', b'\\', b'\n', 0u8, 0x1f] {
+                    let mut b = vec![b'a'; len];
+                    b[at] = stop;
+                    // A later stop, and bytes just outside the stop set, must not confuse it.
+                    if at + 3 < len {
+                        b[at + 3] = b'"';
+                    }
+                    if at > 0 {
+                        b[at - 1] = 0x20;
+                    }
+                    for from in 0..=at {
+                        assert_eq!(plain_run_end(&b, from), at, "{len} {at} {stop} {from}");
+                    }
+                }
+            }
+            let b: Vec<u8> = (0..len).map(|i| 0x20 + ((i * 37) % 0x5f) as u8).collect();
+            assert_eq!(plain_run_end(&b, 0), plain_run_end_bytewise(&b, 0));
+        }
+        let utf8 = "é😀 \u{80}\u{ff}".repeat(5);
+        assert_eq!(plain_run_end(utf8.as_bytes(), 0), utf8.len());
+    }
+
+    #[test]
+    fn a_typical_response_is_read() {
+        let body = r#"{"took":1,"timed_out":false,"_shards":{"total":1,"successful":1,"skipped":0,"failed":0},
+            "hits":{"total":{"value":2,"relation":"eq"},"max_score":null,"hits":[
+            {"_index":"logs","_id":"a","_seq_no":3,"_primary_term":1,"_score":null,"_source":{"x":"y","n":[1,{"z":null}]},"sort":[3]},
+            {"_index":"logs","_id":"b\"q","_version":2,"_source":{
+               "pretty": true
+            },"sort":["2026-01-01T00:00:00Z","b"]},
+            {"_index":"logs","_id":"c","_seq_no":5}]},"pit_id":"abc"}"#;
+        let r = parse(body).unwrap();
+        assert!(!r.timed_out);
+        assert_eq!(r.shards.failed, 0);
+        assert_eq!(r.pit_id.as_deref(), Some("abc"));
+        let h = &r.hits.hits;
+        assert_eq!(h.len(), 3);
+        assert_eq!((h[0].index.as_str(), h[0].id.as_str()), ("logs", "a"));
+        assert_eq!((h[0].seq_no, h[0].primary_term), (Some(3), Some(1)));
+        assert_eq!(
+            h[0].source.as_ref().unwrap().get(),
+            r#"{"x":"y","n":[1,{"z":null}]}"#
+        );
+        assert_eq!(h[0].sort, Some(vec![json!(3)]));
+        assert_eq!(h[1].id, "b\"q");
+        assert_eq!(h[1].seq_no, None);
+        let pretty = h[1].source.as_ref().unwrap();
+        assert_eq!(pretty.to_value().unwrap(), json!({"pretty": true}));
+        assert_eq!(pretty.layout(), Layout::MultiLine);
+        assert_eq!(h[0].source.as_ref().unwrap().layout(), Layout::OneLine);
+        assert!(h[2].source.is_none() && h[2].sort.is_none());
+    }
+
+    #[test]
+    fn a_broken_response_is_an_error_never_a_short_answer() {
+        let good = r#"{"timed_out":false,"_shards":{"total":1,"failed":0},"hits":{"hits":[{"_index":"i","_id":"a","_source":{"s":"t\"x","a":[1,2]}},{"_index":"i","_id":"b","_source":{}}]}}"#;
+        assert_eq!(parse(good).unwrap().hits.hits.len(), 2);
+        // Every truncation fails: a response cut short must not look like fewer documents.
+        for cut in 0..good.len() {
+            assert!(parse(&good[..cut]).is_err(), "accepted {:?}", &good[..cut]);
+        }
+        for bad in [
+            good.replace("[1,2]", "[1,2}"),
+            good.replace("\"t", "\"\u{1}t"),
+            format!("{good} x"),
+            good.replace(r#""_id":"a","#, ""),
+            good.replace(r#""_shards":{"total":1,"failed":0},"#, ""),
+            good.replace(r#""timed_out":false"#, r#""timed_out":"no""#),
+        ] {
+            assert!(parse(&bad).is_err(), "accepted {bad}");
+        }
+        let e = parse(&good[..40]).unwrap_err();
+        assert!(e.contains("byte"), "{e}");
+    }
+
+    /// JSON values with the strings that are hard to delimit: quotes, backslashes, escapes,
+    /// brackets inside strings, control characters, non-ASCII.
+    fn value() -> impl Strategy<Value = Value> {
+        let text = prop_oneof![
+            "[a-z]{0,12}",
+            Just("\"}]{[,:\\\\".to_string()),
+            "[\\x00-\\x1f\"\\\\é😀{}\\[\\]]{0,6}",
+        ];
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            text.prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 32, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map("[a-z\"\\\\{]{0,5}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// Whatever the documents hold, and whether the cluster writes the response compact or
+        /// pretty-printed, the reader finds what a full JSON parse finds.
+        #[test]
+        fn the_reader_agrees_with_a_full_parse(
+            docs in prop::collection::vec((value(), "[a-z0-9\"\\\\\u{e9}]{1,8}", any::<Option<i64>>(), value()), 0..6),
+            pretty in any::<bool>(),
+        ) {
+            let hits: Vec<Value> = docs
+                .iter()
+                .map(|(source, id, seq_no, extra)| {
+                    json!({"_index": "idx", "_id": id, "_seq_no": seq_no, "_score": extra, "_source": source, "sort": [seq_no, id]})
+                })
+                .collect();
+            let response = json!({"took": 3, "timed_out": false, "_shards": {"total": 2, "failed": 0, "failures": []}, "hits": {"max_score": null, "hits": hits}});
+            let text = if pretty {
+                serde_json::to_string_pretty(&response).unwrap()
+            } else {
+                response.to_string()
+            };
+            let r = parse(&text).unwrap();
+            let full: Value = serde_json::from_str(&text).unwrap();
+            prop_assert_eq!(r.hits.hits.len(), docs.len());
+            for (i, (hit, (_, id, seq_no, _))) in r.hits.hits.iter().zip(&docs).enumerate() {
+                prop_assert_eq!(&hit.id, id);
+                prop_assert_eq!(hit.seq_no, *seq_no);
+                let got = hit.source.as_ref().unwrap();
+                prop_assert_eq!(&got.to_value().unwrap(), &full["hits"]["hits"][i]["_source"]);
+                let breaks = got.get().contains(['\n', '\r']);
+                prop_assert_eq!(got.layout() == Layout::MultiLine, breaks);
+                prop_assert_eq!(hit.sort.clone(), Some(vec![json!(seq_no), json!(id)]));
+            }
+        }
+    }
+}
