@@ -5,6 +5,7 @@
 
 mod error;
 mod response;
+mod scan;
 pub mod types;
 
 use std::fmt;

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
+use super::scan::{container_end, container_end_bytewise, plain_run_end};
 use super::types::{Hit, Hits, SearchResponse, ShardsSummary};
 use crate::record::{Layout, Source};
 
@@ -42,13 +43,13 @@ pub(crate) fn parse_search(text: Arc<String>) -> Result<SearchResponse, String> 
                         })?;
                         hits = Some(list);
                     } else {
-                        w.skip_value()?;
+                        w.skip_value(Extent::Long)?;
                     }
                     Ok(())
                 })?;
             }
             _ => {
-                w.skip_value()?;
+                w.skip_value(Extent::Long)?;
             }
         }
         Ok(())
@@ -65,6 +66,14 @@ pub(crate) fn parse_search(text: Arc<String>) -> Result<SearchResponse, String> 
 }
 
 type Walk<T> = Result<T, String>;
+
+/// How long a value is expected to be: a long one (a `_source`) is walked a block of bytes at a
+/// time, a short one byte by byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Extent {
+    Short,
+    Long,
+}
 
 /// Whether a string's text holds escapes (and must be decoded before use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,7 +188,7 @@ impl<'a> Walker<'a> {
     }
 
     /// Skips one value of any kind: its range in the text, and whether it spans lines.
-    fn skip_value(&mut self) -> Walk<(Range<usize>, Layout)> {
+    fn skip_value(&mut self, extent: Extent) -> Walk<(Range<usize>, Layout)> {
         self.whitespace();
         let b = self.bytes();
         let start = self.pos;
@@ -190,30 +199,16 @@ impl<'a> Walker<'a> {
                 self.string()?;
             }
             Some(b'{' | b'[') => {
-                self.open.clear();
-                loop {
-                    match b.get(self.pos) {
-                        None => return Err(self.error("unterminated object or array")),
-                        Some(b'"') => {
-                            self.string()?;
-                            continue;
-                        }
-                        Some(b'{') => self.open.push(b'}'),
-                        Some(b'[') => self.open.push(b']'),
-                        Some(c @ (b'}' | b']')) => {
-                            if self.open.pop() != Some(*c) {
-                                return Err(self.error("mismatched bracket"));
-                            }
-                            if self.open.is_empty() {
-                                self.pos += 1;
-                                break;
-                            }
-                        }
-                        Some(b'\n' | b'\r') => layout = Layout::MultiLine,
-                        Some(_) => {}
-                    }
-                    self.pos += 1;
-                }
+                let walk = match extent {
+                    Extent::Short => container_end_bytewise,
+                    Extent::Long => container_end,
+                };
+                let (end, spans) = walk(b, start, &mut self.open).map_err(|e| {
+                    self.pos = e.at;
+                    self.error(e.what)
+                })?;
+                self.pos = end;
+                layout = spans;
             }
             Some(_) => {
                 while let Some(c) = b.get(self.pos) {
@@ -232,9 +227,21 @@ impl<'a> Walker<'a> {
 
     /// The next value, parsed by serde_json.
     fn typed<T: DeserializeOwned>(&mut self) -> Walk<T> {
-        let (range, _) = self.skip_value()?;
+        let (range, _) = self.skip_value(Extent::Short)?;
         serde_json::from_str(&self.text[range.clone()])
             .map_err(|e| format!("{e} in {:?}", &self.text[range]))
+    }
+
+    /// An integer or `null`.
+    fn integer(&mut self) -> Walk<Option<i64>> {
+        let (range, _) = self.skip_value(Extent::Short)?;
+        match &self.text[range] {
+            "null" => Ok(None),
+            digits => digits
+                .parse()
+                .map(Some)
+                .map_err(|_| self.error(&format!("expected an integer, not {digits:?}"))),
+        }
     }
 
     /// An object: `each` is called with every key and must consume its value.
@@ -300,15 +307,15 @@ impl<'a> Walker<'a> {
             match key {
                 "_index" => index = Some(w.text_value()?),
                 "_id" => id = Some(w.text_value()?),
-                "_seq_no" => seq_no = w.typed()?,
-                "_primary_term" => primary_term = w.typed()?,
+                "_seq_no" => seq_no = w.integer()?,
+                "_primary_term" => primary_term = w.integer()?,
                 "sort" => sort = w.typed()?,
                 "_source" => {
-                    let (range, layout) = w.skip_value()?;
+                    let (range, layout) = w.skip_value(Extent::Long)?;
                     source = Some(Source::slice(text, range, layout));
                 }
                 _ => {
-                    w.skip_value()?;
+                    w.skip_value(Extent::Long)?;
                 }
             }
             Ok(())
@@ -324,35 +331,6 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// The end of the run of plain string text starting at `at`: the first `"`, `\` or control
-/// character, or the end of `b`. Eight bytes at a time, as most of a response is string text.
-fn plain_run_end(b: &[u8], mut at: usize) -> usize {
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    // A byte of `x` is zero: its bit in `(x - ONES) & !x & HIGH` is set. Borrows can only set
-    // bits above the lowest zero byte, so the lowest set bit is always exact.
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
-    while let Some(chunk) = b.get(at..at + 8) {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let w = u64::from_le_bytes(word);
-        let stop = zero(w ^ (ONES * u64::from(b'"')))
-            | zero(w ^ (ONES * u64::from(b'\\')))
-            | (w.wrapping_sub(ONES * 0x20) & !w & HIGH);
-        if stop != 0 {
-            return at + (stop.trailing_zeros() / 8) as usize;
-        }
-        at += 8;
-    }
-    while let Some(c) = b.get(at) {
-        if matches!(c, b'"' | b'\\' | 0..=0x1f) {
-            break;
-        }
-        at += 1;
-    }
-    at
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -361,38 +339,6 @@ mod tests {
 
     fn parse(text: &str) -> Result<SearchResponse, String> {
         parse_search(Arc::new(text.to_string()))
-    }
-
-    fn plain_run_end_bytewise(b: &[u8], at: usize) -> usize {
-        (at..b.len())
-            .find(|&i| matches!(b[i], b'"' | b'\\' | 0..=0x1f))
-            .unwrap_or(b.len())
-    }
-
-    #[test]
-    fn a_plain_run_ends_at_the_first_quote_backslash_or_control_character() {
-        for len in 0..40 {
-            for at in 0..len {
-                for stop in [b'"', b'\\', b'\n', 0u8, 0x1f] {
-                    let mut b = vec![b'a'; len];
-                    b[at] = stop;
-                    // A later stop, and bytes just outside the stop set, must not confuse it.
-                    if at + 3 < len {
-                        b[at + 3] = b'"';
-                    }
-                    if at > 0 {
-                        b[at - 1] = 0x20;
-                    }
-                    for from in 0..=at {
-                        assert_eq!(plain_run_end(&b, from), at, "{len} {at} {stop} {from}");
-                    }
-                }
-            }
-            let b: Vec<u8> = (0..len).map(|i| 0x20 + ((i * 37) % 0x5f) as u8).collect();
-            assert_eq!(plain_run_end(&b, 0), plain_run_end_bytewise(&b, 0));
-        }
-        let utf8 = "é😀 \u{80}\u{ff}".repeat(5);
-        assert_eq!(plain_run_end(utf8.as_bytes(), 0), utf8.len());
     }
 
     #[test]
