@@ -150,7 +150,10 @@ impl Record {
         }
         if let Some(ts) = &self.timestamp {
             out.push_str(",\"timestamp\":");
-            out.push_str(&ts.to_string());
+            match ts {
+                serde_json::Value::String(s) => push_str(out, s),
+                other => out.push_str(&other.to_string()),
+            }
         }
         out.push_str(",\"source\":");
         self.source.push_one_line(out);
@@ -185,7 +188,7 @@ fn push_int(out: &mut String, v: i64) {
 }
 
 fn push_str(out: &mut String, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    if crate::client::scan::plain_run_end(s.as_bytes(), 0) == s.len() {
         out.push('"');
         out.push_str(s);
         out.push('"');

@@ -5,7 +5,7 @@
 
 mod error;
 mod response;
-mod scan;
+pub(crate) mod scan;
 pub mod types;
 
 use std::fmt;

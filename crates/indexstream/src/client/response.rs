@@ -16,6 +16,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use super::scan::{container_end, container_end_bytewise, plain_run_end};
 use super::types::{Hit, Hits, SearchResponse, ShardsSummary};
@@ -232,6 +233,57 @@ impl<'a> Walker<'a> {
             .map_err(|e| format!("{e} in {:?}", &self.text[range]))
     }
 
+    /// A hit's `sort` values. They are nearly always integers and plain strings, read here
+    /// directly; anything else goes to serde_json.
+    fn sort_values(&mut self) -> Walk<Option<Vec<Value>>> {
+        self.whitespace();
+        let start = self.pos;
+        if self.bytes().get(self.pos) != Some(&b'[') {
+            return self.typed();
+        }
+        self.pos += 1;
+        let mut values = Vec::with_capacity(2);
+        loop {
+            self.whitespace();
+            let b = self.bytes();
+            let value = match b.get(self.pos) {
+                Some(b'"') => {
+                    let (range, escapes) = self.string()?;
+                    Value::String(self.decode(range, escapes)?.into_owned())
+                }
+                Some(b'-' | b'0'..=b'9') => {
+                    let from = self.pos;
+                    self.pos += 1;
+                    while b.get(self.pos).is_some_and(u8::is_ascii_digit) {
+                        self.pos += 1;
+                    }
+                    match self.text[from..self.pos].parse::<i64>() {
+                        Ok(n) if !matches!(b.get(self.pos), Some(b'.' | b'e' | b'E')) => {
+                            Value::from(n)
+                        }
+                        _ => return self.sort_values_fallback(start),
+                    }
+                }
+                _ => return self.sort_values_fallback(start),
+            };
+            values.push(value);
+            self.whitespace();
+            match self.bytes().get(self.pos) {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(Some(values));
+                }
+                _ => return Err(self.error("expected ',' or ']'")),
+            }
+        }
+    }
+
+    fn sort_values_fallback(&mut self, start: usize) -> Walk<Option<Vec<Value>>> {
+        self.pos = start;
+        self.typed()
+    }
+
     /// An integer or `null`.
     fn integer(&mut self) -> Walk<Option<i64>> {
         let (range, _) = self.skip_value(Extent::Short)?;
@@ -309,7 +361,7 @@ impl<'a> Walker<'a> {
                 "_id" => id = Some(w.text_value()?),
                 "_seq_no" => seq_no = w.integer()?,
                 "_primary_term" => primary_term = w.integer()?,
-                "sort" => sort = w.typed()?,
+                "sort" => sort = w.sort_values()?,
                 "_source" => {
                     let (range, layout) = w.skip_value(Extent::Long)?;
                     source = Some(Source::slice(text, range, layout));
@@ -335,7 +387,7 @@ impl<'a> Walker<'a> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use serde_json::{json, Value};
+    use serde_json::json;
 
     fn parse(text: &str) -> Result<SearchResponse, String> {
         parse_search(Arc::new(text.to_string()))
@@ -370,6 +422,20 @@ mod tests {
         assert_eq!(pretty.layout(), Layout::MultiLine);
         assert_eq!(h[0].source.as_ref().unwrap().layout(), Layout::OneLine);
         assert!(h[2].source.is_none() && h[2].sort.is_none());
+        // Sort values other than integers and plain strings are read by serde_json.
+        for sort in [
+            r#"[-5, "a\u0062", 18446744073709551615]"#,
+            r#"[1.5, true, null, {"x": 1}, [2]]"#,
+            "[ ]",
+            "null",
+            r#"[1e3, -0, "x"]"#,
+        ] {
+            let body = format!(
+                r#"{{"_shards":{{"total":1,"failed":0}},"hits":{{"hits":[{{"_index":"i","_id":"a","sort":{sort}}}]}}}}"#
+            );
+            let expected: Option<Vec<Value>> = serde_json::from_str(sort).unwrap();
+            assert_eq!(parse(&body).unwrap().hits.hits[0].sort, expected, "{sort}");
+        }
     }
 
     #[test]

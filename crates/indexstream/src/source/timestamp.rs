@@ -21,7 +21,8 @@
 //! shorter than configured until the cursor moves on). Nothing is delivered twice because of
 //! the cap. A single timestamp holding more than `cap` documents is kept whole.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -129,58 +130,97 @@ pub fn event_key(index: &str, id: &str, ts_ns: i64) -> u64 {
 /// The keys of the events delivered inside the safety window, by timestamp.
 #[derive(Debug, Clone, Default)]
 pub struct Window {
-    /// `(timestamp, key)`, in order: sliding the window is one split, and no hash set is kept
-    /// beside it (a key is looked up with its timestamp, which it hashes anyway).
-    by_ts: BTreeSet<(i64, u64)>,
+    /// The keys per timestamp, in order: sliding the window is one split.
+    by_ts: BTreeMap<i64, Vec<u64>>,
+    /// Every `(timestamp, key)` held: a document is looked up once when read and once when
+    /// handed out, and a hash look-up costs a fraction of a walk down the ordered map.
+    held: HashSet<(i64, u64), BuildHasherDefault<EntryHasher>>,
+}
+
+/// Hashes a window entry. Its key is already a hash of the event, so one multiply spreads it.
+#[derive(Debug, Default, Clone, Copy)]
+struct EntryHasher(u64);
+
+impl Hasher for EntryHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(29) ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn write_i64(&mut self, v: i64) {
+        self.write_u64(v as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 impl Window {
     pub fn len(&self) -> usize {
-        self.by_ts.len()
+        self.held.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_ts.is_empty()
+        self.held.is_empty()
     }
 
     pub fn contains(&self, key: u64, ts_ns: i64) -> bool {
-        self.by_ts.contains(&(ts_ns, key))
+        self.held.contains(&(ts_ns, key))
     }
 
     fn insert(&mut self, key: u64, ts_ns: i64) -> bool {
-        self.by_ts.insert((ts_ns, key))
+        if !self.held.insert((ts_ns, key)) {
+            return false;
+        }
+        // Events mostly come in timestamp order: the newest group first.
+        match self.by_ts.last_entry() {
+            Some(mut last) if *last.key() == ts_ns => last.get_mut().push(key),
+            _ => self.by_ts.entry(ts_ns).or_default().push(key),
+        }
+        true
     }
 
     /// Removes every key older than `ns`; returns `(timestamp, keys removed)` per timestamp.
     fn remove_before(&mut self, ns: i64) -> Vec<(i64, u64)> {
-        let keep = self.by_ts.split_off(&(ns, 0));
+        let keep = self.by_ts.split_off(&ns);
         let gone = std::mem::replace(&mut self.by_ts, keep);
-        let mut out: Vec<(i64, u64)> = Vec::new();
-        for (ts, _) in gone {
-            match out.last_mut() {
-                Some((t, n)) if *t == ts => *n += 1,
-                _ => out.push((ts, 1)),
-            }
-        }
-        out
+        gone.into_iter()
+            .map(|(ts, keys)| {
+                for k in &keys {
+                    self.held.remove(&(ts, *k));
+                }
+                (ts, keys.len() as u64)
+            })
+            .collect()
     }
 
     /// The oldest timestamp, when more than one timestamp is held.
     fn oldest_evictable(&self) -> Option<i64> {
-        let (first, last) = (self.by_ts.first()?.0, self.by_ts.last()?.0);
+        let (first, last) = (
+            *self.by_ts.first_key_value()?.0,
+            *self.by_ts.last_key_value()?.0,
+        );
         (first != last).then_some(first)
     }
 
     /// Packs the window: per key, the zigzag varint of its timestamp's difference from the
     /// previous one, then the 8 key bytes; base64 of all that.
     fn encode(&self) -> String {
-        let mut bytes = Vec::with_capacity(self.by_ts.len() * 10);
+        let mut bytes = Vec::with_capacity(self.held.len() * 10);
         let mut prev: i64 = 0;
-        for (ts, k) in &self.by_ts {
-            let delta = ts.wrapping_sub(prev);
-            put_varint(&mut bytes, ((delta << 1) ^ (delta >> 63)) as u64);
-            bytes.extend_from_slice(&k.to_le_bytes());
-            prev = *ts;
+        for (ts, keys) in &self.by_ts {
+            for k in keys {
+                let delta = ts.wrapping_sub(prev);
+                put_varint(&mut bytes, ((delta << 1) ^ (delta >> 63)) as u64);
+                bytes.extend_from_slice(&k.to_le_bytes());
+                prev = *ts;
+            }
         }
         base64_encode(&bytes)
     }
@@ -646,6 +686,7 @@ mod tests {
             let back = Window::decode(&w.encode()).unwrap();
             prop_assert_eq!(back.len(), w.len());
             prop_assert_eq!(&back.by_ts, &w.by_ts);
+            prop_assert_eq!(&back.held, &w.held);
         }
 
         /// However events arrive, replaying the reads a consumer would do never hands one out
