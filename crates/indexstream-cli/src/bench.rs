@@ -218,8 +218,8 @@ async fn page_by_timestamp(
             .hits
             .hits
             .last()
-            .and_then(|h| h.sort.clone())
-            .map(Value::from);
+            .and_then(|h| h.sort.as_ref())
+            .map(|s| Value::from(s.values()));
         if len < page {
             break;
         }

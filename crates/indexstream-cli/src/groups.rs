@@ -95,7 +95,7 @@ async fn all_docs(
         let resp = client.search(index, &[], body).await?;
         let n = resp.hits.hits.len();
         for h in resp.hits.hits {
-            after = h.sort.clone().map(Value::from);
+            after = h.sort.as_ref().map(|s| Value::from(s.values()));
             let source: Value = h
                 .source
                 .as_ref()

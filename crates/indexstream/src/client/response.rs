@@ -76,6 +76,49 @@ enum Extent {
     Long,
 }
 
+/// Whether a walk over sort values keeps them or only checks them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keep {
+    Values,
+    Nothing,
+}
+
+/// A hit's `sort` values as the cluster sent them: checked when the response is read, turned
+/// into values only when asked (most hits only need the first, an integer).
+#[derive(Debug, Clone)]
+pub struct SortValues(Source);
+
+impl SortValues {
+    /// The values.
+    pub fn values(&self) -> Vec<Value> {
+        // Checked when the response was read, so this walk cannot fail.
+        Walker::new(self.0.get())
+            .sort_values(Keep::Values)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    /// The first value, when it is an integer (a timestamp in epoch milliseconds or
+    /// nanoseconds); `None` for anything else, which [`SortValues::values`] then reads.
+    pub fn first_integer(&self) -> Option<i64> {
+        let mut w = Walker::new(self.0.get());
+        w.expect(b'[').ok()?;
+        w.whitespace();
+        if !matches!(w.bytes().get(w.pos), Some(b'-' | b'0'..=b'9')) {
+            return None;
+        }
+        let n = w.sort_integer()?;
+        w.whitespace();
+        matches!(w.bytes().get(w.pos), Some(b',' | b']')).then_some(n)
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
 /// Whether a string's text holds escapes (and must be decoded before use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Escapes {
@@ -234,39 +277,36 @@ impl<'a> Walker<'a> {
     }
 
     /// A hit's `sort` values. They are nearly always integers and plain strings, read here
-    /// directly; anything else goes to serde_json.
-    fn sort_values(&mut self) -> Walk<Option<Vec<Value>>> {
+    /// directly; anything else goes to serde_json. With [`Keep::Nothing`] they are only checked
+    /// (and nothing is allocated).
+    fn sort_values(&mut self, keep: Keep) -> Walk<Option<Vec<Value>>> {
         self.whitespace();
         let start = self.pos;
         if self.bytes().get(self.pos) != Some(&b'[') {
-            return self.typed();
+            return self.sort_values_fallback(start, keep);
         }
         self.pos += 1;
-        let mut values = Vec::with_capacity(2);
+        let mut values = Vec::new();
         loop {
             self.whitespace();
             let b = self.bytes();
             let value = match b.get(self.pos) {
                 Some(b'"') => {
                     let (range, escapes) = self.string()?;
-                    Value::String(self.decode(range, escapes)?.into_owned())
-                }
-                Some(b'-' | b'0'..=b'9') => {
-                    let from = self.pos;
-                    self.pos += 1;
-                    while b.get(self.pos).is_some_and(u8::is_ascii_digit) {
-                        self.pos += 1;
-                    }
-                    match self.text[from..self.pos].parse::<i64>() {
-                        Ok(n) if !matches!(b.get(self.pos), Some(b'.' | b'e' | b'E')) => {
-                            Value::from(n)
-                        }
-                        _ => return self.sort_values_fallback(start),
+                    match (keep, escapes) {
+                        (Keep::Nothing, Escapes::None) => Value::Null,
+                        _ => Value::String(self.decode(range, escapes)?.into_owned()),
                     }
                 }
-                _ => return self.sort_values_fallback(start),
+                Some(b'-' | b'0'..=b'9') => match self.sort_integer() {
+                    Some(n) => Value::from(n),
+                    None => return self.sort_values_fallback(start, keep),
+                },
+                _ => return self.sort_values_fallback(start, keep),
             };
-            values.push(value);
+            if keep == Keep::Values {
+                values.push(value);
+            }
             self.whitespace();
             match self.bytes().get(self.pos) {
                 Some(b',') => self.pos += 1,
@@ -279,9 +319,29 @@ impl<'a> Walker<'a> {
         }
     }
 
-    fn sort_values_fallback(&mut self, start: usize) -> Walk<Option<Vec<Value>>> {
+    /// An integer sort value at the current byte (`None`, and nothing consumed that matters, when
+    /// it is not one that fits an `i64`).
+    fn sort_integer(&mut self) -> Option<i64> {
+        let b = self.bytes();
+        let from = self.pos;
+        self.pos += 1;
+        while b.get(self.pos).is_some_and(u8::is_ascii_digit) {
+            self.pos += 1;
+        }
+        if matches!(b.get(self.pos), Some(b'.' | b'e' | b'E')) {
+            return None;
+        }
+        self.text[from..self.pos].parse().ok()
+    }
+
+    fn sort_values_fallback(&mut self, start: usize, keep: Keep) -> Walk<Option<Vec<Value>>> {
         self.pos = start;
-        self.typed()
+        match keep {
+            Keep::Values => self.typed(),
+            Keep::Nothing => self
+                .typed::<Option<Vec<serde::de::IgnoredAny>>>()
+                .map(|v| v.map(|_| Vec::new())),
+        }
     }
 
     /// An integer or `null`.
@@ -361,7 +421,16 @@ impl<'a> Walker<'a> {
                 "_id" => id = Some(w.text_value()?),
                 "_seq_no" => seq_no = w.integer()?,
                 "_primary_term" => primary_term = w.integer()?,
-                "sort" => sort = w.sort_values()?,
+                "sort" => {
+                    let start = {
+                        w.whitespace();
+                        w.pos
+                    };
+                    if w.sort_values(Keep::Nothing)?.is_some() {
+                        let raw = Source::slice(text, start..w.pos, Layout::OneLine);
+                        sort = Some(SortValues(raw));
+                    }
+                }
                 "_source" => {
                     let (range, layout) = w.skip_value(Extent::Long)?;
                     source = Some(Source::slice(text, range, layout));
@@ -414,7 +483,9 @@ mod tests {
             h[0].source.as_ref().unwrap().get(),
             r#"{"x":"y","n":[1,{"z":null}]}"#
         );
-        assert_eq!(h[0].sort, Some(vec![json!(3)]));
+        assert_eq!(h[0].sort.as_ref().unwrap().values(), vec![json!(3)]);
+        assert_eq!(h[0].sort.as_ref().unwrap().first_integer(), Some(3));
+        assert_eq!(h[1].sort.as_ref().unwrap().first_integer(), None);
         assert_eq!(h[1].id, "b\"q");
         assert_eq!(h[1].seq_no, None);
         let pretty = h[1].source.as_ref().unwrap();
@@ -434,7 +505,15 @@ mod tests {
                 r#"{{"_shards":{{"total":1,"failed":0}},"hits":{{"hits":[{{"_index":"i","_id":"a","sort":{sort}}}]}}}}"#
             );
             let expected: Option<Vec<Value>> = serde_json::from_str(sort).unwrap();
-            assert_eq!(parse(&body).unwrap().hits.hits[0].sort, expected, "{sort}");
+            let got = parse(&body).unwrap().hits.hits.remove(0).sort;
+            assert_eq!(got.map(|s| s.values()), expected, "{sort}");
+        }
+        // Sort values are checked when the response is read, as the rest of it.
+        for sort in ["[tru]", "[1.2.3]", r#"["\x"]"#, "[1,]", "{}"] {
+            let body = format!(
+                r#"{{"_shards":{{"total":1,"failed":0}},"hits":{{"hits":[{{"_index":"i","_id":"a","sort":{sort}}}]}}}}"#
+            );
+            assert!(parse(&body).is_err(), "accepted {sort}");
         }
     }
 
@@ -516,7 +595,9 @@ mod tests {
                 prop_assert_eq!(&got.to_value().unwrap(), &full["hits"]["hits"][i]["_source"]);
                 let breaks = got.get().contains(['\n', '\r']);
                 prop_assert_eq!(got.layout() == Layout::MultiLine, breaks);
-                prop_assert_eq!(hit.sort.clone(), Some(vec![json!(seq_no), json!(id)]));
+                let sort = hit.sort.as_ref().unwrap();
+                prop_assert_eq!(sort.values(), vec![json!(seq_no), json!(id)]);
+                prop_assert_eq!(sort.first_integer(), *seq_no);
             }
         }
     }

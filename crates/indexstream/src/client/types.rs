@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
+pub use super::response::SortValues;
 use crate::record::Source;
 
 /// A conditional write.
@@ -51,7 +52,7 @@ pub struct Hit {
     pub seq_no: Option<i64>,
     pub primary_term: Option<i64>,
     pub source: Option<Source>,
-    pub sort: Option<Vec<Value>>,
+    pub sort: Option<SortValues>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::{Consumer, OnMissingTimestamp, Pending, StartFrom};
-use crate::client::types::{Hit, SearchResponse};
+use crate::client::types::{Hit, SearchResponse, SortValues};
 use crate::client::{Client, ClientError};
 use crate::error::{Error, Result};
 use crate::record::{Record, Source};
@@ -101,7 +101,8 @@ impl PageSpec {
                     .hits
                     .hits
                     .last()
-                    .and_then(|h| h.sort.clone())
+                    .and_then(|h| h.sort.as_ref())
+                    .map(SortValues::values)
                     .filter(|s| !is_missing(s)),
                 _ => None,
             };
@@ -423,15 +424,23 @@ impl Consumer {
         let mut records = Vec::with_capacity(n);
         let mut keys = Vec::with_capacity(n);
         let mut iso = IsoFormatter::default();
-        for mut hit in hits {
-            let sort = hit.sort.take().unwrap_or_default();
-            if is_missing(&sort) {
+        for hit in hits {
+            // Nearly always an integer; anything else is read in full.
+            let first = match hit.sort.as_ref() {
+                Some(sort) => match sort.first_integer() {
+                    Some(n) => Some(Value::from(n)),
+                    None => sort.values().into_iter().next(),
+                },
+                None => None,
+            };
+            let missing = is_missing(first.as_slice());
+            if missing {
                 // Documents without a timestamp sort last: the rest of the round is all such
                 // documents (counted by `check_missing_timestamps`, never delivered).
                 self.ts().round = None;
                 break;
             }
-            let ts_ns = sort.first().and_then(|v| unit.to_nanos(v));
+            let ts_ns = first.as_ref().and_then(|v| unit.to_nanos(v));
             let Some(ts_ns) = ts_ns else {
                 continue;
             };

@@ -103,11 +103,13 @@ pub async fn newest_timestamp(
         "sort": [{field: {"order": "desc", "unmapped_type": "date"}}],
         "query": {"bool": {"filter": filters}}});
     let resp = client.search(expr, &[], body).await?;
-    Ok(resp
-        .hits
-        .hits
-        .first()
-        .and_then(|h| h.sort.as_ref()?.first().and_then(|v| unit.to_nanos(v))))
+    Ok(resp.hits.hits.first().and_then(|h| {
+        h.sort
+            .as_ref()?
+            .values()
+            .first()
+            .and_then(|v| unit.to_nanos(v))
+    }))
 }
 
 /// The key of one delivered event.
@@ -132,16 +134,18 @@ pub fn event_key(index: &str, id: &str, ts_ns: i64) -> u64 {
 pub struct Window {
     /// The keys per timestamp, in order: sliding the window is one split.
     by_ts: BTreeMap<i64, Vec<u64>>,
-    /// Every `(timestamp, key)` held: a document is looked up once when read and once when
-    /// handed out, and a hash look-up costs a fraction of a walk down the ordered map.
-    held: HashSet<(i64, u64), BuildHasherDefault<EntryHasher>>,
+    /// Every key held: a document is looked up once when read and once when handed out, and a
+    /// hash look-up costs a fraction of a walk down the ordered map. A key already hashes the
+    /// event's timestamp, so it is held alone (8 bytes, half the cache misses of a pair).
+    held: HashSet<u64, BuildHasherDefault<KeyHasher>>,
 }
 
-/// Hashes a window entry. Its key is already a hash of the event, so one multiply spreads it.
+/// Hashes a window key. The key is already a hash of the event; one multiply spreads its bits
+/// to where the hash table looks.
 #[derive(Debug, Default, Clone, Copy)]
-struct EntryHasher(u64);
+struct KeyHasher(u64);
 
-impl Hasher for EntryHasher {
+impl Hasher for KeyHasher {
     fn write(&mut self, bytes: &[u8]) {
         for b in bytes {
             self.write_u64(u64::from(*b));
@@ -150,10 +154,6 @@ impl Hasher for EntryHasher {
 
     fn write_u64(&mut self, v: u64) {
         self.0 = (self.0.rotate_left(29) ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn write_i64(&mut self, v: i64) {
-        self.write_u64(v as u64);
     }
 
     fn finish(&self) -> u64 {
@@ -170,12 +170,12 @@ impl Window {
         self.held.is_empty()
     }
 
-    pub fn contains(&self, key: u64, ts_ns: i64) -> bool {
-        self.held.contains(&(ts_ns, key))
+    pub fn contains(&self, key: u64) -> bool {
+        self.held.contains(&key)
     }
 
     fn insert(&mut self, key: u64, ts_ns: i64) -> bool {
-        if !self.held.insert((ts_ns, key)) {
+        if !self.held.insert(key) {
             return false;
         }
         // Events mostly come in timestamp order: the newest group first.
@@ -193,7 +193,7 @@ impl Window {
         gone.into_iter()
             .map(|(ts, keys)| {
                 for k in &keys {
-                    self.held.remove(&(ts, *k));
+                    self.held.remove(k);
                 }
                 (ts, keys.len() as u64)
             })
@@ -299,7 +299,7 @@ impl TimestampOffset {
     /// Whether this event was handed out already.
     pub fn seen(&self, key: u64, ts_ns: i64) -> bool {
         // The window holds nothing newer than the cursor.
-        self.cursor_ns.is_some_and(|c| ts_ns <= c) && self.window.contains(key, ts_ns)
+        self.cursor_ns.is_some_and(|c| ts_ns <= c) && self.window.contains(key)
     }
 
     /// Records a handed-out event. Returns `None` when it was handed out already.
