@@ -126,6 +126,9 @@ struct State {
     timestamp: TimestampStats,
 }
 
+/// While the window stays at its cap (every batch evicts), its warning repeats this often.
+const CAP_WARNING_EVERY: Duration = Duration::from_secs(60);
+
 /// Timestamp mode's counts, for the report.
 #[derive(Debug, Default)]
 struct TimestampStats {
@@ -134,6 +137,9 @@ struct TimestampStats {
     max_lateness: Duration,
     window_keys: usize,
     cap_evictions: u64,
+    /// Evictions since the last cap warning, and when that was.
+    cap_unreported: u64,
+    cap_warned_at: Option<Instant>,
     missed_late: u64,
     missing_timestamp: u64,
 }
@@ -526,11 +532,28 @@ impl Telemetry {
         s.timestamp.window_keys = n;
     }
 
-    /// Timestamp mode: the window reached its cap and `evicted` keys left it early.
-    pub fn window_cap_hit(&self, evicted: u64, cap: usize, floor: Option<String>) {
-        tracing::warn!(evicted, cap, floor = ?floor, "the safety window reached its cap (--window-cap): its oldest timestamps were evicted, so late documents at or before the floor will not be delivered; raise --window-cap or shorten --safety-window");
+    /// Timestamp mode: the window reached its cap and `evicted` keys left it early. Counted
+    /// every time; warned about at most once a minute, with the evictions since the last
+    /// warning, which this returns (`None` when the warning was held back).
+    pub fn window_cap_hit(&self, evicted: u64, cap: usize, floor: Option<String>) -> Option<u64> {
         self.window_evictions.inc_by(evicted);
-        self.state().timestamp.cap_evictions += evicted;
+        let report = {
+            let mut s = self.state();
+            let t = &mut s.timestamp;
+            t.cap_evictions += evicted;
+            t.cap_unreported += evicted;
+            let due = t
+                .cap_warned_at
+                .is_none_or(|at| at.elapsed() >= CAP_WARNING_EVERY);
+            due.then(|| {
+                t.cap_warned_at = Some(Instant::now());
+                std::mem::take(&mut t.cap_unreported)
+            })
+        };
+        if let Some(evicted) = report {
+            tracing::warn!(evicted, cap, floor = ?floor, "the safety window reached its cap (--window-cap): its oldest timestamps were evicted, so late documents at or before the floor will not be delivered; raise --window-cap or shorten --safety-window (repeated at most once a minute while it lasts)");
+        }
+        report
     }
 
     /// Timestamp mode: `new` documents in `[from, to)` arrived later than the window and were
@@ -758,6 +781,19 @@ fn error_kind(e: &Error) -> String {
 mod tests {
     use super::*;
     use crate::partition::PartitionId;
+
+    #[test]
+    fn the_window_cap_warning_repeats_at_most_once_a_minute_and_every_eviction_is_counted() {
+        let t = Telemetry::new("g", "i", HealthConfig::default());
+        assert_eq!(t.window_cap_hit(10, 100, None), Some(10));
+        assert_eq!(t.window_cap_hit(5, 100, None), None);
+        assert_eq!(t.window_cap_hit(7, 100, None), None);
+        assert_eq!(t.state().timestamp.cap_evictions, 22);
+        assert_eq!(t.window_evictions.get(), 22);
+        // A minute later the next warning reports what was held back with it.
+        t.state().timestamp.cap_warned_at = Instant::now().checked_sub(CAP_WARNING_EVERY);
+        assert_eq!(t.window_cap_hit(1, 100, None), Some(13));
+    }
 
     #[test]
     fn health_goes_unhealthy_after_failed_polls_and_degraded_on_growing_lag() {
