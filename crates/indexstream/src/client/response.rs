@@ -138,7 +138,7 @@ impl<'a> Walker<'a> {
         Walker {
             text,
             pos: 0,
-            open: Vec::with_capacity(16),
+            open: Vec::new(),
         }
     }
 
