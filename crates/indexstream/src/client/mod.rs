@@ -386,12 +386,8 @@ impl Client {
         body: Option<Body>,
     ) -> Result<T, ClientError> {
         let (_, bytes) = self.send(op, method, path, query, body, &[]).await?;
-        // One UTF-8 check of the whole body, then a parse that does not check every string
-        // again (most of a search response is `_source` text).
-        let text = std::str::from_utf8(&bytes).map_err(|e| ClientError::Decode {
-            op,
-            reason: format!("the response is not UTF-8: {e}"),
-        })?;
+        // One UTF-8 check of the whole body, then a parse that does not check every string again.
+        let text = std::str::from_utf8(&bytes).map_err(|e| not_utf8(op, e))?;
         serde_json::from_str(text).map_err(|e| ClientError::Decode {
             op,
             reason: e.to_string(),
@@ -468,15 +464,15 @@ impl Client {
                 &[],
             )
             .await?;
-        let decode = |reason: String| ClientError::Decode {
-            op: "search",
-            reason,
-        };
         // The body becomes shared text without a copy (a body collected from several chunks is
         // uniquely owned); every record's `_source` is a slice of it.
-        let text = String::from_utf8(Vec::from(bytes))
-            .map_err(|e| decode(format!("the response is not UTF-8: {e}")))?;
-        let resp = response::parse_search(std::sync::Arc::new(text)).map_err(decode)?;
+        let text = String::from_utf8(Vec::from(bytes)).map_err(|e| not_utf8("search", e))?;
+        let resp = response::parse_search(std::sync::Arc::new(text)).map_err(|reason| {
+            ClientError::Decode {
+                op: "search",
+                reason,
+            }
+        })?;
         if resp.shards.failed > 0 {
             let reason = resp
                 .shards
@@ -757,6 +753,14 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     msg
+}
+
+/// A response body that is not UTF-8 (JSON must be).
+fn not_utf8(op: &'static str, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Decode {
+        op,
+        reason: format!("the response is not UTF-8: {e}"),
+    }
 }
 
 fn error_parts(body: &[u8]) -> (String, String) {

@@ -111,6 +111,32 @@ fn escaped(backslash: u64, carry: &mut bool) -> u64 {
     escaped
 }
 
+/// Whether a bracket left the walk inside the container it started in, or closed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    Inside,
+    Closed,
+}
+
+/// Applies one byte outside strings to the stack of open brackets: an opening bracket is pushed,
+/// a closing one must match the innermost open one; any other byte changes nothing.
+fn bracket(open: &mut Vec<u8>, c: u8) -> Result<Depth, &'static str> {
+    match c {
+        b'{' => open.push(b'}'),
+        b'[' => open.push(b']'),
+        b'}' | b']' => {
+            if open.pop() != Some(c) {
+                return Err("mismatched bracket");
+            }
+            if open.is_empty() {
+                return Ok(Depth::Closed);
+            }
+        }
+        _ => {}
+    }
+    Ok(Depth::Inside)
+}
+
 /// The end (one past the closing bracket) of the object or array opening at `b[start]`, and
 /// whether it spans lines. `open` is scratch space for the stack of open brackets.
 pub(crate) fn container_end(
@@ -160,24 +186,12 @@ pub(crate) fn container_end(
             if first_bad < i {
                 return Err(bad(first_bad));
             }
-            match block[i] {
-                b'{' => open.push(b'}'),
-                b'[' => open.push(b']'),
-                c @ (b'}' | b']') => {
-                    if open.pop() != Some(c) {
-                        return Err(ScanError {
-                            at: at + i,
-                            what: "mismatched bracket",
-                        });
-                    }
-                    if open.is_empty() {
-                        if line_breaks & ((1 << i) - 1) != 0 {
-                            layout = Layout::MultiLine;
-                        }
-                        return Ok((at + i + 1, layout));
-                    }
+            let closed = bracket(open, block[i]).map_err(|what| ScanError { at: at + i, what })?;
+            if closed == Depth::Closed {
+                if line_breaks & ((1 << i) - 1) != 0 {
+                    layout = Layout::MultiLine;
                 }
-                _ => {}
+                return Ok((at + i + 1, layout));
             }
         }
         if first_bad < 64 {
@@ -221,16 +235,11 @@ pub(crate) fn container_end_bytewise(
             }
             // Invalid outside a string; it escapes the next byte there too.
             b'\\' => at += 1,
-            b'{' => open.push(b'}'),
-            b'[' => open.push(b']'),
-            c @ (b'}' | b']') => {
-                if open.pop() != Some(c) {
-                    return fail(at, "mismatched bracket");
-                }
-                if open.is_empty() {
-                    return Ok((at + 1, layout));
-                }
-            }
+            c @ (b'{' | b'[' | b'}' | b']') => match bracket(open, c) {
+                Err(what) => return fail(at, what),
+                Ok(Depth::Closed) => return Ok((at + 1, layout)),
+                Ok(Depth::Inside) => {}
+            },
             b'\n' | b'\r' => layout = Layout::MultiLine,
             _ => {}
         }
@@ -262,7 +271,7 @@ pub(crate) fn plain_run_end(b: &[u8], mut at: usize) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde_json::Value;
@@ -323,16 +332,21 @@ mod tests {
 
     /// JSON with the strings that are hard to delimit: quotes, backslash runs, brackets inside
     /// strings, escaped control characters, non-ASCII; long enough to cross block boundaries.
-    fn value() -> impl Strategy<Value = Value> {
+    /// The response reader's tests use it too.
+    pub(in crate::client) fn json_value() -> impl Strategy<Value = Value> {
         let text = prop_oneof![
             "[a-z ]{0,70}",
             "[\\\\\"]{1,9}",
+            Just("\"}]{[,:\\\\".to_string()),
             "[\\x00-\\x1f\"\\\\é😀{}\\[\\]a]{0,12}",
         ];
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
             text.prop_map(Value::from),
         ];
         leaf.prop_recursive(5, 48, 6, |inner| {
@@ -348,7 +362,7 @@ mod tests {
         /// Valid JSON, compact or pretty, at any offset: the end a full parse finds.
         #[test]
         fn the_block_walk_finds_the_end_of_any_value(
-            v in value(),
+            v in json_value(),
             pretty in any::<bool>(),
             lead in 0usize..70,
         ) {

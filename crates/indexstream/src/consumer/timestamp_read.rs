@@ -425,16 +425,8 @@ impl Consumer {
         let mut keys = Vec::with_capacity(n);
         let mut iso = IsoFormatter::default();
         for hit in hits {
-            // Nearly always an integer; anything else is read in full.
-            let first = match hit.sort.as_ref() {
-                Some(sort) => match sort.first_integer() {
-                    Some(n) => Some(Value::from(n)),
-                    None => sort.values().into_iter().next(),
-                },
-                None => None,
-            };
-            let missing = is_missing(first.as_slice());
-            if missing {
+            let first = hit.sort.as_ref().and_then(SortValues::first);
+            if is_missing(first.as_slice()) {
                 // Documents without a timestamp sort last: the rest of the round is all such
                 // documents (counted by `check_missing_timestamps`, never delivered).
                 self.ts().round = None;

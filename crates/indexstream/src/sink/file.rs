@@ -147,6 +147,18 @@ impl Sink for FileSink {
 mod tests {
     use super::*;
 
+    fn record(id: &str) -> Record {
+        Record {
+            index: "i".into(),
+            id: id.into(),
+            shard: None,
+            seq_no: None,
+            primary_term: None,
+            timestamp: None,
+            source: crate::record::Source::from_json("{}").unwrap(),
+        }
+    }
+
     #[test]
     fn a_partial_last_line_is_cut_on_open() {
         let dir = std::env::temp_dir().join(format!("indexstream-sink-{}", std::process::id()));
@@ -167,15 +179,6 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("indexstream-sink-s-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("out.jsonl");
-        let record = |id: &str| Record {
-            index: "i".into(),
-            id: id.into(),
-            shard: None,
-            seq_no: None,
-            primary_term: None,
-            timestamp: None,
-            source: crate::record::Source::from_json("{}").unwrap(),
-        };
         let mut sink = FileSink::open(&path).unwrap();
         sink.write(&[record("a")]).unwrap();
         let pending = sink.start_flush().unwrap();
@@ -197,16 +200,7 @@ mod tests {
             return;
         }
         let mut sink = FileSink::open(path).unwrap();
-        let record = Record {
-            index: "i".into(),
-            id: "a".into(),
-            shard: None,
-            seq_no: None,
-            primary_term: None,
-            timestamp: None,
-            source: crate::record::Source::from_json("{}").unwrap(),
-        };
-        sink.write(&[record]).unwrap();
+        sink.write(&[record("a")]).unwrap();
         let first = sink.flush().unwrap_err();
         assert_eq!(first.kind(), std::io::ErrorKind::StorageFull, "{first}");
         let again = sink.flush().unwrap_err();

@@ -103,13 +103,11 @@ pub async fn newest_timestamp(
         "sort": [{field: {"order": "desc", "unmapped_type": "date"}}],
         "query": {"bool": {"filter": filters}}});
     let resp = client.search(expr, &[], body).await?;
-    Ok(resp.hits.hits.first().and_then(|h| {
-        h.sort
-            .as_ref()?
-            .values()
-            .first()
-            .and_then(|v| unit.to_nanos(v))
-    }))
+    Ok(resp
+        .hits
+        .hits
+        .first()
+        .and_then(|h| unit.to_nanos(&h.sort.as_ref()?.first()?)))
 }
 
 /// The key of one delivered event.
