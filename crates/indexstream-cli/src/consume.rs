@@ -87,7 +87,7 @@ pub struct ConsumeArgs {
     /// Timestamp mode: how long time behind the window is watched for documents that arrived too late [default: 10m]
     #[arg(long, env = "INDEXSTREAM_MISSED_LATE_HORIZON", value_parser = parse_duration)]
     missed_late_horizon: Option<Duration>,
-    /// Timestamp mode: how often that time is counted (one _count per window-wide bucket) [default: 10s]
+    /// Timestamp mode: how often that time is counted (one _count per window-wide bucket), and documents without a usable timestamp [default: 10s]
     #[arg(long, env = "INDEXSTREAM_MISSED_LATE_CHECK", value_parser = parse_duration)]
     missed_late_check: Option<Duration>,
     /// Where a group without a committed offset starts: earliest, latest, or an RFC 3339 time [default: earliest]

@@ -115,7 +115,8 @@ pub struct ConsumerConfig {
     /// Timestamp mode: how long the time that slid out of the window is watched for missed
     /// late documents...
     pub missed_late_horizon: Duration,
-    /// ...and how often it is counted.
+    /// ...and how often it is counted; documents without a usable timestamp are counted as
+    /// often (and on the first read).
     pub missed_late_check_every: Duration,
 }
 

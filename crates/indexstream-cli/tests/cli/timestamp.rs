@@ -148,12 +148,12 @@ fn sigkill_five_times_with_late_events_inside_the_window_misses_none_and_repeats
     assert_eq!(ids.len(), TOTAL, "every id must be delivered (seed {seed})");
     // Nothing the committed offset covers is delivered again after a kill; what was delivered
     // before a kill and not covered is what may repeat.
-    let covered = |o: &Option<TimestampOffset>, key: u64, ns: i64| {
-        o.as_ref()
+    let covered = |o: &mut Option<TimestampOffset>, key: u64, ns: i64| {
+        o.as_mut()
             .is_some_and(|o| o.seen(key, ns) || o.read_from(window).is_some_and(|from| ns < from))
     };
     let mut allowed = 0usize;
-    for (len, offset) in &kills {
+    for (len, offset) in &mut kills {
         for (id, key, ns) in lines_of(&text[*len..]) {
             assert!(
                 !covered(offset, key, ns),

@@ -135,6 +135,7 @@ pub(super) struct TimestampReader {
     last_missed_check: Option<Instant>,
     missing_seen: HashSet<(String, String)>,
     missing_counted: u64,
+    last_missing_check: Option<Instant>,
     mapping_read: Option<Instant>,
 }
 
@@ -153,6 +154,7 @@ impl TimestampReader {
             last_missed_check: None,
             missing_seen: HashSet::new(),
             missing_counted: 0,
+            last_missing_check: None,
             mapping_read: None,
         }
     }
@@ -254,12 +256,11 @@ impl Consumer {
         if !self.ts().loaded {
             self.load_timestamp_offset(unit).await?;
         }
-        self.check_missing_timestamps().await?;
-        self.check_missed_late().await?;
         let window = self.config.safety_window;
         let ts = self.ts();
         ts.last_round = Some(Instant::now());
         if unit.is_some() {
+            ts.offset.start_round();
             let from = ts.offset.read_from(window);
             let spec = PageSpec {
                 index: self.config.index.clone(),
@@ -278,7 +279,16 @@ impl Consumer {
                 prefetcher,
             });
         }
-        Ok(())
+        // The background counts run while the first pages are fetched: documents without a
+        // timestamp are never read, so finding them needs no place in the read's order.
+        let checked = match self.check_missing_timestamps().await {
+            Ok(()) => self.check_missed_late().await,
+            e => e,
+        };
+        if checked.is_err() {
+            self.ts().round = None;
+        }
+        checked
     }
 
     /// The unit of the timestamp field across the indices behind the expression.
@@ -463,10 +473,8 @@ impl Consumer {
         let telemetry = self.telemetry.clone();
         let ts = self.ts();
         for (key, ts_ns) in keys {
-            match ts.offset.accept(*key, *ts_ns) {
-                Some(Accepted::Late(by)) => telemetry.late_document(by),
-                Some(Accepted::InOrder) => {}
-                None => continue,
+            if let Accepted::Late(by) = ts.offset.accept(*key, *ts_ns) {
+                telemetry.late_document(by);
             }
             ts.uncommitted += 1;
             ts.dirty = true;
@@ -507,9 +515,16 @@ impl Consumer {
         Ok(1)
     }
 
-    /// Counts documents without a usable timestamp; logs each one's id once and, with
+    /// Counts documents without a usable timestamp (on the first read, then at most every
+    /// `missed_late_check_every`); logs each one's id once and, with
     /// `--on-missing-timestamp fail`, stops on the first.
     async fn check_missing_timestamps(&mut self) -> Result<()> {
+        let every = self.config.missed_late_check_every;
+        let ts = self.ts();
+        if ts.last_missing_check.is_some_and(|t| t.elapsed() < every) {
+            return Ok(());
+        }
+        ts.last_missing_check = Some(Instant::now());
         let field = self.config.timestamp_field.clone();
         let mut filter = Vec::new();
         if let Some(q) = &self.config.query {

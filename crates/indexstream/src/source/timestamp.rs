@@ -21,7 +21,7 @@
 //! shorter than configured until the cursor moves on). Nothing is delivered twice because of
 //! the cap. A single timestamp holding more than `cap` documents is kept whole.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
@@ -128,14 +128,23 @@ pub fn event_key(index: &str, id: &str, ts_ns: i64) -> u64 {
 }
 
 /// The keys of the events delivered inside the safety window, by timestamp.
+///
+/// Events are mostly handed out in timestamp order, so most keys are appended to one ordered
+/// queue and leave it from the front when the window slides: no per-key node or allocation.
+/// Keys handed out behind the newest timestamp (late documents) are kept apart, per timestamp.
+///
+/// Looking a key up needs a hash set of every key held. It is built when a look-up first needs
+/// it and kept up to date from then on, until [`Window::forget_index`]: a consumer catching up
+/// reads nothing it could have delivered before, and so pays for no hash set at all.
 #[derive(Debug, Clone, Default)]
 pub struct Window {
-    /// The keys per timestamp, in order: sliding the window is one split.
-    by_ts: BTreeMap<i64, Vec<u64>>,
-    /// Every key held: a document is looked up once when read and once when handed out, and a
-    /// hash look-up costs a fraction of a walk down the ordered map. A key already hashes the
-    /// event's timestamp, so it is held alone (8 bytes, half the cache misses of a pair).
-    held: HashSet<u64, BuildHasherDefault<KeyHasher>>,
+    /// `(timestamp, key)` in timestamp order.
+    in_order: VecDeque<(i64, u64)>,
+    /// Keys older than the newest timestamp when they were added, per timestamp.
+    late: BTreeMap<i64, Vec<u64>>,
+    late_keys: usize,
+    /// Every key held, while look-ups need it.
+    index: Option<HashSet<u64, BuildHasherDefault<KeyHasher>>>,
 }
 
 /// Hashes a window key. The key is already a hash of the event; one multiply spreads its bits
@@ -161,64 +170,121 @@ impl Hasher for KeyHasher {
 
 impl Window {
     pub fn len(&self) -> usize {
-        self.held.len()
+        self.in_order.len() + self.late_keys
     }
 
     pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
+        self.len() == 0
     }
 
-    pub fn contains(&self, key: u64) -> bool {
-        self.held.contains(&key)
-    }
-
-    fn insert(&mut self, key: u64, ts_ns: i64) -> bool {
-        if !self.held.insert(key) {
-            return false;
+    /// Whether `key` is held (builds the look-up index if there is none).
+    pub fn contains(&mut self, key: u64) -> bool {
+        if self.index.is_none() {
+            let mut index = HashSet::with_capacity_and_hasher(self.len(), Default::default());
+            index.extend(self.keys().map(|(_, k)| k));
+            self.index = Some(index);
         }
-        // Events mostly come in timestamp order: the newest group first.
-        match self.by_ts.last_entry() {
-            Some(mut last) if *last.key() == ts_ns => last.get_mut().push(key),
-            _ => self.by_ts.entry(ts_ns).or_default().push(key),
-        }
-        true
+        self.index.as_ref().is_some_and(|i| i.contains(&key))
     }
 
-    /// Removes every key older than `ns`; returns `(timestamp, keys removed)` per timestamp.
+    /// Drops the look-up index until the next look-up.
+    pub fn forget_index(&mut self) {
+        self.index = None;
+    }
+
+    /// Every `(timestamp, key)` held, in timestamp order.
+    fn keys(&self) -> impl Iterator<Item = (i64, u64)> + '_ {
+        let mut late = self
+            .late
+            .iter()
+            .flat_map(|(ts, keys)| keys.iter().map(move |k| (*ts, *k)))
+            .peekable();
+        let mut in_order = self.in_order.iter().copied().peekable();
+        std::iter::from_fn(move || match (in_order.peek(), late.peek()) {
+            (Some(a), Some(b)) if b.0 < a.0 => late.next(),
+            (Some(_), _) => in_order.next(),
+            (None, _) => late.next(),
+        })
+    }
+
+    fn insert(&mut self, key: u64, ts_ns: i64) {
+        if let Some(index) = self.index.as_mut() {
+            index.insert(key);
+        }
+        match self.in_order.back() {
+            Some((newest, _)) if ts_ns < *newest => {
+                self.late.entry(ts_ns).or_default().push(key);
+                self.late_keys += 1;
+            }
+            _ => self.in_order.push_back((ts_ns, key)),
+        }
+    }
+
+    /// Removes every key older than `ns`; returns `(timestamp, keys removed)` per timestamp, in
+    /// timestamp order.
     fn remove_before(&mut self, ns: i64) -> Vec<(i64, u64)> {
-        let keep = self.by_ts.split_off(&ns);
-        let gone = std::mem::replace(&mut self.by_ts, keep);
-        gone.into_iter()
-            .map(|(ts, keys)| {
-                for k in &keys {
-                    self.held.remove(k);
+        let mut groups: Vec<(i64, u64)> = Vec::new();
+        let count = |groups: &mut Vec<(i64, u64)>, ts: i64, n: u64| match groups.last_mut() {
+            Some((last, total)) if *last == ts => *total += n,
+            _ => groups.push((ts, n)),
+        };
+        let end = self.in_order.partition_point(|(ts, _)| *ts < ns);
+        for (ts, key) in self.in_order.drain(..end) {
+            if let Some(index) = self.index.as_mut() {
+                index.remove(&key);
+            }
+            count(&mut groups, ts, 1);
+        }
+        if self.late.first_key_value().is_some_and(|(ts, _)| *ts < ns) {
+            let keep = self.late.split_off(&ns);
+            for (ts, keys) in std::mem::replace(&mut self.late, keep) {
+                if let Some(index) = self.index.as_mut() {
+                    for k in &keys {
+                        index.remove(k);
+                    }
                 }
-                (ts, keys.len() as u64)
-            })
-            .collect()
+                self.late_keys -= keys.len();
+                count(&mut groups, ts, keys.len() as u64);
+            }
+            groups.sort_by_key(|(ts, _)| *ts);
+            let mut merged = Vec::with_capacity(groups.len());
+            for (ts, n) in groups {
+                count(&mut merged, ts, n);
+            }
+            groups = merged;
+        }
+        groups
     }
 
     /// The oldest timestamp, when more than one timestamp is held.
     fn oldest_evictable(&self) -> Option<i64> {
-        let (first, last) = (
-            *self.by_ts.first_key_value()?.0,
-            *self.by_ts.last_key_value()?.0,
-        );
+        let ends = |a: Option<i64>, b: Option<i64>, pick: fn(i64, i64) -> i64| match (a, b) {
+            (Some(a), Some(b)) => Some(pick(a, b)),
+            (a, b) => a.or(b),
+        };
+        let first = ends(
+            self.in_order.front().map(|e| e.0),
+            self.late.first_key_value().map(|e| *e.0),
+            i64::min,
+        )?;
+        let last = ends(
+            self.in_order.back().map(|e| e.0),
+            self.late.last_key_value().map(|e| *e.0),
+            i64::max,
+        )?;
         (first != last).then_some(first)
     }
 
     /// Packs the window: per key, the zigzag varint of its timestamp's difference from the
     /// previous one, then the 8 key bytes; base64 of all that.
     fn encode(&self) -> String {
-        let mut bytes = Vec::with_capacity(self.held.len() * 10);
+        let mut bytes = Vec::with_capacity(self.len() * 10);
         let mut prev: i64 = 0;
-        for (ts, keys) in &self.by_ts {
-            for k in keys {
-                let delta = ts.wrapping_sub(prev);
-                put_varint(&mut bytes, ((delta << 1) ^ (delta >> 63)) as u64);
-                bytes.extend_from_slice(&k.to_le_bytes());
-                prev = *ts;
-            }
+        for (ts, k) in self.keys() {
+            let delta = ts.wrapping_sub(prev);
+            put_varint(&mut bytes, ((delta << 1) ^ (delta >> 63)) as u64);
+            bytes.extend_from_slice(&k.to_le_bytes());
+            prev = ts;
         }
         base64_encode(&bytes)
     }
@@ -269,6 +335,20 @@ pub struct TimestampOffset {
     /// The fields it was written for; a different field makes the cursor meaningless.
     pub field: String,
     pub tiebreaker: String,
+    /// Which events the current read may have handed out before.
+    round: Round,
+}
+
+/// Where the current read is, for look-ups (see [`TimestampOffset::start_round`]).
+#[derive(Debug, Clone, Copy, Default)]
+enum Round {
+    /// Outside a read: any event up to the cursor may have been handed out.
+    #[default]
+    Unknown,
+    /// A read that started at this cursor and has not passed it.
+    From(Option<i64>),
+    /// A read that has passed the cursor it started at: it meets only new events.
+    Passed,
 }
 
 impl TimestampOffset {
@@ -279,6 +359,7 @@ impl TimestampOffset {
             window: Window::default(),
             field: field.to_string(),
             tiebreaker: tiebreaker.to_string(),
+            round: Round::Unknown,
         }
     }
 
@@ -294,24 +375,45 @@ impl TimestampOffset {
         }
     }
 
-    /// Whether this event was handed out already.
-    pub fn seen(&self, key: u64, ts_ns: i64) -> bool {
-        // The window holds nothing newer than the cursor.
-        self.cursor_ns.is_some_and(|c| ts_ns <= c) && self.window.contains(key)
+    /// Starts a read from [`TimestampOffset::read_from`]: one pass in strictly ascending
+    /// `(timestamp, tiebreaker)` order that hands out each event it returns before it asks
+    /// [`TimestampOffset::seen`] about the next page. Such a read cannot return twice what it
+    /// handed out itself, so only events at or before the cursor it started from can have been
+    /// handed out already. Once it has passed that cursor it needs no more look-ups, and the
+    /// window's look-up index is dropped until the next read.
+    pub fn start_round(&mut self) {
+        self.round = Round::From(self.cursor_ns);
+        self.window.forget_index();
     }
 
-    /// Records a handed-out event. Returns `None` when it was handed out already.
-    pub fn accept(&mut self, key: u64, ts_ns: i64) -> Option<Accepted> {
-        if !self.window.insert(key, ts_ns) {
-            return None;
+    /// Whether this event was handed out already.
+    pub fn seen(&mut self, key: u64, ts_ns: i64) -> bool {
+        // The window holds nothing newer than the cursor; within a read, nothing newer than
+        // the cursor it started from can be met again.
+        match self.round {
+            Round::Unknown => {
+                self.cursor_ns.is_some_and(|c| ts_ns <= c) && self.window.contains(key)
+            }
+            Round::From(Some(c)) if ts_ns <= c => self.window.contains(key),
+            Round::From(_) => {
+                self.round = Round::Passed;
+                self.window.forget_index();
+                false
+            }
+            Round::Passed => false,
         }
-        Some(match self.cursor_ns {
+    }
+
+    /// Records a handed-out event, one [`TimestampOffset::seen`] said was new.
+    pub fn accept(&mut self, key: u64, ts_ns: i64) -> Accepted {
+        self.window.insert(key, ts_ns);
+        match self.cursor_ns {
             Some(c) if ts_ns < c => Accepted::Late(Duration::from_nanos((c - ts_ns) as u64)),
             _ => {
                 self.cursor_ns = Some(ts_ns);
                 Accepted::InOrder
             }
-        })
+        }
     }
 
     /// Drops the keys the next read cannot return any more, and enforces the cap.
@@ -380,6 +482,7 @@ impl TimestampOffset {
             window,
             field: text("field")?,
             tiebreaker: text("tiebreaker")?,
+            round: Round::Unknown,
         })
     }
 }
@@ -430,13 +533,23 @@ impl MissedLate {
         ts - ts.rem_euclid(self.width_ns)
     }
 
-    /// Documents that left the window, per timestamp.
+    /// Documents that left the window, per timestamp (in timestamp order: consecutive
+    /// timestamps of one bucket are added up before the bucket is looked up).
     pub fn slid_out(&mut self, groups: &[(i64, u64)]) {
-        for (ts, n) in groups {
-            if *ts >= self.origin_ns {
-                let start = self.start_of(*ts);
-                self.buckets.entry(start).or_default().delivered += n;
+        let mut run: Option<(i64, u64)> = None;
+        for (ts, n) in groups.iter().filter(|(ts, _)| *ts >= self.origin_ns) {
+            let start = self.start_of(*ts);
+            match run.as_mut() {
+                Some((s, total)) if *s == start => *total += n,
+                _ => {
+                    if let Some((s, total)) = run.replace((start, *n)) {
+                        self.buckets.entry(s).or_default().delivered += total;
+                    }
+                }
             }
+        }
+        if let Some((s, total)) = run {
+            self.buckets.entry(s).or_default().delivered += total;
         }
     }
 
@@ -557,9 +670,10 @@ mod tests {
         let w = Duration::from_secs(30);
         for i in 0..1000 {
             let k = event_key("i", &format!("d{i}"), 100 * S);
-            assert_eq!(o.accept(k, 100 * S), Some(Accepted::InOrder));
+            assert_eq!(o.accept(k, 100 * S), Accepted::InOrder);
         }
-        assert_eq!(o.accept(event_key("i", "d7", 100 * S), 100 * S), None);
+        assert!(o.seen(event_key("i", "d7", 100 * S), 100 * S));
+        assert!(!o.seen(event_key("i", "d1000", 100 * S), 100 * S));
         o.slide(w, 100_000);
         assert_eq!(o.window.len(), 1000);
         assert_eq!(o.read_from(w), Some(70 * S));
@@ -570,16 +684,50 @@ mod tests {
         let mut o = TimestampOffset::new("@timestamp", "_id");
         let w = Duration::from_secs(30);
         o.accept(1, 100 * S);
-        assert_eq!(
-            o.accept(2, 80 * S),
-            Some(Accepted::Late(Duration::from_secs(20)))
-        );
+        assert_eq!(o.accept(2, 80 * S), Accepted::Late(Duration::from_secs(20)));
         o.accept(3, 120 * S);
         let out = o.slide(w, 100);
         assert_eq!(out.groups, vec![(80 * S, 1)]);
         assert_eq!(out.evicted_by_cap, 0);
         assert!(o.seen(1, 100 * S) && o.seen(3, 120 * S) && !o.seen(2, 80 * S));
         assert_eq!(o.read_from(w), Some(90 * S));
+        // Late keys and in-order keys of one timestamp leave as one group, in order.
+        o.accept(4, 100 * S);
+        o.accept(5, 95 * S);
+        o.accept(6, 140 * S);
+        let out = o.slide(w, 100);
+        assert_eq!(out.groups, vec![(95 * S, 1), (100 * S, 2)]);
+        assert_eq!(o.window.len(), 2);
+        assert!(o.seen(3, 120 * S) && !o.seen(4, 100 * S));
+    }
+
+    #[test]
+    fn a_read_past_its_starting_cursor_looks_nothing_up() {
+        let mut o = TimestampOffset::new("@timestamp", "_id");
+        for i in 0..10u64 {
+            o.accept(i, i as i64 * S);
+        }
+        // A read from the cursor (9 s) back: the window is looked up until the read passes 9 s.
+        o.start_round();
+        assert!(o.seen(3, 3 * S));
+        assert!(o.window.index.is_some());
+        assert!(!o.seen(20, 10 * S));
+        assert!(
+            o.window.index.is_none(),
+            "the index is dropped once the read passes"
+        );
+        // Events handed out later in the same read are never met again by it.
+        o.accept(20, 10 * S);
+        assert!(!o.seen(21, 11 * S));
+        assert!(o.window.index.is_none());
+        // The next read finds them.
+        o.start_round();
+        assert!(o.seen(20, 10 * S) && o.seen(9, 9 * S) && !o.seen(21, 10 * S));
+        // A read that only meets new events builds no index at all.
+        o.start_round();
+        assert!(!o.seen(30, 12 * S));
+        o.accept(30, 12 * S);
+        assert!(o.window.index.is_none());
     }
 
     #[test]
@@ -611,7 +759,7 @@ mod tests {
         o.accept(event_key("i", "b", 7 * S + 3), 7 * S + 3);
         o.accept(event_key("j", "b", 7 * S + 3), 7 * S + 3);
         o.floor_ns = Some(-10 * S);
-        let back = TimestampOffset::from_json(&o.to_json()).unwrap();
+        let mut back = TimestampOffset::from_json(&o.to_json()).unwrap();
         assert_eq!(back.cursor_ns, o.cursor_ns);
         assert_eq!(back.floor_ns, o.floor_ns);
         assert_eq!(back.field, "event.ingested");
@@ -683,8 +831,9 @@ mod tests {
             }
             let back = Window::decode(&w.encode()).unwrap();
             prop_assert_eq!(back.len(), w.len());
-            prop_assert_eq!(&back.by_ts, &w.by_ts);
-            prop_assert_eq!(&back.held, &w.held);
+            let held: Vec<_> = w.keys().collect();
+            prop_assert!(held.windows(2).all(|p| p[0].0 <= p[1].0), "not in timestamp order");
+            prop_assert_eq!(back.keys().collect::<Vec<_>>(), held);
         }
 
         /// However events arrive, replaying the reads a consumer would do never hands one out
@@ -699,6 +848,7 @@ mod tests {
                 arrived.push((i as u64, t * S));
                 // A poll: everything at or after read_from, in timestamp order.
                 let from = o.read_from(w).unwrap_or(i64::MIN);
+                o.start_round();
                 let mut visible: Vec<_> = arrived.iter().filter(|(_, t)| *t >= from).copied().collect();
                 visible.sort_by_key(|(k, t)| (*t, *k));
                 for (k, t) in visible {
