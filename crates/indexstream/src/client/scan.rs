@@ -3,7 +3,8 @@
 //! Most of a search response is `_source` text the consumer passes on untouched, so the reader
 //! (`response.rs`) only needs to know where each `_source` ends. [`container_end`] finds that
 //! 64 bytes at a time without branching on every byte: it builds bit masks of the quotes,
-//! backslashes, brackets and control characters of a block with word-wide (SWAR) arithmetic,
+//! backslashes, brackets and control characters of a block (with SSE2 compares on x86-64,
+//! with word-wide (SWAR) arithmetic elsewhere),
 //! works out which bytes are inside strings from the unescaped quotes (a prefix XOR), and only
 //! then looks at the few brackets outside strings one by one, matching each against the stack of
 //! open ones.
@@ -57,7 +58,50 @@ struct Masks {
 }
 
 impl Masks {
+    /// Sixteen bytes per compare, one compare per class.
+    #[cfg(target_arch = "x86_64")]
     fn of(block: &[u8; 64]) -> Masks {
+        use safe_arch::{
+            bitandnot_m128i, bitor_m128i, cmp_eq_mask_i8_m128i, load_unaligned_m128i, m128i,
+            max_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
+        };
+        let splat = |c: u8| set_splat_i8_m128i(c as i8);
+        let (quote, backslash, lower, clear, folded_bracket, last_control) = (
+            splat(b'"'),
+            splat(b'\\'),
+            splat(0x20),
+            splat(0x06),
+            splat(0x79),
+            splat(0x1f),
+        );
+        let bits = |eq: m128i| u64::from(move_mask_i8_m128i(eq) as u16);
+        let mut m = Masks::default();
+        let (lanes, _) = block.as_chunks::<16>();
+        for (k, lane) in lanes.iter().enumerate() {
+            let v = load_unaligned_m128i(lane);
+            let shift = 16 * k;
+            m.quote |= bits(cmp_eq_mask_i8_m128i(v, quote)) << shift;
+            m.backslash |= bits(cmp_eq_mask_i8_m128i(v, backslash)) << shift;
+            // See `swar`: the same fold, so both find the same bytes.
+            let folded = bitandnot_m128i(clear, bitor_m128i(v, lower));
+            m.bracket |= bits(cmp_eq_mask_i8_m128i(folded, folded_bracket)) << shift;
+            // Unsigned `c < 0x20` is `max(c, 0x1f) == 0x1f`.
+            m.control |= bits(cmp_eq_mask_i8_m128i(
+                max_u8_m128i(v, last_control),
+                last_control,
+            )) << shift;
+        }
+        m
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn of(block: &[u8; 64]) -> Masks {
+        Masks::swar(block)
+    }
+
+    /// Eight bytes per word operation, on any CPU.
+    #[cfg_attr(all(target_arch = "x86_64", not(test)), allow(dead_code))]
+    fn swar(block: &[u8; 64]) -> Masks {
         let words: [u64; 8] = std::array::from_fn(|k| {
             let mut word = [0u8; 8];
             word.copy_from_slice(&block[8 * k..8 * k + 8]);
@@ -149,11 +193,19 @@ pub(crate) fn container_end(
     let mut in_string: u64 = 0;
     let mut escape_carry = false;
     let mut at = start;
+    let mut padded = [b' '; 64];
     while at < b.len() {
-        let mut block = [b' '; 64];
-        let n = (b.len() - at).min(64);
-        block[..n].copy_from_slice(&b[at..at + n]);
-        let m = Masks::of(&block);
+        // A whole block is read in place; the last, short one is padded with spaces.
+        let block: &[u8; 64] = match b.get(at..at + 64).and_then(|s| s.try_into().ok()) {
+            Some(whole) => whole,
+            None => {
+                let rest = &b[at..];
+                padded[..rest.len()].copy_from_slice(rest);
+                padded[rest.len()..].fill(b' ');
+                &padded
+            }
+        };
+        let m = Masks::of(block);
         let escaped = escaped(m.backslash, &mut escape_carry);
         let quotes = m.quote & !escaped;
         // From an opening quote up to (not including) its closing quote.
@@ -283,13 +335,15 @@ pub(super) mod tests {
             for (i, byte) in block.iter_mut().enumerate() {
                 *byte = ((i as u32 * 131 + round * 71) % 256) as u8;
             }
-            let m = Masks::of(&block);
-            for (i, &c) in block.iter().enumerate() {
-                let bit = |mask: u64| mask >> i & 1 == 1;
-                assert_eq!(bit(m.quote), c == b'"', "{i} {c}");
-                assert_eq!(bit(m.backslash), c == b'\\', "{i} {c}");
-                assert_eq!(bit(m.bracket), b"{}[]yY_\x7f".contains(&c), "{i} {c}");
-                assert_eq!(bit(m.control), c < 0x20, "{i} {c}");
+            // Both ways of building them, whichever one this CPU uses.
+            for m in [Masks::of(&block), Masks::swar(&block)] {
+                for (i, &c) in block.iter().enumerate() {
+                    let bit = |mask: u64| mask >> i & 1 == 1;
+                    assert_eq!(bit(m.quote), c == b'"', "{i} {c}");
+                    assert_eq!(bit(m.backslash), c == b'\\', "{i} {c}");
+                    assert_eq!(bit(m.bracket), b"{}[]yY_\x7f".contains(&c), "{i} {c}");
+                    assert_eq!(bit(m.control), c < 0x20, "{i} {c}");
+                }
             }
         }
     }

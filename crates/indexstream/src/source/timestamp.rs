@@ -134,8 +134,10 @@ pub fn event_key(index: &str, id: &str, ts_ns: i64) -> u64 {
 /// Keys handed out behind the newest timestamp (late documents) are kept apart, per timestamp.
 ///
 /// Looking a key up needs a hash set of every key held. It is built when a look-up first needs
-/// it and kept up to date from then on, until [`Window::forget_index`]: a consumer catching up
-/// reads nothing it could have delivered before, and so pays for no hash set at all.
+/// it and kept up to date while look-ups go on. Each key added costs it an insert now and a
+/// removal later; once the keys added since the last look-up have cost more than building the
+/// set again would (more than half as many as it holds), it is dropped. A consumer catching up meets nothing it could have delivered before, so it
+/// pays for no hash set at all; one tailing the cluster looks keys up on every poll and keeps it.
 #[derive(Debug, Clone, Default)]
 pub struct Window {
     /// `(timestamp, key)` in timestamp order.
@@ -145,6 +147,8 @@ pub struct Window {
     late_keys: usize,
     /// Every key held, while look-ups need it.
     index: Option<HashSet<u64, BuildHasherDefault<KeyHasher>>>,
+    /// Keys added since the last look-up.
+    added_since_lookup: usize,
 }
 
 /// Hashes a window key. The key is already a hash of the event; one multiply spreads its bits
@@ -184,12 +188,8 @@ impl Window {
             index.extend(self.keys().map(|(_, k)| k));
             self.index = Some(index);
         }
+        self.added_since_lookup = 0;
         self.index.as_ref().is_some_and(|i| i.contains(&key))
-    }
-
-    /// Drops the look-up index until the next look-up.
-    pub fn forget_index(&mut self) {
-        self.index = None;
     }
 
     /// Every `(timestamp, key)` held, in timestamp order.
@@ -210,6 +210,10 @@ impl Window {
     fn insert(&mut self, key: u64, ts_ns: i64) {
         if let Some(index) = self.index.as_mut() {
             index.insert(key);
+            self.added_since_lookup += 1;
+            if self.added_since_lookup > index.len() / 2 {
+                self.index = None;
+            }
         }
         match self.in_order.back() {
             Some((newest, _)) if ts_ns < *newest => {
@@ -379,11 +383,9 @@ impl TimestampOffset {
     /// `(timestamp, tiebreaker)` order that hands out each event it returns before it asks
     /// [`TimestampOffset::seen`] about the next page. Such a read cannot return twice what it
     /// handed out itself, so only events at or before the cursor it started from can have been
-    /// handed out already. Once it has passed that cursor it needs no more look-ups, and the
-    /// window's look-up index is dropped until the next read.
+    /// handed out already. Once it has passed that cursor it needs no more look-ups.
     pub fn start_round(&mut self) {
         self.round = Round::From(self.cursor_ns);
-        self.window.forget_index();
     }
 
     /// Whether this event was handed out already.
@@ -397,7 +399,6 @@ impl TimestampOffset {
             Round::From(Some(c)) if ts_ns <= c => self.window.contains(key),
             Round::From(_) => {
                 self.round = Round::Passed;
-                self.window.forget_index();
                 false
             }
             Round::Passed => false,
@@ -707,27 +708,38 @@ mod tests {
         for i in 0..10u64 {
             o.accept(i, i as i64 * S);
         }
-        // A read from the cursor (9 s) back: the window is looked up until the read passes 9 s.
+        // A read from the cursor (9 s) back: keys are looked up until the read passes 9 s.
         o.start_round();
         assert!(o.seen(3, 3 * S));
         assert!(o.window.index.is_some());
         assert!(!o.seen(20, 10 * S));
-        assert!(
-            o.window.index.is_none(),
-            "the index is dropped once the read passes"
-        );
-        // Events handed out later in the same read are never met again by it.
-        o.accept(20, 10 * S);
-        assert!(!o.seen(21, 11 * S));
+        // Events handed out later in the same read are never met again by it: no look-ups,
+        // and once the index has taken more keys than it is worth keeping up, it goes.
+        for k in 20..31u64 {
+            assert!(!o.seen(k, 10 * S));
+            o.accept(k, 10 * S);
+        }
         assert!(o.window.index.is_none());
-        // The next read finds them.
+        // The next read finds them all.
         o.start_round();
-        assert!(o.seen(20, 10 * S) && o.seen(9, 9 * S) && !o.seen(21, 10 * S));
-        // A read that only meets new events builds no index at all.
-        o.start_round();
-        assert!(!o.seen(30, 12 * S));
-        o.accept(30, 12 * S);
-        assert!(o.window.index.is_none());
+        assert!((20..31).all(|k| o.seen(k, 10 * S)) && o.seen(9, 9 * S));
+        assert!(!o.seen(40, 10 * S));
+        // A consumer tailing: every read looks up, and the index is kept.
+        for k in 40..60u64 {
+            o.start_round();
+            assert!(o.seen(k - 20, 10 * S) == (k < 51));
+            assert!(!o.seen(k, 11 * S));
+            o.accept(k, 11 * S);
+            assert!(o.window.index.is_some(), "dropped at key {k}");
+        }
+        // A consumer catching up with an empty window builds no index at all.
+        let mut fresh = TimestampOffset::new("@timestamp", "_id");
+        fresh.start_round();
+        for k in 0..1000u64 {
+            assert!(!fresh.seen(k, k as i64));
+            fresh.accept(k, k as i64);
+        }
+        assert!(fresh.window.index.is_none());
     }
 
     #[test]
