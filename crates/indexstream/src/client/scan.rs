@@ -76,8 +76,10 @@ impl Masks {
         );
         let bits = |eq: m128i| u64::from(move_mask_i8_m128i(eq) as u16);
         let mut m = Masks::default();
-        let (lanes, _) = block.as_chunks::<16>();
-        for (k, lane) in lanes.iter().enumerate() {
+        for (k, lane) in block.chunks_exact(16).enumerate() {
+            let Ok(lane) = <&[u8; 16]>::try_from(lane) else {
+                continue;
+            };
             let v = load_unaligned_m128i(lane);
             let shift = 16 * k;
             m.quote |= bits(cmp_eq_mask_i8_m128i(v, quote)) << shift;
