@@ -37,7 +37,8 @@ pub(crate) fn parse_search(text: Arc<String>) -> Result<SearchResponse, String> 
             "hits" => {
                 w.object(|w, key| {
                     if key == "hits" {
-                        let mut list = Vec::new();
+                        // A hit is a few hundred bytes: room for them all at once.
+                        let mut list = Vec::with_capacity((text.len() / 256).min(10_000));
                         w.array(|w| {
                             list.push(w.hit(&text)?);
                             Ok(())

@@ -620,7 +620,18 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 fn base64_encode(bytes: &[u8]) -> String {
     let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
+    let whole = bytes.chunks_exact(3);
+    let rest = whole.remainder();
+    for c in whole {
+        let v = (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2]);
+        out.extend_from_slice(&[
+            B64[(v >> 18) as usize & 63],
+            B64[(v >> 12) as usize & 63],
+            B64[(v >> 6) as usize & 63],
+            B64[v as usize & 63],
+        ]);
+    }
+    for chunk in rest.chunks(3) {
         let n = chunk.len();
         let b = [
             chunk[0],
