@@ -453,6 +453,17 @@ impl Client {
         query: &[(&str, String)],
         body: Value,
     ) -> Result<SearchResponse, ClientError> {
+        self.search_text(index, query, body).await?.read()
+    }
+
+    /// A `_search` response as received, to be read with [`SearchText::read`] (a reader that
+    /// pages can guess the next page's position from it first).
+    pub async fn search_text(
+        &self,
+        index: &str,
+        query: &[(&str, String)],
+        body: Value,
+    ) -> Result<SearchText, ClientError> {
         let path = format!("/{}/_search", encode(index));
         let (_, bytes) = self
             .send(
@@ -467,30 +478,7 @@ impl Client {
         // The body becomes shared text without a copy (a body collected from several chunks is
         // uniquely owned); every record's `_source` is a slice of it.
         let text = String::from_utf8(Vec::from(bytes)).map_err(|e| not_utf8("search", e))?;
-        let resp = response::parse_search(std::sync::Arc::new(text)).map_err(|reason| {
-            ClientError::Decode {
-                op: "search",
-                reason,
-            }
-        })?;
-        if resp.shards.failed > 0 {
-            let reason = resp
-                .shards
-                .failures
-                .first()
-                .map(|f| f.to_string())
-                .unwrap_or_default();
-            return Err(ClientError::ShardFailures {
-                op: "search",
-                failed: resp.shards.failed,
-                total: resp.shards.total,
-                reason,
-            });
-        }
-        if resp.timed_out {
-            return Err(ClientError::SearchTimedOut { op: "search" });
-        }
-        Ok(resp)
+        Ok(SearchText(std::sync::Arc::new(text)))
     }
 
     pub async fn count(&self, index: &str, query: Value) -> Result<u64, ClientError> {
@@ -790,6 +778,46 @@ fn error_parts(body: &[u8]) -> (String, String) {
             String::new(),
             String::from_utf8_lossy(body).chars().take(300).collect(),
         ),
+    }
+}
+
+/// A `_search` response as received, not read yet.
+#[derive(Debug, Clone)]
+pub struct SearchText(std::sync::Arc<String>);
+
+impl SearchText {
+    /// The last hit's sort values, guessed from the end of the text alone (`None` when the
+    /// text does not end as a search response with sorted hits usually does). Only a guess:
+    /// compare it with what [`SearchText::read`] finds.
+    pub fn last_sort_hint(&self) -> Option<Vec<Value>> {
+        response::last_sort_hint(&self.0)
+    }
+
+    /// Reads the response. Shard failures and a timed-out search are errors: their hits are
+    /// not all there is.
+    pub fn read(self) -> Result<SearchResponse, ClientError> {
+        let resp = response::parse_search(self.0).map_err(|reason| ClientError::Decode {
+            op: "search",
+            reason,
+        })?;
+        if resp.shards.failed > 0 {
+            let reason = resp
+                .shards
+                .failures
+                .first()
+                .map(|f| f.to_string())
+                .unwrap_or_default();
+            return Err(ClientError::ShardFailures {
+                op: "search",
+                failed: resp.shards.failed,
+                total: resp.shards.total,
+                reason,
+            });
+        }
+        if resp.timed_out {
+            return Err(ClientError::SearchTimedOut { op: "search" });
+        }
+        Ok(resp)
     }
 }
 

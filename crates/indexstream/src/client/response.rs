@@ -67,6 +67,34 @@ pub(crate) fn parse_search(text: Arc<String>) -> Result<SearchResponse, String> 
     })
 }
 
+/// The last hit's `sort` values, found from the end of a response without reading the rest. The
+/// response must end with that hit's `sort` array followed by the closing brackets of the hit,
+/// `hits.hits`, `hits` and the response (as OpenSearch and Elasticsearch write it). A guess, to
+/// be checked against the response once it is read: `None` when it does not end that way.
+pub(crate) fn last_sort_hint(text: &str) -> Option<Vec<Value>> {
+    let b = text.as_bytes();
+    let mut end = b.len();
+    for closing in [b'}', b'}', b']', b'}', b']'] {
+        while end > 0 && matches!(b[end - 1], b' ' | b'\t' | b'\n' | b'\r') {
+            end -= 1;
+        }
+        if end == 0 || b[end - 1] != closing {
+            return None;
+        }
+        end -= 1;
+    }
+    // `b[end]` closes the sort array. Inside a string a quote is escaped, so `"sort"` followed
+    // by a colon is a key: the hit's own, or one in its `_source` (then the walk from it does
+    // not end at `end`).
+    const KEY: &str = "\"sort\"";
+    let key = text[..end].rfind(KEY)?;
+    let mut w = Walker::new(text);
+    w.pos = key + KEY.len();
+    w.expect(b':').ok()?;
+    let values = w.sort_values(Keep::Values).ok()??;
+    (w.pos == end + 1).then_some(values)
+}
+
 type Walk<T> = Result<T, String>;
 
 /// How long a value is expected to be: a long one (a `_source`) is walked a block of bytes at a
@@ -585,5 +613,60 @@ mod tests {
                 prop_assert_eq!(sort.first_integer(), *seq_no);
             }
         }
+
+        /// The guess of the last hit's sort values from the end of a response is never wrong:
+        /// it is what the reader finds, or nothing. It is found whenever each hit ends with its
+        /// `sort` (as OpenSearch writes hits), whatever the documents hold (keys named `sort`
+        /// among them) and however much whitespace there is.
+        #[test]
+        fn the_last_sort_values_guessed_from_the_end_are_right_or_absent(
+            docs in prop::collection::vec((json_value(), json_value(), "[a-z0-9\"\\\\\\]\u{e9}]{1,8}", any::<i64>(), any::<bool>()), 1..5),
+            space in "[ \n]{0,2}",
+        ) {
+            let hits: Vec<String> = docs
+                .iter()
+                .map(|(source, nested, id, n, sort_first)| {
+                    let source = json!({"sort": nested, "x": source, "y": {"sort": [n]}});
+                    let sort = json!([n, id]).to_string();
+                    let fields = if *sort_first {
+                        format!("\"sort\":{sort},\"_source\":{source}")
+                    } else {
+                        format!("\"_source\":{source},{space}\"sort\":{space}{sort}")
+                    };
+                    format!("{{\"_index\":\"i\",\"_id\":{},{fields}{space}}}", json!(id))
+                })
+                .collect();
+            let text = format!(
+                "{{\"took\":1,\"timed_out\":false,\"_shards\":{{\"total\":1,\"failed\":0}},\"hits\":{{\"hits\":[{}]{space}}}{space}}}{space}",
+                hits.join(",")
+            );
+            let guess = last_sort_hint(&text);
+            let read = parse(&text).unwrap();
+            let last = read.hits.hits.last().unwrap().sort.as_ref().unwrap().values();
+            let (_, _, _, _, sort_first) = docs.last().unwrap();
+            if *sort_first {
+                prop_assert_eq!(guess, None);
+            } else {
+                prop_assert_eq!(guess, Some(last));
+            }
+        }
+    }
+
+    #[test]
+    fn no_guess_from_a_response_that_ends_otherwise() {
+        for text in [
+            r#"{"hits":{"hits":[]}}"#,
+            r#"{"hits":{"hits":[{"_id":"a","_source":{"sort":[1]}}]}}"#,
+            r#"{"hits":{"hits":[{"_id":"a","sort":[1]}]},"aggregations":{}}"#,
+            r#"{"hits":{"hits":[{"_id":"a","sort":[1,"x"]}]}"#,
+            r#"{"hits":{"hits":[{"_id":"a","sort":[1]},{"_id":"b"}]}}"#,
+            "",
+        ] {
+            assert_eq!(last_sort_hint(text), None, "{text}");
+        }
+        assert_eq!(
+            last_sort_hint(r#"{"hits":{"hits":[{"_id":"a","sort" : [ 1 , "x\"y]" ] } ] } }"#),
+            Some(vec![json!(1), json!("x\"y]")])
+        );
     }
 }

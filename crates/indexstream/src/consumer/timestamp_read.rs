@@ -10,7 +10,7 @@ use tokio::time::Instant;
 
 use super::{Consumer, OnMissingTimestamp, Pending, StartFrom};
 use crate::client::types::{Hit, SearchResponse, SortValues};
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, SearchText};
 use crate::error::{Error, Result};
 use crate::record::{Record, Source};
 use crate::source::timestamp::{
@@ -90,14 +90,52 @@ impl PageSpec {
 
     /// Pages through the round, up to [`PAGES_AHEAD`] pages ahead of the consumer, until a
     /// short page or an error (which is passed on and ends it).
+    ///
+    /// After a full page the next one is asked for before this one is read: its position is
+    /// guessed from the end of the response ([`SearchText::last_sort_hint`]) and the page is
+    /// read on a blocking thread meanwhile, so the cluster works on the next page while this
+    /// one is read. A guess that turns out wrong, or a page that turns out short, abandons the
+    /// request made ahead; the pages passed on are the same either way.
     async fn prefetch(self, client: Client, out: tokio::sync::mpsc::Sender<PageResult>) {
+        let spec = std::sync::Arc::new(self);
         let mut after = None;
+        let mut ahead: Option<Ahead> = None;
+        let mut full = false;
         loop {
-            let result = client
-                .search(&self.index, &[], self.body(after.take()))
-                .await;
+            let text = match ahead.take() {
+                Some(mut a) => (&mut a.request)
+                    .await
+                    .unwrap_or_else(|e| Err(stopped("the request made ahead", e))),
+                None => {
+                    client
+                        .search_text(&spec.index, &[], spec.body(after.take()))
+                        .await
+                }
+            };
+            let text = match text {
+                Ok(t) => t,
+                Err(e) => {
+                    let _ = out.send(Err(e)).await;
+                    return;
+                }
+            };
+            if full {
+                if let Some(guess) = text.last_sort_hint().filter(|s| !is_missing(s)) {
+                    let (client, spec2) = (client.clone(), spec.clone());
+                    let body = spec.body(Some(guess.clone()));
+                    ahead = Some(Ahead {
+                        after: guess,
+                        request: tokio::spawn(async move {
+                            client.search_text(&spec2.index, &[], body).await
+                        }),
+                    });
+                }
+            }
+            let result = tokio::task::spawn_blocking(move || text.read())
+                .await
+                .unwrap_or_else(|e| Err(stopped("the response reader", e)));
             let next = match &result {
-                Ok(resp) if resp.hits.hits.len() >= self.size => resp
+                Ok(resp) if resp.hits.hits.len() >= spec.size => resp
                     .hits
                     .hits
                     .last()
@@ -106,14 +144,44 @@ impl PageSpec {
                     .filter(|s| !is_missing(s)),
                 _ => None,
             };
+            full = next.is_some();
+            if ahead
+                .as_ref()
+                .is_some_and(|a| Some(&a.after) != next.as_ref())
+            {
+                ahead = None;
+            }
             if out.send(result).await.is_err() {
                 return;
             }
             match next {
-                Some(s) => after = Some(s),
+                Some(s) if ahead.is_none() => after = Some(s),
+                Some(_) => {}
                 None => return,
             }
         }
+    }
+}
+
+/// A page asked for before the previous one was read, from the position guessed for it; the
+/// request is abandoned when this is dropped.
+#[derive(Debug)]
+struct Ahead {
+    after: Vec<Value>,
+    request: tokio::task::JoinHandle<std::result::Result<SearchText, ClientError>>,
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.request.abort();
+    }
+}
+
+/// A task of the prefetcher that panicked or was cancelled.
+fn stopped(what: &str, e: tokio::task::JoinError) -> ClientError {
+    ClientError::Decode {
+        op: "search",
+        reason: format!("{what} stopped: {e}"),
     }
 }
 

@@ -874,11 +874,14 @@ mod tests {
                 o.start_round();
                 let mut visible: Vec<_> = arrived.iter().filter(|(_, t)| *t >= from).copied().collect();
                 visible.sort_by_key(|(k, t)| (*t, *k));
-                for (k, t) in visible {
-                    if !o.seen(k, t) {
-                        prop_assert!(handed.insert(k), "event {} handed out twice", k);
-                        o.accept(k, t);
+                for (k, t) in &visible {
+                    if !o.seen(*k, *t) {
+                        prop_assert!(handed.insert(*k), "event {} handed out twice", k);
+                        o.accept(*k, *t);
                     }
+                }
+                for (k, _) in &visible {
+                    prop_assert!(handed.contains(k), "event {} read but never handed out", k);
                 }
                 o.slide(w, 1_000_000);
             }
