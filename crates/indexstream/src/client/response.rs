@@ -91,7 +91,7 @@ pub(crate) fn last_sort_hint(text: &str) -> Option<Vec<Value>> {
     let mut w = Walker::new(text);
     w.pos = key + KEY.len();
     w.expect(b':').ok()?;
-    let values = w.sort_values(Keep::Values).ok()??;
+    let values = w.sort_values(Keep::Values, &mut None).ok()??;
     (w.pos == end + 1).then_some(values)
 }
 
@@ -115,14 +115,18 @@ enum Keep {
 /// A hit's `sort` values as the cluster sent them: checked when the response is read, turned
 /// into values only when asked (most hits only need the first, an integer).
 #[derive(Debug, Clone)]
-pub struct SortValues(Source);
+pub struct SortValues {
+    raw: Source,
+    /// The first value, when it is an integer (found while checking them).
+    first: Option<i64>,
+}
 
 impl SortValues {
     /// The values.
     pub fn values(&self) -> Vec<Value> {
         // Checked when the response was read, so this walk cannot fail.
-        Walker::new(self.0.get())
-            .sort_values(Keep::Values)
+        Walker::new(self.raw.get())
+            .sort_values(Keep::Values, &mut None)
             .ok()
             .flatten()
             .unwrap_or_default()
@@ -140,20 +144,12 @@ impl SortValues {
     /// The first value, when it is an integer (a timestamp in epoch milliseconds or
     /// nanoseconds); `None` for anything else, which [`SortValues::values`] then reads.
     pub fn first_integer(&self) -> Option<i64> {
-        let mut w = Walker::new(self.0.get());
-        w.expect(b'[').ok()?;
-        w.whitespace();
-        if !matches!(w.bytes().get(w.pos), Some(b'-' | b'0'..=b'9')) {
-            return None;
-        }
-        let n = w.sort_integer()?;
-        w.whitespace();
-        matches!(w.bytes().get(w.pos), Some(b',' | b']')).then_some(n)
+        self.first
     }
 
     /// The JSON text.
     pub fn get(&self) -> &str {
-        self.0.get()
+        self.raw.get()
     }
 }
 
@@ -317,7 +313,8 @@ impl<'a> Walker<'a> {
     /// A hit's `sort` values. They are nearly always integers and plain strings, read here
     /// directly; anything else goes to serde_json. With [`Keep::Nothing`] they are only checked
     /// (and nothing is allocated).
-    fn sort_values(&mut self, keep: Keep) -> Walk<Option<Vec<Value>>> {
+    /// `first` is set to the first value when that is an integer.
+    fn sort_values(&mut self, keep: Keep, first: &mut Option<i64>) -> Walk<Option<Vec<Value>>> {
         self.whitespace();
         let start = self.pos;
         if self.bytes().get(self.pos) != Some(&b'[') {
@@ -325,6 +322,7 @@ impl<'a> Walker<'a> {
         }
         self.pos += 1;
         let mut values = Vec::new();
+        let mut index = 0usize;
         loop {
             self.whitespace();
             let b = self.bytes();
@@ -337,7 +335,12 @@ impl<'a> Walker<'a> {
                     }
                 }
                 Some(b'-' | b'0'..=b'9') => match self.sort_integer() {
-                    Some(n) => Value::from(n),
+                    Some(n) => {
+                        if index == 0 {
+                            *first = Some(n);
+                        }
+                        Value::from(n)
+                    }
                     None => return self.sort_values_fallback(start, keep),
                 },
                 _ => return self.sort_values_fallback(start, keep),
@@ -345,6 +348,7 @@ impl<'a> Walker<'a> {
             if keep == Keep::Values {
                 values.push(value);
             }
+            index += 1;
             self.whitespace();
             match self.bytes().get(self.pos) {
                 Some(b',') => self.pos += 1,
@@ -464,9 +468,10 @@ impl<'a> Walker<'a> {
                         w.whitespace();
                         w.pos
                     };
-                    if w.sort_values(Keep::Nothing)?.is_some() {
+                    let mut first = None;
+                    if w.sort_values(Keep::Nothing, &mut first)?.is_some() {
                         let raw = Source::slice(text, start..w.pos, Layout::OneLine);
-                        sort = Some(SortValues(raw));
+                        sort = Some(SortValues { raw, first });
                     }
                 }
                 "_source" => {
@@ -650,6 +655,33 @@ mod tests {
                 prop_assert_eq!(guess, Some(last));
             }
         }
+    }
+
+    #[test]
+    fn the_first_sort_value_is_kept_when_it_is_an_integer() {
+        let body = |sort: &str| {
+            format!(
+                r#"{{"_shards":{{"total":1,"failed":0}},"hits":{{"hits":[{{"_index":"i","_id":"a","sort":{sort}}}]}}}}"#
+            )
+        };
+        let first = |sort: &str| {
+            let r = parse(&body(sort)).unwrap();
+            let s = r.hits.hits[0].sort.clone().unwrap();
+            (s.first_integer(), s.first(), s.values())
+        };
+        assert_eq!(
+            first("[5,1.5]"),
+            (Some(5), Some(json!(5)), vec![json!(5), json!(1.5)])
+        );
+        assert_eq!(
+            first(r#"["a",3]"#),
+            (None, Some(json!("a")), vec![json!("a"), json!(3)])
+        );
+        assert_eq!(first("[-7]"), (Some(-7), Some(json!(-7)), vec![json!(-7)]));
+        assert_eq!(
+            first("[1e3]"),
+            (None, Some(json!(1000.0)), vec![json!(1000.0)])
+        );
     }
 
     #[test]
