@@ -94,7 +94,7 @@ impl PageSpec {
     /// After a full page the next one is asked for before this one is read: its position is
     /// guessed from the end of the response ([`SearchText::last_sort_hint`]), so the cluster
     /// works on the next page while this one is read. A guess that turns out wrong, or a page
-    /// that turns out short, abandons the request made ahead; the pages passed on are the same
+    /// that turns out short, drops what the request made ahead returns; the pages passed on are the same
     /// either way. (Reading the page on a blocking thread instead of yielding cost as much CPU
     /// and no less time.)
     async fn prefetch(self, client: Client, out: tokio::sync::mpsc::Sender<PageResult>) {
@@ -167,18 +167,13 @@ impl PageSpec {
     }
 }
 
-/// A page asked for before the previous one was read, from the position guessed for it; the
-/// request is abandoned when this is dropped.
+/// A page asked for before the previous one was read, from the position guessed for it. When
+/// this is dropped the request is left to finish and its answer is dropped: cancelling it half
+/// way would close its connection, and the next poll would open (and on TLS, handshake) another.
 #[derive(Debug)]
 struct Ahead {
     after: Vec<Value>,
     request: tokio::task::JoinHandle<std::result::Result<SearchText, ClientError>>,
-}
-
-impl Drop for Ahead {
-    fn drop(&mut self) {
-        self.request.abort();
-    }
 }
 
 /// A task of the prefetcher that panicked or was cancelled.
