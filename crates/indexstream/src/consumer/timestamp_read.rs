@@ -93,10 +93,10 @@ impl PageSpec {
     ///
     /// After a full page the next one is asked for before this one is read: its position is
     /// guessed from the end of the response ([`SearchText::last_sort_hint`]), so the cluster
-    /// works on the next page while this one is read. A guess that turns out wrong, or a page
-    /// that turns out short, drops what the request made ahead returns; the pages passed on are the same
-    /// either way. (Reading the page on a blocking thread instead of yielding cost as much CPU
-    /// and no less time.)
+    /// works on the next page while this one is read. When the guess turns out wrong, or this
+    /// page short, what the request made ahead returns is dropped; the pages passed on are the
+    /// same either way. (Reading the page on a blocking thread instead of yielding cost as much
+    /// CPU and no less time.)
     async fn prefetch(self, client: Client, out: tokio::sync::mpsc::Sender<PageResult>) {
         let spec = std::sync::Arc::new(self);
         let mut after = None;
