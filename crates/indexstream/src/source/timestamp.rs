@@ -9,6 +9,8 @@
 //! dropped. The window holds the key of every delivered document whose timestamp is at or after
 //! `cursor - safety_window`: exactly the ones the next read can return again. It is committed
 //! with the cursor, so a restart redelivers none of them.
+//! A read returns each document once, so only documents at or before the cursor it started
+//! from can have been delivered before: only those are looked up.
 //!
 //! A key is a 64-bit FNV-1a hash of `(index, id, timestamp)`: an update that moves a document's
 //! timestamp is a new event and is delivered again; an update that keeps it is not. Two different
@@ -136,7 +138,8 @@ pub fn event_key(index: &str, id: &str, ts_ns: i64) -> u64 {
 /// Looking a key up needs a hash set of every key held. It is built when a look-up first needs
 /// it and kept up to date while look-ups go on. Each key added costs it an insert now and a
 /// removal later; once the keys added since the last look-up have cost more than building the
-/// set again would (more than half as many as it holds), it is dropped. A consumer catching up meets nothing it could have delivered before, so it
+/// set again would (more than half as many as it holds), it is dropped. A consumer catching up
+/// meets nothing it could have delivered before (see [`TimestampOffset::start_round`]), so it
 /// pays for no hash set at all; one tailing the cluster looks keys up on every poll and keeps it.
 #[derive(Debug, Clone, Default)]
 pub struct Window {
