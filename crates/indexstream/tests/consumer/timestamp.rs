@@ -638,3 +638,39 @@ async fn a_keyword_tiebreaker_orders_documents_sharing_a_timestamp() {
     let expected: Vec<String> = (0..500).map(|i| format!("id{:03}", 499 - i)).collect();
     assert_eq!(order, expected, "delivered in uid order");
 }
+
+/// The background counts (documents without a timestamp, documents missed behind the window)
+/// run on the first poll and then at most every `missed_late_check_every`, not on every poll:
+/// on a large index each is a `_count` over much of it.
+#[tokio::test]
+async fn background_counts_run_at_their_interval_not_on_every_poll() {
+    let t = target("bg-counts").await;
+    // Reads the fake's request log.
+    let Some(fake) = &t.fake else { return };
+    let index = t.name("c");
+    t.create_index(&index, 1, "100ms").await;
+    t.write(&index, &[("a".into(), json!({"@timestamp": at(T0)}))])
+        .await;
+    t.call("POST", &format!("/{index}/_refresh"), None).await;
+    let mut cfg = ts_builder(&t, &index, &t.name("g"), Duration::from_secs(30)).build_config();
+    cfg.missed_late_check_every = Duration::from_secs(3600);
+    let before = fake.requests().len();
+    let consumer = ConsumerBuilder::from_config(cfg).build().await.unwrap();
+    let run = Running::start(consumer, RunOptions::default());
+    wait_for(|| run.records.lock().unwrap().len() == 1).await;
+    // About 20 polls of 50 ms.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    run.stop().await.unwrap();
+    let log = &fake.requests()[before..];
+    let of = |api: &str| {
+        log.iter()
+            .filter(|r| r.path == format!("/{index}/{api}"))
+            .count()
+    };
+    let (polls, background) = (of("_search"), of("_count"));
+    assert!(polls >= 10, "only {polls} searches");
+    assert!(
+        background <= 2,
+        "{background} counts in {polls} searches: one per poll"
+    );
+}
