@@ -153,6 +153,13 @@ impl SortValues {
     }
 }
 
+/// Whether a container has another element, or was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Element,
+    Closed,
+}
+
 /// Whether a string's text holds escapes (and must be decoded before use).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Escapes {
@@ -312,8 +319,7 @@ impl<'a> Walker<'a> {
 
     /// A hit's `sort` values. They are nearly always integers and plain strings, read here
     /// directly; anything else goes to serde_json. With [`Keep::Nothing`] they are only checked
-    /// (and nothing is allocated).
-    /// `first` is set to the first value when that is an integer.
+    /// (and nothing is allocated). `first` is set to the first value when that is an integer.
     fn sort_values(&mut self, keep: Keep, first: &mut Option<i64>) -> Walk<Option<Vec<Value>>> {
         self.whitespace();
         let start = self.pos;
@@ -349,14 +355,8 @@ impl<'a> Walker<'a> {
                 values.push(value);
             }
             index += 1;
-            self.whitespace();
-            match self.bytes().get(self.pos) {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(Some(values));
-                }
-                _ => return Err(self.error("expected ',' or ']'")),
+            if self.after_element(b']')? == Next::Closed {
+                return Ok(Some(values));
             }
         }
     }
@@ -398,15 +398,45 @@ impl<'a> Walker<'a> {
         }
     }
 
+    /// The opening bracket of an object or array: whether an element follows or it is empty.
+    #[inline]
+    fn open_container(&mut self, open: u8, close: u8) -> Walk<Next> {
+        self.expect(open)?;
+        self.whitespace();
+        if self.bytes().get(self.pos) == Some(&close) {
+            self.pos += 1;
+            return Ok(Next::Closed);
+        }
+        Ok(Next::Element)
+    }
+
+    /// What follows an element of an object or array: a comma and another element, or the
+    /// closing bracket.
+    #[inline]
+    fn after_element(&mut self, close: u8) -> Walk<Next> {
+        self.whitespace();
+        match self.bytes().get(self.pos) {
+            Some(b',') => {
+                self.pos += 1;
+                Ok(Next::Element)
+            }
+            Some(&c) if c == close => {
+                self.pos += 1;
+                Ok(Next::Closed)
+            }
+            _ => Err(self.expected_separator(close)),
+        }
+    }
+
+    #[cold]
+    fn expected_separator(&self, close: u8) -> String {
+        self.error(&format!("expected ',' or '{}'", char::from(close)))
+    }
+
     /// An object: `each` is called with every key and must consume its value.
     fn object(&mut self, mut each: impl FnMut(&mut Self, &str) -> Walk<()>) -> Walk<()> {
-        self.expect(b'{')?;
-        self.whitespace();
-        if self.bytes().get(self.pos) == Some(&b'}') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
+        let mut next = self.open_container(b'{', b'}')?;
+        while next == Next::Element {
             self.whitespace();
             if self.bytes().get(self.pos) != Some(&b'"') {
                 return Err(self.error("expected a key"));
@@ -415,38 +445,19 @@ impl<'a> Walker<'a> {
             let key = self.decode(range, escapes)?;
             self.expect(b':')?;
             each(self, &key)?;
-            self.whitespace();
-            match self.bytes().get(self.pos) {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.error("expected ',' or '}'")),
-            }
+            next = self.after_element(b'}')?;
         }
+        Ok(())
     }
 
     /// An array: `each` is called for every element and must consume it.
     fn array(&mut self, mut each: impl FnMut(&mut Self) -> Walk<()>) -> Walk<()> {
-        self.expect(b'[')?;
-        self.whitespace();
-        if self.bytes().get(self.pos) == Some(&b']') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
+        let mut next = self.open_container(b'[', b']')?;
+        while next == Next::Element {
             each(self)?;
-            self.whitespace();
-            match self.bytes().get(self.pos) {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.error("expected ',' or ']'")),
-            }
+            next = self.after_element(b']')?;
         }
+        Ok(())
     }
 
     /// One element of `hits.hits`; `text` is the response the walk reads.

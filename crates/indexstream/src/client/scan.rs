@@ -15,6 +15,12 @@ const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
 const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
 
+/// `{`, `}`, `[` and `]` all become [`FOLDED_BRACKET`] with [`FOLD_SET`] set and [`FOLD_CLEAR`]
+/// cleared (and so do `y`, `Y`, `_` and DEL, which never occur outside a JSON string).
+const FOLD_SET: u8 = 0x20;
+const FOLD_CLEAR: u8 = 0x06;
+const FOLDED_BRACKET: u8 = 0x79;
+
 /// Where and why a walk failed (a byte offset into the text).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ScanError {
@@ -66,12 +72,12 @@ impl Masks {
             max_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
         };
         let splat = |c: u8| set_splat_i8_m128i(c as i8);
-        let (quote, backslash, lower, clear, folded_bracket, last_control) = (
+        let (quote, backslash, fold_set, fold_clear, folded_bracket, last_control) = (
             splat(b'"'),
             splat(b'\\'),
-            splat(0x20),
-            splat(0x06),
-            splat(0x79),
+            splat(FOLD_SET),
+            splat(FOLD_CLEAR),
+            splat(FOLDED_BRACKET),
             splat(0x1f),
         );
         let bits = |eq: m128i| u64::from(move_mask_i8_m128i(eq) as u16);
@@ -84,8 +90,7 @@ impl Masks {
             let shift = 16 * k;
             m.quote |= bits(cmp_eq_mask_i8_m128i(v, quote)) << shift;
             m.backslash |= bits(cmp_eq_mask_i8_m128i(v, backslash)) << shift;
-            // See `swar`: the same fold, so both find the same bytes.
-            let folded = bitandnot_m128i(clear, bitor_m128i(v, lower));
+            let folded = bitandnot_m128i(fold_clear, bitor_m128i(v, fold_set));
             m.bracket |= bits(cmp_eq_mask_i8_m128i(folded, folded_bracket)) << shift;
             // Unsigned `c < 0x20` is `max(c, 0x1f) == 0x1f`.
             m.control |= bits(cmp_eq_mask_i8_m128i(
@@ -115,10 +120,9 @@ impl Masks {
         let mut any_backslash = 0;
         let mut any_control = 0;
         for (k, &w) in words.iter().enumerate() {
-            // `{`, `}`, `[`, `]` all become 0x79 with bit 0x20 set and bits 0x06 cleared.
-            let folded = (w | (ONES * 0x20)) & !(ONES * 0x06);
+            let folded = (w | (ONES * u64::from(FOLD_SET))) & !(ONES * u64::from(FOLD_CLEAR));
             m.quote |= gather(bytes_equal(w, b'"')) << (8 * k);
-            m.bracket |= gather(bytes_equal(folded, 0x79)) << (8 * k);
+            m.bracket |= gather(bytes_equal(folded, FOLDED_BRACKET)) << (8 * k);
             any_backslash |= bytes_equal(w, b'\\');
             any_control |= bytes_control(w);
         }
