@@ -315,6 +315,7 @@ async fn latency(
         count,
         rate,
         ((rate / 10.0) as usize).max(1),
+        crate::produce::DEFAULT_WRITE_ATTEMPTS,
         &mut g,
         &|_| {},
     )

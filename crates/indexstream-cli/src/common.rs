@@ -7,7 +7,8 @@ use indexstream::{Auth, ClientConfig, Secret};
 /// How to reach the cluster.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ConnArgs {
-    /// Cluster URL [default: http://localhost:9200]
+    /// Cluster URL, or a comma list of nodes (requests are spread over them; a node that does
+    /// not answer is passed over for the next) [default: http://localhost:9200]
     #[arg(long, global = true, env = "INDEXSTREAM_URL")]
     pub url: Option<String>,
     /// Basic-auth user name.

@@ -157,6 +157,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 count,
                 rate,
                 bulk,
+                crate::produce::DEFAULT_WRITE_ATTEMPTS,
                 &mut generator,
                 &move |w| produced.store(w, Ordering::Relaxed),
             )
@@ -206,7 +207,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let stats = consumer.stats().clone();
     consumer.close().await?;
     run?;
-    let written = producer.await.context("producer task")??;
+    let written = producer.await.context("producer task")??.written;
     let text = std::fs::read_to_string(&out).with_context(|| format!("read {}", out.display()))?;
     let v = verdict(written, &text);
     eprintln!("demo: consumer made {} commits, {} explicit refreshes, {} gap reads (late-visible documents caught)", stats.commits, stats.explicit_refreshes, stats.gap_reads);

@@ -4,7 +4,6 @@
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use anyhow::Context;
 use indexstream::{Client, ClientConfig};
 use serde_json::json;
 use tokio::time::Instant;
@@ -36,6 +35,10 @@ pub struct ProduceArgs {
     /// Seed of the generated values (same seed, same events).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Attempts per event before giving up on it (through failovers and overload: a whole
+    /// `_bulk` that fails, or single items rejected with 429 or 5xx, are sent again with backoff).
+    #[arg(long, default_value_t = DEFAULT_WRITE_ATTEMPTS)]
+    pub write_attempts: u32,
 }
 
 /// Generates the events: deterministic from a seed, about 300 bytes each.
@@ -115,46 +118,111 @@ pub async fn ensure_index(client: &Client, index: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Attempts per event in the producer of the demo and the bench.
+pub const DEFAULT_WRITE_ATTEMPTS: u32 = 10;
+
+/// What [`produce`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Produced {
+    /// Events the cluster acknowledged.
+    pub written: u64,
+    /// Events still failing after every attempt (not known to be written; they may or may not
+    /// be in the index, if the last failure was a dropped connection).
+    pub gave_up: u64,
+}
+
+/// Item statuses worth another attempt: the cluster is busy or a shard has no primary for a
+/// moment (a failover: `unavailable_shards_exception`, a closed node).
+fn retriable_item(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504)
+}
+
 /// Writes `count` events with ids `evt-0..`, paced at `rate` per second (0: unpaced), telling
 /// `progress` how many are written after every `_bulk`.
+///
+/// Writes go on through a failover: a `_bulk` that fails as a whole (connection dropped, no
+/// node answering, 503) is sent again, and the items a response rejects with a transient status
+/// are sent again alone, up to `attempts` times each with backoff. A repeated item is sent as a
+/// `create`, so an item whose first write did land (the answer was lost) is not written twice:
+/// its 409 means "already there". Items still failing after that are given up on and counted.
+#[allow(clippy::too_many_arguments)]
 pub async fn produce(
     client: &Client,
     index: &str,
     count: u64,
     rate: f64,
     bulk_size: usize,
+    attempts: u32,
     generator: &mut Generator,
     progress: &(dyn Fn(u64) + Send + Sync),
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<Produced> {
     let started = Instant::now();
-    let mut written = 0u64;
+    let mut sent = 0u64;
+    let mut out = Produced {
+        written: 0,
+        gave_up: 0,
+    };
     let index_json = serde_json::Value::String(index.to_string());
-    while written < count {
-        let n = (bulk_size as u64).min(count - written);
-        let mut body = String::with_capacity(n as usize * 400);
+    while sent < count {
+        let n = (bulk_size as u64).min(count - sent);
         let now = now_ms();
-        for id in written..written + n {
-            body.push_str(&format!(
-                "{{\"index\":{{\"_index\":{index_json},\"_id\":\"evt-{id}\"}}}}\n"
-            ));
-            generator.write_event(id, now, &mut body);
-            body.push('\n');
+        let mut pending: Vec<(u64, String)> = (sent..sent + n)
+            .map(|id| {
+                let mut doc = String::with_capacity(400);
+                generator.write_event(id, now, &mut doc);
+                (id, doc)
+            })
+            .collect();
+        for attempt in 1..=attempts.max(1) {
+            let action = if attempt == 1 { "index" } else { "create" };
+            let mut body = String::with_capacity(pending.len() * 450);
+            for (id, doc) in &pending {
+                body.push_str(&format!(
+                    "{{\"{action}\":{{\"_index\":{index_json},\"_id\":\"evt-{id}\"}}}}\n{doc}\n"
+                ));
+            }
+            match client.bulk(body, false).await {
+                Ok(resp) => {
+                    let mut still = Vec::new();
+                    for (item, result) in pending.into_iter().zip(resp.results()) {
+                        match result.status {
+                            200..=299 => out.written += 1,
+                            409 if attempt > 1 => out.written += 1,
+                            s if retriable_item(s) => still.push(item),
+                            _ => anyhow::bail!(
+                                "the cluster rejected event evt-{}: {}",
+                                item.0,
+                                result.error.clone().unwrap_or_default()
+                            ),
+                        }
+                    }
+                    pending = still;
+                }
+                Err(e) if e.is_retriable() => {
+                    tracing::warn!(error = %e, events = pending.len(), attempt, "bulk write failed; sending it again");
+                }
+                Err(e) => return Err(anyhow::Error::new(e).context("bulk write")),
+            }
+            if pending.is_empty() {
+                break;
+            }
+            if attempt < attempts {
+                let backoff =
+                    Duration::from_millis(200u64 << attempt.min(5)).min(Duration::from_secs(5));
+                tokio::time::sleep(backoff).await;
+            }
         }
-        let resp = client.bulk(body, false).await.context("bulk write")?;
-        if resp.errors {
-            anyhow::bail!(
-                "the cluster rejected events: {}",
-                resp.first_error().cloned().unwrap_or_default()
-            );
+        if !pending.is_empty() {
+            tracing::warn!(events = pending.len(), attempts, first = %format!("evt-{}", pending[0].0), "giving up on events that kept failing");
+            out.gave_up += pending.len() as u64;
         }
-        written += n;
-        progress(written);
+        sent += n;
+        progress(out.written);
         if rate > 0.0 {
-            tokio::time::sleep_until(started + Duration::from_secs_f64(written as f64 / rate))
-                .await;
+            tokio::time::sleep_until(started + Duration::from_secs_f64(sent as f64 / rate)).await;
         }
     }
-    Ok(written)
+    Ok(out)
 }
 
 pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
@@ -188,6 +256,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         args.count,
         args.rate,
         args.bulk_size,
+        args.write_attempts,
         &mut generator,
         &|w| {
             if let Some(p) = &progress {
@@ -200,10 +269,20 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
         p.finish_and_clear();
     }
     eprintln!(
-        "produced {n} events into {} in {:.1}s",
+        "produced {} events into {} in {:.1}s; gave up on {}",
+        n.written,
         args.index,
-        started.elapsed().as_secs_f64()
+        started.elapsed().as_secs_f64(),
+        n.gave_up
     );
+    if n.gave_up > 0 {
+        anyhow::bail!(
+            "gave up on {} of {} events after {} attempts each",
+            n.gave_up,
+            args.count,
+            args.write_attempts
+        );
+    }
     Ok(())
 }
 

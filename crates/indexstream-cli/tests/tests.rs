@@ -5,6 +5,8 @@ mod cli {
     mod consume;
     mod demo;
     mod dev_server;
+    mod failover;
+    mod faults;
     mod observe;
     pub mod support;
     mod timestamp;

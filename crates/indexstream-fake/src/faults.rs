@@ -52,6 +52,9 @@ pub enum FaultAction {
     Delay,
     /// Close the connection without answering.
     Drop,
+    /// Serve the request (a write is applied), then close the connection without answering:
+    /// the answer is lost, as when the node that took a write dies before replying.
+    DropAnswer,
     /// Serve a search, but with one shard failed (`_shards.failed > 0`) and its hits missing.
     PartialShards,
     /// Serve a bulk request, but reject matching items with `status` (429 by default), each item
@@ -205,6 +208,7 @@ pub struct Verdict {
     pub delay: Option<Duration>,
     pub error: Option<(u16, Option<u64>)>,
     pub drop: bool,
+    pub drop_answer: bool,
     pub partial_shards: bool,
     /// Rule ids whose item rejections apply to this bulk request.
     pub reject_items: Vec<u64>,
@@ -316,6 +320,7 @@ impl Faults {
                     )
                 }
                 FaultAction::Drop => v.drop = true,
+                FaultAction::DropAnswer => v.drop_answer = true,
                 FaultAction::PartialShards => v.partial_shards = true,
                 FaultAction::RejectItems => {}
             }

@@ -157,6 +157,10 @@ async fn serve_one(
     };
     record.status = Some(reply.status);
     shared.log().push(record);
+    if verdict.drop_answer {
+        abort.notify_one();
+        std::future::pending::<()>().await;
+    }
     Ok(to_response(reply))
 }
 

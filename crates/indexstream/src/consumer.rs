@@ -654,6 +654,9 @@ impl Consumer {
                     continue;
                 };
                 let obs = p.observe(s, self.config.stall_after, now, self.config.pages_per_round);
+                if let Some(from) = &obs.moved_from {
+                    self.telemetry.primary_moved(&pid, from, &s.node);
+                }
                 if let Some(cp) = obs.confirmed {
                     let e = self.confirm.entry(pid.clone()).or_insert(cp);
                     *e = (*e).max(cp);
@@ -833,6 +836,9 @@ impl Consumer {
             let last = resp.hits.hits.last().and_then(|h| h.seq_no);
             for hit in resp.hits.hits {
                 if let Some(seq) = hit.seq_no {
+                    if let Some(previous) = hit.primary_term.and_then(|t| p.note_primary_term(t)) {
+                        tracing::info!(partition = %pid, primary_term = hit.primary_term, previous, "documents written under a new primary term");
+                    }
                     if p.take(seq) {
                         records.push(record_of(hit, pid.shard));
                     }

@@ -121,10 +121,25 @@ impl Lease {
                 self.renewed_at = Instant::now();
                 Ok(())
             }
-            Err(ClientError::Status { status: 409, .. }) => Err(Error::Fenced {
-                group: self.group.clone(),
-                detail: "the group's lease was taken by another member".into(),
-            }),
+            Err(ClientError::Status { status: 409, .. }) => {
+                // An earlier attempt of this renewal may have landed with its answer lost (a node
+                // died after the write): then the lease holds exactly what we wrote.
+                match self
+                    .client
+                    .get_doc(&self.index, &lease_doc_id(&self.group))
+                    .await?
+                {
+                    Some(current) if current.source == doc => {
+                        self.version = (current.seq_no, current.primary_term);
+                        self.renewed_at = Instant::now();
+                        Ok(())
+                    }
+                    _ => Err(Error::Fenced {
+                        group: self.group.clone(),
+                        detail: "the group's lease was taken by another member".into(),
+                    }),
+                }
+            }
             Err(e) => Err(e.into()),
         }
     }

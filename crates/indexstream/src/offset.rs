@@ -331,14 +331,19 @@ impl OffsetStore {
     }
 
     /// Writes offset documents in one `_bulk`, each conditional on the version we last saw. A
-    /// version conflict means another member wrote the group's offsets: we are fenced.
+    /// version conflict means another member wrote the group's offsets (we are fenced), unless
+    /// the document now holds exactly what we wrote: then an earlier attempt of this same
+    /// commit landed and only its answer was lost (a node died after the write), and the retry
+    /// met our own write.
     async fn write_docs(&mut self, docs: Vec<(String, Value)>) -> Result<()> {
         if docs.is_empty() {
             return Ok(());
         }
         let mut body = String::new();
         let mut ids = Vec::new();
+        let mut written: HashMap<String, Value> = HashMap::new();
         for (id, doc) in docs {
+            written.insert(id.clone(), doc.clone());
             let meta = match self.versions.get(&id) {
                 Some((s, t)) => {
                     json!({"index": {"_index": self.index, "_id": id, "if_seq_no": s, "if_primary_term": t}})
@@ -353,18 +358,13 @@ impl OffsetStore {
         }
         let resp = self.client.bulk_to(Some(&self.index), body, false).await?;
         let mut first_error: Option<Error> = None;
+        let mut conflicts = Vec::new();
         for (id, item) in ids.iter().zip(resp.results()) {
             match (item.status, item.seq_no, item.primary_term) {
                 (200 | 201, Some(s), Some(t)) => {
                     self.versions.insert(id.clone(), (s, t));
                 }
-                (409, _, _) => {
-                    self.versions.remove(id);
-                    first_error.get_or_insert(Error::Fenced {
-                        group: self.group.clone(),
-                        detail: format!("offset document {id} changed under us"),
-                    });
-                }
+                (409, _, _) => conflicts.push(id.clone()),
                 (status, _, _) => {
                     let reason = item
                         .error
@@ -383,6 +383,25 @@ impl OffsetStore {
                         reason,
                         retry_after: None,
                     }));
+                }
+            }
+        }
+        if !conflicts.is_empty() {
+            let current = self.client.mget(&self.index, &conflicts).await?;
+            for (id, doc) in conflicts.iter().zip(current) {
+                match doc {
+                    Some(doc) if Some(&doc.source) == written.get(id) => {
+                        tracing::debug!(id = %id, "a retried commit met its own earlier attempt");
+                        self.versions
+                            .insert(id.clone(), (doc.seq_no, doc.primary_term));
+                    }
+                    _ => {
+                        self.versions.remove(id);
+                        first_error.get_or_insert(Error::Fenced {
+                            group: self.group.clone(),
+                            detail: format!("offset document {id} changed under us"),
+                        });
+                    }
                 }
             }
         }

@@ -173,6 +173,7 @@ pub struct Telemetry {
     missed_late_total: Counter,
     missed_late_horizon: Gauge,
     missing_timestamp: Counter,
+    primary_changes: Family<PartitionLabels, Counter>,
     breakers: Mutex<Vec<(std::sync::Arc<crate::breaker::CircuitBreaker>, u64)>>,
     state: Mutex<State>,
 }
@@ -294,6 +295,12 @@ impl Telemetry {
             "Timestamp mode: documents without a usable timestamp field, not delivered",
             missing_timestamp.clone(),
         );
+        let primary_changes = Family::<PartitionLabels, Counter>::default();
+        registry.register(
+            "primary_changes",
+            "Exact mode: times a partition's primary copy moved to another node (failover or relocation)",
+            primary_changes.clone(),
+        );
         Telemetry {
             group: group.to_string(),
             index: index.to_string(),
@@ -321,6 +328,7 @@ impl Telemetry {
             missed_late_total,
             missed_late_horizon,
             missing_timestamp,
+            primary_changes,
             breakers: Mutex::new(Vec::new()),
             state: Mutex::new(State::default()),
         }
@@ -572,6 +580,18 @@ impl Telemetry {
     }
 
     /// The partitions' positions after a round or a commit.
+    /// A partition's primary copy moved to another node: logged and counted.
+    pub fn primary_moved(&self, partition: &crate::partition::PartitionId, from: &str, to: &str) {
+        tracing::warn!(partition = %partition, from_node = %from, to_node = %to, "primary moved to another node (failover or relocation): confirming visibility on the new primary");
+        self.primary_changes
+            .get_or_create(&PartitionLabels {
+                group: self.group.clone(),
+                index: partition.index.clone(),
+                partition: partition.shard.to_string(),
+            })
+            .inc();
+    }
+
     pub fn positions(&self, partitions: &[PartitionStatus]) {
         let now = Instant::now();
         let mut s = self.state();
@@ -808,6 +828,7 @@ mod tests {
         assert_eq!(t.health().status, HealthStatus::Healthy);
         let e = Error::Client(crate::client::ClientError::Timeout {
             op: "search",
+            url: "http://x".into(),
             timeout: Duration::from_secs(1),
         });
         for i in 0..5 {

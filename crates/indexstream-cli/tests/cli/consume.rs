@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::support::{call, cluster, http, rng, run_killed, unique, write, TempDir, BIN};
 
 /// Runs the binary; returns (exit status, stderr).
-fn run(args: &[&str]) -> (i32, String) {
+pub(super) fn run(args: &[&str]) -> (i32, String) {
     let out = Command::new(BIN)
         .args(args)
         .env("INDEXSTREAM_LOG", "error")
@@ -23,7 +23,7 @@ fn run(args: &[&str]) -> (i32, String) {
     )
 }
 
-fn assert_one_error_line(stderr: &str, needle: &str) {
+pub(super) fn assert_one_error_line(stderr: &str, needle: &str) {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(
         errors.len(),
@@ -124,19 +124,6 @@ fn bad_input_exits_2_or_1_with_one_line_naming_the_problem() {
         assert_eq!(code, 2, "{content}: {stderr}");
         assert_one_error_line(&stderr, needle);
     }
-    if c.server.is_some() {
-        // Credentials refused: a configuration problem.
-        call(
-            url,
-            "POST",
-            "/_fake/faults",
-            Some(json!({"api": "*", "status": 401, "action": "error"})),
-        );
-        let (code, stderr) = run(&["consume", "idx", "g", "--url", url]);
-        call(url, "DELETE", "/_fake/faults", None);
-        assert_eq!(code, 2, "{stderr}");
-        assert_one_error_line(&stderr, "401");
-    }
 }
 
 #[test]
@@ -224,18 +211,12 @@ fn sigkill_at_random_moments_loses_nothing_and_repeats_only_uncommitted_events()
     sigkill_restarts(false);
 }
 
-/// The same with every fault kind mixed in at random (seeded; the seed is printed): errors
-/// (429, 503), delays, dropped connections, partial shard failures, rejected commit items.
-#[test]
-fn sigkill_restarts_under_a_random_mix_of_every_fault_kind() {
-    sigkill_restarts(true);
-}
-
-fn sigkill_restarts(with_faults: bool) {
+pub(super) fn sigkill_restarts(with_faults: bool) {
     let c = cluster(&["--shards", "3", "--refresh-interval", "200ms"]);
-    if with_faults && c.server.is_none() {
-        return; // needs the fake's fault API
-    }
+    assert!(
+        !with_faults || c.server.is_some(),
+        "the fault mix needs the fake's fault API: run the real-node tier with `-- --skip faults::`"
+    );
     let url = c.url.clone();
     let index = unique("killed");
     call(

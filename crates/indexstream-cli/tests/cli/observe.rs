@@ -12,7 +12,7 @@ use super::support::{cluster, http, unique, write_n as write, BIN};
 
 /// Starts `consume` with a metrics listener; returns the child, the listener's base URL and
 /// a channel of the remaining stderr lines.
-fn start(args: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
+pub(super) fn start(args: &[&str]) -> (Child, String, mpsc::Receiver<String>) {
     let mut child = Command::new(BIN)
         .args(args)
         .args(["--metrics-addr", "127.0.0.1:0"])
@@ -129,71 +129,6 @@ fn metrics_match_what_was_delivered_and_lag_reaches_zero() {
 }
 
 #[test]
-fn health_goes_unhealthy_during_an_outage_and_healthy_after_it() {
-    let c = cluster(&["--refresh-interval", "100ms"]);
-    if c.server.is_none() {
-        return; // needs the fake's fault API
-    }
-    let index = unique("health");
-    write(&c.url, &index, 20);
-    let (mut child, base, _rx) = start(&[
-        "consume",
-        &index,
-        "hgroup",
-        "--url",
-        &c.url,
-        "--sink",
-        "null",
-        "--poll-interval",
-        "50ms",
-        "--breaker-open-timeout",
-        "2s",
-        "--retry-base-delay",
-        "10ms",
-    ]);
-    let status = |base: &str| -> (u16, Value) {
-        let r = http().get(format!("{base}/health")).send().unwrap();
-        (r.status().as_u16(), r.json().unwrap())
-    };
-    let wait_for = |want: &str, code: u16| {
-        let deadline = Instant::now() + Duration::from_secs(40);
-        loop {
-            let (s, v) = status(&base);
-            if s == code && v["status"] == want {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "health never became {want}: {s} {v}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    wait_for("HEALTHY", 200);
-    http()
-        .post(format!("{}/_fake/faults", c.url))
-        .json(&json!({"api": "*", "status": 503, "action": "error"}))
-        .send()
-        .unwrap();
-    let v = wait_for("UNHEALTHY", 503);
-    let reasons = v["reasons"].to_string();
-    assert!(
-        reasons.contains("circuit breaker is open") || reasons.contains("no poll has succeeded"),
-        "{v}"
-    );
-    http()
-        .delete(format!("{}/_fake/faults", c.url))
-        .send()
-        .unwrap();
-    wait_for("HEALTHY", 200);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
-}
-
-#[test]
 fn no_secret_appears_in_logs_errors_or_reports_and_the_report_counts_what_was_delivered() {
     let c = cluster(&["--refresh-interval", "100ms"]);
     let index = unique("secret");
@@ -274,31 +209,4 @@ fn no_secret_appears_in_logs_errors_or_reports_and_the_report_counts_what_was_de
         !text.contains(password),
         "the password from the config file leaked:\n{text}"
     );
-    if c.server.is_some() {
-        http()
-            .post(format!("{}/_fake/faults", c.url))
-            .json(&json!({"api": "*", "status": 401, "action": "error"}))
-            .send()
-            .unwrap();
-        let (code, text) = run(
-            &[
-                "--username",
-                "indexer",
-                "--password",
-                password,
-                "--sink",
-                "null",
-            ],
-            &[],
-        );
-        http()
-            .delete(format!("{}/_fake/faults", c.url))
-            .send()
-            .unwrap();
-        assert_eq!(code, 2, "{text}");
-        assert!(
-            !text.contains(password),
-            "the password leaked in an error:\n{text}"
-        );
-    }
 }

@@ -8,14 +8,6 @@ use crate::engine::{glob, ResolveOpts};
 use crate::error::{ApiError, ApiResult};
 use crate::server::Shared;
 
-fn opts(req: &Request, allow_no_indices: bool) -> ApiResult<ResolveOpts> {
-    Ok(ResolveOpts {
-        ignore_unavailable: req.flag("ignore_unavailable")?,
-        allow_no_indices: req.flag_or("allow_no_indices", allow_no_indices)?,
-        aliases: true,
-    })
-}
-
 pub fn create(shared: &Shared, name: &str, req: &Request) -> ApiResult<Reply> {
     let body = req.json_body()?.unwrap_or(Value::Null);
     let mut c = shared.lock();
@@ -41,7 +33,7 @@ pub fn delete(shared: &Shared, expr: &str, req: &Request) -> ApiResult<Reply> {
         expr,
         ResolveOpts {
             aliases: false,
-            ..opts(req, true)?
+            ..req.resolve_opts(true)?
         },
     )?;
     for t in targets {
@@ -52,7 +44,7 @@ pub fn delete(shared: &Shared, expr: &str, req: &Request) -> ApiResult<Reply> {
 
 pub fn exists(shared: &Shared, expr: &str, req: &Request) -> ApiResult<Reply> {
     let c = shared.lock();
-    let found = match c.resolve(expr, opts(req, false)?) {
+    let found = match c.resolve(expr, req.resolve_opts(false)?) {
         Ok(t) => !t.is_empty(),
         Err(_) => false,
     };
@@ -61,7 +53,7 @@ pub fn exists(shared: &Shared, expr: &str, req: &Request) -> ApiResult<Reply> {
 
 pub fn get(shared: &Shared, expr: &str, req: &Request) -> ApiResult<Reply> {
     let c = shared.lock();
-    let targets = c.resolve(expr, opts(req, false)?)?;
+    let targets = c.resolve(expr, req.resolve_opts(false)?)?;
     let mut out = Map::new();
     for t in targets {
         let Some(i) = c.indices.get(&t.index) else {
@@ -81,7 +73,7 @@ pub fn refresh(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiResult<
     let (mut total, mut ok) = (0usize, 0usize);
     {
         let mut c = shared.lock();
-        let targets = c.resolve(expr.unwrap_or("_all"), opts(req, true)?)?;
+        let targets = c.resolve(expr.unwrap_or("_all"), req.resolve_opts(true)?)?;
         for t in targets {
             if let Some(i) = c.indices.get_mut(&t.index) {
                 total += i.shards.len() * (1 + i.replicas as usize);
@@ -264,7 +256,7 @@ pub fn get_aliases(
         expr.unwrap_or("_all"),
         ResolveOpts {
             aliases: expr.is_some(),
-            ..opts(req, true)?
+            ..req.resolve_opts(true)?
         },
     )?;
     let mut out = Map::new();
@@ -460,7 +452,7 @@ pub fn get_settings(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiRe
         .cloned();
     let flat_settings = req.flag("flat_settings")?;
     let c = shared.lock();
-    let targets = c.resolve(expr.unwrap_or("_all"), opts(req, true)?)?;
+    let targets = c.resolve(expr.unwrap_or("_all"), req.resolve_opts(true)?)?;
     let mut out = Map::new();
     for t in targets {
         let Some(i) = c.indices.get(&t.index) else {
@@ -509,7 +501,7 @@ pub fn put_settings(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiRe
     flat(&body, "", &mut flat_map);
     let changes = flatten_settings(&Value::Object(flat_map))?;
     let mut c = shared.lock();
-    let targets = c.resolve(expr.unwrap_or("_all"), opts(req, true)?)?;
+    let targets = c.resolve(expr.unwrap_or("_all"), req.resolve_opts(true)?)?;
     for t in targets {
         if let Some(i) = c.indices.get_mut(&t.index) {
             i.update_settings(changes.clone())?;
@@ -520,7 +512,7 @@ pub fn put_settings(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiRe
 
 pub fn get_mapping(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiResult<Reply> {
     let c = shared.lock();
-    let targets = c.resolve(expr.unwrap_or("_all"), opts(req, true)?)?;
+    let targets = c.resolve(expr.unwrap_or("_all"), req.resolve_opts(true)?)?;
     let mut out = Map::new();
     for t in targets {
         if let Some(i) = c.indices.get(&t.index) {
@@ -535,7 +527,7 @@ pub fn put_mapping(shared: &Shared, expr: &str, req: &Request) -> ApiResult<Repl
         .json_body()?
         .ok_or_else(|| ApiError::validation(&["mapping source is missing".into()]))?;
     let mut c = shared.lock();
-    let targets = c.resolve(expr, opts(req, true)?)?;
+    let targets = c.resolve(expr, req.resolve_opts(true)?)?;
     for t in &targets {
         if let Some(i) = c.indices.get(&t.index) {
             i.mappings.clone().merge_json(&body)?;

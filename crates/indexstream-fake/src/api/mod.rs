@@ -12,6 +12,7 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
+use crate::engine::ResolveOpts;
 use crate::error::{ApiError, ApiResult};
 use crate::faults::ApiKind;
 use crate::server::Shared;
@@ -102,6 +103,33 @@ impl Request {
             return Ok(default);
         }
         self.flag(name)
+    }
+
+    /// How an index expression in this request resolves: `ignore_unavailable`,
+    /// `allow_no_indices` (default given per API) and `expand_wildcards` (`open`, `closed`,
+    /// `hidden`, `all`, `none`; the fake has no closed indices).
+    pub fn resolve_opts(&self, allow_no_indices: bool) -> ApiResult<ResolveOpts> {
+        let mut hidden = false;
+        if let Some(v) = self.param("expand_wildcards") {
+            for w in v.split(',').map(str::trim) {
+                match w {
+                    "all" | "hidden" => hidden = true,
+                    "open" | "closed" | "none" | "" => {}
+                    other => {
+                        return Err(ApiError::illegal_argument(format!(
+                            "No enum constant org.opensearch.action.support.IndicesOptions.WildcardStates.{}",
+                            other.to_ascii_uppercase()
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(ResolveOpts {
+            ignore_unavailable: self.flag("ignore_unavailable")?,
+            allow_no_indices: self.flag_or("allow_no_indices", allow_no_indices)?,
+            aliases: true,
+            hidden,
+        })
     }
 
     pub fn int_param(&self, name: &str) -> ApiResult<Option<i64>> {

@@ -89,14 +89,6 @@ fn plan_from_pinned(pinned: &[Pinned], c: &Cluster) -> Vec<PlanTarget> {
         .collect()
 }
 
-fn resolve_opts(req: &Request) -> ApiResult<ResolveOpts> {
-    Ok(ResolveOpts {
-        ignore_unavailable: req.flag("ignore_unavailable")?,
-        allow_no_indices: req.flag_or("allow_no_indices", true)?,
-        aliases: true,
-    })
-}
-
 fn context_missing(id: &str) -> ApiError {
     ApiError::new(
         404,
@@ -137,7 +129,7 @@ pub fn search(
         let pinned = p.pinned.clone();
         plan_from_pinned(&pinned, &c)
     } else {
-        let targets = c.resolve(index.unwrap_or("_all"), resolve_opts(req)?)?;
+        let targets = c.resolve(index.unwrap_or("_all"), req.resolve_opts(true)?)?;
         plan_for(&c, &targets, req)?
     };
     let outcome = execute(&mut c.indices, &plan, &search, None, partial)?;
@@ -212,7 +204,7 @@ pub fn count(
         search.min_score = m.parse().ok();
     }
     let mut c = shared.lock();
-    let targets = c.resolve(index.unwrap_or("_all"), resolve_opts(req)?)?;
+    let targets = c.resolve(index.unwrap_or("_all"), req.resolve_opts(true)?)?;
     let plan = plan_for(&c, &targets, req)?;
     let outcome = execute(&mut c.indices, &plan, &search, None, partial)?;
     let failed = outcome.failed.len();

@@ -252,6 +252,10 @@ impl Index {
         Ok(())
     }
 
+    pub fn is_hidden(&self) -> bool {
+        self.settings.get("index.hidden").map(String::as_str) == Some("true")
+    }
+
     pub fn settings_json(&self) -> Value {
         let mut root = Map::new();
         for (key, value) in &self.settings {

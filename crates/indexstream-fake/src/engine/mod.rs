@@ -77,6 +77,8 @@ pub struct ResolveOpts {
     pub ignore_unavailable: bool,
     pub allow_no_indices: bool,
     pub aliases: bool,
+    /// Wildcards (and `_all`) also match hidden indices (`expand_wildcards=hidden|all`).
+    pub hidden: bool,
 }
 
 impl ResolveOpts {
@@ -95,6 +97,7 @@ impl Default for ResolveOpts {
             ignore_unavailable: false,
             allow_no_indices: true,
             aliases: true,
+            hidden: false,
         }
     }
 }
@@ -391,7 +394,7 @@ impl Cluster {
         let all = parts.is_empty() || parts == ["_all"] || parts == ["*"];
         if all {
             for (name, index) in &self.indices {
-                if index.settings.get("index.hidden").map(String::as_str) != Some("true") {
+                if opts.hidden || !index.is_hidden() {
                     push(&mut out, Target::plain(name));
                 }
             }
@@ -406,9 +409,7 @@ impl Cluster {
             }
             if part.contains('*') {
                 for (name, index) in &self.indices {
-                    if glob(part, name)
-                        && index.settings.get("index.hidden").map(String::as_str) != Some("true")
-                    {
+                    if glob(part, name) && (opts.hidden || !index.is_hidden()) {
                         push(&mut out, Target::plain(name));
                     }
                 }

@@ -14,10 +14,18 @@ pub enum ClientError {
         url: String,
         reason: String,
     },
-    #[error("{op}: no answer within {timeout:?}")]
-    Timeout { op: &'static str, timeout: Duration },
-    #[error("{op}: the connection failed: {reason}")]
-    Transport { op: &'static str, reason: String },
+    #[error("{op}: no answer from {url} within {timeout:?}")]
+    Timeout {
+        op: &'static str,
+        url: String,
+        timeout: Duration,
+    },
+    #[error("{op}: the connection to {url} failed: {reason}")]
+    Transport {
+        op: &'static str,
+        url: String,
+        reason: String,
+    },
     #[error("{op}: HTTP {status} {error_type}: {reason}")]
     Status {
         op: &'static str,
@@ -44,9 +52,25 @@ pub enum ClientError {
     BreakerOpen { op: &'static str, breaker: String },
 }
 
+/// The 500 answers a real cluster gives while a node is lost and a replica is promoted (seen on
+/// OpenSearch 2.19 when the node holding a primary is killed): the same request succeeds once
+/// the new primary serves. Every other 500 is a bug or a bad request and is not retried.
+const TRANSIENT_500: &[&str] = &[
+    // A search whose every shard copy failed: the copy it was pinned to went away.
+    "search_phase_execution_exception",
+    // A write reached a promoted copy before it finished becoming the primary.
+    "retry_on_primary_exception",
+    "shard_not_in_primary_mode_exception",
+    "node_closed_exception",
+    "node_disconnected_exception",
+    "node_not_connected_exception",
+    "no_shard_available_action_exception",
+];
+
 impl ClientError {
     /// Whether retrying the same request can succeed: connection errors, timeouts, 429, 502,
-    /// 503, 504 and partial shard failures are; 400, 401, 403, 404, 409 and mapping errors are not.
+    /// 503, 504, the 500s of a failover (see `TRANSIENT_500`) and partial shard failures are;
+    /// 400, 401, 403, 404, 409, mapping errors and other 500s are not.
     pub fn is_retriable(&self) -> bool {
         match self {
             ClientError::Connect { .. }
@@ -55,7 +79,12 @@ impl ClientError {
             ClientError::ShardFailures { .. }
             | ClientError::SearchTimedOut { .. }
             | ClientError::BreakerOpen { .. } => true,
-            ClientError::Status { status, .. } => matches!(status, 429 | 502 | 503 | 504),
+            ClientError::Status {
+                status, error_type, ..
+            } => {
+                matches!(status, 429 | 502 | 503 | 504)
+                    || (*status == 500 && TRANSIENT_500.contains(&error_type.as_str()))
+            }
             ClientError::InvalidUrl { .. } | ClientError::Decode { .. } => false,
         }
     }
@@ -127,6 +156,17 @@ mod tests {
         for s in [400, 401, 403, 404, 409, 500] {
             assert!(!status(s).is_retriable(), "{s}");
         }
+        let failover = ClientError::Status {
+            op: "search",
+            status: 500,
+            error_type: "search_phase_execution_exception".into(),
+            reason: "all shards failed".into(),
+            retry_after: None,
+        };
+        assert!(
+            failover.is_retriable(),
+            "a search whose pinned copy went away"
+        );
         assert!(ClientError::ShardFailures {
             op: "t",
             failed: 1,
@@ -136,6 +176,7 @@ mod tests {
         .is_retriable());
         assert!(ClientError::Timeout {
             op: "t",
+            url: "http://x".into(),
             timeout: Duration::from_secs(1)
         }
         .is_retriable());

@@ -4,6 +4,7 @@
 //! where they differ: how a search is pinned to a shard's primary copy.
 
 mod error;
+mod nodes;
 mod response;
 pub(crate) mod scan;
 pub mod types;
@@ -61,7 +62,9 @@ pub enum Auth {
 /// Connection settings.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
-    /// Base URL of the cluster, e.g. `http://localhost:9200`.
+    /// Base URL of the cluster, e.g. `http://localhost:9200`, or a comma list of nodes
+    /// (`http://a:9200,http://b:9200`): requests are spread over them, and one that a node
+    /// refuses, times out or drops goes on to the next at once.
     pub url: String,
     pub auth: Auth,
     /// Timeout of one request (default 30 s).
@@ -138,7 +141,7 @@ impl fmt::Debug for RetryObserver {
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: String,
+    nodes: std::sync::Arc<nodes::Nodes>,
     auth: Auth,
     timeout: Duration,
     retry: crate::retry::RetryPolicy,
@@ -174,43 +177,19 @@ fn parse_version(v: &str) -> (u32, u32, u32) {
 
 impl Client {
     pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
-        let url = config.url.trim_end_matches('/').to_string();
-        let parsed = reqwest::Url::parse(&url).map_err(|e| ClientError::InvalidUrl {
-            url: config.url.clone(),
-            reason: e.to_string(),
-        })?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(ClientError::InvalidUrl {
-                url: config.url.clone(),
-                reason: format!("scheme must be http or https, not {}", parsed.scheme()),
-            });
-        }
-        if parsed.host_str().is_none_or(|h| h.is_empty()) {
-            return Err(ClientError::InvalidUrl {
-                url: config.url.clone(),
-                reason: "no host".into(),
-            });
-        }
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(ClientError::InvalidUrl {
-                url: "<redacted>".into(),
-                reason:
-                    "put credentials in --username/--password or the config file, not in the URL"
-                        .into(),
-            });
-        }
+        let nodes = nodes::Nodes::parse(&config.url)?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .pool_max_idle_per_host(8)
             .build()
             .map_err(|e| ClientError::InvalidUrl {
-                url: url.clone(),
+                url: config.url.clone(),
                 reason: e.to_string(),
             })?;
         Ok(Client {
             http,
-            base: url,
+            nodes: std::sync::Arc::new(nodes),
             auth: config.auth.clone(),
             timeout: config.request_timeout,
             retry: crate::retry::RetryPolicy::default(),
@@ -236,8 +215,9 @@ impl Client {
         self
     }
 
-    pub fn base_url(&self) -> &str {
-        &self.base
+    /// The nodes' base URLs, as configured.
+    pub fn urls(&self) -> &[String] {
+        self.nodes.urls()
     }
 
     /// Sends a request through the retry policy and the circuit breaker, and returns the status
@@ -263,6 +243,9 @@ impl Client {
             Body::Json(v) => ("application/json", bytes::Bytes::from(v.to_string())),
             Body::NdJson(s) => ("application/x-ndjson", bytes::Bytes::from(s)),
         });
+        // Whether the breaker let an attempt of this request through (it then owes an outcome:
+        // in the half-open state this request holds the one probe).
+        let admitted = std::sync::atomic::AtomicBool::new(false);
         let once = || async {
             if let Some(b) = &self.breaker {
                 if !b.allow() {
@@ -271,27 +254,24 @@ impl Client {
                         breaker: b.name().to_string(),
                     });
                 }
+                admitted.store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            let result = self
-                .send_once(
-                    op,
-                    method.clone(),
-                    path,
-                    query,
-                    encoded.as_ref().map(|(t, b)| (*t, b.clone())),
-                    accept,
-                )
-                .await;
-            if let Some(b) = &self.breaker {
-                match &result {
-                    Err(e) if e.is_retriable() => b.on_failure(),
-                    _ => b.on_success(),
-                }
-            }
-            result
+            self.send_once(
+                op,
+                method.clone(),
+                path,
+                query,
+                encoded.as_ref().map(|(t, b)| (*t, b.clone())),
+                accept,
+            )
+            .await
         };
         let max_delay = self.retry.max_delay;
-        once.retry(self.retry.backoff(seed))
+        // The breaker counts requests, not attempts: a request fails once its retries are spent
+        // (a failover's few seconds of errors then cost a retried request or two, not an open
+        // breaker for its whole timeout).
+        let result = once
+            .retry(self.retry.backoff(seed))
             .sleep(tokio::time::sleep)
             .when(|e: &ClientError| {
                 !matches!(e, ClientError::BreakerOpen { .. }) && (self.retry.predicate)(e)
@@ -307,9 +287,23 @@ impl Client {
                     (o.0)(op, n, d, e);
                 }
             })
-            .await
+            .await;
+        if let Some(b) = &self.breaker {
+            if admitted.load(std::sync::atomic::Ordering::Relaxed) {
+                match &result {
+                    // Let through, then stopped by the breaker: the attempts it made failed.
+                    Err(e) if e.is_retriable() => b.on_failure(),
+                    _ => b.on_success(),
+                }
+            }
+        }
+        result
     }
 
+    /// One attempt: the request goes to the nodes in turn until one answers. A node that cannot
+    /// be reached (refused, timed out, connection dropped) or says it cannot serve now (503
+    /// with a cluster block) is set aside and the next one tried at once; only when no node
+    /// answers is the attempt a failure (the retry policy's and the breaker's business).
     async fn send_once(
         &self,
         op: &'static str,
@@ -319,7 +313,80 @@ impl Client {
         body: Option<(&'static str, bytes::Bytes)>,
         accept: &[u16],
     ) -> Result<(u16, bytes::Bytes), ClientError> {
-        let url = format!("{}{}", self.base, path);
+        let order = self.nodes.order();
+        let mut last_error = None;
+        for (k, &i) in order.iter().enumerate() {
+            let base = &self.nodes.urls()[i];
+            let more = k + 1 < order.len();
+            match self
+                .send_to(base, op, method.clone(), path, query, body.clone(), accept)
+                .await
+            {
+                Err(
+                    e @ (ClientError::Connect { .. }
+                    | ClientError::Timeout { .. }
+                    | ClientError::Transport { .. }),
+                ) if more => {
+                    if self.nodes.set_aside(i) {
+                        tracing::warn!(node = %base, error = %e, "node did not answer; trying the next one");
+                    }
+                    last_error = Some(e);
+                }
+                Err(ClientError::Status {
+                    op,
+                    status,
+                    error_type,
+                    reason,
+                    retry_after,
+                }) if more && nodes::node_unavailable(status, &error_type) => {
+                    if self.nodes.set_aside(i) {
+                        tracing::warn!(node = %base, status, error_type = %error_type, reason = %reason, "node cannot serve now; trying the next one");
+                    }
+                    last_error = Some(ClientError::Status {
+                        op,
+                        status,
+                        error_type,
+                        reason,
+                        retry_after,
+                    });
+                }
+                result => {
+                    let reached = !matches!(
+                        &result,
+                        Err(ClientError::Connect { .. }
+                            | ClientError::Timeout { .. }
+                            | ClientError::Transport { .. })
+                    );
+                    if reached {
+                        if self.nodes.answered(i) {
+                            tracing::info!(node = %base, "node answers again");
+                        }
+                    } else {
+                        self.nodes.set_aside(i);
+                    }
+                    return result;
+                }
+            }
+        }
+        Err(last_error.unwrap_or(ClientError::Transport {
+            op,
+            url: self.nodes.urls().join(","),
+            reason: "no node to send to".into(),
+        }))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn send_to(
+        &self,
+        base: &str,
+        op: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<(&'static str, bytes::Bytes)>,
+        accept: &[u16],
+    ) -> Result<(u16, bytes::Bytes), ClientError> {
+        let url = format!("{base}{path}");
         let mut req = self.http.request(method, &url);
         if !query.is_empty() {
             req = req.query(query);
@@ -332,7 +399,10 @@ impl Client {
         if let Some((content_type, body)) = body {
             req = req.header("content-type", content_type).body(body);
         }
-        let resp = req.send().await.map_err(|e| self.transport_error(op, e))?;
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.transport_error(op, base, e))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -343,7 +413,7 @@ impl Client {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| self.transport_error(op, e))?;
+            .map_err(|e| self.transport_error(op, base, e))?;
         if status >= 400 && !accept.contains(&status) {
             let (error_type, reason) = error_parts(&bytes);
             return Err(ClientError::Status {
@@ -357,21 +427,23 @@ impl Client {
         Ok((status, bytes))
     }
 
-    fn transport_error(&self, op: &'static str, e: reqwest::Error) -> ClientError {
+    fn transport_error(&self, op: &'static str, base: &str, e: reqwest::Error) -> ClientError {
         if e.is_timeout() {
             ClientError::Timeout {
                 op,
+                url: base.to_string(),
                 timeout: self.timeout,
             }
         } else if e.is_connect() {
             ClientError::Connect {
                 op,
-                url: self.base.clone(),
+                url: base.to_string(),
                 reason: root_cause(&e),
             }
         } else {
             ClientError::Transport {
                 op,
+                url: base.to_string(),
                 reason: root_cause(&e),
             }
         }

@@ -30,13 +30,16 @@ struct Target {
 }
 
 /// What a round's stats mean for a partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Observation {
     /// A checkpoint now proven searchable: its gaps can be filled and `safe` moved to it.
     pub confirmed: Option<i64>,
     /// Targets wait for refreshes but the refresh counter has not moved for the stall timeout
     /// (for example `refresh_interval: -1`): an explicit refresh is needed.
     pub stalled: bool,
+    /// The primary copy moved to another node (a failover or a relocation) since the last
+    /// round: the node it was on.
+    pub moved_from: Option<String>,
 }
 
 #[derive(Debug)]
@@ -58,6 +61,8 @@ pub struct ExactPartition {
     refresh_count_changed_at: Instant,
     /// Pages the fast path may still read in this round.
     pub budget: u32,
+    /// The highest `_primary_term` seen on a hit (a higher one means a new primary wrote it).
+    pub primary_term: i64,
 }
 
 impl ExactPartition {
@@ -75,6 +80,7 @@ impl ExactPartition {
             last_refresh_count: None,
             refresh_count_changed_at: now,
             budget: 0,
+            primary_term: 0,
         }
     }
 
@@ -86,7 +92,24 @@ impl ExactPartition {
         now: Instant,
         pages_per_round: u32,
     ) -> Observation {
+        let moved_from = (!self.node.is_empty() && self.node != stat.node)
+            .then(|| std::mem::replace(&mut self.node, stat.node.clone()));
         self.node = stat.node.clone();
+        if moved_from.is_some() {
+            // The new primary's refresh counter is another copy's counter: what was counted on
+            // the old one proves nothing about this one. Every waiting target starts again from
+            // the new counter (ops up to a global checkpoint are on every in-sync copy, so the
+            // new primary holds them; two of its refreshes make them searchable there).
+            let highest = self.targets.back().map(|t| t.checkpoint);
+            self.targets.clear();
+            if let Some(cp) = highest {
+                self.targets.push_back(Target {
+                    checkpoint: cp,
+                    external_refreshes: stat.external_refresh_total,
+                });
+            }
+            self.last_refresh_count = None;
+        }
         self.checkpoint = stat.global_checkpoint.max(self.checkpoint);
         if self.last_refresh_count != Some(stat.external_refresh_total) {
             self.last_refresh_count = Some(stat.external_refresh_total);
@@ -115,7 +138,11 @@ impl ExactPartition {
         self.budget = pages_per_round;
         let stalled = !self.targets.is_empty()
             && now.duration_since(self.refresh_count_changed_at) >= stall_after;
-        Observation { confirmed, stalled }
+        Observation {
+            confirmed,
+            stalled,
+            moved_from,
+        }
     }
 
     /// After an explicit refresh that started after this round's stats were read: every target
@@ -140,6 +167,17 @@ impl ExactPartition {
         }
         self.delivered.insert(seq_no);
         true
+    }
+
+    /// Notes a hit's primary term; returns the previous highest when this one is higher (a
+    /// document written by a new primary: a failover happened), `None` otherwise or the first time.
+    pub fn note_primary_term(&mut self, term: i64) -> Option<i64> {
+        let previous = self.primary_term;
+        if term <= previous {
+            return None;
+        }
+        self.primary_term = term;
+        (previous > 0).then_some(previous)
     }
 
     /// Records a fast-path page: a full page ends at its last hit; a short one covers the range.
@@ -234,6 +272,40 @@ mod tests {
         p.advance_safe(9);
         assert!(!p.take(4), "below safe");
         assert_eq!(p.tracked_ranges(), 0);
+    }
+
+    #[test]
+    fn a_moved_primary_rebases_the_waiting_targets_on_its_own_counter() {
+        let mut p = part();
+        let now = Instant::now();
+        let stall = Duration::from_secs(60);
+        p.observe(&stat(10, 5), stall, now, 4);
+        let mut moved = stat(12, 100);
+        moved.node = "m".into();
+        let obs = p.observe(&moved, stall, now, 4);
+        assert_eq!(obs.moved_from.as_deref(), Some("n"));
+        assert_eq!(
+            obs.confirmed, None,
+            "the new copy's counter is not comparable with the old one's"
+        );
+        moved.external_refresh_total = 101;
+        assert_eq!(p.observe(&moved, stall, now, 4).confirmed, None);
+        moved.external_refresh_total = 102;
+        assert_eq!(
+            p.observe(&moved, stall, now, 4).confirmed,
+            Some(12),
+            "two refreshes of the new primary confirm everything waiting"
+        );
+        assert_eq!(p.observe(&moved, stall, now, 4).moved_from, None);
+    }
+
+    #[test]
+    fn a_higher_primary_term_is_reported_once() {
+        let mut p = part();
+        assert_eq!(p.note_primary_term(1), None, "the first term seen");
+        assert_eq!(p.note_primary_term(1), None);
+        assert_eq!(p.note_primary_term(2), Some(1));
+        assert_eq!(p.note_primary_term(1), None, "an older document");
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use indexstream::{Consumer, Error, MemorySink, RunOptions, StartFrom};
-use indexstream_fake::{FaultAction, FaultRule, VisibilityRule};
+use indexstream_fake::VisibilityRule;
 use serde_json::json;
 
 use super::harness::{counts, target};
@@ -209,31 +209,6 @@ async fn a_stalled_refresh_counter_falls_back_to_explicit_refresh() {
         })
         .await;
     assert_eq!(counts(&got).len(), 30);
-}
-
-/// A search answered with failed shards is retried, never taken for the end of the data.
-#[tokio::test]
-async fn partial_shard_failures_are_retried_not_taken_as_end_of_data() {
-    let t = target("partial").await;
-    let Some(fake) = &t.fake else { return };
-    let index = t.name("p");
-    t.create_index(&index, 3, "100ms").await;
-    t.write_n(&index, "d", 3000).await;
-    fake.add_fault(
-        FaultRule::new("search", FaultAction::PartialShards)
-            .index(&index)
-            .probability(0.3)
-            .seed(9),
-    )
-    .unwrap();
-    let got = t
-        .consume(&index, &t.name("g"), Duration::from_millis(1500), |b| {
-            b.with_batch_size(100)
-        })
-        .await;
-    let c = counts(&got);
-    assert_eq!(c.len(), 3000);
-    assert!(c.values().all(|n| *n == 1));
 }
 
 #[tokio::test]
@@ -564,4 +539,54 @@ async fn offsets_are_committed_only_once_the_sink_flush_finishes_and_reading_goe
     let _ = stop.send(());
     task.await.unwrap().unwrap();
     assert_eq!(counts(&records.lock().unwrap()).len(), 300);
+}
+
+/// `--url` with several nodes, two of them dead (nothing listens there): every request that
+/// meets a dead node goes on to the live one at once, so everything is delivered once and no
+/// poll, commit or request counts as failed or retried.
+#[tokio::test]
+async fn dead_nodes_in_the_url_list_cost_no_failed_poll_and_no_retry() {
+    let t = target("nodes").await;
+    let index = t.name("n");
+    t.create_index(&index, 2, "100ms").await;
+    t.write_n(&index, "d", 300).await;
+    let dead = || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let url = format!("{},{},{}", dead(), t.url, dead());
+    let mut consumer = Consumer::builder(indexstream::ClientConfig::new(url), &index, t.name("g"))
+        .with_poll_interval(Duration::from_millis(50))
+        .with_commit_every(100, Duration::from_millis(200))
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let mut sink = MemorySink::default();
+    consumer
+        .run(
+            &mut sink,
+            RunOptions {
+                until_idle: Some(Duration::from_millis(800)),
+                ..RunOptions::default()
+            },
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    let metrics = consumer.telemetry().encode_metrics();
+    consumer.close().await.unwrap();
+    let c = counts(&sink.records.lock().unwrap());
+    assert_eq!(c.len(), 300);
+    assert!(c.values().all(|n| *n == 1));
+    let failures: Vec<&str> = metrics
+        .lines()
+        .filter(|l| {
+            (l.starts_with("indexstream_errors_total")
+                || l.starts_with("indexstream_retries_total")
+                || l.starts_with("indexstream_offset_commits_total{result=\"failed\""))
+                && !l.ends_with(" 0")
+        })
+        .collect();
+    assert!(failures.is_empty(), "failures counted: {failures:?}");
 }

@@ -51,6 +51,15 @@ impl Target {
         ClientConfig::new(self.url.clone())
     }
 
+    /// The in-process fake, for tests that inject faults or read its request log. Such tests
+    /// live in `faults` modules, which the real-node run skips (`-- --skip faults::`); one run
+    /// against a real cluster anyway fails here rather than pass without testing anything.
+    pub fn fault_api(&self) -> &FakeCluster {
+        self.fake.as_ref().unwrap_or_else(|| {
+            panic!("this test needs the fake's fault API, and OPENSEARCH_URL points at a real cluster: run the real-node tier with `-- --skip faults::`")
+        })
+    }
+
     pub fn name(&self, suffix: &str) -> String {
         format!("{}-{suffix}", self.prefix)
     }

@@ -14,7 +14,12 @@ use serde_json::{json, Value};
 use super::harness::{counts, target, Running, Target};
 
 /// A timestamp-mode builder with short intervals for tests.
-fn ts_builder(t: &Target, index: &str, group: &str, window: Duration) -> ConsumerBuilder {
+pub(super) fn ts_builder(
+    t: &Target,
+    index: &str,
+    group: &str,
+    window: Duration,
+) -> ConsumerBuilder {
     let mut cfg = Consumer::builder(t.client_config(), index, group)
         .with_poll_interval(Duration::from_millis(50))
         .with_commit_every(200, Duration::from_millis(200))
@@ -79,9 +84,9 @@ fn assert_each_once(records: &[Record], expected: impl IntoIterator<Item = Strin
     assert!(extra.is_empty(), "not expected: {extra:?}");
 }
 
-const T0: i64 = 1_700_000_000_000;
+pub(super) const T0: i64 = 1_700_000_000_000;
 
-fn at(ms: i64) -> Value {
+pub(super) fn at(ms: i64) -> Value {
     json!(indexstream::offset::iso_millis(ms))
 }
 
@@ -237,7 +242,7 @@ async fn a_window_shorter_than_the_lateness_misses_documents_and_the_metric_coun
     assert_eq!(metric(&text, "indexstream_late_documents_total"), 3.0);
 }
 
-async fn wait_for(mut done: impl FnMut() -> bool) {
+pub(super) async fn wait_for(mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while !done() {
         assert!(tokio::time::Instant::now() < deadline, "timed out");
@@ -637,40 +642,4 @@ async fn a_keyword_tiebreaker_orders_documents_sharing_a_timestamp() {
     let order: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
     let expected: Vec<String> = (0..500).map(|i| format!("id{:03}", 499 - i)).collect();
     assert_eq!(order, expected, "delivered in uid order");
-}
-
-/// The background counts (documents without a timestamp, documents missed behind the window)
-/// run on the first poll and then at most every `missed_late_check_every`, not on every poll:
-/// on a large index each is a `_count` over much of it.
-#[tokio::test]
-async fn background_counts_run_at_their_interval_not_on_every_poll() {
-    let t = target("bg-counts").await;
-    // Reads the fake's request log.
-    let Some(fake) = &t.fake else { return };
-    let index = t.name("c");
-    t.create_index(&index, 1, "100ms").await;
-    t.write(&index, &[("a".into(), json!({"@timestamp": at(T0)}))])
-        .await;
-    t.call("POST", &format!("/{index}/_refresh"), None).await;
-    let mut cfg = ts_builder(&t, &index, &t.name("g"), Duration::from_secs(30)).build_config();
-    cfg.missed_late_check_every = Duration::from_secs(3600);
-    let before = fake.requests().len();
-    let consumer = ConsumerBuilder::from_config(cfg).build().await.unwrap();
-    let run = Running::start(consumer, RunOptions::default());
-    wait_for(|| run.records.lock().unwrap().len() == 1).await;
-    // About 20 polls of 50 ms.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    run.stop().await.unwrap();
-    let log = &fake.requests()[before..];
-    let of = |api: &str| {
-        log.iter()
-            .filter(|r| r.path == format!("/{index}/{api}"))
-            .count()
-    };
-    let (polls, background) = (of("_search"), of("_count"));
-    assert!(polls >= 10, "only {polls} searches");
-    assert!(
-        background <= 2,
-        "{background} counts in {polls} searches: one per poll"
-    );
 }
