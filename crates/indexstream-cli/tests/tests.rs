@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected answers; that is how they fail.
 
 mod cli {
+    mod bench;
     mod consume;
     mod demo;
     mod dev_server;

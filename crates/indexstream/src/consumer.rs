@@ -92,8 +92,12 @@ pub struct ConsumerConfig {
     /// The timestamp field (`--start <time>` in exact mode).
     pub timestamp_field: String,
     /// How long the refresh counter may stand still, with checkpoints waiting, before the
-    /// consumer refreshes explicitly.
-    pub stall_after: Duration,
+    /// consumer refreshes explicitly. `None` (the default): one and a half of the index's refresh
+    /// intervals (1.5 s for the default 1 s), or 5 s for an index whose refreshes are disabled.
+    /// A scheduled refresh happens only when something changed, so once writes stop the counter
+    /// stops with them and the last checkpoint is proven by one explicit refresh; while writes
+    /// go on the counter moves every interval and no explicit refresh is made.
+    pub stall_after: Option<Duration>,
     /// Search pages per partition between two stats rounds while catching up.
     pub pages_per_round: u32,
     /// When `/health` reports DEGRADED or UNHEALTHY.
@@ -137,7 +141,7 @@ impl ConsumerConfig {
             member_id: default_member_id(),
             lease_ttl: Duration::from_secs(30),
             timestamp_field: "@timestamp".into(),
-            stall_after: Duration::from_secs(5),
+            stall_after: None,
             pages_per_round: 16,
             health: HealthConfig::default(),
             retry: crate::retry::RetryPolicy::default(),
@@ -653,7 +657,8 @@ impl Consumer {
                 let Some(p) = self.partitions.get_mut(&pid) else {
                     continue;
                 };
-                let obs = p.observe(s, self.config.stall_after, now, self.config.pages_per_round);
+                let stall = p.stall_after;
+                let obs = p.observe(s, stall, now, self.config.pages_per_round);
                 if let Some(from) = &obs.moved_from {
                     self.telemetry.primary_moved(&pid, from, &s.node);
                 }
@@ -741,6 +746,7 @@ impl Consumer {
         }
         let ids: Vec<PartitionId> = new.iter().map(|(p, _)| p.clone()).collect();
         let committed = self.offsets.load(&ids, self.config.mode).await?;
+        let stall_after = self.stall_after_of(&ids).await;
         for (pid, stat) in new {
             let now = Instant::now();
             let state = match committed.get(&pid) {
@@ -761,10 +767,45 @@ impl Consumer {
                     ExactPartition::new(pid.clone(), -1, safe, now)
                 }
             };
+            let mut state = state;
+            state.stall_after = stall_after
+                .get(&pid.index)
+                .copied()
+                .unwrap_or(DISABLED_REFRESH_STALL);
             tracing::info!(partition = %pid, committed = state.committed, "partition assigned");
             self.partitions.insert(pid, state);
         }
         Ok(())
+    }
+
+    /// The stall timeout of each index of `partitions` (see [`ConsumerConfig::stall_after`]).
+    /// When the settings cannot be read, the timeout for disabled refreshes applies.
+    async fn stall_after_of(&self, partitions: &[PartitionId]) -> HashMap<String, Duration> {
+        let names: std::collections::BTreeSet<&str> =
+            partitions.iter().map(|p| p.index.as_str()).collect();
+        let names: Vec<&str> = names.into_iter().collect();
+        let mut out = HashMap::new();
+        for chunk in names.chunks(100) {
+            let intervals = match self.config.stall_after {
+                Some(fixed) => chunk.iter().map(|n| (n.to_string(), Some(fixed))).collect(),
+                None => match self.client.refresh_intervals(&chunk.join(",")).await {
+                    Ok(list) => list
+                        .into_iter()
+                        .map(|(index, interval)| {
+                            (index, interval.map(|i| (i + i / 2).max(MIN_STALL)))
+                        })
+                        .collect(),
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot read the indices' refresh intervals");
+                        Vec::new()
+                    }
+                },
+            };
+            for (index, stall) in intervals {
+                out.insert(index, stall.unwrap_or(DISABLED_REFRESH_STALL));
+            }
+        }
+        out
     }
 
     async fn first_seq_at_or_after(
@@ -1442,6 +1483,12 @@ enum CommitSnapshot {
         version: u64,
     },
 }
+
+/// The stall timeout for an index whose refreshes are disabled (`refresh_interval: -1`).
+const DISABLED_REFRESH_STALL: Duration = Duration::from_secs(5);
+
+/// The shortest derived stall timeout (for indices refreshing every few milliseconds).
+const MIN_STALL: Duration = Duration::from_millis(300);
 
 /// Gap ranges read every round before their checkpoint is confirmed; more than this many waits
 /// for the confirmation (one read instead of many).

@@ -38,6 +38,7 @@ struct Item {
     routing: Option<String>,
     if_seq_no: Option<i64>,
     if_primary_term: Option<i64>,
+    version: Option<crate::engine::ExternalVersion>,
     require_alias: bool,
     /// The raw source line; parsed only where needed (updates), indexing reads it directly.
     source: Option<Arc<str>>,
@@ -159,6 +160,18 @@ fn parse_items(
                 .or(default_routing.map(String::from)),
             if_seq_no: int_meta(meta, "if_seq_no"),
             if_primary_term: int_meta(meta, "if_primary_term"),
+            version: match crate::engine::ExternalVersion::parse(
+                int_meta(meta, "version"),
+                meta.get("version_type").and_then(|v| v.as_str()),
+            ) {
+                Ok(v) => v,
+                Err(e) => {
+                    // One problem of the request's validation, as OpenSearch lists them.
+                    let reason = e.reason.trim_start_matches("Validation Failed: 1: ");
+                    problems.push(reason.trim_end_matches(';').to_string());
+                    None
+                }
+            },
             require_alias: meta
                 .get("require_alias")
                 .and_then(|v| v.as_bool())
@@ -249,6 +262,7 @@ pub async fn bulk(
                         op,
                         if_seq_no: item.if_seq_no,
                         if_primary_term: item.if_primary_term,
+                        version: item.version,
                     },
                     now,
                 )

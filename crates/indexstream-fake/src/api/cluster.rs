@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use super::{Reply, Request};
 use crate::engine::index::parse_time_value;
 use crate::engine::ResolveOpts;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 use crate::server::Shared;
 
 /// The version the fake reports: the newest 2.x line, so no version-gated test is skipped.
@@ -45,7 +45,7 @@ fn rank(status: &str) -> u8 {
     }
 }
 
-fn health_body(shared: &Shared, index: Option<&str>) -> (Value, &'static str) {
+fn health_body(shared: &Shared, index: Option<&str>, level: &str) -> (Value, &'static str) {
     let c = shared.lock();
     let targets = match index {
         Some(expr) => match c.resolve(expr, ResolveOpts::default()) {
@@ -55,13 +55,41 @@ fn health_body(shared: &Shared, index: Option<&str>) -> (Value, &'static str) {
         None => Some(c.indices.keys().cloned().collect()),
     };
     let (mut primaries, mut unassigned) = (0usize, 0usize);
+    let mut per_index = serde_json::Map::new();
     let status = match &targets {
         None => "red",
         Some(names) => {
             for name in names {
                 if let Some(i) = c.indices.get(name) {
-                    primaries += i.shards.len();
-                    unassigned += i.shards.len() * i.replicas as usize;
+                    let n = i.shards.len();
+                    let missing = n * i.replicas as usize;
+                    primaries += n;
+                    unassigned += missing;
+                    let color = if missing > 0 { "yellow" } else { "green" };
+                    let mut entry = json!({
+                        "status": color,
+                        "number_of_shards": n,
+                        "number_of_replicas": i.replicas,
+                        "active_primary_shards": n,
+                        "active_shards": n,
+                        "relocating_shards": 0,
+                        "initializing_shards": 0,
+                        "unassigned_shards": missing,
+                    });
+                    if level == "shards" {
+                        let shards: serde_json::Map<String, Value> = i
+                            .shards
+                            .iter()
+                            .map(|s| {
+                                (
+                                    s.num.to_string(),
+                                    json!({"status": color, "primary_active": true, "active_shards": 1, "relocating_shards": 0, "initializing_shards": 0, "unassigned_shards": i.replicas}),
+                                )
+                            })
+                            .collect();
+                        entry["shards"] = Value::Object(shards);
+                    }
+                    per_index.insert(name.clone(), entry);
                 }
             }
             if unassigned > 0 {
@@ -77,8 +105,7 @@ fn health_body(shared: &Shared, index: Option<&str>) -> (Value, &'static str) {
     } else {
         primaries as f64 * 100.0 / total as f64
     };
-    (
-        json!({
+    let mut body = json!({
             "cluster_name": c.config.cluster_name,
             "status": status,
             "timed_out": false,
@@ -96,9 +123,50 @@ fn health_body(shared: &Shared, index: Option<&str>) -> (Value, &'static str) {
             "number_of_in_flight_fetch": 0,
             "task_max_waiting_in_queue_millis": 0,
             "active_shards_percent_as_number": pct
-        }),
-        status,
-    )
+    });
+    // `level=indices|shards` adds the per-index (and per-shard) health.
+    if level != "cluster" {
+        body["indices"] = Value::Object(per_index);
+    }
+    (body, status)
+}
+
+/// Whether the one node and these active shards satisfy `wait_for_nodes` (`N`, `>=N`, `<=N`,
+/// `>N`, `<N`) and `wait_for_active_shards` (`N` or `all`).
+fn waits_satisfied(req: &Request, active: u64) -> ApiResult<bool> {
+    let nodes: i64 = 1;
+    if let Some(w) = req.param("wait_for_nodes") {
+        let (op, n) = ["<=", ">=", "<", ">"]
+            .iter()
+            .find_map(|op| w.strip_prefix(op).map(|n| (*op, n)))
+            .unwrap_or(("=", w));
+        let n: i64 = n.trim().parse().map_err(|_| {
+            ApiError::illegal_argument(format!("failed to parse [wait_for_nodes] value [{w}]"))
+        })?;
+        let ok = match op {
+            "<=" => nodes <= n,
+            ">=" => nodes >= n,
+            "<" => nodes < n,
+            ">" => nodes > n,
+            _ => nodes == n,
+        };
+        if !ok {
+            return Ok(false);
+        }
+    }
+    if let Some(w) = req.param("wait_for_active_shards") {
+        if w != "all" {
+            let n: u64 = w.parse().map_err(|_| {
+                ApiError::illegal_argument(format!(
+                    "failed to parse [wait_for_active_shards] value [{w}]"
+                ))
+            })?;
+            if active < n {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
 }
 
 pub async fn health(shared: &Shared, index: Option<&str>, req: &Request) -> ApiResult<Reply> {
@@ -107,19 +175,26 @@ pub async fn health(shared: &Shared, index: Option<&str>, req: &Request) -> ApiR
         Some(t) => parse_time_value("timeout", t)?.unwrap_or(Duration::from_secs(30)),
         None => Duration::from_secs(30),
     };
+    let level = req.param("level").unwrap_or("cluster");
+    if !matches!(level, "cluster" | "indices" | "shards") {
+        return Err(ApiError::illegal_argument(format!(
+            "No enum constant org.opensearch.cluster.health.ClusterHealthRequest.Level.{}",
+            level.to_ascii_uppercase()
+        )));
+    }
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let (mut body, status) = health_body(shared, index);
-        match wanted {
-            Some(w) if rank(status) < w => {
-                if tokio::time::Instant::now() >= deadline {
-                    body["timed_out"] = json!(true);
-                    return Ok(Reply::json(408, &body));
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            _ => return Ok(Reply::json(200, &body)),
+        let (mut body, status) = health_body(shared, index, level);
+        let active = body["active_shards"].as_u64().unwrap_or(0);
+        let satisfied = wanted.is_none_or(|w| rank(status) >= w) && waits_satisfied(req, active)?;
+        if satisfied {
+            return Ok(Reply::json(200, &body));
         }
+        if tokio::time::Instant::now() >= deadline {
+            body["timed_out"] = json!(true);
+            return Ok(Reply::json(408, &body));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use super::{apply_refresh, RefreshPolicy, Reply, Request};
 use crate::engine::routing::shard_for;
-use crate::engine::{Cluster, ResolveOpts, WriteOp, WriteRequest};
+use crate::engine::{Cluster, ExternalVersion, ResolveOpts, WriteOp, WriteRequest};
 use crate::error::{ApiError, ApiResult};
 use crate::search::{render_source, SourceFilter};
 use crate::server::Shared;
@@ -19,16 +19,13 @@ fn cas(req: &Request) -> ApiResult<(Option<i64>, Option<i64>)> {
     ))
 }
 
+/// The `version`/`version_type` parameters of a write.
+fn external_version(req: &Request) -> ApiResult<Option<ExternalVersion>> {
+    ExternalVersion::parse(req.int_param("version")?, req.param("version_type"))
+}
+
 /// Rejects parameters the fake does not model rather than ignoring them silently.
 pub fn check_unsupported(req: &Request) -> ApiResult<()> {
-    if let Some(v) = req.param("version") {
-        if req.param("version_type").is_none_or(|t| t == "internal") {
-            return Err(ApiError::validation(&["internal versioning can not be used for optimistic concurrency control. Please use `if_seq_no` and `if_primary_term` instead".into()]));
-        }
-        return Err(ApiError::illegal_argument(format!(
-            "external versioning (version [{v}]) is not supported by the indexstream fake cluster"
-        )));
-    }
     if let Some(p) = req.param("pipeline") {
         return Err(ApiError::illegal_argument(format!(
             "pipeline with id [{p}] does not exist"
@@ -121,6 +118,7 @@ pub async fn index(
                 },
                 if_seq_no,
                 if_primary_term,
+                version: external_version(req)?,
             },
             Instant::now(),
         )?
@@ -148,6 +146,7 @@ pub async fn update(shared: &Shared, name: &str, req: &Request) -> ApiResult<Rep
                 op: WriteOp::Update { body },
                 if_seq_no,
                 if_primary_term,
+                version: external_version(req)?,
             },
             Instant::now(),
         )?
@@ -170,6 +169,7 @@ pub async fn delete(shared: &Shared, name: &str, req: &Request) -> ApiResult<Rep
                 op: WriteOp::Delete,
                 if_seq_no,
                 if_primary_term,
+                version: external_version(req)?,
             },
             Instant::now(),
         )?

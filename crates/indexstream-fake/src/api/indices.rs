@@ -110,7 +110,20 @@ const METRICS: &[&str] = &[
     "warmer",
 ];
 
-fn shard_metrics(s: &crate::engine::shard::Shard, wanted: &[&str]) -> Map<String, Value> {
+/// The response section of a requested metric (`merge` is reported as `merges`).
+fn section(metric: &str) -> &str {
+    if metric == "merge" {
+        "merges"
+    } else {
+        metric
+    }
+}
+
+fn shard_metrics(
+    s: &crate::engine::shard::Shard,
+    wanted: &[&str],
+    segment_file_sizes: bool,
+) -> Map<String, Value> {
     let mut m = Map::new();
     let docs = s.live_count();
     for w in wanted {
@@ -118,16 +131,73 @@ fn shard_metrics(s: &crate::engine::shard::Shard, wanted: &[&str]) -> Map<String
             "docs" => json!({"count": docs, "deleted": s.deleted_docs()}),
             "store" => json!({"size_in_bytes": docs * 300, "reserved_in_bytes": 0}),
             "indexing" => {
-                json!({"index_total": s.max_seq_no() + 1, "index_time_in_millis": 0, "index_current": 0, "index_failed": 0, "delete_total": 0, "delete_time_in_millis": 0, "delete_current": 0, "noop_update_total": 0, "is_throttled": false, "throttle_time_in_millis": 0})
+                json!({"index_total": s.max_seq_no() + 1, "index_time_in_millis": 0, "index_current": 0, "index_failed": 0, "delete_total": 0, "delete_time_in_millis": 0, "delete_current": 0, "noop_update_total": s.noop_updates, "is_throttled": false, "throttle_time_in_millis": 0})
             }
             "refresh" => {
                 json!({"total": s.refresh_total, "total_time_in_millis": 0, "external_total": s.external_refresh_total, "external_total_time_in_millis": 0, "listeners": 0})
             }
+            // Not measured by the fake: present, with zeros, as on an idle node.
+            "get" => {
+                json!({"total": 0, "time_in_millis": 0, "exists_total": 0, "exists_time_in_millis": 0, "missing_total": 0, "missing_time_in_millis": 0, "current": 0})
+            }
+            "search" => {
+                json!({"open_contexts": 0, "query_total": 0, "query_time_in_millis": 0, "query_current": 0, "fetch_total": 0, "fetch_time_in_millis": 0, "fetch_current": 0, "scroll_total": 0, "scroll_time_in_millis": 0, "scroll_current": 0, "point_in_time_total": 0, "point_in_time_time_in_millis": 0, "point_in_time_current": 0, "suggest_total": 0, "suggest_time_in_millis": 0, "suggest_current": 0})
+            }
+            "merge" => {
+                json!({"current": 0, "current_docs": 0, "current_size_in_bytes": 0, "total": 0, "total_time_in_millis": 0, "total_docs": 0, "total_size_in_bytes": 0, "total_stopped_time_in_millis": 0, "total_throttled_time_in_millis": 0, "total_auto_throttle_in_bytes": 0})
+            }
+            "flush" => json!({"total": 0, "periodic": 0, "total_time_in_millis": 0}),
+            "warmer" => json!({"current": 0, "total": 0, "total_time_in_millis": 0}),
+            "query_cache" => {
+                json!({"memory_size_in_bytes": 0, "total_count": 0, "hit_count": 0, "miss_count": 0, "cache_size": 0, "cache_count": 0, "evictions": 0})
+            }
+            "fielddata" => json!({"memory_size_in_bytes": 0, "evictions": 0}),
+            "completion" => json!({"size_in_bytes": 0}),
+            "segments" => {
+                let mut seg = json!({"count": 0, "memory_in_bytes": 0, "terms_memory_in_bytes": 0, "stored_fields_memory_in_bytes": 0, "term_vectors_memory_in_bytes": 0, "norms_memory_in_bytes": 0, "points_memory_in_bytes": 0, "doc_values_memory_in_bytes": 0, "index_writer_memory_in_bytes": 0, "version_map_memory_in_bytes": 0, "fixed_bit_set_memory_in_bytes": 0, "max_unsafe_auto_id_timestamp": -1});
+                if segment_file_sizes {
+                    seg["file_sizes"] = json!({});
+                }
+                seg
+            }
+            "translog" => {
+                json!({"operations": 0, "size_in_bytes": 0, "uncommitted_operations": 0, "uncommitted_size_in_bytes": 0, "earliest_last_modified_age": 0})
+            }
+            "request_cache" => {
+                json!({"memory_size_in_bytes": 0, "evictions": 0, "hit_count": 0, "miss_count": 0})
+            }
+            "recovery" => {
+                json!({"current_as_source": 0, "current_as_target": 0, "throttle_time_in_millis": 0})
+            }
             other => json!({"fake": format!("{other} statistics are not modelled by the fake")}),
         };
-        m.insert(w.to_string(), v);
+        m.insert(section(w).to_string(), v);
     }
     m
+}
+
+/// The closest known name to a misspelled one (edit distance at most 2), for "did you mean".
+fn closest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let cur = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+                prev = cur;
+            }
+        }
+        row[b.len()]
+    }
+    known
+        .iter()
+        .map(|k| (distance(name, k), *k))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, k)| k)
 }
 
 fn add_metrics(into: &mut Map<String, Value>, from: &Map<String, Value>) {
@@ -156,13 +226,16 @@ pub fn stats(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiResult<Re
         .and_then(|p| req.segments.get(p + 1))
         .cloned();
     let wanted: Vec<&str> = match metric.as_deref() {
-        None | Some("_all") => METRICS[..4].to_vec(),
+        None | Some("_all") => METRICS.to_vec(),
         Some(m) => {
             let mut out = Vec::new();
             for part in m.split(',') {
                 let known = METRICS.iter().find(|k| **k == part).ok_or_else(|| {
+                    let hint = closest(part, METRICS)
+                        .map(|k| format!(" -> did you mean [{k}]?"))
+                        .unwrap_or_default();
                     ApiError::illegal_argument(format!(
-                        "request [{}] contains unrecognized metric: [{part}]",
+                        "request [{}] contains unrecognized metric: [{part}]{hint}",
                         req.path
                     ))
                 })?;
@@ -171,6 +244,7 @@ pub fn stats(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiResult<Re
             out
         }
     };
+    let segment_file_sizes = req.flag("include_segment_file_sizes")?;
     let level = req.param("level").unwrap_or("indices");
     if !["cluster", "indices", "shards"].contains(&level) {
         return Err(ApiError::illegal_argument(format!(
@@ -189,7 +263,7 @@ pub fn stats(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiResult<Re
         let mut primaries = Map::new();
         let mut shards = Map::new();
         for s in &i.shards {
-            let metrics = shard_metrics(s, &wanted);
+            let metrics = shard_metrics(s, &wanted, segment_file_sizes);
             add_metrics(&mut primaries, &metrics);
             let mut copy = Map::new();
             copy.insert("routing".into(), json!({"state": "STARTED", "primary": true, "node": c.config.node_id, "relocating_node": null}));
@@ -282,14 +356,31 @@ pub fn get_aliases(
         out.insert(i.name.clone(), json!({"aliases": aliases}));
     }
     if let Some(f) = &name_filter {
-        if !any {
+        // Names asked for literally (no wildcard, not an exclusion) that no index has: a 404
+        // that still carries the aliases found, as OpenSearch answers.
+        let found: std::collections::HashSet<&str> = out
+            .values()
+            .filter_map(|v| v["aliases"].as_object())
+            .flat_map(|a| a.keys().map(String::as_str))
+            .collect();
+        let mut missing: Vec<&str> = f
+            .split(',')
+            .filter(|p| !p.contains('*') && !p.starts_with('-') && *p != "_all")
+            .filter(|p| !found.contains(p))
+            .collect();
+        missing.sort_unstable();
+        if !any || !missing.is_empty() {
             if head {
                 return Ok(Reply::empty(404));
             }
-            return Ok(Reply::json(
-                404,
-                &json!({"error": format!("alias [{f}] missing"), "status": 404}),
-            ));
+            let error = match missing.as_slice() {
+                [] => format!("alias [{f}] missing"),
+                [one] => format!("alias [{one}] missing"),
+                many => format!("aliases [{}] missing", many.join(",")),
+            };
+            out.insert("error".into(), json!(error));
+            out.insert("status".into(), json!(404));
+            return Ok(Reply::json(404, &Value::Object(out)));
         }
     }
     Ok(Reply::json(200, &Value::Object(out)))
@@ -320,7 +411,19 @@ fn add_alias(
     Ok(())
 }
 
-fn remove_alias(c: &mut crate::engine::Cluster, index_expr: &str, alias: &str) -> ApiResult<()> {
+fn aliases_missing(names: &str) -> ApiError {
+    ApiError::new(
+        404,
+        "aliases_not_found_exception",
+        format!("aliases [{names}] missing"),
+    )
+    .with("resource.id", names)
+    .with("resource.type", "aliases")
+}
+
+/// Removes the aliases matching `alias` (a name, pattern or comma list) from the indices of
+/// `index_expr`; returns whether any was there.
+fn remove_alias(c: &mut crate::engine::Cluster, index_expr: &str, alias: &str) -> ApiResult<bool> {
     let targets = c.resolve(index_expr, ResolveOpts::concrete())?;
     let mut removed = false;
     for t in targets {
@@ -337,16 +440,7 @@ fn remove_alias(c: &mut crate::engine::Cluster, index_expr: &str, alias: &str) -
             }
         }
     }
-    if !removed {
-        return Err(ApiError::new(
-            404,
-            "aliases_not_found_exception",
-            format!("aliases [{alias}] missing"),
-        )
-        .with("resource.id", alias)
-        .with("resource.type", "aliases"));
-    }
-    Ok(())
+    Ok(removed)
 }
 
 pub fn put_alias(shared: &Shared, index: &str, req: &Request) -> ApiResult<Reply> {
@@ -358,7 +452,9 @@ pub fn put_alias(shared: &Shared, index: &str, req: &Request) -> ApiResult<Reply
 
 pub fn delete_alias(shared: &Shared, index: &str, req: &Request) -> ApiResult<Reply> {
     let alias = alias_name(req)?;
-    remove_alias(&mut shared.lock(), index, &alias)?;
+    if !remove_alias(&mut shared.lock(), index, &alias)? {
+        return Err(aliases_missing(&alias));
+    }
     Ok(Reply::json(200, &json!({"acknowledged": true})))
 }
 
@@ -398,10 +494,30 @@ pub fn update_aliases(shared: &Shared, req: &Request) -> ApiResult<Reply> {
                 }
             }
             "remove" => {
-                for i in &indices {
-                    for a in names("alias", "aliases") {
-                        remove_alias(&mut c, i, &a)?;
+                // `must_exist`: true fails on any missing alias, false never; unset fails only
+                // when none of them exists.
+                let aliases = names("alias", "aliases");
+                if aliases.is_empty() && spec.get("aliases").is_some() {
+                    return Err(ApiError::illegal_argument("[aliases] can't be empty"));
+                }
+                let must_exist = spec.get("must_exist").and_then(|v| v.as_bool());
+                let mut missing = Vec::new();
+                for a in &aliases {
+                    let mut found = false;
+                    for i in &indices {
+                        found |= remove_alias(&mut c, i, a)?;
                     }
+                    if !found {
+                        missing.push(a.clone());
+                    }
+                }
+                let fail = match must_exist {
+                    Some(true) => !missing.is_empty(),
+                    Some(false) => false,
+                    None => !aliases.is_empty() && missing.len() == aliases.len(),
+                };
+                if fail {
+                    return Err(aliases_missing(&missing.join(",")));
                 }
             }
             "remove_index" => {
@@ -449,8 +565,34 @@ pub fn get_settings(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiRe
         .iter()
         .position(|s| s == "_settings")
         .and_then(|p| req.segments.get(p + 1))
+        .filter(|n| n.as_str() != "_all")
         .cloned();
+    let wanted = |k: &str| {
+        name_filter
+            .as_deref()
+            .is_none_or(|f| f.split(',').any(|p| glob(p, k)))
+    };
     let flat_settings = req.flag("flat_settings")?;
+    let include_defaults = req.flag("include_defaults")?;
+    let shape = |flat_map: Map<String, Value>| {
+        if flat_settings {
+            return Value::Object(flat_map);
+        }
+        let mut tree = Map::new();
+        for (k, v) in flat_map {
+            let parts: Vec<&str> = k.split('.').collect();
+            let mut node = &mut tree;
+            for p in &parts[..parts.len() - 1] {
+                node = node
+                    .entry(p.to_string())
+                    .or_insert_with(|| json!({}))
+                    .as_object_mut()
+                    .expect("settings tree holds objects");
+            }
+            node.insert(parts[parts.len() - 1].to_string(), v);
+        }
+        Value::Object(tree)
+    };
     let c = shared.lock();
     let targets = c.resolve(expr.unwrap_or("_all"), req.resolve_opts(true)?)?;
     let mut out = Map::new();
@@ -458,34 +600,23 @@ pub fn get_settings(shared: &Shared, expr: Option<&str>, req: &Request) -> ApiRe
         let Some(i) = c.indices.get(&t.index) else {
             continue;
         };
-        let mut flat_map = Map::new();
-        for (k, v) in &i.settings {
-            if name_filter
-                .as_deref()
-                .is_none_or(|f| f.split(',').any(|p| glob(p, k)))
-            {
-                flat_map.insert(k.clone(), Value::String(v.clone()));
-            }
+        let flat_map: Map<String, Value> = i
+            .settings
+            .iter()
+            .filter(|(k, _)| wanted(k))
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        let mut entry = json!({"settings": shape(flat_map)});
+        if include_defaults {
+            let defaults: Map<String, Value> = i
+                .defaults()
+                .into_iter()
+                .filter(|(k, _)| !i.settings.contains_key(*k) && wanted(k))
+                .map(|(k, v)| (k.to_string(), Value::String(v)))
+                .collect();
+            entry["defaults"] = shape(defaults);
         }
-        let settings = if flat_settings {
-            Value::Object(flat_map)
-        } else {
-            let mut tree = Map::new();
-            for (k, v) in flat_map {
-                let parts: Vec<&str> = k.split('.').collect();
-                let mut node = &mut tree;
-                for p in &parts[..parts.len() - 1] {
-                    node = node
-                        .entry(p.to_string())
-                        .or_insert_with(|| json!({}))
-                        .as_object_mut()
-                        .expect("settings tree holds objects");
-                }
-                node.insert(parts[parts.len() - 1].to_string(), v);
-            }
-            Value::Object(tree)
-        };
-        out.insert(i.name.clone(), json!({"settings": settings}));
+        out.insert(i.name.clone(), entry);
     }
     Ok(Reply::json(200, &Value::Object(out)))
 }

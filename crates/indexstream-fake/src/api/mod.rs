@@ -569,6 +569,7 @@ fn route(method: &str, seg: &[String]) -> Result<(Handler, Option<String>), Vec<
         ["_aliases"] => pick(&[("POST", UpdateAliases)], None),
         ["_alias", _] => pick(&[("GET", GetAliases), ("HEAD", HeadAlias)], None),
         ["_settings"] => pick(&[("GET", GetSettings), ("PUT", PutSettings)], None),
+        ["_settings", _] => pick(&[("GET", GetSettings)], None),
         ["_mapping"] => pick(&[("GET", GetMapping)], None),
         ["_cat", "indices"] | ["_cat", "indices", _] => {
             pick(&[("GET", CatIndices)], seg.get(2).cloned())
@@ -812,23 +813,38 @@ pub async fn apply_refresh(
             shared.refreshed.notify_waiters();
             !touched.is_empty()
         }
-        RefreshPolicy::WaitFor => loop {
-            let notified = shared.refreshed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let done = {
-                let c = shared.lock();
-                touched.iter().all(|(index, shard, seq)| {
-                    c.indices
-                        .get(index)
-                        .and_then(|i| i.shards.get(*shard as usize))
-                        .is_none_or(|s| s.is_searchable(*seq))
-                })
+        RefreshPolicy::WaitFor => {
+            let listen = |c: &mut crate::engine::Cluster, delta: isize| {
+                for (index, shard, _) in touched {
+                    if let Some(s) = c
+                        .indices
+                        .get_mut(index)
+                        .and_then(|i| i.shards.get_mut(*shard as usize))
+                    {
+                        s.refresh_listeners = s.refresh_listeners.saturating_add_signed(delta);
+                    }
+                }
             };
-            if done {
-                return false;
+            listen(&mut shared.lock(), 1);
+            loop {
+                let notified = shared.refreshed.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let done = {
+                    let c = shared.lock();
+                    touched.iter().all(|(index, shard, seq)| {
+                        c.indices
+                            .get(index)
+                            .and_then(|i| i.shards.get(*shard as usize))
+                            .is_none_or(|s| s.is_searchable(*seq))
+                    })
+                };
+                if done {
+                    listen(&mut shared.lock(), -1);
+                    return false;
+                }
+                notified.await;
             }
-            notified.await;
-        },
+        }
     }
 }

@@ -49,6 +49,34 @@ fn preference_shards(pref: Option<&str>) -> ApiResult<Option<BTreeSet<u32>>> {
     Ok(None)
 }
 
+/// Plans a live search and tells its shards they are searched (a search-idle shard refreshes
+/// first, and the plan then reads what that refresh made visible; `?refresh=wait_for` writers
+/// waiting for it are woken).
+fn plan_search(
+    shared: &Shared,
+    c: &mut Cluster,
+    targets: &[Target],
+    req: &Request,
+) -> ApiResult<Vec<PlanTarget>> {
+    let plan = plan_for(c, targets, req)?;
+    let now = Instant::now();
+    let mut refreshed = false;
+    for t in &plan {
+        if let Some(index) = c.indices.get_mut(&t.index) {
+            let idle_after = index.search_idle_after;
+            for (num, _) in &t.shards {
+                refreshed |= index.shards[*num as usize].searched(now, idle_after);
+            }
+        }
+    }
+    if refreshed {
+        shared.refreshed.notify_waiters();
+        plan_for(c, targets, req)
+    } else {
+        Ok(plan)
+    }
+}
+
 fn plan_for(c: &Cluster, targets: &[Target], req: &Request) -> ApiResult<Vec<PlanTarget>> {
     let pref = preference_shards(req.param("preference"))?;
     let routing = req.param("routing");
@@ -130,7 +158,7 @@ pub fn search(
         plan_from_pinned(&pinned, &c)
     } else {
         let targets = c.resolve(index.unwrap_or("_all"), req.resolve_opts(true)?)?;
-        plan_for(&c, &targets, req)?
+        plan_search(shared, &mut c, &targets, req)?
     };
     let outcome = execute(&mut c.indices, &plan, &search, None, partial)?;
     if let Some(keep_alive) = scroll {
@@ -205,7 +233,7 @@ pub fn count(
     }
     let mut c = shared.lock();
     let targets = c.resolve(index.unwrap_or("_all"), req.resolve_opts(true)?)?;
-    let plan = plan_for(&c, &targets, req)?;
+    let plan = plan_search(shared, &mut c, &targets, req)?;
     let outcome = execute(&mut c.indices, &plan, &search, None, partial)?;
     let failed = outcome.failed.len();
     Ok(Reply::json(

@@ -18,6 +18,7 @@ pub struct AliasMeta {
     pub is_write_index: Option<bool>,
     pub index_routing: Option<String>,
     pub search_routing: Option<String>,
+    pub is_hidden: Option<bool>,
 }
 
 impl AliasMeta {
@@ -26,6 +27,8 @@ impl AliasMeta {
         let Some(Value::Object(obj)) = body else {
             return Ok(meta);
         };
+        // `routing` sets both, unless `index_routing`/`search_routing` says otherwise.
+        let mut routing = None;
         for (k, v) in obj {
             match k.as_str() {
                 "filter" => {
@@ -33,20 +36,21 @@ impl AliasMeta {
                     meta.filter = Some(v.clone());
                 }
                 "is_write_index" => meta.is_write_index = v.as_bool(),
-                "routing" => {
-                    let r = value_text(v);
-                    meta.index_routing = Some(r.clone());
-                    meta.search_routing = Some(r);
-                }
+                "is_hidden" => meta.is_hidden = v.as_bool(),
+                "routing" => routing = Some(value_text(v)),
                 "index_routing" => meta.index_routing = Some(value_text(v)),
                 "search_routing" => meta.search_routing = Some(value_text(v)),
-                "is_hidden" | "index" | "alias" | "indices" | "aliases" | "must_exist" => {}
+                "index" | "alias" | "indices" | "aliases" | "must_exist" => {}
                 other => {
                     return Err(ApiError::parsing(format!(
                         "[aliases] unknown field [{other}]"
                     )))
                 }
             }
+        }
+        if let Some(r) = routing {
+            meta.index_routing.get_or_insert_with(|| r.clone());
+            meta.search_routing.get_or_insert(r);
         }
         Ok(meta)
     }
@@ -65,6 +69,9 @@ impl AliasMeta {
         if let Some(w) = self.is_write_index {
             m.insert("is_write_index".into(), json!(w));
         }
+        if let Some(h) = self.is_hidden {
+            m.insert("is_hidden".into(), json!(h));
+        }
         Value::Object(m)
     }
 }
@@ -77,6 +84,15 @@ pub fn value_text(v: &Value) -> String {
 }
 
 /// Parses an OpenSearch time value (`1s`, `500ms`, `2m`); `-1` means "never" (`None`).
+/// A duration as OpenSearch writes a time value (`1s`, `200ms`).
+pub fn time_value(d: Duration) -> String {
+    if d.subsec_millis() == 0 && d.as_secs() > 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
 pub fn parse_time_value(setting: &str, v: &str) -> ApiResult<Option<Duration>> {
     let v = v.trim();
     if v == "-1" {
@@ -146,6 +162,9 @@ pub struct Index {
     pub shards: Vec<Shard>,
     pub replicas: u32,
     pub refresh_interval: Option<Duration>,
+    /// `index.search.idle.after` when search-idle applies (the index sets no explicit
+    /// `refresh_interval`), `None` otherwise.
+    pub search_idle_after: Option<Duration>,
 }
 
 impl Index {
@@ -207,7 +226,7 @@ impl Index {
                 shard
             })
             .collect();
-        Ok(Index {
+        let mut index = Index {
             name: name.to_string(),
             uuid,
             settings,
@@ -216,7 +235,10 @@ impl Index {
             shards: shard_list,
             replicas,
             refresh_interval,
-        })
+            search_idle_after: None,
+        };
+        index.search_idle_after = index.search_idle_after_setting()?;
+        Ok(index)
     }
 
     /// Applies `PUT <index>/_settings`: only dynamic settings may change on an open index.
@@ -249,7 +271,36 @@ impl Index {
             }
             self.settings.insert(key, value);
         }
+        self.search_idle_after = self.search_idle_after_setting()?;
         Ok(())
+    }
+
+    /// Search-idle applies only to indices without an explicit `index.refresh_interval`
+    /// (OpenSearch's `isExplicitRefresh`), after `index.search.idle.after` (30 s by default).
+    fn search_idle_after_setting(&self) -> ApiResult<Option<Duration>> {
+        if self.settings.contains_key("index.refresh_interval") {
+            return Ok(None);
+        }
+        match self.settings.get("index.search.idle.after") {
+            Some(v) => parse_time_value("index.search.idle.after", v),
+            None => Ok(Some(Duration::from_secs(30))),
+        }
+    }
+
+    /// The values of the settings the fake models that this index did not set
+    /// (`include_defaults`): its effective refresh interval among them.
+    pub fn defaults(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                "index.refresh_interval",
+                self.refresh_interval
+                    .map(time_value)
+                    .unwrap_or_else(|| "-1".into()),
+            ),
+            ("index.search.idle.after", "30s".into()),
+            ("index.max_result_window", "10000".into()),
+            ("index.hidden", "false".into()),
+        ]
     }
 
     pub fn is_hidden(&self) -> bool {

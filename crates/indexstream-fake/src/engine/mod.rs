@@ -145,6 +145,44 @@ pub enum WriteOp {
     Delete,
 }
 
+/// An externally supplied document version (`version` with `version_type=external` or
+/// `external_gte`): the write succeeds only above (or at) the current version, and the document
+/// takes that version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExternalVersion {
+    Gt(u64),
+    Gte(u64),
+}
+
+impl ExternalVersion {
+    /// From the `version` and `version_type` parameters; `Ok(None)` for internal versioning.
+    pub fn parse(version: Option<i64>, version_type: Option<&str>) -> ApiResult<Option<Self>> {
+        let Some(v) = version else {
+            return Ok(None);
+        };
+        let kind = version_type.unwrap_or("internal");
+        let make = match kind {
+            "external" => ExternalVersion::Gt,
+            "external_gte" => ExternalVersion::Gte,
+            "internal" => return Err(ApiError::validation(&["internal versioning can not be used for optimistic concurrency control. Please use `if_seq_no` and `if_primary_term` instead".into()])),
+            other => return Err(ApiError::illegal_argument(format!("No version type match [{other}]"))),
+        };
+        if v < 0 {
+            return Err(ApiError::validation(&[format!(
+                "illegal version value [{v}] for version type [{}]",
+                kind.to_ascii_uppercase()
+            )]));
+        }
+        Ok(Some(make(v as u64)))
+    }
+
+    pub fn value(self) -> u64 {
+        match self {
+            ExternalVersion::Gt(v) | ExternalVersion::Gte(v) => v,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct WriteRequest {
     pub index: String,
@@ -153,6 +191,7 @@ pub struct WriteRequest {
     pub op: WriteOp,
     pub if_seq_no: Option<i64>,
     pub if_primary_term: Option<i64>,
+    pub version: Option<ExternalVersion>,
 }
 
 #[derive(Debug, Clone)]
@@ -543,7 +582,34 @@ impl Cluster {
                 _ => return Err(conflict(format!("[{id}]: version conflict, required seqNo [{seq}], primary term [{term}], but no document was found"))),
             }
         }
-        let next_version = existing.as_ref().map(|e| e.version + 1).unwrap_or(1);
+        if let Some(external) = req.version {
+            let problem = match &req.op {
+                _ if req.if_seq_no.is_some() => {
+                    Some("compare and write operations can not use versioning")
+                }
+                WriteOp::Index { create: true, .. } => {
+                    Some("create operations only support internal versioning. use index instead")
+                }
+                WriteOp::Update { .. } => {
+                    Some("only internal versioning is supported by the update API")
+                }
+                _ => None,
+            };
+            if let Some(p) = problem {
+                return Err(ApiError::validation(&[p.into()]));
+            }
+            if let Some(e) = &existing {
+                match external {
+                    ExternalVersion::Gt(v) if e.version >= v => return Err(conflict(format!("[{id}]: version conflict, current version [{}] is higher or equal to the one provided [{v}]", e.version))),
+                    ExternalVersion::Gte(v) if e.version > v => return Err(conflict(format!("[{id}]: version conflict, current version [{}] is higher than the one provided [{v}]", e.version))),
+                    _ => {}
+                }
+            }
+        }
+        let next_version = match req.version {
+            Some(external) => external.value(),
+            None => existing.as_ref().map(|e| e.version + 1).unwrap_or(1),
+        };
         let (source, parsed, result) = match req.op {
             WriteOp::Delete => {
                 let shard = &mut index.shards[shard_num as usize];
@@ -640,6 +706,7 @@ impl Cluster {
                         let before = merged.clone();
                         deep_merge(&mut merged, patch);
                         if detect_noop && merged == before {
+                            index.shards[shard_num as usize].noop_updates += 1;
                             return Ok(WriteResult {
                                 index: name,
                                 id,
@@ -769,8 +836,7 @@ impl Cluster {
                 if let (Some(at), Some(interval)) = (shard.next_refresh_at, index.refresh_interval)
                 {
                     if at <= now {
-                        shard.refresh();
-                        refreshed = true;
+                        refreshed |= shard.scheduled_refresh(now, index.search_idle_after);
                         let next = at + interval;
                         shard.next_refresh_at =
                             Some(if next <= now { now + interval } else { next });

@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use super::fxhash::FxHashMap;
@@ -103,7 +105,14 @@ pub struct Shard {
     pending: Vec<Op>,
     pub refresh_total: u64,
     pub external_refresh_total: u64,
+    /// Updates that changed nothing (`indexing.noop_update_total`).
+    pub noop_updates: u64,
     pub next_refresh_at: Option<Instant>,
+    /// When a search last read this shard (for search-idle: see [`Shard::searched`]).
+    pub last_searched: Instant,
+    /// `?refresh=wait_for` writes waiting for this shard's next refresh: a search-idle shard
+    /// still refreshes on schedule for them, as OpenSearch's refresh listeners make it.
+    pub refresh_listeners: usize,
     pub gen: Gen,
     slots: Vec<Option<Slot>>,
     applied: FxHashMap<Arc<str>, (u64, Option<DocId>)>,
@@ -128,7 +137,10 @@ impl Shard {
             pending: Vec::new(),
             refresh_total: 0,
             external_refresh_total: 0,
+            noop_updates: 0,
             next_refresh_at: None,
+            last_searched: Instant::now(),
+            refresh_listeners: 0,
             gen: 0,
             slots: Vec::new(),
             applied: FxHashMap::default(),
@@ -232,6 +244,41 @@ impl Shard {
     }
 
     // ---- search side ----
+
+    /// Whether a refresh would make something new searchable (OpenSearch's `refreshNeeded`).
+    pub fn refresh_needed(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// A scheduled refresh, as OpenSearch runs one every `refresh_interval`: only when
+    /// something changed since the last refresh (the refresh counters stand still otherwise),
+    /// and not while the shard is search-idle (no search for `index.search.idle.after`, on an
+    /// index without an explicit `refresh_interval`): such a shard refreshes when next searched.
+    /// Returns whether it refreshed.
+    pub fn scheduled_refresh(&mut self, now: Instant, idle_after: Option<Duration>) -> bool {
+        if !self.refresh_needed() {
+            return false;
+        }
+        let idle = idle_after.is_some_and(|after| now.duration_since(self.last_searched) >= after);
+        if idle && self.refresh_listeners == 0 {
+            return false;
+        }
+        self.refresh();
+        true
+    }
+
+    /// A search reads this shard: a search-idle shard with changes refreshes first (OpenSearch
+    /// makes the search wait for that refresh), and the shard is active again. Returns whether
+    /// it refreshed.
+    pub fn searched(&mut self, now: Instant, idle_after: Option<Duration>) -> bool {
+        let idle = idle_after.is_some_and(|after| now.duration_since(self.last_searched) >= after);
+        self.last_searched = now;
+        if idle && self.refresh_needed() {
+            self.refresh();
+            return true;
+        }
+        false
+    }
 
     /// A refresh: everything completed so far becomes searchable in a new generation.
     pub fn refresh(&mut self) {

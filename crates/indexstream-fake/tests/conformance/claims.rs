@@ -46,7 +46,8 @@ pub fn claimed(folder: &str) -> bool {
 
 /// The deliberate gaps listed in the fake's README, under the heading
 /// `## Deliberate gaps in OpenSearch's YAML corpus`: one line per test,
-/// ``- `folder/file.yml :: test name`: why``. Test name to reason.
+/// ``- `folder/file.yml :: test name`: why``, or per file, ``- `folder/file.yml`: why`` (every
+/// test of it). Name to reason.
 pub fn deliberate_gaps() -> BTreeMap<String, String> {
     let readme = include_str!("../../README.md");
     let mut out = BTreeMap::new();

@@ -242,11 +242,21 @@ impl Runner {
         }
         parts.push(cur);
         let mut v = &self.last;
-        for p in parts {
+        let last = parts.len().saturating_sub(1);
+        for (i, p) in parts.into_iter().enumerate() {
             let p = match p.strip_prefix('$').and_then(|n| self.stash.get(n)) {
                 Some(s) => value_text(s),
                 None => p,
             };
+            // `_arbitrary_key_`: any key of the object; at the end of a path, the key itself.
+            if p == "_arbitrary_key_" {
+                let (key, value) = v.as_object()?.iter().next()?;
+                if i == last {
+                    return Some(Value::String(key.clone()));
+                }
+                v = value;
+                continue;
+            }
             v = match v {
                 Value::Object(o) => o.get(&p)?,
                 Value::Array(a) => a.get(p.parse::<usize>().ok()?)?,
@@ -342,18 +352,22 @@ impl Runner {
                 .collect(),
             _ => vec![],
         };
-        let path = api_spec
+        let path = match api_spec
             .paths
             .iter()
             .filter(|p| p.parts.iter().all(|part| params.contains_key(part)))
             .max_by_key(|p| p.parts.len())
-            .ok_or_else(|| {
-                format!(
+        {
+            Some(p) => p.clone(),
+            // `catch: param`: the request cannot be built from its parameters (a client error).
+            None if catch.as_deref() == Some("param") => return Ok(()),
+            None => {
+                return Err(format!(
                     "no path of [{api}] fits the parameters {:?}",
                     params.keys().collect::<Vec<_>>()
-                )
-            })?
-            .clone();
+                ))
+            }
+        };
         let mut url_path = path.path.clone();
         for part in &path.parts {
             let val = params

@@ -768,6 +768,39 @@ impl Client {
         Ok(status < 300)
     }
 
+    /// Every concrete index behind `expr` with its refresh interval (explicit or the default;
+    /// `None` when refreshes are disabled with `-1`).
+    pub async fn refresh_intervals(
+        &self,
+        expr: &str,
+    ) -> Result<Vec<(String, Option<Duration>)>, ClientError> {
+        let v: Value = self
+            .json(
+                "settings",
+                Method::GET,
+                &format!("/{}/_settings/index.refresh_interval", encode(expr)),
+                &[
+                    ("include_defaults", "true".into()),
+                    ("flat_settings", "true".into()),
+                    ("expand_wildcards", "open".into()),
+                    ("allow_no_indices", "true".into()),
+                ],
+                None,
+            )
+            .await?;
+        let mut out = Vec::new();
+        if let Value::Object(indices) = v {
+            for (index, s) in indices {
+                let value = s["settings"]["index.refresh_interval"]
+                    .as_str()
+                    .or_else(|| s["defaults"]["index.refresh_interval"].as_str())
+                    .unwrap_or("1s");
+                out.push((index, parse_time_value(value)));
+            }
+        }
+        Ok(out)
+    }
+
     /// The mapped type of `field` (a dotted path) in every concrete index behind `expr`;
     /// `None` where the index does not map it (yet).
     pub async fn field_types(
@@ -793,6 +826,26 @@ impl Client {
         out.sort();
         Ok(out)
     }
+}
+
+/// An OpenSearch time value (`500ms`, `1s`, `2m`, `1h`, `1d`, `-1` for "never"); `None` for
+/// `-1` and for what does not parse (then no refresh is expected from the cluster either).
+fn parse_time_value(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let split = v.find(|c: char| !c.is_ascii_digit() && c != '.')?;
+    let (n, unit) = v.split_at(split);
+    let n: f64 = n.parse().ok()?;
+    let secs = match unit {
+        "nanos" => n / 1e9,
+        "micros" => n / 1e6,
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86_400.0,
+        _ => return None,
+    };
+    Some(Duration::from_secs_f64(secs))
 }
 
 /// The type of a dotted field path in a mapping: `a.b` as an object `a` with a property `b`, or
@@ -920,6 +973,15 @@ mod tests {
         let err = Client::new(&ClientConfig::new("http://user:pw@host:9200")).unwrap_err();
         assert!(!err.to_string().contains("pw"), "{err}");
         assert!(Client::new(&ClientConfig::new("http://localhost:9200/")).is_ok());
+    }
+
+    #[test]
+    fn time_values_parse_as_opensearch_writes_them() {
+        assert_eq!(parse_time_value("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_time_value("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_time_value("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_time_value("-1"), None);
+        assert_eq!(parse_time_value("soon"), None);
     }
 
     #[test]

@@ -63,6 +63,9 @@ pub struct ExactPartition {
     pub budget: u32,
     /// The highest `_primary_term` seen on a hit (a higher one means a new primary wrote it).
     pub primary_term: i64,
+    /// How long the refresh counter may stand still with targets waiting (from the index's
+    /// refresh interval; see `ConsumerConfig::stall_after`).
+    pub stall_after: Duration,
 }
 
 impl ExactPartition {
@@ -81,6 +84,7 @@ impl ExactPartition {
             refresh_count_changed_at: now,
             budget: 0,
             primary_term: 0,
+            stall_after: Duration::from_secs(5),
         }
     }
 

@@ -203,7 +203,7 @@ async fn a_stalled_refresh_counter_falls_back_to_explicit_refresh() {
             c = c.with_poll_interval(Duration::from_millis(50));
             indexstream::ConsumerBuilder::from_config({
                 let mut cfg = c.build_config();
-                cfg.stall_after = Duration::from_millis(200);
+                cfg.stall_after = Some(Duration::from_millis(200));
                 cfg
             })
         })
@@ -589,4 +589,52 @@ async fn dead_nodes_in_the_url_list_cost_no_failed_poll_and_no_retry() {
         })
         .collect();
     assert!(failures.is_empty(), "failures counted: {failures:?}");
+}
+
+/// A burst with nothing written after it, at the default poll interval (1 s) and a 1 s refresh
+/// interval: every document is delivered soon after the burst's last write. On a real node the
+/// refresh counter moves once after the burst and then stands still, so nothing may wait for
+/// refreshes that never come. The bound asserted is twice the target `refresh interval + poll
+/// interval + 250 ms` (the figure is printed); a 5 s stall breaks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_delivered_within_a_refresh_and_a_poll_of_its_last_write() {
+    let t = target("burst").await;
+    let index = t.name("b");
+    t.create_index(&index, 3, "1s").await;
+    let consumer = Consumer::builder(t.client_config(), &index, t.name("g"))
+        .with_batch_size(500)
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let running = super::harness::Running::start(consumer, RunOptions::default());
+    let records = running.records.clone();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    const N: usize = 20_000;
+    for chunk in 0..(N / 1000) {
+        let docs: Vec<_> = (0..1000)
+            .map(|i| (format!("b{}", chunk * 1000 + i), json!({"n": i})))
+            .collect();
+        t.write(&index, &docs).await;
+    }
+    let last_write = std::time::Instant::now();
+    while records.lock().unwrap().len() < N {
+        assert!(
+            last_write.elapsed() < Duration::from_secs(30),
+            "only {} of {N} delivered 30 s after the burst",
+            records.lock().unwrap().len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let latency = last_write.elapsed();
+    eprintln!("burst of {N}: the last document was delivered {latency:?} after the last write");
+    running.stop().await.unwrap();
+    let c = counts(&records.lock().unwrap());
+    assert_eq!(c.len(), N);
+    assert!(c.values().all(|n| *n == 1));
+    let target = Duration::from_millis(1000 + 1000 + 250);
+    assert!(
+        latency <= target * 2,
+        "{latency:?} after the burst (target {target:?})"
+    );
 }
