@@ -28,6 +28,10 @@ pub struct BenchArgs {
     /// Page size of every reader.
     #[arg(long, default_value_t = 1000)]
     page_size: usize,
+    /// `--commit-interval` of the consumers measured (what a commit costs shows in their CPU
+    /// time: compare 50 with 1000).
+    #[arg(long, default_value_t = 10_000)]
+    commit_interval: u64,
     /// Producer rate of the latency measurement (events/s) and its duration.
     #[arg(long, default_value_t = 2000.0)]
     latency_rate: f64,
@@ -109,6 +113,7 @@ fn run_consumer(
     sink: &str,
     docs: u64,
     page: usize,
+    commit_interval: u64,
     extra: &[&str],
 ) -> anyhow::Result<ChildRun> {
     let exe = std::env::current_exe()?;
@@ -128,7 +133,7 @@ fn run_consumer(
             "--max-events",
             &docs.to_string(),
             "--commit-interval",
-            "10000",
+            &commit_interval.to_string(),
             "--commit-every",
             "2s",
             "--poll-interval",
@@ -365,6 +370,7 @@ struct Setup<'a> {
     index: &'a str,
     docs: u64,
     page: usize,
+    commit_interval: u64,
     out: &'a std::path::Path,
 }
 
@@ -397,6 +403,7 @@ impl Setup<'_> {
             "null",
             self.docs,
             self.page,
+            self.commit_interval,
             extra,
         )?;
         let r1 = self.raw(paging).await?;
@@ -408,6 +415,7 @@ impl Setup<'_> {
             &format!("file:{}", self.out.display()),
             self.docs,
             self.page,
+            self.commit_interval,
             extra,
         )?;
         let r2 = self.raw(paging).await?;
@@ -469,6 +477,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         index: &index,
         docs: args.docs,
         page: args.page_size,
+        commit_interval: args.commit_interval,
         out: &out,
     };
     let ts_rate = setup.raw(Paging::Timestamp).await?;
@@ -519,6 +528,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "machine": machine,
         "docs": args.docs,
         "page_size": args.page_size,
+        "commit_interval": args.commit_interval,
         "target": target,
         "bulk_index_docs_per_s": load_rate.round(),
         "raw_paging_timestamp_docs_per_s": ts_rate.round(),
@@ -567,7 +577,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("{table}");
     }
     if let Some(path) = &args.write {
-        let md = format!("# Benchmarks\n\nMeasured with `indexstream bench --docs {}` (release build) on {machine}, against {target}.\n\n{table}\nRaw JSON:\n\n```json\n{}\n```\n", args.docs, serde_json::to_string_pretty(&results)?);
+        let md = format!("# Benchmarks\n\nMeasured with `indexstream bench --docs {} --commit-interval {}` (release build) on {machine}, against {target}.\n\n{table}\nRaw JSON:\n\n```json\n{}\n```\n", args.docs, args.commit_interval, serde_json::to_string_pretty(&results)?);
         std::fs::write(path, md).with_context(|| format!("write {}", path.display()))?;
         eprintln!("bench: wrote {}", path.display());
     }

@@ -124,22 +124,30 @@ pub fn now_ms() -> i64 {
 }
 
 /// Resolves when the process gets SIGINT or SIGTERM.
+/// Resolves on SIGINT, SIGTERM or SIGHUP: all three stop gracefully (fetching stops, the sink
+/// is flushed, everything delivered is committed, the lease released). SIGHUP is a stop rather
+/// than "reopen the file", so that a terminal closing never kills a consumer mid-batch; to
+/// rotate its file, stop it, move the file, start it again (it resumes where it stopped).
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let other = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            (Ok(mut term), Ok(mut hup)) => {
+                tokio::select! { _ = term.recv() => {}, _ = hup.recv() => {} }
             }
-            Err(_) => std::future::pending::<()>().await,
+            _ => std::future::pending::<()>().await,
         }
     };
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    let other = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = other => {} }
 }
 
 #[cfg(test)]

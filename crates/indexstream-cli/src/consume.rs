@@ -517,15 +517,21 @@ impl ConsumeArgs {
 
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
+    // Every input is checked (the sink opened, the metrics address bound) before the group is
+    // joined: a bad one must not leave the group's lease held for the next, corrected, run.
     let mut sink = settings
         .sink
         .open()
         .with_context(|| format!("cannot open sink {:?}", settings.sink))?;
+    let listener = match &settings.metrics_addr {
+        Some(addr) => Some(crate::observe::bind(addr).await?),
+        None => None,
+    };
     let mut consumer = connect_with_retry(settings.consumer.clone()).await?;
     let telemetry = consumer.telemetry();
     let mut tasks = Vec::new();
-    if let Some(addr) = &settings.metrics_addr {
-        let (local, task) = crate::observe::serve(addr, telemetry.clone()).await?;
+    if let Some(listener) = listener {
+        let (local, task) = crate::observe::serve(listener, telemetry.clone())?;
         eprintln!(
             "indexstream: metrics on http://{local}/metrics, health on http://{local}/health"
         );

@@ -144,7 +144,7 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
                     if d.source["expires_at_ms"].as_i64().unwrap_or(0) > now_ms() {
                         e.2 = d.source["member"].as_str().map(String::from);
                     }
-                } else {
+                } else if d.source["kind"] == "offset" {
                     e.0 += 1;
                     e.1 = d.source["mode"].as_str().unwrap_or_default().to_string();
                 }
@@ -161,13 +161,16 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
         }
         GroupsCommand::Describe { group } => {
             let docs = all_docs(&client, oi, Some(group)).await?;
-            if let Some(d) = docs.iter().find(|d| d.source["mode"] == "timestamp") {
+            if let Some(d) = docs
+                .iter()
+                .find(|d| d.source["kind"] == "offset" && d.source["mode"] == "timestamp")
+            {
                 return describe_timestamp(&client, oi, group, d, live_holder(&docs), args.format)
                     .await;
             }
-            let offsets: Vec<(PartitionId, i64)> = docs
+            let offsets: Vec<(PartitionId, i64, Vec<(i64, i64)>)> = docs
                 .iter()
-                .filter(|d| d.source["kind"] != "lease")
+                .filter(|d| d.source["kind"] == "offset")
                 .map(|d| {
                     parse_offset_doc(
                         oi,
@@ -176,7 +179,7 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
                         Mode::parse(d.source["mode"].as_str().unwrap_or("exact"))
                             .unwrap_or(Mode::Exact),
                     )
-                    .map(|s| (s.partition, s.seq_no))
+                    .map(|s| (s.partition, s.seq_no, s.delivered))
                 })
                 .collect::<Result<_, _>>()?;
             if offsets.is_empty() && docs.is_empty() {
@@ -185,7 +188,7 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
             let mut rows = Vec::new();
             let mut stats_cache: BTreeMap<String, Vec<indexstream::client::types::IndexShards>> =
                 BTreeMap::new();
-            for (p, committed) in &offsets {
+            for (p, committed, delivered) in &offsets {
                 if !stats_cache.contains_key(&p.index) {
                     let s = client.shard_stats(&p.index).await.unwrap_or_default();
                     stats_cache.insert(p.index.clone(), s);
@@ -194,10 +197,24 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
                     .iter()
                     .find(|i| i.uuid == p.uuid)
                     .and_then(|i| i.shards.iter().find(|s| s.shard == p.shard));
+                // Behind: up to the checkpoint, less what the committed ranges above the
+                // offset already delivered.
+                let delivered_below = |cp: i64| -> i64 {
+                    delivered
+                        .iter()
+                        .filter(|(a, _)| *a <= cp)
+                        .map(|(a, b)| (*b).min(cp) - a + 1)
+                        .sum()
+                };
                 let (checkpoint, lag, state) = match current {
                     Some(s) => (
                         Some(s.global_checkpoint),
-                        Some((s.global_checkpoint - committed).max(0)),
+                        Some(
+                            (s.global_checkpoint
+                                - committed
+                                - delivered_below(s.global_checkpoint))
+                            .max(0),
+                        ),
                         "ok",
                     ),
                     None => (None, None, "index deleted or recreated"),
@@ -259,7 +276,7 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
             };
             let ts_doc = docs
                 .iter()
-                .position(|d| d.source["kind"] != "lease" && d.source["mode"] == "timestamp");
+                .position(|d| d.source["kind"] == "offset" && d.source["mode"] == "timestamp");
             if ts_doc.is_some() || matches!(mode, crate::consume::ModeArg::Timestamp) {
                 let existing = ts_doc.map(|i| &docs[i]);
                 return reset_timestamp(
@@ -276,7 +293,7 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
             }
             let mut existing: BTreeMap<String, (Stored, Option<PartitionId>)> = BTreeMap::new();
             let mut expressions: Vec<String> = index.iter().cloned().collect();
-            for d in docs.into_iter().filter(|d| d.source["kind"] != "lease") {
+            for d in docs.into_iter().filter(|d| d.source["kind"] == "offset") {
                 let mode = d.source["mode"].as_str().unwrap_or_default();
                 if mode != "exact" {
                     anyhow::bail!(UsageError(format!(
@@ -340,7 +357,14 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
                         };
                         body.push_str(&format!(
                             "{meta}\n{}\n",
-                            offset_doc(group, Mode::Exact, &p, seq, "indexstream-groups-reset")
+                            offset_doc(
+                                group,
+                                Mode::Exact,
+                                &p,
+                                seq,
+                                &[],
+                                "indexstream-groups-reset"
+                            )
                         ));
                         count += 1;
                         println!("{p}: offset {seq}");
@@ -398,15 +422,16 @@ enum Target {
     Time(i64),
 }
 
-/// A timestamp-mode offset document's `cursor`; a corrupt one is an error, never reset.
+/// A timestamp-mode offset document's `cursor` (its window left empty when the window is kept
+/// in parts); a corrupt one is an error, never reset.
 fn stored_timestamp_offset(oi: &str, doc: &Stored) -> Result<TimestampOffset, indexstream::Error> {
-    TimestampOffset::from_json(&doc.source["cursor"]).map_err(|reason| {
-        indexstream::Error::CorruptOffset {
+    TimestampOffset::from_json(&doc.source["cursor"])
+        .map(|(offset, _parts)| offset)
+        .map_err(|reason| indexstream::Error::CorruptOffset {
             offsets_index: oi.to_string(),
             id: doc.id.clone(),
             reason,
-        }
-    })
+        })
 }
 
 /// `describe` of a timestamp-mode group: its cursor, floor and window, and how many documents
@@ -433,10 +458,11 @@ async fn describe_timestamp(
         .ok();
     let cursor = offset.cursor_ns.map(iso_nanos);
     let floor = offset.floor_ns.map(iso_nanos);
+    let window_keys = doc.source["cursor"]["window_keys"].as_u64().unwrap_or(0);
     match format {
         Format::Json => println!(
             "{}",
-            json!({"group": group, "member": holder, "mode": "timestamp", "index": index, "timestamp_field": offset.field, "tiebreaker_field": offset.tiebreaker, "cursor": cursor, "floor": floor, "window_keys": offset.window.len(), "lag": newer})
+            json!({"group": group, "member": holder, "mode": "timestamp", "index": index, "timestamp_field": offset.field, "tiebreaker_field": offset.tiebreaker, "cursor": cursor, "floor": floor, "window_keys": window_keys, "lag": newer})
         ),
         Format::Text => {
             println!(
@@ -452,7 +478,7 @@ async fn describe_timestamp(
                 cursor.as_deref().unwrap_or("- (nothing delivered)")
             );
             println!("floor       {}", floor.as_deref().unwrap_or("-"));
-            println!("window keys {}", offset.window.len());
+            println!("window keys {}", window_keys);
             println!(
                 "lag         {} documents newer than the cursor",
                 newer.map(|n| n.to_string()).unwrap_or_else(|| "-".into())

@@ -39,14 +39,19 @@ async fn health(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
     )
 }
 
-/// Serves `GET /metrics` (Prometheus) and `GET /health` (JSON) on `addr`.
-pub async fn serve(
-    addr: &str,
+/// Binds the metrics and health listener, so that a bad `--metrics-addr` is found before the
+/// consumer joins its group.
+pub async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| UsageError(format!("--metrics-addr {addr}: {e}")).into())
+}
+
+/// Serves `GET /metrics` (Prometheus) and `GET /health` (JSON) on a bound listener.
+pub fn serve(
+    listener: tokio::net::TcpListener,
     telemetry: Arc<Telemetry>,
 ) -> anyhow::Result<(SocketAddr, JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| UsageError(format!("--metrics-addr {addr}: {e}")))?;
     let local = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(metrics))

@@ -4,6 +4,7 @@
 mod cli {
     mod bench;
     mod consume;
+    mod contract;
     mod demo;
     mod dev_server;
     mod failover;

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 use crate::client::types::{Hit, IndexShards};
 use crate::client::{Client, ClientConfig, ClientError, ServerInfo};
 use crate::error::{Error, Result};
-use crate::group::Lease;
+use crate::group::{Lease, LeaseKeeper};
 use crate::offset::{Mode, OffsetStore, DEFAULT_OFFSETS_INDEX};
 use crate::partition::PartitionId;
 use crate::record::{Record, Source};
@@ -86,7 +86,8 @@ pub struct ConsumerConfig {
     pub start: StartFrom,
     pub refresh_policy: RefreshPolicy,
     pub offsets_index: String,
-    /// This member's name in the group's lease; a restart with the same id takes over at once.
+    /// This member's name in the group's lease (default: the host name); a restart with the same
+    /// id takes over at once.
     pub member_id: String,
     pub lease_ttl: Duration,
     /// The timestamp field (`--start <time>` in exact mode).
@@ -236,12 +237,11 @@ impl ConsumerConfig {
     }
 }
 
+/// The default member id: the host name, stable across restarts, so that a process restarted
+/// after a crash takes its own lease back at once (a second live process with the same id on
+/// the host is refused; give each its own member id).
 pub fn default_member_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    format!("{host}-{}", std::process::id())
+    crate::group::host_name()
 }
 
 /// Builds a [`Consumer`]: required arguments in `new`, options in `with_*`.
@@ -336,17 +336,24 @@ pub struct PartitionStatus {
 #[derive(Debug)]
 struct Pending {
     records: Vec<Record>,
-    /// Offsets that become committable once these records are handed out.
+    /// Exact mode: once these records are handed out, everything up to this `_seq_no` of the
+    /// partition has been (the reader's safe point when it queued them).
     marks: Vec<(PartitionId, i64)>,
     /// Timestamp mode: each record's event key and timestamp, recorded when handed out.
     keys: Vec<(u64, i64)>,
 }
 
-type FastReads = JoinSet<(
-    PartitionId,
-    i64,
-    std::result::Result<crate::client::types::SearchResponse, ClientError>,
-)>;
+/// One fast-path page read: where it was read from and up to, and what was confirmed
+/// searchable when it was sent.
+struct FastRead {
+    pid: PartitionId,
+    after: i64,
+    upto: i64,
+    confirmed_then: i64,
+    result: std::result::Result<crate::client::types::SearchResponse, ClientError>,
+}
+
+type FastReads = JoinSet<FastRead>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -363,12 +370,13 @@ pub struct Consumer {
     client: Client,
     info: ServerInfo,
     offsets: OffsetStore,
-    lease: Option<Lease>,
+    lease: Option<LeaseKeeper>,
     partitions: BTreeMap<PartitionId, ExactPartition>,
     uuid_of: HashMap<String, String>,
     confirm: BTreeMap<PartitionId, i64>,
     pending: VecDeque<Pending>,
-    committable: HashMap<PartitionId, i64>,
+    /// What has been handed out of each partition: what commits write.
+    handed: HashMap<PartitionId, crate::source::exact::HandedOut>,
     phase: Phase,
     /// Page reads started ahead (see [`Consumer::fast_step`]).
     inflight: Option<FastReads>,
@@ -441,6 +449,7 @@ impl Consumer {
             .clone()
             .with_breaker(fetch_breaker)
             .with_retry_observer(observer.clone());
+        let observer_for_lease = observer.clone();
         let offsets_client = base
             .with_breaker(offsets_breaker)
             .with_retry_observer(observer);
@@ -451,8 +460,13 @@ impl Consumer {
             &config.member_id,
         );
         offsets.ensure_index().await?;
+        // The lease has a client of its own: no breaker (an open one must not stop renewals)
+        // and connections no other task holds up.
+        let lease_client = Client::new(&config.client)?
+            .with_retry(config.retry.clone())
+            .with_retry_observer(observer_for_lease);
         let lease = Lease::acquire(
-            offsets_client,
+            lease_client,
             &config.offsets_index,
             &config.group,
             &config.member_id,
@@ -468,12 +482,12 @@ impl Consumer {
             client,
             info,
             offsets,
-            lease: Some(lease),
+            lease: Some(LeaseKeeper::start(lease)),
             partitions: BTreeMap::new(),
             uuid_of: HashMap::new(),
             confirm: BTreeMap::new(),
             pending: VecDeque::new(),
-            committable: HashMap::new(),
+            handed: HashMap::new(),
             phase: Phase::Idle,
             inflight: None,
             handed_out: HashMap::new(),
@@ -595,37 +609,39 @@ impl Consumer {
     /// Hands out up to `max` records of the first pending read (`None` when it held none).
     fn hand_out(&mut self, max: usize) -> Option<Vec<Record>> {
         let front = self.pending.front_mut()?;
-        let (records, keys) = if front.records.len() > max && max > 0 {
+        let (records, keys, marks) = if front.records.len() > max && max > 0 {
             let rest = front.records.split_off(max);
             let keys_rest = front.keys.split_off(max.min(front.keys.len()));
             (
                 std::mem::replace(&mut front.records, rest),
                 std::mem::replace(&mut front.keys, keys_rest),
+                Vec::new(),
             )
         } else {
             let p = self.pending.pop_front()?;
-            for (pid, seq) in p.marks {
-                let e = self.committable.entry(pid).or_insert(seq);
-                *e = (*e).max(seq);
-            }
-            (p.records, p.keys)
+            (p.records, p.keys, p.marks)
         };
-        if records.is_empty() {
-            return None;
+        if !records.is_empty() {
+            self.stats.batches += 1;
+            self.stats.delivered += records.len() as u64;
+            if self.ts.is_some() {
+                self.timestamp_handed_out(&keys);
+            } else {
+                self.note_handed_out(&records);
+            }
         }
-        self.stats.batches += 1;
-        self.stats.delivered += records.len() as u64;
-        if self.ts.is_some() {
-            self.timestamp_handed_out(&keys);
-        } else {
-            self.note_handed_out(&records);
+        // The marks apply once every record queued with them is handed out.
+        for (pid, seq) in marks {
+            if let Some(h) = self.handed.get_mut(&pid) {
+                h.advance(seq);
+            }
         }
-        Some(records)
+        (!records.is_empty()).then_some(records)
     }
 
     async fn start_round(&mut self) -> Result<()> {
-        if let Some(lease) = self.lease.as_mut() {
-            lease.renew_if_due().await?;
+        if let Some(lease) = self.lease.as_ref() {
+            lease.check()?;
         }
         if self.first_round {
             self.offsets.check_mode(self.config.mode).await?;
@@ -667,7 +683,11 @@ impl Consumer {
                     *e = (*e).max(cp);
                 }
                 let waiting = p.checkpoint > p.safe;
-                if (self.config.refresh_policy == RefreshPolicy::Force && waiting) || obs.stalled {
+                let fresh = std::mem::take(&mut p.fresh) && waiting;
+                if (self.config.refresh_policy == RefreshPolicy::Force && waiting)
+                    || obs.stalled
+                    || fresh
+                {
                     needs_refresh
                         .entry(index.index.clone())
                         .or_default()
@@ -713,7 +733,7 @@ impl Consumer {
             self.partitions.remove(&pid);
             self.handed_out.remove(&pid);
             self.confirm.remove(&pid);
-            self.committable.remove(&pid);
+            self.handed.remove(&pid);
             gone_indices.insert((pid.index.clone(), pid.uuid.clone()));
         }
         for (index, uuid) in &gone_indices {
@@ -750,7 +770,23 @@ impl Consumer {
         for (pid, stat) in new {
             let now = Instant::now();
             let state = match committed.get(&pid) {
-                Some(seq) => ExactPartition::new(pid.clone(), *seq, *seq, now),
+                Some(stored) => {
+                    self.handed.insert(
+                        pid.clone(),
+                        crate::source::exact::HandedOut::new(
+                            stored.seq_no,
+                            &stored.delivered,
+                            true,
+                        ),
+                    );
+                    ExactPartition::new(
+                        pid.clone(),
+                        stored.seq_no,
+                        stored.seq_no,
+                        &stored.delivered,
+                        now,
+                    )
+                }
                 None => {
                     let safe = match self.config.start {
                         StartFrom::Earliest => -1,
@@ -761,10 +797,13 @@ impl Consumer {
                             .map(|s| s - 1)
                             .unwrap_or(stat.global_checkpoint),
                     };
-                    if safe >= 0 {
-                        self.committable.insert(pid.clone(), safe);
-                    }
-                    ExactPartition::new(pid.clone(), -1, safe, now)
+                    // A start position is written by the next commit (even before anything is
+                    // delivered), so a restart starts there too.
+                    self.handed.insert(
+                        pid.clone(),
+                        crate::source::exact::HandedOut::new(safe, &[], safe < 0),
+                    );
+                    ExactPartition::new(pid.clone(), -1, safe, &[], now)
                 }
             };
             let mut state = state;
@@ -833,10 +872,16 @@ impl Consumer {
                 "preference",
                 shard_preference(&self.info, p.id.shard, &p.node),
             )];
-            let pid = p.id.clone();
+            let (pid, confirmed_then) = (p.id.clone(), p.confirmed);
             set.spawn(async move {
                 let result = client.search(&pid.index, &q, body).await;
-                (pid, upto, result)
+                FastRead {
+                    pid,
+                    after,
+                    upto,
+                    confirmed_then,
+                    result,
+                }
             });
         }
         set
@@ -859,10 +904,16 @@ impl Consumer {
                 results.push(r);
             }
         }
-        results.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut records = Vec::new();
+        results.sort_by(|a, b| a.pid.cmp(&b.pid));
         let mut first_error = None;
-        for (pid, upto, result) in results {
+        for FastRead {
+            pid,
+            after,
+            upto,
+            confirmed_then,
+            result,
+        } in results
+        {
             let resp = match result {
                 Ok(r) => r,
                 Err(e) => {
@@ -875,6 +926,7 @@ impl Consumer {
             };
             let full = resp.hits.hits.len() >= self.config.batch_size;
             let last = resp.hits.hits.last().and_then(|h| h.seq_no);
+            let mut records = Vec::with_capacity(resp.hits.hits.len());
             for hit in resp.hits.hits {
                 if let Some(seq) = hit.seq_no {
                     if let Some(previous) = hit.primary_term.and_then(|t| p.note_primary_term(t)) {
@@ -886,15 +938,24 @@ impl Consumer {
                 }
             }
             p.fast_page_done(last, full, upto);
+            let cover = match (full, last) {
+                (true, Some(l)) => l,
+                _ => upto,
+            };
+            let marks = p
+                .page_read(after, cover, confirmed_then)
+                .map(|safe| vec![(pid.clone(), safe)])
+                .unwrap_or_default();
             if full && p.budget == 0 {
                 self.more = true;
             }
+            // One queued page per partition: handing it out makes its mark committable.
+            self.pending.push_back(Pending {
+                records,
+                marks,
+                keys: Vec::new(),
+            });
         }
-        self.pending.push_back(Pending {
-            records,
-            marks: Vec::new(),
-            keys: Vec::new(),
-        });
         match first_error {
             Some(e) => Err(e.into()),
             None => Ok(true),
@@ -1034,9 +1095,15 @@ impl Consumer {
                 uuid: uuid.clone(),
                 shard,
             };
+            let handed = self.handed.get_mut(&pid);
             let set = self.handed_out.entry(pid).or_default();
             for seq in run.iter().filter_map(|r| r.seq_no) {
                 set.insert(seq);
+            }
+            if let Some(h) = handed {
+                for seq in run.iter().filter_map(|r| r.seq_no) {
+                    h.record(seq);
+                }
             }
         }
     }
@@ -1049,21 +1116,17 @@ impl Consumer {
         }
     }
 
-    /// Delivered events that make a commit due. In timestamp mode a commit rewrites the whole
-    /// window, so it is due at most once per window's worth of events (and still every
-    /// `commit_every`): the commit cost stays about one key per delivered event.
+    /// Delivered events that make a commit due, in both modes (a timestamp-mode commit writes
+    /// the keys since the last one, not the whole window).
     fn commit_threshold(&self) -> u64 {
-        match &self.ts {
-            Some(ts) => self.config.commit_every_events.max(ts.position().1 as u64),
-            None => self.config.commit_every_events,
-        }
+        self.config.commit_every_events
     }
 
     /// Whether a commit now would write anything.
     fn has_committable(&self) -> bool {
         match &self.ts {
             Some(ts) => ts.dirty(),
-            None => !self.committable.is_empty(),
+            None => self.handed.values().any(|h| h.to_commit().is_some()),
         }
     }
 
@@ -1076,26 +1139,28 @@ impl Consumer {
 
     /// What a commit would write now: take it when the sink's flush starts, commit it once the
     /// flush has finished (what is handed out meanwhile is not in it).
-    fn commit_snapshot(&self) -> CommitSnapshot {
+    fn commit_snapshot(&mut self) -> CommitSnapshot {
         if self.ts.is_some() {
             return match self.timestamp_snapshot() {
-                Some((cursor, handed, version)) => CommitSnapshot::Timestamp {
-                    cursor,
-                    handed,
-                    version,
-                },
+                Some(c) => CommitSnapshot::Timestamp(Box::new(c)),
                 None => CommitSnapshot::Nothing,
             };
         }
-        let entries: Vec<(PartitionId, i64)> = self
-            .committable
+        let entries: Vec<(crate::offset::StoredOffset, u64)> = self
+            .handed
             .iter()
-            .filter(|(pid, seq)| {
-                self.partitions
-                    .get(*pid)
-                    .is_some_and(|p| **seq > p.committed)
+            .filter(|(pid, _)| self.partitions.contains_key(*pid))
+            .filter_map(|(pid, h)| {
+                let c = h.to_commit()?;
+                Some((
+                    crate::offset::StoredOffset {
+                        partition: pid.clone(),
+                        seq_no: c.safe,
+                        delivered: c.delivered,
+                    },
+                    c.version,
+                ))
             })
-            .map(|(p, s)| (p.clone(), *s))
             .collect();
         if entries.is_empty() {
             CommitSnapshot::Nothing
@@ -1105,23 +1170,34 @@ impl Consumer {
     }
 
     async fn commit_from(&mut self, snapshot: CommitSnapshot) -> Result<usize> {
+        // A member that lost its lease must not move offsets (the cluster's CAS refuses it too
+        // once the new holder has written; this refuses it before that).
+        if let Some(lease) = self.lease.as_ref() {
+            lease.check()?;
+        }
         let entries = match snapshot {
             CommitSnapshot::Nothing => return Ok(0),
-            CommitSnapshot::Timestamp {
-                cursor,
-                handed,
-                version,
-            } => return self.commit_timestamp(cursor, handed, version).await,
+            CommitSnapshot::Timestamp(c) => return self.commit_timestamp(*c).await,
             CommitSnapshot::Exact(entries) => entries,
         };
-        self.offsets.commit(self.config.mode, &entries).await?;
-        for (pid, seq) in &entries {
+        let offsets: Vec<crate::offset::StoredOffset> =
+            entries.iter().map(|(o, _)| o.clone()).collect();
+        self.offsets.commit(self.config.mode, &offsets).await?;
+        for (o, version) in &entries {
+            let pid = &o.partition;
             if let Some(p) = self.partitions.get_mut(pid) {
-                p.committed = p.committed.max(*seq);
+                p.committed = p.committed.max(o.seq_no);
+            }
+            if let Some(h) = self.handed.get_mut(pid) {
+                h.committed_at(*version);
             }
             if let Some(set) = self.handed_out.get_mut(pid) {
-                set.remove_through(*seq);
+                set.remove_through(o.seq_no);
+                for (a, b) in &o.delivered {
+                    set.remove_range(*a, *b);
+                }
             }
+            tracing::debug!(partition = %pid, seq_no = o.seq_no, delivered_ranges = o.delivered.len(), "offset committed");
         }
         self.stats.commits += 1;
         Ok(entries.len())
@@ -1209,6 +1285,23 @@ impl Consumer {
                     }
                     Err(e) => return Err(e),
                 };
+                // The commit contract: a crash repeats at most `commit_every_events` plus one
+                // batch. A batch that would leave more than that uncommitted waits for the
+                // commit under way (its snapshot was taken before this batch was handed out).
+                if !batch.is_empty()
+                    && self.uncommitted() > self.config.commit_every_events + self.config.batch_size as u64
+                {
+                    if let Some(f) = in_flight.take() {
+                        let before = commit_failures;
+                        f.flush.wait().await?;
+                        let result = self.commit_from(f.snapshot).await;
+                        self.commit_outcome(result, f.covered, &mut since_commit, &mut last_commit, &mut commit_failures, &mut retry_commit_at)?;
+                        if paused && commit_failures == 0 && before > 0 {
+                            paused = false;
+                            tracing::info!("commits succeed again: fetching resumed");
+                        }
+                    }
+                }
                 if !batch.is_empty() {
                     let written_at = Instant::now();
                     self.deliver(sink, &batch, &opts).await?;
@@ -1259,9 +1352,6 @@ impl Consumer {
                 f.flush.wait().await?;
             }
             sink.flush()?;
-            if result.is_ok() {
-                self.settle().await;
-            }
             self.commit_with_retry().await
         })
         .await;
@@ -1280,55 +1370,6 @@ impl Consumer {
             elapsed: started.elapsed(),
             stop,
         })
-    }
-
-    /// Before a final commit, moves `safe` to each partition's last checkpoint when that is
-    /// provable without delivering anything more: the fast path covered it, an explicit refresh
-    /// (started now, after the checkpoint was read) makes everything below it searchable, and
-    /// no document is found in the remaining gaps. Otherwise the partition keeps its confirmed
-    /// offset and a restart repeats what came after it. Failures here only cost that.
-    async fn settle(&mut self) {
-        if !self.pending.is_empty() || self.ts.is_some() {
-            return;
-        }
-        let candidates: Vec<PartitionId> = self
-            .partitions
-            .values()
-            .filter(|p| p.checkpoint > p.safe && p.read_hi >= p.checkpoint)
-            .map(|p| p.id.clone())
-            .collect();
-        let indices: std::collections::BTreeSet<String> =
-            candidates.iter().map(|p| p.index.clone()).collect();
-        for index in &indices {
-            if let Err(e) = self.client.refresh(index).await {
-                tracing::debug!(index = %index, error = %e, "cannot settle offsets before the final commit");
-                return;
-            }
-        }
-        for pid in candidates {
-            let Some(p) = self.partitions.get(&pid) else {
-                continue;
-            };
-            let (cp, safe, node) = (p.checkpoint, p.safe, p.node.clone());
-            let gaps = p.gaps(cp);
-            if !gaps.is_empty() {
-                let should: Vec<Value> = gaps
-                    .iter()
-                    .map(|(a, b)| json!({"range": {"_seq_no": {"gte": a, "lte": b}}}))
-                    .collect();
-                let body = json!({"size": 1, "_source": false, "track_total_hits": false, "query": {"bool": {"filter": [{"range": {"_seq_no": {"gt": safe, "lte": cp}}}], "should": should, "minimum_should_match": 1}}});
-                let q = [("preference", shard_preference(&self.info, pid.shard, &node))];
-                match self.client.search(&pid.index, &q, body).await {
-                    Ok(r) if r.hits.hits.is_empty() => {}
-                    _ => continue,
-                }
-            }
-            if let Some(p) = self.partitions.get_mut(&pid) {
-                p.advance_safe(cp);
-            }
-            let e = self.committable.entry(pid).or_insert(cp);
-            *e = (*e).max(cp);
-        }
     }
 
     /// One commit attempt of the run loop: on a transient failure it schedules the next attempt
@@ -1476,12 +1517,9 @@ struct InFlightCommit {
 #[derive(Debug)]
 enum CommitSnapshot {
     Nothing,
-    Exact(Vec<(PartitionId, i64)>),
-    Timestamp {
-        cursor: Value,
-        handed: u64,
-        version: u64,
-    },
+    /// The offsets, each with the version of its partition's handed-out state it covers.
+    Exact(Vec<(crate::offset::StoredOffset, u64)>),
+    Timestamp(Box<timestamp_read::TimestampCommit>),
 }
 
 /// The stall timeout for an index whose refreshes are disabled (`refresh_interval: -1`).

@@ -19,6 +19,12 @@ pub enum Error {
         holder: String,
         expires_in_ms: i64,
     },
+    #[error("member id {member:?} of group {group:?} is in use by a live process on this host (pid {pid}): give each process of a group its own member id")]
+    MemberIdInUse {
+        group: String,
+        member: String,
+        pid: u32,
+    },
     #[error(
         "group {group:?} was taken over by another member ({detail}); stopping without committing"
     )]
@@ -74,7 +80,10 @@ impl Error {
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            Error::Config { .. } | Error::NoSuchIndex { .. } | Error::ModeMismatch { .. }
+            Error::Config { .. }
+                | Error::NoSuchIndex { .. }
+                | Error::ModeMismatch { .. }
+                | Error::MemberIdInUse { .. }
         ) || matches!(self, Error::Client(ClientError::InvalidUrl { .. }))
             || matches!(self, Error::Client(e) if matches!(e.status(), Some(401 | 403)))
     }

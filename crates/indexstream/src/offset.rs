@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::client::{Client, ClientError};
 use crate::error::{Error, Result};
 use crate::partition::PartitionId;
-use crate::source::timestamp::TimestampOffset;
+use crate::source::timestamp::{TimestampOffset, WindowParts};
 
 /// The offsets index when none is configured.
 pub const DEFAULT_OFFSETS_INDEX: &str = "indexstream-offsets";
@@ -46,7 +46,7 @@ impl Mode {
 
 /// The explicit mapping of the offsets index (created on first use).
 pub fn offsets_index_body() -> Value {
-    json!({
+    let mut body = json!({
         "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
         "mappings": {
             "dynamic": "strict",
@@ -63,6 +63,30 @@ pub fn offsets_index_body() -> Value {
                 "expires_at_ms": {"type": "long"},
                 "updated_at": {"type": "date"}
             }
+        }
+    });
+    if let (Some(props), Value::Object(more)) = (
+        body["mappings"]["properties"].as_object_mut(),
+        offsets_mapping_additions()["properties"].take(),
+    ) {
+        props.extend(more);
+    }
+    body
+}
+
+/// Fields added to the offsets mapping after it was first published: put on an existing
+/// offsets index at start (adding fields to a mapping is allowed; `dynamic: strict` refuses
+/// documents that carry fields it does not map).
+pub fn offsets_mapping_additions() -> Value {
+    json!({
+        "properties": {
+            // The lease's holder: host, process, and one acquisition (see `group`).
+            "host": {"type": "keyword"},
+            "pid": {"type": "long"},
+            "process": {"type": "keyword", "index": false},
+            "instance": {"type": "keyword", "index": false},
+            // Exact mode: `_seq_no` ranges delivered above `seq_no` (see `StoredOffset`).
+            "delivered": {"type": "object", "enabled": false}
         }
     })
 }
@@ -130,12 +154,21 @@ pub(crate) fn push_digits(out: &mut String, v: i64, width: usize) {
     }
 }
 
-/// A committed exact-mode offset as stored.
+/// A committed exact-mode offset as stored: every operation up to `seq_no` was delivered, and
+/// so were the `_seq_no` ranges in `delivered` above it (what was delivered before the
+/// checkpoint covering it was confirmed: a restart skips those, so it repeats nothing the
+/// commit covered, and reads whatever lies between them).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredOffset {
     pub partition: PartitionId,
     pub seq_no: i64,
+    /// Inclusive `(start, end)` ranges above `seq_no`, in order, disjoint.
+    pub delivered: Vec<(i64, i64)>,
 }
+
+/// The most `delivered` ranges one offset document holds; past it the highest are left out
+/// (what they cover is delivered again after a restart, never skipped).
+pub const MAX_DELIVERED_RANGES: usize = 1000;
 
 /// Parses and validates an offset document; a corrupt one or one of the other mode is an error.
 pub fn parse_offset_doc(
@@ -167,6 +200,36 @@ pub fn parse_offset_doc(
     if seq_no < -1 {
         return Err(corrupt(&format!("seq_no {seq_no} is below -1")));
     }
+    let mut delivered = Vec::new();
+    match &doc["delivered"] {
+        Value::Null => {}
+        Value::Array(items) => {
+            let mut above = seq_no;
+            for item in items {
+                let pair = item.as_array().filter(|a| a.len() == 2);
+                let (Some(a), Some(b)) = (
+                    pair.and_then(|p| p[0].as_i64()),
+                    pair.and_then(|p| p[1].as_i64()),
+                ) else {
+                    return Err(corrupt(&format!(
+                        "delivered range {item} is not [start, end]"
+                    )));
+                };
+                if a <= above || b < a {
+                    return Err(corrupt(&format!(
+                        "delivered range [{a}, {b}] is out of order or not above seq_no {seq_no}"
+                    )));
+                }
+                delivered.push((a, b));
+                above = b;
+            }
+        }
+        other => {
+            return Err(corrupt(&format!(
+                "delivered is not a list of ranges: {other}"
+            )))
+        }
+    }
     Ok(StoredOffset {
         partition: PartitionId {
             index: index.into(),
@@ -174,11 +237,30 @@ pub fn parse_offset_doc(
             shard: shard as u32,
         },
         seq_no,
+        delivered,
     })
 }
 
-pub fn offset_doc(group: &str, mode: Mode, p: &PartitionId, seq_no: i64, member: &str) -> Value {
-    json!({"group": group, "kind": "offset", "mode": mode.as_str(), "index": p.index, "index_uuid": p.uuid, "shard": p.shard, "seq_no": seq_no, "member": member, "updated_at": now_iso()})
+/// An exact-mode offset document: `seq_no`, and the ranges delivered above it (at most
+/// [`MAX_DELIVERED_RANGES`], the lowest).
+pub fn offset_doc(
+    group: &str,
+    mode: Mode,
+    p: &PartitionId,
+    seq_no: i64,
+    delivered: &[(i64, i64)],
+    member: &str,
+) -> Value {
+    let mut doc = json!({"group": group, "kind": "offset", "mode": mode.as_str(), "index": p.index, "index_uuid": p.uuid, "shard": p.shard, "seq_no": seq_no, "member": member, "updated_at": now_iso()});
+    if !delivered.is_empty() {
+        let ranges: Vec<Value> = delivered
+            .iter()
+            .take(MAX_DELIVERED_RANGES)
+            .map(|(a, b)| json!([a, b]))
+            .collect();
+        doc["delivered"] = Value::Array(ranges);
+    }
+    doc
 }
 
 /// The offsets of one group, with the versions needed to write them conditionally.
@@ -207,11 +289,17 @@ impl OffsetStore {
         &self.index
     }
 
-    /// Creates the offsets index with its mapping when it does not exist yet.
+    /// Creates the offsets index with its mapping when it does not exist yet, and adds the
+    /// fields of newer versions to the mapping of one that does.
     pub async fn ensure_index(&self) -> Result<()> {
-        if !self.client.index_exists(&self.index).await? {
-            self.client
+        let created = !self.client.index_exists(&self.index).await?
+            && self
+                .client
                 .create_index(&self.index, &offsets_index_body())
+                .await?;
+        if !created {
+            self.client
+                .put_mapping(&self.index, &offsets_mapping_additions())
                 .await?;
         }
         Ok(())
@@ -222,7 +310,7 @@ impl OffsetStore {
         &mut self,
         partitions: &[PartitionId],
         mode: Mode,
-    ) -> Result<HashMap<PartitionId, i64>> {
+    ) -> Result<HashMap<PartitionId, StoredOffset>> {
         let ids: Vec<String> = partitions
             .iter()
             .map(|p| p.offset_doc_id(&self.group))
@@ -241,7 +329,7 @@ impl OffsetStore {
                 }
                 self.versions
                     .insert(id.clone(), (doc.seq_no, doc.primary_term));
-                out.insert(p.clone(), stored.seq_no);
+                out.insert(p.clone(), stored);
             }
         }
         Ok(out)
@@ -249,13 +337,20 @@ impl OffsetStore {
 
     /// Commits offsets in one `_bulk`, each conditional on the version we last saw. A version
     /// conflict means another member wrote the group's offsets: we are fenced.
-    pub async fn commit(&mut self, mode: Mode, entries: &[(PartitionId, i64)]) -> Result<()> {
+    pub async fn commit(&mut self, mode: Mode, entries: &[StoredOffset]) -> Result<()> {
         let docs = entries
             .iter()
-            .map(|(p, seq_no)| {
+            .map(|e| {
                 (
-                    p.offset_doc_id(&self.group),
-                    offset_doc(&self.group, mode, p, *seq_no, &self.member),
+                    e.partition.offset_doc_id(&self.group),
+                    offset_doc(
+                        &self.group,
+                        mode,
+                        &e.partition,
+                        e.seq_no,
+                        &e.delivered,
+                        &self.member,
+                    ),
                 )
             })
             .collect();
@@ -267,9 +362,19 @@ impl OffsetStore {
         format!("{group}|timestamp")
     }
 
-    /// Reads a timestamp-mode group's offset (realtime). `target` is the index expression it
-    /// reads; an offset written for another expression or field is reported, never reset.
-    pub async fn load_timestamp(&mut self, target: &str) -> Result<Option<TimestampOffset>> {
+    /// The id of a stored part of a timestamp-mode group's window (format 2).
+    pub fn window_part_id(group: &str, name: &str) -> String {
+        format!("{group}|timestamp|{name}")
+    }
+
+    /// Reads a timestamp-mode group's offset (realtime), its window folded together from its
+    /// parts (format 2) or read from the offset itself (format 1), and where the parts are.
+    /// `target` is the index expression it reads; an offset written for another expression or
+    /// field is reported, never reset.
+    pub async fn load_timestamp(
+        &mut self,
+        target: &str,
+    ) -> Result<Option<(TimestampOffset, Option<WindowParts>)>> {
         let id = Self::timestamp_doc_id(&self.group);
         let docs = self
             .client
@@ -278,9 +383,9 @@ impl OffsetStore {
         let Some(doc) = docs.into_iter().next().flatten() else {
             return Ok(None);
         };
-        let corrupt = |reason: String| Error::CorruptOffset {
+        let corrupt = |id: &str, reason: String| Error::CorruptOffset {
             offsets_index: self.index.clone(),
-            id: id.clone(),
+            id: id.to_string(),
             reason,
         };
         let mode = doc.source["mode"].as_str().unwrap_or_default();
@@ -291,20 +396,72 @@ impl OffsetStore {
                 expected: Mode::Timestamp.as_str().into(),
             });
         }
-        let stored = TimestampOffset::from_json(&doc.source["cursor"]).map_err(corrupt)?;
+        let (mut stored, parts) =
+            TimestampOffset::from_json(&doc.source["cursor"]).map_err(|r| corrupt(&id, r))?;
+        if let Some(parts) = &parts {
+            let ids: Vec<String> = parts
+                .names()
+                .iter()
+                .map(|n| Self::window_part_id(&self.group, n))
+                .collect();
+            let found = self.client.mget(&self.index, &ids).await?;
+            for (part_id, part) in ids.iter().zip(found) {
+                let part = part.ok_or_else(|| {
+                    corrupt(part_id, "a part of the window it names is missing".into())
+                })?;
+                stored
+                    .merge_part(&part.source["cursor"])
+                    .map_err(|r| corrupt(part_id, r))?;
+            }
+        }
         if doc.source["index"].as_str() != Some(target) {
             tracing::warn!(group = %self.group, stored = %doc.source["index"], target, "the group's offset was written while reading another index expression; continuing from it");
         }
         self.versions.insert(id, (doc.seq_no, doc.primary_term));
-        Ok(Some(stored))
+        Ok(Some((stored, parts)))
     }
 
-    /// Commits a timestamp-mode group's offset.
-    /// `cursor` is [`TimestampOffset::to_json`].
-    pub async fn commit_timestamp(&mut self, target: &str, cursor: Value) -> Result<()> {
-        let doc = json!({"group": self.group, "kind": "offset", "mode": Mode::Timestamp.as_str(), "index": target, "cursor": cursor, "member": self.member, "updated_at": now_iso()});
-        self.write_docs(vec![(Self::timestamp_doc_id(&self.group), doc)])
-            .await
+    /// Commits a timestamp-mode group's offset: one part of its window (a new base, or the
+    /// keys since the last commit), then the offset naming it, conditionally, in one `_bulk`.
+    /// `head` is [`TimestampOffset::head_json`]; the part's name is unique, so it is created.
+    pub async fn commit_timestamp(
+        &mut self,
+        target: &str,
+        head: Value,
+        part_name: &str,
+        part: Value,
+    ) -> Result<()> {
+        let part_id = Self::window_part_id(&self.group, part_name);
+        let part_doc = json!({"group": self.group, "kind": "window", "mode": Mode::Timestamp.as_str(), "cursor": part, "member": self.member, "updated_at": now_iso()});
+        let doc = json!({"group": self.group, "kind": "offset", "mode": Mode::Timestamp.as_str(), "index": target, "cursor": head, "member": self.member, "updated_at": now_iso()});
+        let result = self
+            .write_docs(vec![
+                (part_id.clone(), part_doc),
+                (Self::timestamp_doc_id(&self.group), doc),
+            ])
+            .await;
+        // Parts are written once: no version to keep for them.
+        self.versions.remove(&part_id);
+        result
+    }
+
+    /// Deletes parts of a window that a compaction replaced (best effort: a part left behind
+    /// is never read, `groups delete` removes it).
+    pub async fn delete_window_parts(&self, names: &[String]) {
+        if names.is_empty() {
+            return;
+        }
+        let mut body = String::new();
+        for n in names {
+            body.push_str(
+                &json!({"delete": {"_index": self.index, "_id": Self::window_part_id(&self.group, n)}})
+                    .to_string(),
+            );
+            body.push('\n');
+        }
+        if let Err(e) = self.client.bulk_to(Some(&self.index), body, false).await {
+            tracing::debug!(group = %self.group, error = %e, "cannot delete replaced window parts");
+        }
     }
 
     /// Fails with [`Error::ModeMismatch`] when the group has offsets of a mode other than `mode`.
@@ -431,14 +588,40 @@ mod tests {
             uuid: "u".into(),
             shard: 2,
         };
-        let doc = offset_doc("g", Mode::Exact, &p, 41, "m");
+        let doc = offset_doc("g", Mode::Exact, &p, 41, &[(43, 50), (52, 52)], "m");
         assert_eq!(
             parse_offset_doc("o", "id", &doc, Mode::Exact).unwrap(),
             StoredOffset {
                 partition: p.clone(),
-                seq_no: 41
+                seq_no: 41,
+                delivered: vec![(43, 50), (52, 52)],
             }
         );
+        let mut old = doc.clone();
+        old.as_object_mut().unwrap().remove("delivered");
+        assert_eq!(
+            parse_offset_doc("o", "id", &old, Mode::Exact)
+                .unwrap()
+                .delivered,
+            vec![],
+            "offsets written before delivered ranges existed still load"
+        );
+        for bad in [
+            json!([[40, 45]]),
+            json!([[45, 44]]),
+            json!([[43, 50], [49, 60]]),
+            json!("x"),
+        ] {
+            let mut broken = doc.clone();
+            broken["delivered"] = bad.clone();
+            assert!(
+                matches!(
+                    parse_offset_doc("o", "id", &broken, Mode::Exact),
+                    Err(Error::CorruptOffset { .. })
+                ),
+                "{bad}"
+            );
+        }
         assert!(matches!(
             parse_offset_doc("o", "id", &doc, Mode::Timestamp),
             Err(Error::ModeMismatch { .. })

@@ -28,14 +28,28 @@ fn produce(
     max_late_ms: u64,
     seed: u64,
 ) -> std::thread::JoinHandle<()> {
+    produce_at(url, index, total, 500, late_pct, max_late_ms, seed)
+}
+
+/// The same at `rate` events per second (bulks every 100 ms).
+pub(super) fn produce_at(
+    url: &str,
+    index: &str,
+    total: usize,
+    rate: usize,
+    late_pct: u64,
+    max_late_ms: u64,
+    seed: u64,
+) -> std::thread::JoinHandle<()> {
     let (url, index) = (url.to_string(), index.to_string());
+    let per = (rate / 10).max(1);
     std::thread::spawn(move || {
         let mut next = rng(seed);
-        for chunk in 0..total / 50 {
+        for chunk in 0..total / per {
             let now = now_ms();
-            let docs: Vec<(String, Value)> = (0..50)
+            let docs: Vec<(String, Value)> = (0..per)
                 .map(|i| {
-                    let n = chunk * 50 + i;
+                    let n = chunk * per + i;
                     let late = if next(100) < late_pct {
                         next(max_late_ms) as i64
                     } else {
@@ -50,7 +64,7 @@ fn produce(
     })
 }
 
-fn create_events_index(url: &str, index: &str) {
+pub(super) fn create_events_index(url: &str, index: &str) {
     call(
         url,
         "PUT",
@@ -88,7 +102,21 @@ fn committed(url: &str, group: &str) -> Option<TimestampOffset> {
         return None;
     }
     let v: Value = resp.json().unwrap();
-    Some(TimestampOffset::from_json(&v["_source"]["cursor"]).unwrap())
+    let (mut offset, parts) = TimestampOffset::from_json(&v["_source"]["cursor"]).unwrap();
+    // The window kept in parts (each a document of its own): folded in as the consumer does.
+    for name in parts.map(|p| p.names()).unwrap_or_default() {
+        let part: Value = http()
+            .get(format!(
+                "{url}/indexstream-offsets/_doc/{}",
+                format!("{group}|timestamp|{name}").replace('|', "%7C")
+            ))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        offset.merge_part(&part["_source"]["cursor"]).unwrap();
+    }
+    Some(offset)
 }
 
 #[test]

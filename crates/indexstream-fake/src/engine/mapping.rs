@@ -426,6 +426,11 @@ impl Mappings {
         out: &mut Vec<(FieldId, FieldVal)>,
         changed: &mut bool,
     ) -> ApiResult<()> {
+        // A disabled object is not parsed at all: any value is kept in `_source` only, as
+        // OpenSearch keeps it (arrays and plain values too).
+        if matches!(obj.properties.get(key), Some(Node::Object(o)) if !o.enabled) {
+            return Ok(());
+        }
         if let Value::Array(items) = value {
             for item in items {
                 self.walk_value(obj, dynamic, path, key, item, id, out, changed)?;

@@ -754,6 +754,20 @@ impl Client {
         }
     }
 
+    /// Adds fields to an index's mapping (`PUT <index>/_mapping`).
+    pub async fn put_mapping(&self, index: &str, mapping: &Value) -> Result<(), ClientError> {
+        self.send(
+            "put_mapping",
+            Method::PUT,
+            &format!("/{}/_mapping", encode(index)),
+            &[],
+            Some(Body::Json(mapping.clone())),
+            &[],
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub async fn index_exists(&self, index: &str) -> Result<bool, ClientError> {
         let (status, _) = self
             .send(

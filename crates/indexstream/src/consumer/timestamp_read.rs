@@ -14,7 +14,8 @@ use crate::client::{Client, ClientError, SearchText};
 use crate::error::{Error, Result};
 use crate::record::{Record, Source};
 use crate::source::timestamp::{
-    event_key, iso_nanos, newest_timestamp, Accepted, MissedLate, TimeUnit, TimestampOffset,
+    event_key, iso_nanos, newest_timestamp, window_part_json, Accepted, MissedLate, TimeUnit,
+    TimestampOffset, WindowParts,
 };
 
 /// How often the timestamp field's mapping is read again.
@@ -184,6 +185,20 @@ fn stopped(what: &str, e: tokio::task::JoinError) -> ClientError {
     }
 }
 
+/// One commit of the timestamp offset: the offset (`head`), the window part it writes, and
+/// what it then stands for.
+#[derive(Debug)]
+pub(super) struct TimestampCommit {
+    head: Value,
+    part_name: String,
+    part: Value,
+    parts: WindowParts,
+    /// Parts of the previous base that a compaction replaces (deleted once it succeeded).
+    replaced: Vec<String>,
+    handed: u64,
+    version: u64,
+}
+
 /// The timestamp-mode part of a consumer.
 #[derive(Debug)]
 pub(super) struct TimestampReader {
@@ -195,6 +210,18 @@ pub(super) struct TimestampReader {
     /// Counts changes of the offset, to tell whether a commit covered all of them.
     version: u64,
     uncommitted: u64,
+    /// Where the stored window's parts are; `None` until this process has compacted (the
+    /// first commit after loading starts a base of its own, so no part name is shared with
+    /// another process of the group).
+    parts: Option<WindowParts>,
+    /// `(timestamp, key)` of what was handed out since the last commit's snapshot: the next
+    /// delta part.
+    added: Vec<(i64, u64)>,
+    /// A commit failed: its delta is lost, so the next commit writes the whole window.
+    must_compact: bool,
+    /// Names the parts of this process's compactions.
+    part_prefix: String,
+    compactions: u64,
     unit: Option<TimeUnit>,
     round: Option<Round>,
     last_round: Option<Instant>,
@@ -214,6 +241,18 @@ impl TimestampReader {
             dirty: false,
             version: 0,
             uncommitted: 0,
+            parts: None,
+            added: Vec::new(),
+            must_compact: false,
+            part_prefix: format!(
+                "{:x}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0)
+                    ^ u128::from(std::process::id()) << 64
+            ),
+            compactions: 0,
             unit: None,
             round: None,
             last_round: None,
@@ -299,8 +338,8 @@ impl Consumer {
     }
 
     async fn start_timestamp_round(&mut self) -> Result<()> {
-        if let Some(lease) = self.lease.as_mut() {
-            lease.renew_if_due().await?;
+        if let Some(lease) = self.lease.as_ref() {
+            lease.check()?;
         }
         self.stats.rounds += 1;
         let first = self.first_round;
@@ -418,13 +457,15 @@ impl Consumer {
             self.config.tiebreaker_field.clone(),
         );
         let offset = match stored {
-            Some(o) => {
+            Some((mut o, _parts)) => {
                 if o.field != field || o.tiebreaker != tiebreaker {
                     return Err(Error::Config {
                         field: "timestamp-field",
                         reason: format!("group {:?} was committed reading by ({}, {}), not ({field}, {tiebreaker}); use those fields, another --group, or `indexstream groups reset`", self.config.group, o.field, o.tiebreaker),
                     });
                 }
+                // Keys of the stored parts that slid out of the window since they were written.
+                o.slide(self.config.safety_window, self.config.window_cap);
                 tracing::info!(group = %self.config.group, cursor = ?o.cursor_ns.map(iso_nanos), window_keys = o.window.len(), "resuming from the committed timestamp offset");
                 o
             }
@@ -543,6 +584,7 @@ impl Consumer {
             if let Accepted::Late(by) = ts.offset.accept(*key, *ts_ns) {
                 telemetry.late_document(by);
             }
+            ts.added.push((*ts_ns, *key));
             ts.uncommitted += 1;
             ts.dirty = true;
             ts.version += 1;
@@ -557,27 +599,68 @@ impl Consumer {
         telemetry.window_keys(ts.offset.window.len());
     }
 
-    /// What a commit of the timestamp offset would write now (`None` when nothing changed).
-    pub(super) fn timestamp_snapshot(&self) -> Option<(Value, u64, u64)> {
-        let ts = self.ts.as_ref()?;
-        ts.dirty
-            .then(|| (ts.offset.to_json(), ts.uncommitted, ts.version))
+    /// What a commit of the timestamp offset would write now (`None` when nothing changed):
+    /// the keys handed out since the last snapshot as a delta part, or the whole window as a
+    /// new base when a compaction is due (the first commit of this process, after a failed
+    /// commit, or once the deltas outgrow the base).
+    pub(super) fn timestamp_snapshot(&mut self) -> Option<TimestampCommit> {
+        let ts = self.ts.as_mut()?;
+        if !ts.dirty {
+            return None;
+        }
+        let added = std::mem::take(&mut ts.added);
+        let compact = ts.must_compact
+            || ts
+                .parts
+                .as_ref()
+                .is_none_or(|p| p.compaction_due(added.len()));
+        let (part_name, part, parts, replaced) = if compact {
+            ts.compactions += 1;
+            let base = format!("{}-{}", ts.part_prefix, ts.compactions);
+            let parts = WindowParts {
+                base: base.clone(),
+                deltas: 0,
+                base_keys: ts.offset.window.len(),
+                delta_keys: 0,
+            };
+            let replaced = ts.parts.as_ref().map(|p| p.names()).unwrap_or_default();
+            (base, ts.offset.full_window_part(), parts, replaced)
+        } else {
+            let current = ts.parts.as_ref()?;
+            let name = format!("{}.{}", current.base, current.deltas);
+            let parts = WindowParts {
+                base: current.base.clone(),
+                deltas: current.deltas + 1,
+                base_keys: current.base_keys,
+                delta_keys: current.delta_keys + added.len(),
+            };
+            (name, window_part_json(&added), parts, Vec::new())
+        };
+        // Until this commit succeeds the delta is only here: a failure makes the next one whole.
+        ts.must_compact = true;
+        Some(TimestampCommit {
+            head: ts.offset.head_json(&parts),
+            part_name,
+            part,
+            parts,
+            replaced,
+            handed: ts.uncommitted,
+            version: ts.version,
+        })
     }
 
     /// Commits a snapshot from [`Consumer::timestamp_snapshot`].
-    pub(super) async fn commit_timestamp(
-        &mut self,
-        cursor: Value,
-        handed: u64,
-        version: u64,
-    ) -> Result<usize> {
+    pub(super) async fn commit_timestamp(&mut self, c: TimestampCommit) -> Result<usize> {
         self.offsets
-            .commit_timestamp(&self.config.index, cursor)
+            .commit_timestamp(&self.config.index, c.head, &c.part_name, c.part)
             .await?;
+        self.offsets.delete_window_parts(&c.replaced).await;
         let ts = self.ts();
-        ts.uncommitted = ts.uncommitted.saturating_sub(handed);
+        ts.parts = Some(c.parts);
+        ts.must_compact = false;
+        ts.uncommitted = ts.uncommitted.saturating_sub(c.handed);
         // Handed out since the snapshot: still to commit.
-        ts.dirty = ts.version != version;
+        ts.dirty = ts.version != c.version;
         self.stats.commits += 1;
         Ok(1)
     }

@@ -11,8 +11,10 @@
 //! The reader delivers early and confirms late: each round it reads everything visible in
 //! `(read_hi, G_now]` (the fast path), remembering what it delivered above its safe point; when
 //! a checkpoint target is confirmed it reads the remaining gaps in `(safe, G]` once and moves
-//! `safe` to G. Only `safe` is ever committed, so a restart repeats at most what was delivered
-//! above it, and nothing below a confirmed checkpoint can be missed.
+//! `safe` to G. Inside a confirmed range, where every operation is known to be searchable, a
+//! page read in `_seq_no` order right from `safe` moves `safe` to its end at once (a catch-up
+//! commits page by page). A commit stores `safe` and the ranges delivered above it, so a restart
+//! repeats nothing a commit covered, and nothing below a confirmed checkpoint can be missed.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -61,6 +63,11 @@ pub struct ExactPartition {
     refresh_count_changed_at: Instant,
     /// Pages the fast path may still read in this round.
     pub budget: u32,
+    /// The highest checkpoint proven searchable (by the refresh counter or an explicit refresh).
+    pub confirmed: i64,
+    /// Seen for the first time in this round: its checkpoint is proven with an explicit
+    /// refresh at once (cheap once, and a catch-up then commits from its first page).
+    pub fresh: bool,
     /// The highest `_primary_term` seen on a hit (a higher one means a new primary wrote it).
     pub primary_term: i64,
     /// How long the refresh counter may stand still with targets waiting (from the index's
@@ -69,16 +76,30 @@ pub struct ExactPartition {
 }
 
 impl ExactPartition {
-    /// A partition whose next document to deliver is the one after `safe`.
-    pub fn new(id: PartitionId, committed: i64, safe: i64, now: Instant) -> Self {
+    /// A partition whose next document to deliver is the one after `safe`, skipping the
+    /// `_seq_no` ranges in `delivered` (delivered before, as the committed offset records).
+    pub fn new(
+        id: PartitionId,
+        committed: i64,
+        safe: i64,
+        delivered: &[(i64, i64)],
+        now: Instant,
+    ) -> Self {
+        let mut set = IntervalSet::default();
+        for (a, b) in delivered {
+            set.insert_range(*a, *b);
+        }
+        let read_hi = delivered.last().map_or(safe, |r| r.1.max(safe));
         ExactPartition {
             id,
             committed,
             safe,
-            read_hi: safe,
-            checkpoint: safe,
+            read_hi,
+            checkpoint: read_hi,
+            confirmed: safe,
+            fresh: true,
             node: String::new(),
-            delivered: IntervalSet::default(),
+            delivered: set,
             targets: VecDeque::new(),
             last_refresh_count: None,
             refresh_count_changed_at: now,
@@ -128,6 +149,7 @@ impl ExactPartition {
         while let Some(t) = self.targets.front() {
             if stat.external_refresh_total >= t.external_refreshes + 2 {
                 confirmed = Some(t.checkpoint);
+                self.confirmed = self.confirmed.max(t.checkpoint);
                 self.targets.pop_front();
             } else {
                 break;
@@ -155,6 +177,9 @@ impl ExactPartition {
         let last = self.targets.back().map(|t| t.checkpoint);
         self.targets.clear();
         self.refresh_count_changed_at = Instant::now();
+        if let Some(cp) = last {
+            self.confirmed = self.confirmed.max(cp);
+        }
         last
     }
 
@@ -173,6 +198,18 @@ impl ExactPartition {
         true
     }
 
+    /// After a fast-path page that was read from `after` and covers up to `cover`, sent when
+    /// everything up to `confirmed_then` was proven searchable: when the page started right at
+    /// `safe`, every operation up to `min(cover, confirmed_then)` is in it, so `safe` moves
+    /// there (nothing below it can still become visible). Returns the new `safe` if it moved.
+    pub fn page_read(&mut self, after: i64, cover: i64, confirmed_then: i64) -> Option<i64> {
+        let before = self.safe;
+        if after == self.safe {
+            self.advance_safe(cover.min(confirmed_then));
+        }
+        (self.safe > before).then_some(self.safe)
+    }
+
     /// Notes a hit's primary term; returns the previous highest when this one is higher (a
     /// document written by a new primary: a failover happened), `None` otherwise or the first time.
     pub fn note_primary_term(&mut self, term: i64) -> Option<i64> {
@@ -182,6 +219,11 @@ impl ExactPartition {
         }
         self.primary_term = term;
         (previous > 0).then_some(previous)
+    }
+
+    /// The ranges delivered above `safe`.
+    pub fn delivered_ranges(&self) -> Vec<(i64, i64)> {
+        self.delivered.ranges().collect()
     }
 
     /// Records a fast-path page: a full page ends at its last hit; a short one covers the range.
@@ -218,6 +260,75 @@ impl ExactPartition {
     }
 }
 
+/// One commit of a partition's [`HandedOut`]: `safe`, the ranges above it, and the version it
+/// stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandedCommit {
+    pub safe: i64,
+    pub delivered: Vec<(i64, i64)>,
+    pub version: u64,
+}
+
+/// What has been handed out of a partition, as a commit records it: every operation up to
+/// `safe`, and the `_seq_no` ranges above it. It follows the reader at a distance (records read
+/// wait in a queue until the caller takes them; the reader's `safe` moves when they are read,
+/// this one when they are handed out), so a commit never covers a record not handed out.
+#[derive(Debug, Clone)]
+pub struct HandedOut {
+    pub safe: i64,
+    above: IntervalSet,
+    /// Counts changes, to tell whether a commit covered all of them.
+    version: u64,
+    committed_version: u64,
+}
+
+impl HandedOut {
+    /// From a committed offset (`committed`: nothing to write yet) or a start position.
+    pub fn new(safe: i64, delivered: &[(i64, i64)], committed: bool) -> Self {
+        let mut above = IntervalSet::default();
+        for (a, b) in delivered {
+            above.insert_range(*a, *b);
+        }
+        HandedOut {
+            safe,
+            above,
+            version: 1,
+            committed_version: if committed { 1 } else { 0 },
+        }
+    }
+
+    /// A record with this `_seq_no` was handed out.
+    pub fn record(&mut self, seq_no: i64) {
+        if seq_no > self.safe && !self.above.contains(seq_no) {
+            self.above.insert(seq_no);
+            self.version += 1;
+        }
+    }
+
+    /// Everything up to `safe` has been handed out.
+    pub fn advance(&mut self, safe: i64) {
+        if safe > self.safe {
+            self.safe = safe;
+            self.above.remove_through(safe);
+            self.version += 1;
+        }
+    }
+
+    /// What a commit writes, when something changed since the last commit.
+    pub fn to_commit(&self) -> Option<HandedCommit> {
+        (self.version != self.committed_version).then(|| HandedCommit {
+            safe: self.safe,
+            delivered: self.above.ranges().collect(),
+            version: self.version,
+        })
+    }
+
+    /// A commit of `to_commit` at `version` succeeded.
+    pub fn committed_at(&mut self, version: u64) {
+        self.committed_version = self.committed_version.max(version);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -242,6 +353,7 @@ mod tests {
             },
             -1,
             -1,
+            &[],
             Instant::now(),
         )
     }
@@ -310,6 +422,74 @@ mod tests {
         assert_eq!(p.note_primary_term(1), None);
         assert_eq!(p.note_primary_term(2), Some(1));
         assert_eq!(p.note_primary_term(1), None, "an older document");
+    }
+
+    #[test]
+    fn a_page_from_safe_inside_the_confirmed_range_moves_safe() {
+        let mut p = part();
+        let now = Instant::now();
+        p.observe(&stat(999, 0), Duration::from_secs(60), now, 4);
+        assert_eq!(p.refreshed_explicitly(), Some(999));
+        for s in 0..200 {
+            assert!(p.take(s));
+        }
+        p.fast_page_done(Some(199), true, 999);
+        assert_eq!(p.page_read(-1, 199, 999), Some(199), "the whole page");
+        assert_eq!(p.delivered_ranges(), vec![]);
+        // A page read before the range was confirmed moves nothing.
+        let mut q = part();
+        q.observe(&stat(999, 0), Duration::from_secs(60), now, 4);
+        for s in 0..200 {
+            q.take(s);
+        }
+        assert_eq!(q.page_read(-1, 199, -1), None);
+        assert_eq!(q.delivered_ranges(), vec![(0, 199)]);
+        // Nor does a page that did not start at safe (a gap below it).
+        assert_eq!(q.page_read(199, 399, 999), None);
+    }
+
+    #[test]
+    fn a_committed_offset_with_ranges_skips_them_and_reads_between() {
+        let mut p = ExactPartition::new(
+            PartitionId {
+                index: "i".into(),
+                uuid: "u".into(),
+                shard: 0,
+            },
+            9,
+            9,
+            &[(12, 20)],
+            Instant::now(),
+        );
+        assert!(!p.take(15), "delivered before the restart");
+        assert_eq!(p.read_hi, 20, "the fast path goes on after them");
+        assert_eq!(p.gaps(20), vec![(10, 11)], "what lies between is read");
+        assert!(p.take(10));
+        assert_eq!(p.delivered_ranges(), vec![(10, 10), (12, 20)]);
+    }
+
+    #[test]
+    fn handed_out_commits_what_changed_and_only_once() {
+        let mut h = HandedOut::new(9, &[(12, 20)], true);
+        assert!(h.to_commit().is_none(), "as committed");
+        h.record(15);
+        assert!(h.to_commit().is_none(), "handed out before");
+        h.record(10);
+        let c = h.to_commit().unwrap();
+        assert_eq!((c.safe, c.delivered), (9, vec![(10, 10), (12, 20)]));
+        h.advance(20);
+        h.committed_at(c.version);
+        assert_eq!(
+            h.to_commit().unwrap().delivered,
+            vec![],
+            "the advance came after the snapshot"
+        );
+        let start = HandedOut::new(41, &[], false);
+        assert_eq!(
+            start.to_commit().unwrap().safe,
+            41,
+            "a start position is written"
+        );
     }
 
     #[test]

@@ -84,6 +84,61 @@ impl IntervalSet {
         out
     }
 
+    /// Adds every value of `[start, end]`.
+    pub fn insert_range(&mut self, start: i64, end: i64) {
+        if start > end {
+            return;
+        }
+        // Absorb every range touching [start - 1, end + 1].
+        let (mut lo, mut hi) = (start, end);
+        let touching: Vec<(i64, i64)> = self
+            .ranges
+            .range(..=end.saturating_add(1))
+            .rev()
+            .take_while(|(_, e)| **e >= start.saturating_sub(1))
+            .map(|(s, e)| (*s, *e))
+            .collect();
+        for (s, e) in touching {
+            self.ranges.remove(&s);
+            self.len -= (e - s + 1) as u64;
+            lo = lo.min(s);
+            hi = hi.max(e);
+        }
+        self.ranges.insert(lo, hi);
+        self.len += (hi - lo + 1) as u64;
+    }
+
+    /// Forgets every value of `[start, end]`.
+    pub fn remove_range(&mut self, start: i64, end: i64) {
+        if start > end {
+            return;
+        }
+        let overlapping: Vec<(i64, i64)> = self
+            .ranges
+            .range(..=end)
+            .rev()
+            .take_while(|(_, e)| **e >= start)
+            .map(|(s, e)| (*s, *e))
+            .collect();
+        for (s, e) in overlapping {
+            self.ranges.remove(&s);
+            self.len -= (e - s + 1) as u64;
+            if s < start {
+                self.ranges.insert(s, start - 1);
+                self.len += (start - s) as u64;
+            }
+            if e > end {
+                self.ranges.insert(end + 1, e);
+                self.len += (e - end) as u64;
+            }
+        }
+    }
+
+    /// The ranges, in order, as inclusive `(start, end)` pairs.
+    pub fn ranges(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.ranges.iter().map(|(s, e)| (*s, *e))
+    }
+
     pub fn range_count(&self) -> usize {
         self.ranges.len()
     }
@@ -123,6 +178,32 @@ mod tests {
             let gaps: BTreeSet<i64> = set.gaps(lo, hi).into_iter().flat_map(|(a, b)| a..=b).collect();
             let want: BTreeSet<i64> = ((lo + 1)..=hi).filter(|x| !model.contains(x)).collect();
             prop_assert_eq!(gaps, want);
+        }
+    }
+
+    proptest! {
+        /// Adding and removing whole ranges, mixed with single values, matches a plain set;
+        /// the ranges stay disjoint, ordered and not adjacent.
+        #[test]
+        fn range_operations_behave_like_a_set(ops in proptest::collection::vec((0u8..3, 0i64..150, 0i64..20), 0..200)) {
+            let mut set = IntervalSet::default();
+            let mut model = BTreeSet::new();
+            for (op, a, len) in ops {
+                let b = a + len;
+                match op {
+                    0 => { set.insert(a); model.insert(a); }
+                    1 => { set.insert_range(a, b); model.extend(a..=b); }
+                    _ => { set.remove_range(a, b); model.retain(|x| *x < a || *x > b); }
+                }
+            }
+            for x in -2..200 {
+                prop_assert_eq!(set.contains(x), model.contains(&x));
+            }
+            prop_assert_eq!(set.len(), model.len() as u64);
+            let ranges: Vec<(i64, i64)> = set.ranges().collect();
+            for w in ranges.windows(2) {
+                prop_assert!(w[0].1 + 1 < w[1].0, "{:?} are adjacent or overlap", w);
+            }
         }
     }
 

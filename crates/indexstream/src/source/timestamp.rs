@@ -282,18 +282,9 @@ impl Window {
         (first != last).then_some(first)
     }
 
-    /// Packs the window: per key, the zigzag varint of its timestamp's difference from the
-    /// previous one, then the 8 key bytes; base64 of all that.
+    /// Packs the window (see [`encode_keys`]).
     fn encode(&self) -> String {
-        let mut bytes = Vec::with_capacity(self.len() * 10);
-        let mut prev: i64 = 0;
-        for (ts, k) in self.keys() {
-            let delta = ts.wrapping_sub(prev);
-            put_varint(&mut bytes, ((delta << 1) ^ (delta >> 63)) as u64);
-            bytes.extend_from_slice(&k.to_le_bytes());
-            prev = ts;
-        }
-        base64_encode(&bytes)
+        encode_keys(self.len(), self.keys())
     }
 
     fn decode(text: &str) -> Option<Window> {
@@ -312,6 +303,58 @@ impl Window {
         }
         Some(w)
     }
+}
+
+/// Packs `(timestamp, key)` pairs: per key, the zigzag varint of its timestamp's difference
+/// from the previous one, then the 8 key bytes; base64 of all that.
+fn encode_keys(n: usize, keys: impl Iterator<Item = (i64, u64)>) -> String {
+    let mut bytes = Vec::with_capacity(n * 10);
+    let mut prev: i64 = 0;
+    for (ts, k) in keys {
+        let delta = ts.wrapping_sub(prev);
+        put_varint(&mut bytes, ((delta << 1) ^ (delta >> 63)) as u64);
+        bytes.extend_from_slice(&k.to_le_bytes());
+        prev = ts;
+    }
+    base64_encode(&bytes)
+}
+
+/// Where the window of a committed offset is kept (format 2): a base part written in full by
+/// a compaction, and the delta parts written by the commits after it, each holding the keys
+/// handed out since the commit before. A commit then writes the keys since the last commit,
+/// not the whole window (its cost is proportional to the events since the last commit);
+/// loading folds the parts together, and a compaction starts a new base once the deltas hold
+/// more keys than the base did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowParts {
+    /// The base part's name (unique per compaction; delta `i` is `{base}.{i}`).
+    pub base: String,
+    /// How many delta parts follow it.
+    pub deltas: u32,
+    /// Keys in the base, and in the deltas together.
+    pub base_keys: usize,
+    pub delta_keys: usize,
+}
+
+impl WindowParts {
+    /// The names of the parts, base first.
+    pub fn names(&self) -> Vec<String> {
+        std::iter::once(self.base.clone())
+            .chain((0..self.deltas).map(|i| format!("{}.{i}", self.base)))
+            .collect()
+    }
+
+    /// Whether the next commit should start a new base rather than add `adding` keys as a
+    /// delta: once the deltas would hold more keys than the base (amortised, every key is
+    /// written about twice), or past 256 deltas (loading reads them all).
+    pub fn compaction_due(&self, adding: usize) -> bool {
+        self.deltas >= 256 || self.delta_keys + adding > self.base_keys.max(1000)
+    }
+}
+
+/// One stored part of a window: its keys, packed.
+pub fn window_part_json(keys: &[(i64, u64)]) -> Value {
+    json!({"v": 2, "keys": keys.len(), "window": encode_keys(keys.len(), keys.iter().copied())})
 }
 
 /// What handing out one event did to the offset.
@@ -438,7 +481,55 @@ impl TimestampOffset {
         out
     }
 
-    /// The form stored in the offset document's `cursor` object.
+    /// The whole window as one stored part (a compaction's base).
+    pub fn full_window_part(&self) -> Value {
+        json!({"v": 2, "keys": self.window.len(), "window": self.window.encode()})
+    }
+
+    /// The offset document's `cursor` in format 2: the position, and where the window's parts
+    /// are (the parts are documents of their own).
+    pub fn head_json(&self, parts: &WindowParts) -> Value {
+        json!({
+            "v": 2,
+            "field": self.field,
+            "tiebreaker": self.tiebreaker,
+            "cursor_ns": self.cursor_ns,
+            "cursor": self.cursor_ns.map(iso_nanos),
+            "floor_ns": self.floor_ns,
+            "window_keys": self.window.len(),
+            "window_base": parts.base,
+            "window_deltas": parts.deltas,
+            "window_base_keys": parts.base_keys,
+            "window_delta_keys": parts.delta_keys,
+        })
+    }
+
+    /// Adds the keys of one stored part to the window (loading format 2).
+    pub fn merge_part(&mut self, part: &Value) -> std::result::Result<(), String> {
+        if part["v"].as_u64() != Some(2) {
+            return Err(format!("unknown window part version {}", part["v"]));
+        }
+        let text = part["window"]
+            .as_str()
+            .ok_or("a window part without keys")?;
+        let keys = Window::decode(text).ok_or("a window part is not valid")?;
+        if part["keys"].as_u64() != Some(keys.len() as u64) {
+            return Err(format!(
+                "a window part holds {} keys where keys says {}",
+                keys.len(),
+                part["keys"]
+            ));
+        }
+        for (ts, key) in keys.keys() {
+            if !self.window.contains(key) {
+                self.window.insert(key, ts);
+            }
+        }
+        Ok(())
+    }
+
+    /// The form stored in the offset document's `cursor` object, with the window in it
+    /// (format 1; `groups reset` writes it, and every version loads it).
     pub fn to_json(&self) -> Value {
         json!({
             "v": 1,
@@ -452,9 +543,13 @@ impl TimestampOffset {
         })
     }
 
-    /// Parses the stored form; the error says what is wrong with it.
-    pub fn from_json(v: &Value) -> std::result::Result<TimestampOffset, String> {
-        if v["v"].as_u64() != Some(1) {
+    /// Parses the stored form; the error says what is wrong with it. Format 1 holds the window
+    /// itself; format 2 says where its parts are (merge them with [`Self::merge_part`]).
+    pub fn from_json(
+        v: &Value,
+    ) -> std::result::Result<(TimestampOffset, Option<WindowParts>), String> {
+        let format = v["v"].as_u64();
+        if format != Some(1) && format != Some(2) {
             return Err(format!("unknown cursor version {}", v["v"]));
         }
         let opt_i64 = |name: &str| -> std::result::Result<Option<i64>, String> {
@@ -472,6 +567,30 @@ impl TimestampOffset {
                 .map(String::from)
                 .ok_or_else(|| format!("no {name}"))
         };
+        let offset = |window: Window| -> std::result::Result<TimestampOffset, String> {
+            Ok(TimestampOffset {
+                cursor_ns: opt_i64("cursor_ns")?,
+                floor_ns: opt_i64("floor_ns")?,
+                window,
+                field: text("field")?,
+                tiebreaker: text("tiebreaker")?,
+                round: Round::Unknown,
+            })
+        };
+        if format == Some(2) {
+            let count = |name: &str| -> std::result::Result<u64, String> {
+                v[name]
+                    .as_u64()
+                    .ok_or_else(|| format!("{name} is not a count: {}", v[name]))
+            };
+            let parts = WindowParts {
+                base: text("window_base")?,
+                deltas: count("window_deltas")? as u32,
+                base_keys: count("window_base_keys")? as usize,
+                delta_keys: count("window_delta_keys")? as usize,
+            };
+            return Ok((offset(Window::default())?, Some(parts)));
+        }
         let window = Window::decode(&text("window")?).ok_or("the window is not valid")?;
         if v["window_keys"].as_u64() != Some(window.len() as u64) {
             return Err(format!(
@@ -480,14 +599,7 @@ impl TimestampOffset {
                 v["window_keys"]
             ));
         }
-        Ok(TimestampOffset {
-            cursor_ns: opt_i64("cursor_ns")?,
-            floor_ns: opt_i64("floor_ns")?,
-            window,
-            field: text("field")?,
-            tiebreaker: text("tiebreaker")?,
-            round: Round::Unknown,
-        })
+        Ok((offset(window)?, None))
     }
 }
 
@@ -785,7 +897,8 @@ mod tests {
         o.accept(event_key("i", "b", 7 * S + 3), 7 * S + 3);
         o.accept(event_key("j", "b", 7 * S + 3), 7 * S + 3);
         o.floor_ns = Some(-10 * S);
-        let mut back = TimestampOffset::from_json(&o.to_json()).unwrap();
+        let (mut back, parts) = TimestampOffset::from_json(&o.to_json()).unwrap();
+        assert_eq!(parts, None, "format 1 holds the window itself");
         assert_eq!(back.cursor_ns, o.cursor_ns);
         assert_eq!(back.floor_ns, o.floor_ns);
         assert_eq!(back.field, "event.ingested");
@@ -797,6 +910,85 @@ mod tests {
         let mut bad = o.to_json();
         bad["window_keys"] = json!(2);
         assert!(TimestampOffset::from_json(&bad).is_err());
+    }
+
+    /// Format 2: the head names a base part and delta parts; folding them together gives the
+    /// window back, whatever order late keys came in.
+    #[test]
+    fn a_window_in_parts_folds_back_together() {
+        let mut o = TimestampOffset::new("@timestamp", "_id");
+        for i in 0..50u64 {
+            o.accept(
+                event_key("i", &i.to_string(), (i as i64) * S),
+                (i as i64) * S,
+            );
+        }
+        let base = o.full_window_part();
+        let mut added = Vec::new();
+        for i in 50..60u64 {
+            let (k, ts) = (
+                event_key("i", &i.to_string(), (i as i64) * S),
+                (i as i64) * S,
+            );
+            o.accept(k, ts);
+            added.push((ts, k));
+        }
+        // A late key in the second delta.
+        let late = (3 * S + 1, event_key("i", "late", 3 * S + 1));
+        o.accept(late.1, late.0);
+        let d0 = window_part_json(&added);
+        let d1 = window_part_json(&[late]);
+        let parts = WindowParts {
+            base: "b1".into(),
+            deltas: 2,
+            base_keys: 50,
+            delta_keys: 11,
+        };
+        assert_eq!(parts.names(), ["b1", "b1.0", "b1.1"]);
+        let (mut back, got) = TimestampOffset::from_json(&o.head_json(&parts)).unwrap();
+        assert_eq!(got, Some(parts));
+        assert_eq!(back.window.len(), 0, "the head holds no keys");
+        for part in [&base, &d0, &d1] {
+            back.merge_part(part).unwrap();
+        }
+        back.merge_part(&d0).unwrap();
+        assert_eq!(back.window.len(), 61, "a part folded twice adds nothing");
+        let mut want: Vec<(i64, u64)> = o.window.keys().collect();
+        let mut have: Vec<(i64, u64)> = back.window.keys().collect();
+        want.sort_unstable();
+        have.sort_unstable();
+        assert_eq!(have, want);
+        assert_eq!(back.cursor_ns, o.cursor_ns);
+        let mut broken = d0.clone();
+        broken["keys"] = json!(3);
+        assert!(back.merge_part(&broken).is_err());
+    }
+
+    #[test]
+    fn a_compaction_is_due_once_the_deltas_outgrow_the_base() {
+        let parts = WindowParts {
+            base: "b".into(),
+            deltas: 3,
+            base_keys: 60_000,
+            delta_keys: 59_000,
+        };
+        assert!(!parts.compaction_due(500));
+        assert!(parts.compaction_due(1_500));
+        let small = WindowParts {
+            base_keys: 10,
+            delta_keys: 0,
+            ..parts.clone()
+        };
+        assert!(
+            !small.compaction_due(900),
+            "small windows compact at 1000 keys"
+        );
+        let many = WindowParts {
+            deltas: 256,
+            delta_keys: 0,
+            ..parts
+        };
+        assert!(many.compaction_due(1));
     }
 
     #[test]

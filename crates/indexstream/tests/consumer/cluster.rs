@@ -78,3 +78,32 @@ async fn a_search_idle_shard_refreshes_only_when_searched() {
     assert_eq!(count["count"], 1, "the search refreshed the shard first");
     assert_eq!(external_refreshes(&t, &index).await, idle + 1);
 }
+
+/// An object field mapped with `enabled: false` takes any value, arrays and plain values too
+/// (the offsets index keeps the delivered `_seq_no` ranges and the timestamp window that way,
+/// under a `dynamic: strict` mapping).
+#[tokio::test]
+async fn a_disabled_object_field_takes_any_value() {
+    let t = target("disabled-object").await;
+    let index = t.name("d");
+    t.call(
+        "PUT",
+        &format!("/{index}"),
+        Some(json!({"settings": {"number_of_shards": 1, "number_of_replicas": 0}, "mappings": {"dynamic": "strict", "properties": {"d": {"type": "object", "enabled": false}}}})),
+    )
+    .await;
+    for (id, value) in [
+        ("1", json!([[1, 2], [4, 5]])),
+        ("2", json!(7)),
+        ("3", json!({"any": ["thing"]})),
+    ] {
+        t.call(
+            "PUT",
+            &format!("/{index}/_doc/{id}"),
+            Some(json!({ "d": value })),
+        )
+        .await;
+        let got = t.call("GET", &format!("/{index}/_doc/{id}"), None).await;
+        assert_eq!(got["_source"]["d"], value);
+    }
+}

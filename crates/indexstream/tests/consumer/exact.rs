@@ -507,17 +507,23 @@ async fn offsets_are_committed_only_once_the_sink_flush_finishes_and_reading_goe
         consumer.close().await.unwrap();
         r
     });
-    // The first commit's flush hangs: delivery goes on past the first batch meanwhile...
+    // The first commit's flush hangs: delivery goes on past the first batch meanwhile, up to
+    // the commit contract's bound (commit interval + one batch uncommitted: 100 here)...
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while records.lock().unwrap().len() < 300 {
+    while records.lock().unwrap().len() < 100 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "delivery stalled behind the flush"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // ...and nothing is committed while it has not finished.
+    // ...no further, and nothing is committed while it has not finished.
     tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        records.lock().unwrap().len(),
+        100,
+        "more than the commit interval and a batch delivered while the commit waited"
+    );
     assert_eq!(
         committed().await,
         None,
@@ -637,4 +643,143 @@ async fn a_burst_is_delivered_within_a_refresh_and_a_poll_of_its_last_write() {
         latency <= target * 2,
         "{latency:?} after the burst (target {target:?})"
     );
+}
+
+/// The same member id twice in one process (two consumers): the second is refused, naming the
+/// member id, while the first lives.
+#[tokio::test]
+async fn a_live_holder_of_the_same_member_id_is_refused() {
+    let t = target("same-member").await;
+    let index = t.name("x");
+    t.create_index(&index, 1, "100ms").await;
+    let group = t.name("g");
+    let first = Consumer::builder(t.client_config(), &index, &group)
+        .with_member_id("worker")
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let second = Consumer::builder(t.client_config(), &index, &group)
+        .with_member_id("worker")
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await;
+    match second {
+        Err(Error::MemberIdInUse { member, pid, .. }) => {
+            assert_eq!(member, "worker");
+            assert_eq!(pid, std::process::id());
+        }
+        other => panic!("expected MemberIdInUse, got {other:?}"),
+    }
+    first.close().await.unwrap();
+}
+
+/// A lease held under our member id by a process of this host that is gone (a crash, `kill
+/// -9`) is taken over at once, not after its time to live.
+#[tokio::test]
+async fn a_lease_left_by_a_dead_process_of_this_member_is_taken_over_at_once() {
+    let t = target("dead-holder").await;
+    let index = t.name("x");
+    let offsets = t.name("offsets");
+    t.create_index(&index, 1, "100ms").await;
+    let group = t.name("g");
+    // Create the offsets index, then leave a lease as a crashed process would: ours to the
+    // member id and host, with a process that no longer runs, expiring in an hour.
+    Consumer::builder(t.client_config(), &index, &group)
+        .with_offsets_index(&offsets)
+        .build()
+        .await
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    let member = indexstream::consumer::default_member_id();
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 3_600_000;
+    t.call(
+        "PUT",
+        &format!("/{offsets}/_doc/{group}%7Clease?refresh=true"),
+        Some(json!({"group": group, "kind": "lease", "member": member, "host": member, "pid": 1, "process": "gone:0", "instance": "crashed", "expires_at_ms": expires, "updated_at": "2026-01-01T00:00:00Z"})),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let consumer = Consumer::builder(t.client_config(), &index, &group)
+        .with_offsets_index(&offsets)
+        .build()
+        .await
+        .expect("the dead process's lease is taken over");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    consumer.close().await.unwrap();
+}
+
+/// A sink that blocks for three lease TTLs: the lease is renewed meanwhile on its own timer,
+/// so another member asking for the group is refused the whole time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lease_is_renewed_while_the_sink_blocks() {
+    let t = target("renew").await;
+    let index = t.name("x");
+    let offsets = t.name("offsets");
+    t.create_index(&index, 1, "100ms").await;
+    t.write_n(&index, "d", 10).await;
+    let group = t.name("g");
+    let consumer = Consumer::builder(t.client_config(), &index, &group)
+        .with_member_id("slow")
+        .with_lease_ttl(Duration::from_secs(1))
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(&offsets)
+        .build()
+        .await
+        .unwrap();
+    struct Blocking(std::sync::Arc<std::sync::atomic::AtomicBool>);
+    impl indexstream::Sink for Blocking {
+        fn write(&mut self, _records: &[indexstream::Record]) -> std::io::Result<()> {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            std::thread::sleep(Duration::from_secs(3));
+            Ok(())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let blocked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sink_flag = blocked.clone();
+    let task = tokio::spawn(async move {
+        let mut consumer = consumer;
+        let mut sink = Blocking(sink_flag);
+        let r = consumer
+            .run(
+                &mut sink,
+                RunOptions {
+                    max_events: Some(10),
+                    ..RunOptions::default()
+                },
+                std::future::pending(),
+            )
+            .await;
+        consumer.close().await.unwrap();
+        r
+    });
+    while !blocked.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for _ in 0..5 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let other = Consumer::builder(t.client_config(), &index, &group)
+            .with_member_id("other")
+            .with_offsets_index(&offsets)
+            .build()
+            .await;
+        match other {
+            Err(Error::GroupHeld { holder, .. }) => assert_eq!(holder, "slow"),
+            Ok(c) => {
+                c.close().await.unwrap();
+                panic!("the lease lapsed while the sink blocked");
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    task.await.unwrap().unwrap();
 }
