@@ -106,16 +106,14 @@ struct ChildRun {
 }
 
 /// Runs `indexstream consume` as a child until it has delivered `docs` events.
+/// Runs a consumer of `setup`'s index into `sink` as a separate process.
 fn run_consumer(
-    url: &str,
-    index: &str,
+    setup: &Setup<'_>,
     group: &str,
     sink: &str,
-    docs: u64,
-    page: usize,
-    commit_interval: u64,
     extra: &[&str],
 ) -> anyhow::Result<ChildRun> {
+    let (url, index, docs, page) = (setup.url, setup.index, setup.docs, setup.page);
     let exe = std::env::current_exe()?;
     let cpu_before = children_cpu_seconds();
     let started = std::time::Instant::now();
@@ -133,7 +131,7 @@ fn run_consumer(
             "--max-events",
             &docs.to_string(),
             "--commit-interval",
-            &commit_interval.to_string(),
+            &setup.commit_interval.to_string(),
             "--commit-every",
             "2s",
             "--poll-interval",
@@ -396,26 +394,13 @@ impl Setup<'_> {
         paging: Paging,
     ) -> anyhow::Result<ModeRun> {
         let r0 = self.raw(paging).await?;
-        let null = run_consumer(
-            self.url,
-            self.index,
-            &format!("{group}-null"),
-            "null",
-            self.docs,
-            self.page,
-            self.commit_interval,
-            extra,
-        )?;
+        let null = run_consumer(self, &format!("{group}-null"), "null", extra)?;
         let r1 = self.raw(paging).await?;
         let _ = std::fs::remove_file(self.out);
         let file = run_consumer(
-            self.url,
-            self.index,
+            self,
             &format!("{group}-file"),
             &format!("file:{}", self.out.display()),
-            self.docs,
-            self.page,
-            self.commit_interval,
             extra,
         )?;
         let r2 = self.raw(paging).await?;
