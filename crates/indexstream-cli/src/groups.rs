@@ -168,7 +168,7 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
                 return describe_timestamp(&client, oi, group, d, live_holder(&docs), args.format)
                     .await;
             }
-            let offsets: Vec<(PartitionId, i64, Vec<(i64, i64)>)> = docs
+            let offsets: Vec<indexstream::offset::StoredOffset> = docs
                 .iter()
                 .filter(|d| d.source["kind"] == "offset")
                 .map(|d| {
@@ -179,7 +179,6 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
                         Mode::parse(d.source["mode"].as_str().unwrap_or("exact"))
                             .unwrap_or(Mode::Exact),
                     )
-                    .map(|s| (s.partition, s.seq_no, s.delivered))
                 })
                 .collect::<Result<_, _>>()?;
             if offsets.is_empty() && docs.is_empty() {
@@ -188,7 +187,9 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
             let mut rows = Vec::new();
             let mut stats_cache: BTreeMap<String, Vec<indexstream::client::types::IndexShards>> =
                 BTreeMap::new();
-            for (p, committed, delivered) in &offsets {
+            for stored in &offsets {
+                let (p, committed, delivered) =
+                    (&stored.partition, &stored.seq_no, &stored.delivered);
                 if !stats_cache.contains_key(&p.index) {
                     let s = client.shard_stats(&p.index).await.unwrap_or_default();
                     stats_cache.insert(p.index.clone(), s);
