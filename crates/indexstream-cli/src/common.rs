@@ -1,6 +1,6 @@
 //! Arguments and helpers shared by the commands.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use indexstream::{Auth, ClientConfig, Secret};
 
@@ -96,31 +96,23 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Parses an RFC 3339 time (`2024-05-01T10:00:00Z`, `2024-05-01T12:00:00+02:00`) into epoch ms.
+/// Parses an RFC 3339 time into epoch milliseconds; without an offset it is taken as UTC.
 pub fn parse_time(s: &str) -> Result<i64, String> {
     let s = s.trim();
     let err = || format!("invalid time {s:?}: expected RFC 3339, e.g. 2024-05-01T10:00:00Z");
-    let (base, offset_secs) = match s.char_indices().rev().find(|(_, c)| *c == '+' || *c == '-') {
-        Some((i, c)) if i > 10 && s[i + 1..].len() == 5 && s.as_bytes()[i + 3] == b':' => {
-            let h: i64 = s[i + 1..i + 3].parse().map_err(|_| err())?;
-            let m: i64 = s[i + 4..i + 6].parse().map_err(|_| err())?;
-            let sign = if c == '-' { -1 } else { 1 };
-            (format!("{}Z", &s[..i]), sign * (h * 3600 + m * 60))
-        }
-        _ => (s.to_string(), 0),
+    let ts = match s.parse::<jiff::Timestamp>() {
+        Ok(ts) => ts,
+        Err(_) => s
+            .parse::<jiff::civil::DateTime>()
+            .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC))
+            .map_err(|_| err())?
+            .timestamp(),
     };
-    let t = humantime::parse_rfc3339_weak(&base).map_err(|_| err())?;
-    let ms = match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
-    };
-    Ok(ms - offset_secs * 1000)
+    Ok(ts.as_millisecond())
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    jiff::Timestamp::now().as_millisecond()
 }
 
 /// Resolves when the process gets SIGINT or SIGTERM.
@@ -162,6 +154,8 @@ mod tests {
             parse_time("2019-10-21T08:30:04.828Z").unwrap(),
             1_571_646_604_828
         );
+        assert_eq!(parse_time("1970-01-01 00:00:02").unwrap(), 2000);
+        assert_eq!(parse_time("1969-12-31T23:59:59.999Z").unwrap(), -1);
         assert!(parse_time("yesterday").unwrap_err().contains("yesterday"));
     }
 

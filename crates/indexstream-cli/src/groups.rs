@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use indexstream::client::types::Cas;
+use indexstream::date::iso_nanos;
 use indexstream::offset::{offset_doc, parse_offset_doc, Mode, DEFAULT_OFFSETS_INDEX};
-use indexstream::source::timestamp::{iso_nanos, newest_timestamp, TimeUnit, TimestampOffset};
+use indexstream::source::timestamp::{newest_timestamp, TimeUnit, TimestampOffset};
 use indexstream::{Client, PartitionId};
 use serde_json::{json, Value};
 
@@ -551,7 +552,7 @@ async fn reset_timestamp(
         }
         None => json!({"create": {"_index": oi, "_id": id}}),
     };
-    let doc = json!({"group": group, "kind": "offset", "mode": "timestamp", "index": expr, "cursor": offset.to_json(), "member": "indexstream-groups-reset", "updated_at": indexstream::offset::iso_millis(now_ms())});
+    let doc = json!({"group": group, "kind": "offset", "mode": "timestamp", "index": expr, "cursor": offset.to_json(), "member": "indexstream-groups-reset", "updated_at": indexstream::date::iso_millis(now_ms())});
     let resp = client.bulk(format!("{meta}\n{doc}\n"), true).await?;
     if resp.errors {
         anyhow::bail!(

@@ -87,8 +87,8 @@ impl Generator {
         let _ = write!(
             out,
             "{{\"@timestamp\":\"{}\",\"event\":{{\"ingested\":\"{}\",\"id\":{id},\"sent_at_ms\":{now}}},\"user\":{{\"name\":\"{}\"}},\"action\":\"{}\",\"resource\":\"/projects/{}/documents/{}\",\"outcome\":\"{}\",\"source\":{{\"ip\":\"10.{}.{}.{}\"}},\"message\":\"audit event recorded by the synthetic producer\"}}",
-            indexstream::offset::iso_millis(ts),
-            indexstream::offset::iso_millis(now),
+            indexstream::date::iso_millis(ts),
+            indexstream::date::iso_millis(now),
             USERS[(r % 10) as usize],
             ACTIONS[(r / 10 % 8) as usize],
             r % 97,
@@ -300,7 +300,7 @@ mod tests {
             let len = e.to_string().len();
             assert!((250..=400).contains(&len), "{len} bytes");
             let ts = e["@timestamp"].as_str().unwrap();
-            if ts != indexstream::offset::iso_millis(now) {
+            if ts != indexstream::date::iso_millis(now) {
                 late += 1;
             }
         }

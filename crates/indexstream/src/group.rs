@@ -15,15 +15,8 @@ use tokio::time::Instant;
 
 use crate::client::types::Cas;
 use crate::client::{Client, ClientError};
+use crate::date::{now_iso, now_millis as now_ms};
 use crate::error::{Error, Result};
-use crate::offset::now_iso;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 pub fn lease_doc_id(group: &str) -> String {
     format!("{group}|lease")
@@ -85,13 +78,7 @@ impl Holder {
             host: host_name(),
             pid,
             process: process_tag(pid),
-            instance: format!(
-                "{pid}-{}",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0)
-            ),
+            instance: format!("{pid}-{}", crate::date::now_nanos()),
         }
     }
 

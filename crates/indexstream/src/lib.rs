@@ -3,6 +3,7 @@
 pub mod breaker;
 pub mod client;
 pub mod consumer;
+pub mod date;
 pub mod error;
 pub mod group;
 pub mod offset;

@@ -91,69 +91,6 @@ pub fn offsets_mapping_additions() -> Value {
     })
 }
 
-pub(crate) fn now_iso() -> String {
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0);
-    iso_millis(ms)
-}
-
-/// Formats epoch milliseconds as RFC 3339 UTC.
-pub fn iso_millis(ms: i64) -> String {
-    let mut out = String::with_capacity(24);
-    push_iso_millis(ms, &mut out);
-    out
-}
-
-/// Appends epoch milliseconds as RFC 3339 UTC (`YYYY-MM-DDTHH:MM:SS.mmmZ`), without the
-/// formatting machinery (this runs once per delivered document in timestamp mode).
-pub fn push_iso_millis(ms: i64, out: &mut String) {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    if !(0..=9999).contains(&y) {
-        use std::fmt::Write;
-        let _ = write!(out, "{y:04}");
-    } else {
-        push_digits(out, y, 4);
-    }
-    let parts: [(char, i64, usize); 6] = [
-        ('-', m, 2),
-        ('-', d, 2),
-        ('T', rem / 3_600_000, 2),
-        (':', rem / 60_000 % 60, 2),
-        (':', rem / 1000 % 60, 2),
-        ('.', rem % 1000, 3),
-    ];
-    for (sep, v, width) in parts {
-        out.push(sep);
-        push_digits(out, v, width);
-    }
-    out.push('Z');
-}
-
-/// Appends `v` (0 <= v < 10^width) zero-padded to `width` digits.
-pub(crate) fn push_digits(out: &mut String, v: i64, width: usize) {
-    let mut buf = [b'0'; 12];
-    let mut v = v;
-    for i in (0..width).rev() {
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    for b in &buf[..width] {
-        out.push(*b as char);
-    }
-}
-
 /// A committed exact-mode offset as stored: every operation up to `seq_no` was delivered, and
 /// so were the `_seq_no` ranges in `delivered` above it (what was delivered before the
 /// checkpoint covering it was confirmed: a restart skips those, so it repeats nothing the
@@ -251,7 +188,7 @@ pub fn offset_doc(
     delivered: &[(i64, i64)],
     member: &str,
 ) -> Value {
-    let mut doc = json!({"group": group, "kind": "offset", "mode": mode.as_str(), "index": p.index, "index_uuid": p.uuid, "shard": p.shard, "seq_no": seq_no, "member": member, "updated_at": now_iso()});
+    let mut doc = json!({"group": group, "kind": "offset", "mode": mode.as_str(), "index": p.index, "index_uuid": p.uuid, "shard": p.shard, "seq_no": seq_no, "member": member, "updated_at": crate::date::now_iso()});
     if !delivered.is_empty() {
         let ranges: Vec<Value> = delivered
             .iter()
@@ -432,8 +369,8 @@ impl OffsetStore {
         part: Value,
     ) -> Result<()> {
         let part_id = Self::window_part_id(&self.group, part_name);
-        let part_doc = json!({"group": self.group, "kind": "window", "mode": Mode::Timestamp.as_str(), "cursor": part, "member": self.member, "updated_at": now_iso()});
-        let doc = json!({"group": self.group, "kind": "offset", "mode": Mode::Timestamp.as_str(), "index": target, "cursor": head, "member": self.member, "updated_at": now_iso()});
+        let part_doc = json!({"group": self.group, "kind": "window", "mode": Mode::Timestamp.as_str(), "cursor": part, "member": self.member, "updated_at": crate::date::now_iso()});
+        let doc = json!({"group": self.group, "kind": "offset", "mode": Mode::Timestamp.as_str(), "index": target, "cursor": head, "member": self.member, "updated_at": crate::date::now_iso()});
         let result = self
             .write_docs(vec![
                 (part_id.clone(), part_doc),
@@ -572,14 +509,6 @@ impl OffsetStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn iso_formatting() {
-        assert_eq!(iso_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso_millis(1_571_646_604_828), "2019-10-21T08:30:04.828Z");
-        assert_eq!(iso_millis(-1), "1969-12-31T23:59:59.999Z");
-        assert_eq!(iso_millis(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
-    }
 
     #[test]
     fn offset_docs_round_trip_and_mismatches_are_errors() {

@@ -166,34 +166,20 @@ fn has_line_break(s: &[u8]) -> bool {
     s.contains(&b'\n') || s.contains(&b'\r')
 }
 
-/// Appends `v` in decimal (the `fmt` machinery costs more than the digits).
+/// Appends `v` in decimal (with `itoa`: the `fmt` machinery costs more than the digits).
 fn push_int(out: &mut String, v: i64) {
-    let mut buf = [0u8; 20];
-    let mut n = v.unsigned_abs();
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if v < 0 {
-        out.push('-');
-    }
-    for b in &buf[at..] {
-        out.push(char::from(*b));
-    }
+    out.push_str(itoa::Buffer::new().format(v));
 }
 
+/// Appends `s` as a JSON string: as is when nothing in it needs escaping (the common case, and
+/// no copy), else escaped by serde_json.
 fn push_str(out: &mut String, s: &str) {
     if crate::client::scan::plain_run_end(s.as_bytes(), 0) == s.len() {
         out.push('"');
         out.push_str(s);
         out.push('"');
     } else {
-        out.push_str(&serde_json::Value::String(s.to_string()).to_string());
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
     }
 }
 

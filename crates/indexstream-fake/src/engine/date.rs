@@ -43,36 +43,26 @@ impl Timestamp {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m as i64 + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+impl Timestamp {
+    fn to_jiff(self) -> Option<jiff::Timestamp> {
+        jiff::Timestamp::from_nanosecond(
+            i128::from(self.secs) * 1_000_000_000 + i128::from(self.nanos),
+        )
+        .ok()
+    }
 
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
+    fn from_jiff(t: jiff::Timestamp) -> Timestamp {
+        let ns = t.as_nanosecond();
+        Timestamp {
+            secs: ns.div_euclid(1_000_000_000) as i64,
+            nanos: ns.rem_euclid(1_000_000_000) as u32,
+        }
+    }
 
-fn days_in_month(y: i64, m: u32) -> u32 {
-    match m {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        _ if (y % 4 == 0 && y % 100 != 0) || y % 400 == 0 => 29,
-        _ => 28,
+    /// This instant as the wall-clock time at `offset_secs` from UTC.
+    fn local(self, offset_secs: i32) -> Option<(jiff::tz::Offset, jiff::civil::DateTime)> {
+        let offset = jiff::tz::Offset::from_seconds(offset_secs).ok()?;
+        Some((offset, offset.to_datetime(self.to_jiff()?)))
     }
 }
 
@@ -90,23 +80,21 @@ struct Fields {
 
 impl Fields {
     fn to_timestamp(self, default_offset: i32) -> Option<Timestamp> {
-        let year = self.year?;
-        let month = self.month.unwrap_or(1);
-        let day = self.day.unwrap_or(1);
-        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
-            return None;
-        }
-        if self.hour > 23 || self.minute > 59 || self.second > 59 {
-            return None;
-        }
-        let days = days_from_civil(year, month, day);
-        let secs =
-            days * 86_400 + self.hour as i64 * 3600 + self.minute as i64 * 60 + self.second as i64;
-        let offset = self.offset_secs.unwrap_or(default_offset) as i64;
-        Some(Timestamp {
-            secs: secs - offset,
-            nanos: self.nanos,
-        })
+        // jiff checks the ranges (a day the month has, hours 0-23, ...) and does the calendar.
+        let small = |v: u32| i8::try_from(v).ok();
+        let local = jiff::civil::DateTime::new(
+            i16::try_from(self.year?).ok()?,
+            small(self.month.unwrap_or(1))?,
+            small(self.day.unwrap_or(1))?,
+            small(self.hour)?,
+            small(self.minute)?,
+            small(self.second)?,
+            i32::try_from(self.nanos).ok()?,
+        )
+        .ok()?;
+        let offset =
+            jiff::tz::Offset::from_seconds(self.offset_secs.unwrap_or(default_offset)).ok()?;
+        Some(Timestamp::from_jiff(offset.to_timestamp(local).ok()?))
     }
 }
 
@@ -474,18 +462,16 @@ fn add(ts: Timestamp, n: i64, u: Unit) -> Timestamp {
         Unit::Day => n * 86_400,
         Unit::Week => n * 7 * 86_400,
         Unit::Year | Unit::Month => {
-            let days = ts.secs.div_euclid(86_400);
-            let rem = ts.secs.rem_euclid(86_400);
-            let (y, m, d) = civil_from_days(days);
+            // Calendar months, the day clamped to the month's last (Jan 31 + 1M = Feb 28/29);
+            // past the years jiff holds (-9999..=9999) the instant is left as it was.
             let months = if u == Unit::Year { n * 12 } else { n };
-            let total = y * 12 + (m as i64 - 1) + months;
-            let ny = total.div_euclid(12);
-            let nm = (total.rem_euclid(12) + 1) as u32;
-            let nd = d.min(days_in_month(ny, nm));
-            return Timestamp {
-                secs: days_from_civil(ny, nm, nd) * 86_400 + rem,
-                nanos: ts.nanos,
-            };
+            let moved = ts.local(0).and_then(|(offset, dt)| {
+                let dt = dt
+                    .checked_add(jiff::Span::new().try_months(months).ok()?)
+                    .ok()?;
+                offset.to_timestamp(dt).ok()
+            });
+            return moved.map_or(ts, Timestamp::from_jiff);
         }
     };
     Timestamp {
@@ -504,13 +490,16 @@ fn round_down(ts: Timestamp, u: Unit, offset: i32) -> Timestamp {
         Unit::Hour => local - rem % 3600,
         Unit::Day => days * 86_400,
         Unit::Week => (days - (days + 3).rem_euclid(7)) * 86_400,
-        Unit::Month => {
-            let (y, m, _) = civil_from_days(days);
-            days_from_civil(y, m, 1) * 86_400
-        }
-        Unit::Year => {
-            let (y, _, _) = civil_from_days(days);
-            days_from_civil(y, 1, 1) * 86_400
+        Unit::Month | Unit::Year => {
+            let start = ts.local(offset).and_then(|(off, dt)| {
+                let first = if u == Unit::Month {
+                    dt.first_of_month()
+                } else {
+                    dt.first_of_year()
+                };
+                off.to_timestamp(first.start_of_day()).ok()
+            });
+            return start.map_or(ts, Timestamp::from_jiff);
         }
     };
     Timestamp {
@@ -663,10 +652,33 @@ mod tests {
     }
 
     #[test]
-    fn civil_round_trip() {
-        for days in [-800_000, -1, 0, 1, 19_000, 2_932_896] {
-            let (y, m, d) = civil_from_days(days);
-            assert_eq!(days_from_civil(y, m, d), days);
-        }
+    fn calendar_math_clamps_to_the_month_and_rounds_in_the_zone() {
+        let jan31 = ms("2024-01-31T10:00:00Z");
+        let t = add(Timestamp::from_millis(jan31), 1, Unit::Month);
+        assert_eq!(t.millis(), ms("2024-02-29T10:00:00Z"));
+        let t = add(
+            Timestamp::from_millis(ms("2024-02-29T00:00:00Z")),
+            1,
+            Unit::Year,
+        );
+        assert_eq!(t.millis(), ms("2025-02-28T00:00:00Z"));
+        let t = round_down(
+            Timestamp::from_millis(ms("2024-03-01T00:30:00Z")),
+            Unit::Month,
+            3600,
+        );
+        assert_eq!(t.millis(), ms("2024-02-29T23:00:00Z"));
+        let t = round_down(
+            Timestamp::from_millis(ms("2024-07-04T12:00:00Z")),
+            Unit::Year,
+            0,
+        );
+        assert_eq!(t.millis(), ms("2024-01-01T00:00:00Z"));
+        assert!(DateFormat::default_date()
+            .parse_str("2023-02-29", 0)
+            .is_none());
+        assert!(DateFormat::default_date()
+            .parse_str("2024-01-01T24:00:00Z", 0)
+            .is_none());
     }
 }

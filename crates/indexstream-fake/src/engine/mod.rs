@@ -2,7 +2,6 @@
 //! write path every document API shares.
 
 pub mod date;
-pub mod fxhash;
 pub mod index;
 pub mod mapping;
 pub mod routing;

@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::fxhash::FxHashMap;
+// The Fx hash for the id maps: the fake serves loopback tests and benchmarks (no hash
+// flooding to fear), and SipHash showed up in profiles of bulk indexing.
 use super::mapping::{FieldId, FieldVal};
 use super::sortkey::SortKey;
+use rustc_hash::FxHashMap;
 
 /// A document version as stored in the index.
 #[derive(Debug)]

@@ -149,16 +149,19 @@ pub struct Client {
     observer: Option<RetryObserver>,
 }
 
+/// What a path segment keeps as is: letters, digits, and the marks index expressions and ids
+/// use (`-_.~`, `*` of wildcards, `,` of lists, `:` of remote clusters); the rest is encoded.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b',')
+    .remove(b':');
+
 fn encode(part: &str) -> String {
-    let mut out = String::with_capacity(part.len());
-    for b in part.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~*,:".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
+    percent_encoding::utf8_percent_encode(part, SEGMENT).to_string()
 }
 
 /// Percent-encodes one path segment (an index name, a document id).
@@ -233,11 +236,7 @@ impl Client {
     ) -> Result<(u16, bytes::Bytes), ClientError> {
         use backon::Retryable;
         let attempt = std::sync::atomic::AtomicU32::new(0);
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos() as u64)
-            .unwrap_or(1)
-            ^ ((path.len() as u64) << 32);
+        let seed = (crate::date::now_nanos() % 1_000_000_000) as u64 ^ ((path.len() as u64) << 32);
         // Encoded once; each attempt sends a cheap clone of the same buffer.
         let encoded: Option<(&'static str, bytes::Bytes)> = body.map(|b| match b {
             Body::Json(v) => ("application/json", bytes::Bytes::from(v.to_string())),
@@ -972,6 +971,14 @@ mod tests {
         };
         assert!(!format!("{auth:?}").contains("hunter2"));
         assert_eq!(Secret::new("k").to_string(), "***");
+    }
+
+    #[test]
+    fn path_segments_keep_expressions_and_encode_the_rest() {
+        assert_eq!(encode("logs-*,audit:x_1.2~"), "logs-*,audit:x_1.2~");
+        assert_eq!(encode("g|lease"), "g%7Clease");
+        assert_eq!(encode("a/b c?d#e%"), "a%2Fb%20c%3Fd%23e%25");
+        assert_eq!(encode("é"), "%C3%A9");
     }
 
     #[test]

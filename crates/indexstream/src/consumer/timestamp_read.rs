@@ -2,6 +2,7 @@
 //! from `cursor - safety_window` every round, dropping what the window says was delivered.
 //! The state and its rules are in [`crate::source::timestamp`].
 
+use crate::date::iso_nanos;
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
@@ -14,8 +15,8 @@ use crate::client::{Client, ClientError, SearchText};
 use crate::error::{Error, Result};
 use crate::record::{Record, Source};
 use crate::source::timestamp::{
-    event_key, iso_nanos, newest_timestamp, window_part_json, Accepted, MissedLate, TimeUnit,
-    TimestampOffset, WindowParts,
+    event_key, newest_timestamp, window_part_json, Accepted, MissedLate, TimeUnit, TimestampOffset,
+    WindowParts,
 };
 
 /// How often the timestamp field's mapping is read again.
@@ -246,11 +247,7 @@ impl TimestampReader {
             must_compact: false,
             part_prefix: format!(
                 "{:x}",
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_nanos())
-                    .unwrap_or(0)
-                    ^ u128::from(std::process::id()) << 64
+                crate::date::now_nanos().unsigned_abs() ^ u128::from(std::process::id()) << 64
             ),
             compactions: 0,
             unit: None,
@@ -791,8 +788,7 @@ impl IsoFormatter {
         let second = ts_ns.div_euclid(1_000_000_000);
         if self.second != Some(second) {
             self.prefix.clear();
-            crate::offset::push_iso_millis(second.saturating_mul(1000), &mut self.prefix);
-            self.prefix.truncate(self.prefix.len() - ".000Z".len());
+            crate::date::push_second(second, &mut self.prefix);
             self.second = Some(second);
         }
         let mut out = String::with_capacity(self.prefix.len() + 11);
@@ -800,8 +796,8 @@ impl IsoFormatter {
         out.push('.');
         let sub = ts_ns.rem_euclid(1_000_000_000);
         match unit {
-            TimeUnit::Millis => crate::offset::push_digits(&mut out, sub / 1_000_000, 3),
-            TimeUnit::Nanos => crate::offset::push_digits(&mut out, sub, 9),
+            TimeUnit::Millis => crate::date::push_padded(&mut out, (sub / 1_000_000) as u64, 3),
+            TimeUnit::Nanos => crate::date::push_padded(&mut out, sub as u64, 9),
         }
         out.push('Z');
         out
@@ -891,13 +887,10 @@ mod tests {
             -1,
             -1_500_000_000,
         ] {
-            assert_eq!(
-                f.format(ns, TimeUnit::Nanos),
-                crate::source::timestamp::iso_nanos(ns)
-            );
+            assert_eq!(f.format(ns, TimeUnit::Nanos), iso_nanos(ns));
             assert_eq!(
                 f.format(ns, TimeUnit::Millis),
-                crate::offset::iso_millis(ns.div_euclid(1_000_000))
+                crate::date::iso_millis(ns.div_euclid(1_000_000))
             );
         }
     }

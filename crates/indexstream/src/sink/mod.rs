@@ -86,7 +86,7 @@ impl DeadLetterFile {
         let entry = format!(
             "{{\"record\":{line},\"error\":{},\"failed_at\":\"{}\"}}\n",
             serde_json::Value::String(error.to_string()),
-            crate::offset::now_iso()
+            crate::date::now_iso()
         );
         self.out.write_all(entry.as_bytes())
     }

@@ -23,8 +23,9 @@
 //! shorter than configured until the cursor moves on). Nothing is delivered twice because of
 //! the cap. A single timestamp holding more than `cap` documents is kept whole.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::{BTreeMap, VecDeque};
+
+use base64::Engine as _;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -66,7 +67,7 @@ impl TimeUnit {
     pub fn range_gte(self, ns: i64) -> Value {
         match self {
             TimeUnit::Millis => json!({ "gte": ns.div_euclid(1_000_000) }),
-            TimeUnit::Nanos => json!({ "gte": iso_nanos(ns) }),
+            TimeUnit::Nanos => json!({ "gte": crate::date::iso_nanos(ns) }),
         }
     }
 
@@ -77,19 +78,11 @@ impl TimeUnit {
                 "gte": from_ns.div_euclid(1_000_000) + i64::from(from_ns.rem_euclid(1_000_000) != 0),
                 "lt": to_ns.div_euclid(1_000_000) + i64::from(to_ns.rem_euclid(1_000_000) != 0),
             }),
-            TimeUnit::Nanos => json!({ "gte": iso_nanos(from_ns), "lt": iso_nanos(to_ns) }),
+            TimeUnit::Nanos => {
+                json!({ "gte": crate::date::iso_nanos(from_ns), "lt": crate::date::iso_nanos(to_ns) })
+            }
         }
     }
-}
-
-/// RFC 3339 UTC with nanoseconds: the milliseconds form with six more digits.
-pub fn iso_nanos(ns: i64) -> String {
-    let mut out = String::with_capacity(30);
-    crate::offset::push_iso_millis(ns.div_euclid(1_000_000), &mut out);
-    out.pop(); // the 'Z'
-    crate::offset::push_digits(&mut out, ns.rem_euclid(1_000_000), 6);
-    out.push('Z');
-    out
 }
 
 /// The newest timestamp (nanoseconds) among the documents of `expr` matching `filters` (which
@@ -149,30 +142,9 @@ pub struct Window {
     late: BTreeMap<i64, Vec<u64>>,
     late_keys: usize,
     /// Every key held, while look-ups need it.
-    index: Option<HashSet<u64, BuildHasherDefault<KeyHasher>>>,
+    index: Option<rustc_hash::FxHashSet<u64>>,
     /// Keys added since the last look-up.
     added_since_lookup: usize,
-}
-
-/// Hashes a window key. The key is already a hash of the event; one multiply spreads its bits
-/// to where the hash table looks.
-#[derive(Debug, Default, Clone, Copy)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-
-    fn write_u64(&mut self, v: u64) {
-        self.0 = (self.0.rotate_left(29) ^ v).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 impl Window {
@@ -187,7 +159,8 @@ impl Window {
     /// Whether `key` is held (builds the look-up index if there is none).
     pub fn contains(&mut self, key: u64) -> bool {
         if self.index.is_none() {
-            let mut index = HashSet::with_capacity_and_hasher(self.len(), Default::default());
+            let mut index =
+                rustc_hash::FxHashSet::with_capacity_and_hasher(self.len(), Default::default());
             index.extend(self.keys().map(|(_, k)| k));
             self.index = Some(index);
         }
@@ -288,7 +261,7 @@ impl Window {
     }
 
     fn decode(text: &str) -> Option<Window> {
-        let bytes = base64_decode(text)?;
+        let bytes = BASE64.decode(text).ok()?;
         let mut w = Window::default();
         let mut pos = 0;
         let mut prev: i64 = 0;
@@ -316,8 +289,11 @@ fn encode_keys(n: usize, keys: impl Iterator<Item = (i64, u64)>) -> String {
         bytes.extend_from_slice(&k.to_le_bytes());
         prev = ts;
     }
-    base64_encode(&bytes)
+    BASE64.encode(&bytes)
 }
+
+/// The alphabet of packed windows: standard, without padding (a persisted format).
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD_NO_PAD;
 
 /// Where the window of a committed offset is kept (format 2): a base part written in full by
 /// a compaction, and the delta parts written by the commits after it, each holding the keys
@@ -494,7 +470,7 @@ impl TimestampOffset {
             "field": self.field,
             "tiebreaker": self.tiebreaker,
             "cursor_ns": self.cursor_ns,
-            "cursor": self.cursor_ns.map(iso_nanos),
+            "cursor": self.cursor_ns.map(crate::date::iso_nanos),
             "floor_ns": self.floor_ns,
             "window_keys": self.window.len(),
             "window_base": parts.base,
@@ -536,7 +512,7 @@ impl TimestampOffset {
             "field": self.field,
             "tiebreaker": self.tiebreaker,
             "cursor_ns": self.cursor_ns,
-            "cursor": self.cursor_ns.map(iso_nanos),
+            "cursor": self.cursor_ns.map(crate::date::iso_nanos),
             "floor_ns": self.floor_ns,
             "window_keys": self.window.len(),
             "window": self.window.encode(),
@@ -731,65 +707,34 @@ fn get_varint(bytes: &[u8], pos: &mut usize) -> Option<u64> {
     None
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = Vec::with_capacity(bytes.len().div_ceil(3) * 4);
-    let whole = bytes.chunks_exact(3);
-    let rest = whole.remainder();
-    for c in whole {
-        let v = (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2]);
-        out.extend_from_slice(&[
-            B64[(v >> 18) as usize & 63],
-            B64[(v >> 12) as usize & 63],
-            B64[(v >> 6) as usize & 63],
-            B64[v as usize & 63],
-        ]);
-    }
-    for chunk in rest.chunks(3) {
-        let n = chunk.len();
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let v = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..=n {
-            out.push(B64[((v >> (18 - 6 * i)) & 63) as usize]);
-        }
-    }
-    // Every byte comes from the ASCII alphabet.
-    String::from_utf8(out).unwrap_or_default()
-}
-
-fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let mut lookup: HashMap<u8, u32> = HashMap::with_capacity(64);
-    for (i, c) in B64.iter().enumerate() {
-        lookup.insert(*c, i as u32);
-    }
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3 + 2);
-    for chunk in bytes.chunks(4) {
-        if chunk.len() == 1 {
-            return None;
-        }
-        let mut v: u32 = 0;
-        for (i, c) in chunk.iter().enumerate() {
-            v |= lookup.get(c)? << (18 - 6 * i);
-        }
-        for i in 0..chunk.len() - 1 {
-            out.push((v >> (16 - 8 * i)) as u8);
-        }
-    }
-    Some(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     const S: i64 = 1_000_000_000;
+
+    /// The event key is persisted (in every committed window), so it must never change: fixed
+    /// vectors, computed once with FNV-1a 64 over `index 0xff id 0xff ts_le`.
+    #[test]
+    fn the_event_key_is_a_fixed_fnv1a_of_index_id_and_timestamp() {
+        assert_eq!(
+            event_key("audit-2024.05", "doc-1", 1_714_557_600_000_000_000),
+            0x2ef5_442a_7b02_0fb4
+        );
+        assert_eq!(event_key("", "", 0), 0xfe1d_0b13_49ce_d1c3);
+    }
+
+    /// Packed windows are persisted too: a fixed vector of the encoding (zigzag varint deltas,
+    /// little-endian keys, standard base64 without padding).
+    #[test]
+    fn the_packed_window_is_a_fixed_format() {
+        let packed = encode_keys(2, [(1, 0x0102_0304_0506_0708_u64), (3, 0xff)].into_iter());
+        assert_eq!(packed, "AggHBgUEAwIBBP8AAAAAAAAA");
+        let w = Window::decode(&packed).expect("decodes");
+        assert_eq!(w.len(), 2);
+        assert!(Window::decode("not base64!").is_none());
+    }
 
     #[test]
     fn same_timestamp_events_are_told_apart_and_remembered() {
@@ -993,7 +938,10 @@ mod tests {
 
     #[test]
     fn nanosecond_iso_and_units() {
-        assert_eq!(iso_nanos(1_500_000_123), "1970-01-01T00:00:01.500000123Z");
+        assert_eq!(
+            crate::date::iso_nanos(1_500_000_123),
+            "1970-01-01T00:00:01.500000123Z"
+        );
         assert_eq!(TimeUnit::Millis.to_nanos(&json!(1500)), Some(1_500_000_000));
         assert_eq!(TimeUnit::Nanos.to_nanos(&json!(7)), Some(7));
         assert_eq!(
