@@ -264,17 +264,17 @@ async fn page_by_seq_no(client: &Client, index: &str, page: usize) -> anyhow::Re
 async fn latency(
     client: &Client,
     url: &str,
+    index: &str,
     rate: f64,
     duration: Duration,
 ) -> anyhow::Result<(f64, f64, u64)> {
-    let index = "bench-latency";
     crate::produce::ensure_index(client, index).await?;
     let exe = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(exe)
         .args([
             "consume",
             index,
-            "bench-latency",
+            index,
             "--url",
             url,
             "--sink",
@@ -447,6 +447,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             info.distribution, info.version.0, info.version.1, info.version.2
         ),
     };
+    // Every index and group of a run is named after it, so runs against one cluster never
+    // resume each other's offsets.
     let index = format!("bench-{}", now_ms());
     eprintln!(
         "bench: loading {} documents into {url}/{index} (3 shards)...",
@@ -469,12 +471,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let seq_rate = setup.raw(Paging::SeqNo).await?;
     eprintln!("bench: raw paging @timestamp {ts_rate:.0} docs/s, _seq_no {seq_rate:.0} docs/s; consuming...");
     let exact = setup
-        .consume_mode("bench-exact", &[], Paging::SeqNo)
+        .consume_mode(&format!("{index}-exact"), &[], Paging::SeqNo)
         .await?;
     eprintln!("bench: exact mode done; timestamp mode...");
     let timestamp = setup
         .consume_mode(
-            "bench-timestamp",
+            &format!("{index}-timestamp"),
             &["--mode", "timestamp", "--safety-window", "30s"],
             Paging::Timestamp,
         )
@@ -485,8 +487,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "bench: latency at {}/s for {:?}...",
         args.latency_rate, args.latency_duration
     );
-    let (p50, p99, samples) =
-        latency(&client, &url, args.latency_rate, args.latency_duration).await?;
+    let (p50, p99, samples) = latency(
+        &client,
+        &url,
+        &format!("{index}-latency"),
+        args.latency_rate,
+        args.latency_duration,
+    )
+    .await?;
     let null_rate = args.docs as f64 / null.seconds;
     let file_rate = args.docs as f64 / file.seconds;
     let ts_null_rate = args.docs as f64 / ts_null.seconds;

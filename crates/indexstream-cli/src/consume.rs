@@ -542,7 +542,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     }
     let progress = crate::observe::progress(telemetry.clone());
     let result = consumer
-        .run(sink.as_mut(), settings.run.clone(), shutdown_signal())
+        .run(&mut sink, settings.run.clone(), shutdown_signal())
         .await;
     if let Some((task, bar)) = progress {
         task.abort();
@@ -579,7 +579,9 @@ pub async fn connect_with_retry(config: ConsumerConfig) -> anyhow::Result<indexs
             Err(e) if e.is_retriable() && attempt < 3 => {
                 attempt += 1;
                 tracing::warn!(error = %e, attempt, "cannot start the consumer yet; retrying");
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                let wait =
+                    indexstream::Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+                tokio::time::sleep(wait.ceiling(attempt)).await;
             }
             Err(e) => return Err(e.into()),
         }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use indexstream::{AnySink, PendingFlush, SinkError};
 use indexstream::{Client, ConsumerBuilder, RunOptions, Sink, SinkSpec};
 use tokio::time::Instant;
 
@@ -39,20 +40,24 @@ pub struct DemoArgs {
 
 /// Counts what passes through to the real sink.
 struct Counting {
-    inner: Box<dyn Sink>,
+    inner: AnySink,
     delivered: Arc<AtomicU64>,
 }
 
 impl Sink for Counting {
-    fn write(&mut self, records: &[indexstream::Record]) -> std::io::Result<()> {
-        self.inner.write(records)?;
+    async fn write(&mut self, records: &[indexstream::Record]) -> Result<(), SinkError> {
+        self.inner.write(records).await?;
         self.delivered
             .fetch_add(records.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush().await
+    }
+
+    async fn start_flush(&mut self) -> Result<PendingFlush, SinkError> {
+        self.inner.start_flush().await
     }
 }
 

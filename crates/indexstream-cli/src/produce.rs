@@ -87,8 +87,8 @@ impl Generator {
         let _ = write!(
             out,
             "{{\"@timestamp\":\"{}\",\"event\":{{\"ingested\":\"{}\",\"id\":{id},\"sent_at_ms\":{now}}},\"user\":{{\"name\":\"{}\"}},\"action\":\"{}\",\"resource\":\"/projects/{}/documents/{}\",\"outcome\":\"{}\",\"source\":{{\"ip\":\"10.{}.{}.{}\"}},\"message\":\"audit event recorded by the synthetic producer\"}}",
-            indexstream::date::iso_millis(ts),
-            indexstream::date::iso_millis(now),
+            indexstream::iso_millis(ts),
+            indexstream::iso_millis(now),
             USERS[(r % 10) as usize],
             ACTIONS[(r / 10 % 8) as usize],
             r % 97,
@@ -208,8 +208,8 @@ pub async fn produce(
             }
             if attempt < attempts {
                 let backoff =
-                    Duration::from_millis(200u64 << attempt.min(5)).min(Duration::from_secs(5));
-                tokio::time::sleep(backoff).await;
+                    indexstream::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+                tokio::time::sleep(backoff.ceiling(attempt)).await;
             }
         }
         if !pending.is_empty() {
@@ -300,7 +300,7 @@ mod tests {
             let len = e.to_string().len();
             assert!((250..=400).contains(&len), "{len} bytes");
             let ts = e["@timestamp"].as_str().unwrap();
-            if ts != indexstream::date::iso_millis(now) {
+            if ts != indexstream::iso_millis(now) {
                 late += 1;
             }
         }

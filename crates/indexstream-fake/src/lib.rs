@@ -14,10 +14,11 @@ mod api;
 mod engine;
 mod error;
 mod faults;
-mod query;
+
 mod rng;
-mod search;
+
 mod server;
+mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -27,7 +28,8 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-pub use faults::{ApiKind, FaultAction, FaultRule, RequestRecord, VisibilityRule};
+pub use engine::visibility::VisibilityRule;
+pub use faults::{ApiKind, FaultAction, FaultRule, RequestRecord};
 
 /// Settings of a fake cluster.
 #[derive(Debug, Clone)]
@@ -54,7 +56,7 @@ impl Default for FakeConfig {
     }
 }
 
-fn shared_state(config: &FakeConfig) -> Arc<server::Shared> {
+fn shared_state(config: &FakeConfig) -> Arc<state::Shared> {
     let mut rng = match config.seed {
         Some(s) => rng::Rng::new(s ^ 0xA5A5),
         None => rng::Rng::from_time(),
@@ -67,7 +69,7 @@ fn shared_state(config: &FakeConfig) -> Arc<server::Shared> {
         node_id: rng.base64_id(22),
         cluster_uuid: rng.base64_id(22),
     };
-    Arc::new(server::Shared {
+    Arc::new(state::Shared {
         cluster: Mutex::new(engine::Cluster::new(cluster_config, config.seed)),
         faults: Mutex::new(faults::Faults::default()),
         log: Mutex::new(faults::RequestLog::new(config.request_log_capacity.max(1))),
@@ -127,7 +129,7 @@ impl FakeClusterBuilder {
 #[must_use = "the cluster stops when dropped"]
 pub struct FakeCluster {
     addr: SocketAddr,
-    shared: Arc<server::Shared>,
+    shared: Arc<state::Shared>,
     task: JoinHandle<()>,
 }
 

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
@@ -17,33 +17,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::api::{self, Reply, Request};
-use crate::engine::Cluster;
-use crate::faults::{Faults, RequestLog, RequestRecord};
-
-/// State shared by every connection.
-#[derive(Debug)]
-pub struct Shared {
-    pub cluster: Mutex<Cluster>,
-    pub faults: Mutex<Faults>,
-    pub log: Mutex<RequestLog>,
-    /// Woken after every refresh, for `?refresh=wait_for` and `wait_for_status`.
-    pub refreshed: Notify,
-    pub started: Instant,
-}
-
-impl Shared {
-    pub fn lock(&self) -> MutexGuard<'_, Cluster> {
-        self.cluster.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn faults(&self) -> MutexGuard<'_, Faults> {
-        self.faults.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn log(&self) -> MutexGuard<'_, RequestLog> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
+use crate::faults::RequestRecord;
+use crate::state::Shared;
 
 /// Largest request body accepted, as OpenSearch's default `http.max_content_length`.
 const MAX_BODY: usize = 100 * 1024 * 1024;

@@ -9,10 +9,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+/// Where a circuit breaker stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
+    /// Calls go through; counting consecutive transient failures.
     Closed,
+    /// Calls fail fast without touching the network until the open timeout passes.
     Open,
+    /// The open timeout passed: one probe call goes through, and its outcome closes or reopens
+    /// the breaker.
     HalfOpen,
 }
 
@@ -27,6 +32,7 @@ impl BreakerState {
     }
 }
 
+/// When a circuit breaker opens and how long it stays open.
 #[derive(Debug, Clone)]
 pub struct BreakerConfig {
     /// Consecutive transient failures that open the breaker (the original system's default: 5).
@@ -51,6 +57,8 @@ enum Inner {
     HalfOpen { probing: bool },
 }
 
+/// A circuit breaker around one dependency, shared by the clients that call it (see the
+/// module docs for its states).
 #[derive(Debug)]
 pub struct CircuitBreaker {
     name: String,
@@ -59,6 +67,7 @@ pub struct CircuitBreaker {
 }
 
 impl CircuitBreaker {
+    /// A closed breaker; `name` names the dependency in logs, metrics and errors.
     pub fn new(name: impl Into<String>, config: BreakerConfig) -> Self {
         CircuitBreaker {
             name: name.into(),
@@ -67,6 +76,7 @@ impl CircuitBreaker {
         }
     }
 
+    /// The name of the dependency it guards.
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -93,6 +103,8 @@ impl CircuitBreaker {
         }
     }
 
+    /// A call that went through succeeded (or failed in a way a retry cannot help): closes the
+    /// breaker and clears its failure count.
     pub fn on_success(&self) {
         self.lock().0 = Inner::Closed { failures: 0 };
     }
@@ -120,6 +132,8 @@ impl CircuitBreaker {
         }
     }
 
+    /// The current state. An open breaker whose timeout has passed still reports
+    /// [`BreakerState::Open`] until the next [`CircuitBreaker::allow`] lets the probe through.
     pub fn state(&self) -> BreakerState {
         match self.lock().0 {
             Inner::Closed { .. } => BreakerState::Closed,

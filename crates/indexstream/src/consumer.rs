@@ -17,12 +17,13 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::backoff::Backoff;
 use crate::client::types::{Hit, IndexShards};
 use crate::client::{Client, ClientConfig, ClientError, ServerInfo};
 use crate::error::{Error, Result};
 use crate::group::{Lease, LeaseKeeper};
 use crate::offset::{Mode, OffsetStore, DEFAULT_OFFSETS_INDEX};
-use crate::partition::PartitionId;
+use crate::partition::{PartitionId, PartitionStatus};
 use crate::record::{Record, Source};
 use crate::sink::Sink;
 use crate::source::exact::ExactPartition;
@@ -70,10 +71,14 @@ pub enum RefreshPolicy {
 /// 50 events, 30 s safety window) where it had one.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
+    /// How to reach the cluster.
     pub client: ClientConfig,
     /// Index name, comma list, wildcard pattern, alias or data stream.
     pub index: String,
+    /// The consumer group: the name its lease and offsets are stored under (non-empty, without
+    /// `|`).
     pub group: String,
+    /// Exact (shards and `_seq_no`, the default) or timestamp mode.
     pub mode: Mode,
     /// Documents per search page and per batch.
     pub batch_size: usize,
@@ -83,12 +88,20 @@ pub struct ConsumerConfig {
     pub commit_every_events: u64,
     /// ...or after this long, whichever comes first.
     pub commit_every: Duration,
+    /// Where the group starts reading what it has no committed offset for (default: the
+    /// earliest document).
     pub start: StartFrom,
+    /// Exact mode: how documents up to a checkpoint are proven searchable (default: the refresh
+    /// counter).
     pub refresh_policy: RefreshPolicy,
+    /// The index that holds the group's offsets and lease (default [`DEFAULT_OFFSETS_INDEX`]);
+    /// one concrete index name, created if missing.
     pub offsets_index: String,
     /// This member's name in the group's lease (default: the host name); a restart with the same
     /// id takes over at once.
     pub member_id: String,
+    /// How long the group's lease lasts unrenewed (default 30 s, at least 1 s); it is renewed
+    /// every third of it, and a crashed member's lease can be taken once it expires.
     pub lease_ttl: Duration,
     /// The timestamp field (`--start <time>` in exact mode).
     pub timestamp_field: String,
@@ -104,7 +117,7 @@ pub struct ConsumerConfig {
     /// When `/health` reports DEGRADED or UNHEALTHY.
     pub health: HealthConfig,
     /// How every request to the cluster is retried.
-    pub retry: crate::retry::RetryPolicy,
+    pub retry: crate::client::RetryPolicy,
     /// The circuit breakers around fetching and around the offset store.
     pub breaker: crate::breaker::BreakerConfig,
     /// Timestamp mode: how far behind the cursor every poll reads again, for late documents.
@@ -115,7 +128,7 @@ pub struct ConsumerConfig {
     pub query: Option<Value>,
     /// Timestamp mode: documents without a usable timestamp.
     pub on_missing_timestamp: OnMissingTimestamp,
-    /// Timestamp mode: the most keys the window holds (see [`crate::source::timestamp`]).
+    /// Timestamp mode: the most keys the window holds (see [`TimestampOffset`](crate::TimestampOffset)).
     pub window_cap: usize,
     /// Timestamp mode: how long the time that slid out of the window is watched for missed
     /// late documents...
@@ -126,6 +139,7 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
+    /// The settings for reading `index` as `group`, every other setting at its default.
     pub fn new(client: ClientConfig, index: impl Into<String>, group: impl Into<String>) -> Self {
         ConsumerConfig {
             client,
@@ -145,7 +159,7 @@ impl ConsumerConfig {
             stall_after: None,
             pages_per_round: 16,
             health: HealthConfig::default(),
-            retry: crate::retry::RetryPolicy::default(),
+            retry: crate::client::RetryPolicy::default(),
             breaker: crate::breaker::BreakerConfig::default(),
             safety_window: Duration::from_secs(30),
             tiebreaker_field: "_id".into(),
@@ -251,58 +265,148 @@ pub struct ConsumerBuilder {
 }
 
 impl ConsumerBuilder {
+    /// A builder for reading `index` as `group`, every other setting at its default.
     pub fn new(client: ClientConfig, index: impl Into<String>, group: impl Into<String>) -> Self {
         ConsumerBuilder {
             config: ConsumerConfig::new(client, index, group),
         }
     }
 
+    /// A builder starting from complete settings (checked only by [`ConsumerBuilder::build`]).
     pub fn from_config(config: ConsumerConfig) -> Self {
         ConsumerBuilder { config }
     }
 
+    /// Documents per search page and per batch (1 to 10000).
     pub fn with_batch_size(mut self, n: usize) -> Self {
         self.config.batch_size = n;
         self
     }
 
+    /// The pause between polls once caught up.
     pub fn with_poll_interval(mut self, d: Duration) -> Self {
         self.config.poll_interval = d;
         self
     }
 
+    /// Commit after `events` delivered documents or after `every`, whichever comes first.
     pub fn with_commit_every(mut self, events: u64, every: Duration) -> Self {
         self.config.commit_every_events = events;
         self.config.commit_every = every;
         self
     }
 
+    /// Where the group starts reading what it has no committed offset for.
     pub fn with_start(mut self, start: StartFrom) -> Self {
         self.config.start = start;
         self
     }
 
+    /// Exact mode: how documents up to a checkpoint are proven searchable.
     pub fn with_refresh_policy(mut self, p: RefreshPolicy) -> Self {
         self.config.refresh_policy = p;
         self
     }
 
+    /// This member's name in the group's lease (see [`ConsumerConfig::member_id`]).
     pub fn with_member_id(mut self, id: impl Into<String>) -> Self {
         self.config.member_id = id.into();
         self
     }
 
+    /// How long the group's lease lasts unrenewed (at least 1 s).
     pub fn with_lease_ttl(mut self, ttl: Duration) -> Self {
         self.config.lease_ttl = ttl;
         self
     }
 
+    /// The index that holds the group's offsets and lease (one concrete index name).
     pub fn with_offsets_index(mut self, index: impl Into<String>) -> Self {
         self.config.offsets_index = index.into();
         self
     }
 
-    /// The configuration built so far (to adjust settings that have no `with_*`).
+    /// Exact (shards and `_seq_no`, the default) or timestamp mode.
+    pub fn with_mode(mut self, mode: Mode) -> Self {
+        self.config.mode = mode;
+        self
+    }
+
+    /// The timestamp field: timestamp mode reads in its order; exact mode uses it for a start time.
+    pub fn with_timestamp_field(mut self, field: impl Into<String>) -> Self {
+        self.config.timestamp_field = field.into();
+        self
+    }
+
+    /// How long the refresh counter may stand still before an explicit refresh (see [`ConsumerConfig::stall_after`]).
+    pub fn with_stall_after(mut self, after: Option<Duration>) -> Self {
+        self.config.stall_after = after;
+        self
+    }
+
+    /// Search pages per partition between two stats rounds while catching up.
+    pub fn with_pages_per_round(mut self, pages: u32) -> Self {
+        self.config.pages_per_round = pages;
+        self
+    }
+
+    /// When `/health` reports DEGRADED or UNHEALTHY.
+    pub fn with_health(mut self, health: HealthConfig) -> Self {
+        self.config.health = health;
+        self
+    }
+
+    /// How every request to the cluster is retried.
+    pub fn with_retry(mut self, retry: crate::client::RetryPolicy) -> Self {
+        self.config.retry = retry;
+        self
+    }
+
+    /// The circuit breakers around fetching and around the offset store.
+    pub fn with_breaker(mut self, breaker: crate::breaker::BreakerConfig) -> Self {
+        self.config.breaker = breaker;
+        self
+    }
+
+    /// Timestamp mode: how far behind the cursor every poll reads again.
+    pub fn with_safety_window(mut self, window: Duration) -> Self {
+        self.config.safety_window = window;
+        self
+    }
+
+    /// Timestamp mode: the unique field ordering documents that share a timestamp.
+    pub fn with_tiebreaker_field(mut self, field: impl Into<String>) -> Self {
+        self.config.tiebreaker_field = field.into();
+        self
+    }
+
+    /// Timestamp mode: an extra filter (query DSL) for every read.
+    pub fn with_query(mut self, query: Option<Value>) -> Self {
+        self.config.query = query;
+        self
+    }
+
+    /// Timestamp mode: what to do with documents without a usable timestamp.
+    pub fn with_on_missing_timestamp(mut self, what: OnMissingTimestamp) -> Self {
+        self.config.on_missing_timestamp = what;
+        self
+    }
+
+    /// Timestamp mode: the most keys the window holds.
+    pub fn with_window_cap(mut self, cap: usize) -> Self {
+        self.config.window_cap = cap;
+        self
+    }
+
+    /// Timestamp mode: how long the time that slid out of the window is watched for missed
+    /// late documents, and how often it is counted.
+    pub fn with_missed_late_check(mut self, horizon: Duration, every: Duration) -> Self {
+        self.config.missed_late_horizon = horizon;
+        self.config.missed_late_check_every = every;
+        self
+    }
+
+    /// The configuration built so far.
     pub fn build_config(self) -> ConsumerConfig {
         self.config
     }
@@ -316,21 +420,18 @@ impl ConsumerBuilder {
 /// Counters of what the consumer did (for reports and metrics).
 #[derive(Debug, Clone, Default)]
 pub struct ConsumerStats {
+    /// Records handed out by [`Consumer::poll`].
     pub delivered: u64,
+    /// Non-empty batches handed out by [`Consumer::poll`].
     pub batches: u64,
+    /// Commits of offsets that succeeded.
     pub commits: u64,
+    /// Read rounds started (in exact mode, each begins with a shard-stats request).
     pub rounds: u64,
+    /// Exact mode: `_refresh` requests the consumer sent itself.
     pub explicit_refreshes: u64,
+    /// Exact mode: partitions whose `_seq_no` gaps were read again, counted once per pass.
     pub gap_reads: u64,
-}
-
-/// Per-partition position, as `groups describe` and the report show it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionStatus {
-    pub partition: PartitionId,
-    pub committed: i64,
-    pub checkpoint: i64,
-    pub lag: i64,
 }
 
 #[derive(Debug)]
@@ -412,6 +513,7 @@ fn record_of(hit: Hit, shard: u32) -> Record {
 }
 
 impl Consumer {
+    /// A builder for a consumer reading `index` as `group` (see [`ConsumerBuilder`]).
     pub fn builder(
         client: ClientConfig,
         index: impl Into<String>,
@@ -499,10 +601,12 @@ impl Consumer {
         })
     }
 
+    /// The settings it runs with.
     pub fn config(&self) -> &ConsumerConfig {
         &self.config
     }
 
+    /// What it did so far.
     pub fn stats(&self) -> &ConsumerStats {
         &self.stats
     }
@@ -512,6 +616,7 @@ impl Consumer {
         self.telemetry.clone()
     }
 
+    /// The cluster it reads, as `GET /` described it at connect time.
     pub fn server(&self) -> &ServerInfo {
         &self.info
     }
@@ -1214,9 +1319,9 @@ impl Consumer {
     /// Reads into `sink` until `shutdown` resolves (or a [`RunOptions`] limit is reached), flushing
     /// the sink and committing every `commit_every_events` events or `commit_every`, and once
     /// more at the end. Transient errors are retried with backoff; the lease is released on exit.
-    pub async fn run(
+    pub async fn run<S: Sink>(
         &mut self,
-        sink: &mut dyn Sink,
+        sink: &mut S,
         opts: RunOptions,
         shutdown: impl Future<Output = ()>,
     ) -> Result<RunSummary> {
@@ -1278,7 +1383,7 @@ impl Consumer {
                         // Capped below the breaker's open timeout: while a breaker is open the polls fail
                         // fast without touching the network, and the probe should not wait for us.
                         let cap = Duration::from_secs(5).min(self.config.breaker.open_timeout / 2).max(Duration::from_millis(100));
-                        let backoff = Duration::from_millis(100u64.saturating_mul(1 << failures.min(6))).min(cap);
+                        let backoff = Backoff::new(Duration::from_millis(100), cap).ceiling(failures);
                         self.telemetry.poll_failed(&e, failures, backoff);
                         tokio::select! { _ = &mut shutdown => { stop = StopReason::Shutdown; return Ok(()) }, _ = tokio::time::sleep(backoff) => {} }
                         continue;
@@ -1317,7 +1422,7 @@ impl Consumer {
                 let due = since_commit >= self.commit_threshold() || (last_commit.elapsed() >= self.config.commit_every && (since_commit > 0 || self.has_committable()));
                 if due && in_flight.is_none() && Instant::now() >= retry_commit_at {
                     let snapshot = self.commit_snapshot();
-                    in_flight = Some(InFlightCommit { flush: sink.start_flush()?, snapshot, covered: since_commit });
+                    in_flight = Some(InFlightCommit { flush: sink.start_flush().await?, snapshot, covered: since_commit });
                 }
                 if in_flight.as_ref().is_some_and(|f| f.flush.is_finished()) {
                     if let Some(f) = in_flight.take() {
@@ -1351,7 +1456,7 @@ impl Consumer {
             if let Some(f) = in_flight.take() {
                 f.flush.wait().await?;
             }
-            sink.flush()?;
+            sink.flush().await?;
             self.commit_with_retry().await
         })
         .await;
@@ -1377,23 +1482,26 @@ impl Consumer {
     /// Hands a batch to the sink. A record the sink keeps failing on (after `sink_attempts`
     /// attempts on its own) goes to the dead-letter file and delivery moves on; without one,
     /// the consumer stops with [`Error::Poison`] rather than skip it silently.
-    async fn deliver(
+    async fn deliver<S: Sink>(
         &mut self,
-        out: &mut Delivery<'_>,
+        out: &mut Delivery<'_, S>,
         batch: &[Record],
         opts: &RunOptions,
     ) -> Result<()> {
         let mut start = 0;
         while start < batch.len() {
-            let Err((i, first)) = out.sink.write_each(&batch[start..]) else {
+            let Err((i, first)) = out.sink.write_each(&batch[start..]).await else {
                 return Ok(());
             };
             let at = start + i;
             let mut last = first;
+            let mut attempts = 1;
             let mut taken = false;
-            for attempt in 1..opts.sink_attempts.max(1) {
-                tokio::time::sleep(Duration::from_millis(50u64 << attempt.min(6))).await;
-                match out.sink.write_each(&batch[at..at + 1]) {
+            // A failure the sink says a retry cannot help is not tried again.
+            while last.is_retriable() && attempts < opts.sink_attempts.max(1) {
+                tokio::time::sleep(SINK_RETRY.ceiling(attempts)).await;
+                attempts += 1;
+                match out.sink.write_each(&batch[at..at + 1]).await {
                     Ok(()) => {
                         taken = true;
                         break;
@@ -1405,14 +1513,15 @@ impl Consumer {
                 let record = &batch[at];
                 match out.dead_letter.as_mut() {
                     Some(dl) => {
-                        dl.write(record, &last)?;
+                        dl.write(&[crate::sink::dead_letter_entry(record, &last)])
+                            .await?;
                         self.telemetry.dead_lettered(record, &last);
                     }
                     None => {
                         return Err(Error::Poison {
                             index: record.index.clone(),
                             id: record.id.clone(),
-                            attempts: opts.sink_attempts.max(1),
+                            attempts,
                             reason: last.to_string(),
                         })
                     }
@@ -1423,15 +1532,15 @@ impl Consumer {
         Ok(())
     }
 
-    async fn try_commit(
+    async fn try_commit<S: Sink>(
         &mut self,
-        sink: &mut dyn Sink,
+        sink: &mut Delivery<'_, S>,
         since_commit: &mut u64,
         last_commit: &mut Instant,
         failures: &mut u32,
         retry_at: &mut Instant,
     ) -> Result<()> {
-        sink.flush()?;
+        sink.flush().await?;
         let covered = *since_commit;
         let result = self.commit().await;
         self.commit_outcome(
@@ -1468,9 +1577,7 @@ impl Consumer {
             Err(e) if e.is_retriable() => {
                 *failures += 1;
                 self.telemetry.commit_failed(&e, *failures, true);
-                *retry_at = Instant::now()
-                    + Duration::from_millis(100u64.saturating_mul(1 << (*failures).min(6)))
-                        .min(Duration::from_secs(5));
+                *retry_at = Instant::now() + COMMIT_RETRY.ceiling(*failures);
                 Ok(())
             }
             Err(e) => {
@@ -1481,7 +1588,7 @@ impl Consumer {
     }
 
     async fn commit_with_retry(&mut self) -> Result<()> {
-        let mut attempt = 0;
+        let mut attempt: u32 = 0;
         loop {
             match self.commit().await {
                 Ok(n) => {
@@ -1493,17 +1600,25 @@ impl Consumer {
                 }
                 Err(e) if e.is_retriable() && attempt < 5 => {
                     attempt += 1;
-                    self.telemetry.commit_failed(&e, attempt as u32, true);
-                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                    self.telemetry.commit_failed(&e, attempt, true);
+                    tokio::time::sleep(FINAL_COMMIT_RETRY.ceiling(attempt - 1)).await;
                 }
                 Err(e) => {
-                    self.telemetry.commit_failed(&e, attempt as u32, false);
+                    self.telemetry.commit_failed(&e, attempt, false);
                     return Err(e);
                 }
             }
         }
     }
 }
+
+/// The run loop's waits: before a record the sink refused is tried again (from 100 ms)...
+const SINK_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(3200));
+/// ...before a failed commit is tried again while delivery goes on (from 200 ms, at most 5 s)...
+const COMMIT_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+/// ...and between the attempts of the final commit at shutdown (200 ms, 400 ms, 800 ms, 1 s).
+const FINAL_COMMIT_RETRY: Backoff =
+    Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
 
 /// A commit of the run loop waiting for its sink flush.
 struct InFlightCommit {
@@ -1534,29 +1649,25 @@ const MAX_EAGER_GAP_RANGES: usize = 16;
 
 /// The sink of a run with its dead-letter file: flushing one flushes both, so a commit never
 /// covers a dead letter that is not durable.
-struct Delivery<'a> {
-    sink: &'a mut dyn Sink,
+struct Delivery<'a, S> {
+    sink: &'a mut S,
     dead_letter: Option<crate::sink::DeadLetterFile>,
 }
 
-impl Sink for Delivery<'_> {
-    fn write(&mut self, records: &[Record]) -> std::io::Result<()> {
-        self.sink.write(records)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
+impl<S: Sink> Delivery<'_, S> {
+    async fn flush(&mut self) -> Result<(), crate::sink::SinkError> {
         if let Some(dl) = self.dead_letter.as_mut() {
-            dl.flush()?;
+            dl.flush().await?;
         }
-        self.sink.flush()
+        self.sink.flush().await
     }
 
-    fn start_flush(&mut self) -> std::io::Result<crate::sink::PendingFlush> {
+    async fn start_flush(&mut self) -> Result<crate::sink::PendingFlush, crate::sink::SinkError> {
         // Dead letters are rare: synced at once, before the sink's flush starts.
         if let Some(dl) = self.dead_letter.as_mut() {
-            dl.flush()?;
+            dl.flush().await?;
         }
-        self.sink.start_flush()
+        self.sink.start_flush().await
     }
 }
 
@@ -1593,16 +1704,24 @@ impl Default for RunOptions {
     }
 }
 
+/// Why [`Consumer::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StopReason {
+    /// The `shutdown` future resolved.
     Shutdown,
+    /// [`RunOptions::until_idle`]: caught up, and nothing new arrived for that long.
     Idle,
+    /// [`RunOptions::max_events`] documents were delivered.
     MaxEvents,
 }
 
+/// What a [`Consumer::run`] that ended without an error did.
 #[derive(Debug, Clone)]
 pub struct RunSummary {
+    /// Documents handed to the sink during this run (dead-lettered ones included).
     pub delivered: u64,
+    /// How long the run took, the final commit included.
     pub elapsed: Duration,
+    /// Why it stopped.
     pub stop: StopReason,
 }

@@ -8,62 +8,155 @@ use crate::client::ClientError;
 pub enum Error {
     /// A setting is invalid; `field` names it as the config file and flags do.
     #[error("invalid {field}: {reason}")]
-    Config { field: &'static str, reason: String },
+    Config {
+        /// The setting, as the config file and flags name it (`batch-size`).
+        field: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
+    /// A request to the cluster failed; [`ClientError::is_retriable`] says whether a retry can
+    /// help.
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// The index expression matched no index when the consumer first read it (a 404).
     #[error("no index matches {pattern:?}")]
-    NoSuchIndex { pattern: String },
+    NoSuchIndex {
+        /// The index expression the consumer was configured with.
+        pattern: String,
+    },
+    /// Another member holds the group's live lease; wait for it to expire or stop that member.
     #[error("group {group:?} is held by member {holder:?} until its lease expires in {expires_in_ms} ms; stop that member or wait")]
     GroupHeld {
+        /// The consumer group.
         group: String,
+        /// The member id in the lease (or a description when the lease kept changing under
+        /// every attempt to take it).
         holder: String,
+        /// Milliseconds until the holder's lease expires (the lease TTL when it kept changing).
         expires_in_ms: i64,
     },
+    /// Another live process on this host holds the group's lease under the same member id.
     #[error("member id {member:?} of group {group:?} is in use by a live process on this host (pid {pid}): give each process of a group its own member id")]
     MemberIdInUse {
+        /// The consumer group.
         group: String,
+        /// The member id both processes use.
         member: String,
+        /// The process id of the process holding the lease.
         pid: u32,
     },
+    /// The group's lease was lost while this member ran (another member took it or wrote the
+    /// group's offsets, or it expired unrenewed); it stops without committing, and a retry does
+    /// not help.
     #[error(
         "group {group:?} was taken over by another member ({detail}); stopping without committing"
     )]
-    Fenced { group: String, detail: String },
+    Fenced {
+        /// The consumer group.
+        group: String,
+        /// How the loss was noticed (the lease taken or expired, an offset document changed).
+        detail: String,
+    },
+    /// A stored offset document cannot be parsed or does not match its id; it is reported,
+    /// never reset.
     #[error("offset document {id:?} in {offsets_index:?} is corrupt: {reason}; fix or delete it (`indexstream groups delete`), it is never reset silently")]
     CorruptOffset {
+        /// The offsets index that holds it.
         offsets_index: String,
+        /// The offset document's id.
         id: String,
+        /// What is wrong with it.
         reason: String,
     },
+    /// The group's committed offsets were written in another mode than the consumer runs in.
     #[error("offset document {id:?} was written by {found} mode but this consumer runs in {expected} mode; use --mode {found}, another --group, or `indexstream groups reset`")]
     ModeMismatch {
+        /// The offset document's id.
         id: String,
+        /// The mode it was written in.
         found: String,
+        /// The mode this consumer runs in.
         expected: String,
     },
+    /// An index has sequence numbers disabled, so exact mode cannot read it.
     #[error("index {index:?} has sequence numbers disabled (index.disable_sequence_numbers); exact mode cannot read it: use --mode timestamp")]
-    SequenceNumbersDisabled { index: String },
+    SequenceNumbersDisabled {
+        /// The index.
+        index: String,
+    },
+    /// The final flush and commit at shutdown did not finish within the shutdown timeout; what
+    /// was delivered since the last commit is delivered again after a restart.
     #[error("shutdown: the final commit did not finish within {timeout:?}; {uncommitted} delivered events were left uncommitted and will be delivered again")]
     ShutdownTimeout {
+        /// The shutdown timeout that passed.
         timeout: std::time::Duration,
+        /// How many delivered events the committed offsets do not cover.
         uncommitted: u64,
     },
+    /// The sink kept failing on one document and no dead-letter destination is configured, so
+    /// the consumer stops rather than skip it.
     #[error("the sink failed on document {id:?} of {index:?} after {attempts} attempts: {reason}; configure a dead-letter destination (--dead-letter file:PATH) to set such documents aside")]
     Poison {
+        /// The index the document was read from.
         index: String,
+        /// The document's `_id`.
         id: String,
+        /// How many times the sink was given it.
         attempts: u32,
+        /// The sink's last error.
         reason: String,
     },
+    /// Timestamp mode with [`OnMissingTimestamp::Fail`](crate::OnMissingTimestamp::Fail) met a
+    /// document without a usable timestamp.
     #[error("document {id:?} of {index:?} has no usable {field}: {reason}; it cannot be read in timestamp order (--on-missing-timestamp skip counts and logs such documents instead)")]
     MissingTimestamp {
+        /// The index that holds the document.
         index: String,
+        /// The document's `_id`.
         id: String,
+        /// The timestamp field.
         field: String,
+        /// Why its value is not usable (absent, or not indexed as a date).
         reason: String,
     },
+    /// The offsets index holds nothing of the group (to set offsets of a new group, name its
+    /// indices: [`crate::admin::Reset::index`]).
+    #[error("group {group:?} has no offsets in {offsets_index:?}")]
+    NoOffsets {
+        /// The consumer group.
+        group: String,
+        /// The offsets index that was searched.
+        offsets_index: String,
+    },
+    /// An admin operation that changes a group's documents was refused because a member holds
+    /// the group's live lease.
+    #[error("group {group:?} is running (member {member}); stop it first")]
+    GroupRunning {
+        /// The consumer group.
+        group: String,
+        /// The member id holding the lease.
+        member: String,
+    },
+    /// A reset's conditional writes did not all land (a document changed since it was read,
+    /// for example because a consumer started meanwhile).
+    #[error("the offsets of group {group:?} were not all written (a consumer may have started meanwhile): {reason}")]
+    ResetConflict {
+        /// The consumer group.
+        group: String,
+        /// The first error the bulk request reported.
+        reason: String,
+    },
+    /// The sink, the dead-letter file or the library's own I/O failed;
+    /// [`SinkError::is_retriable`](crate::SinkError::is_retriable) says whether a retry can help.
     #[error("sink: {0}")]
-    Sink(#[from] std::io::Error),
+    Sink(#[from] crate::sink::SinkError),
+}
+
+/// The library's own I/O is the sink's (the dead-letter file, the file sink).
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Sink(e.into())
+    }
 }
 
 impl Error {
@@ -71,7 +164,7 @@ impl Error {
     pub fn is_retriable(&self) -> bool {
         match self {
             Error::Client(e) => e.is_retriable(),
-            Error::Sink(_) => true,
+            Error::Sink(e) => e.is_retriable(),
             _ => false,
         }
     }
@@ -84,9 +177,11 @@ impl Error {
                 | Error::NoSuchIndex { .. }
                 | Error::ModeMismatch { .. }
                 | Error::MemberIdInUse { .. }
+                | Error::NoOffsets { .. }
         ) || matches!(self, Error::Client(ClientError::InvalidUrl { .. }))
             || matches!(self, Error::Client(e) if matches!(e.status(), Some(401 | 403)))
     }
 }
 
+/// A result whose error defaults to the library's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

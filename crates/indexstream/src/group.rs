@@ -10,13 +10,14 @@
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::client::types::Cas;
 use crate::client::{Client, ClientError};
-use crate::date::{now_iso, now_millis as now_ms};
+use crate::date::now_millis as now_ms;
 use crate::error::{Error, Result};
+use crate::offset::{DocKind, StoreDoc};
 
 pub fn lease_doc_id(group: &str) -> String {
     format!("{group}|lease")
@@ -83,12 +84,17 @@ impl Holder {
     }
 
     fn from_doc(doc: &Value) -> Holder {
+        let doc = StoreDoc::from_value(doc);
+        let doc = doc.as_ref();
+        let text = |f: fn(&StoreDoc) -> &Option<String>| {
+            doc.and_then(|d| f(d).clone()).unwrap_or_default()
+        };
         Holder {
-            member: doc["member"].as_str().unwrap_or_default().to_string(),
-            host: doc["host"].as_str().unwrap_or_default().to_string(),
-            pid: doc["pid"].as_u64().unwrap_or(0) as u32,
-            process: doc["process"].as_str().map(String::from),
-            instance: doc["instance"].as_str().unwrap_or_default().to_string(),
+            member: text(|d| &d.member),
+            host: text(|d| &d.host),
+            pid: doc.and_then(|d| d.pid).unwrap_or(0),
+            process: doc.and_then(|d| d.process.clone()),
+            instance: text(|d| &d.instance),
         }
     }
 
@@ -104,9 +110,15 @@ impl Holder {
 }
 
 fn lease_doc(group: &str, holder: &Holder, ttl: Duration) -> Value {
-    json!({"group": group, "kind": "lease", "member": holder.member, "host": holder.host, "pid": holder.pid,
-        "process": holder.process, "instance": holder.instance,
-        "expires_at_ms": now_ms() + ttl.as_millis() as i64, "updated_at": now_iso()})
+    StoreDoc {
+        host: Some(holder.host.clone()),
+        pid: Some(holder.pid),
+        process: holder.process.clone(),
+        instance: Some(holder.instance.clone()),
+        expires_at_ms: Some(now_ms() + ttl.as_millis() as i64),
+        ..StoreDoc::new(group, DocKind::Lease, &holder.member)
+    }
+    .to_value()
 }
 
 /// A held lease. Renew it more often than its time to live (a [`LeaseKeeper`] does), release
@@ -143,7 +155,9 @@ impl Lease {
                 None => Cas::Create,
                 Some(current) => {
                     let holder = Holder::from_doc(&current.source);
-                    let expires = current.source["expires_at_ms"].as_i64().unwrap_or(0);
+                    let expires = StoreDoc::from_value(&current.source)
+                        .and_then(|d| d.expires_at_ms)
+                        .unwrap_or(0);
                     let live = expires > now_ms();
                     if live && holder.member != member {
                         return Err(Error::GroupHeld {
@@ -194,10 +208,6 @@ impl Lease {
             holder: "another member (the lease kept changing)".into(),
             expires_in_ms: ttl.as_millis() as i64,
         })
-    }
-
-    pub fn member(&self) -> &str {
-        &self.holder.member
     }
 
     /// Renews the lease now. A conflict means another member took it ([`Error::Fenced`]).

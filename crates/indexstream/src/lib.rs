@@ -1,29 +1,49 @@
 #![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 
-pub mod breaker;
-pub mod client;
-pub mod consumer;
-pub mod date;
-pub mod error;
-pub mod group;
-pub mod offset;
-pub mod partition;
-pub mod record;
-pub mod retry;
-pub mod sink;
-pub mod source;
-pub mod telemetry;
+mod admin;
+mod backoff;
+mod breaker;
+mod client;
+mod consumer;
+mod date;
+mod error;
+mod group;
+mod offset;
+mod partition;
+mod record;
+mod scan;
+mod sink;
+mod source;
+mod telemetry;
 
-pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
-pub use client::{Auth, Client, ClientConfig, ClientError, Secret};
-pub use consumer::{
-    Consumer, ConsumerBuilder, ConsumerConfig, OnMissingTimestamp, PartitionStatus, RefreshPolicy,
-    RunOptions, RunSummary, StartFrom, StopReason,
+pub use admin::{
+    Admin, Description, GroupSummary, PartitionLag, Reset, ResetDone, ResetTo,
+    TimestampDescription, WhenHeld,
 };
+pub use backoff::Backoff;
+pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
+pub use client::types::{
+    BulkItem, BulkResponse, Hit, Hits, SearchResponse, ShardsSummary, SortValues,
+};
+pub use client::{
+    Auth, Client, ClientConfig, ClientError, Distribution, RetryPolicy, RetryPolicyBuilder,
+    RetryPredicate, Secret, ServerInfo,
+};
+pub use consumer::{
+    default_member_id, Consumer, ConsumerBuilder, ConsumerConfig, ConsumerStats,
+    OnMissingTimestamp, RefreshPolicy, RunOptions, RunSummary, StartFrom, StopReason,
+};
+pub use date::{iso_millis, iso_nanos};
 pub use error::{Error, Result};
-pub use offset::Mode;
-pub use partition::PartitionId;
+pub use offset::{Mode, DEFAULT_OFFSETS_INDEX};
+pub use partition::{PartitionId, PartitionStatus};
 pub use record::{Record, Source};
-pub use retry::RetryPolicy;
-pub use sink::{FileSink, MemorySink, NullSink, Sink, SinkSpec, StdoutSink};
+pub use sink::{
+    AnySink, FileSink, MemorySink, NullSink, PendingFlush, Sink, SinkError, SinkRetry, SinkSpec,
+    StdoutSink,
+};
+/// The committed position of a timestamp-mode group and the key of an event in its window
+/// (for tools that inspect what a group committed).
+pub use source::timestamp::{event_key, TimestampOffset};
 pub use telemetry::{Health, HealthConfig, HealthStatus, Telemetry};

@@ -6,8 +6,11 @@ use std::fmt;
 /// `(index uuid, shard)`, with the index name for humans.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PartitionId {
+    /// The concrete index's name.
     pub index: String,
+    /// The index's uuid, which changes when an index of the same name is recreated.
     pub uuid: String,
+    /// The shard number within the index.
     pub shard: u32,
 }
 
@@ -22,4 +25,17 @@ impl fmt::Display for PartitionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}[{}]/{}", self.index, self.uuid, self.shard)
     }
+}
+
+/// Per-partition position, as `groups describe` and the report show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionStatus {
+    /// The partition (index, index uuid and shard).
+    pub partition: PartitionId,
+    /// The last committed `_seq_no` (`-1`: nothing committed).
+    pub committed: i64,
+    /// The shard's global checkpoint at the latest round.
+    pub checkpoint: i64,
+    /// Operations behind: the checkpoint minus the committed offset, never below 0.
+    pub lag: i64,
 }

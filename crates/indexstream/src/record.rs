@@ -1,5 +1,6 @@
 //! A delivered document.
 
+use crate::scan::Layout;
 use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
@@ -7,12 +8,15 @@ use std::sync::Arc;
 /// One document handed to the sink.
 #[derive(Debug, Clone)]
 pub struct Record {
+    /// The concrete index it was read from.
     pub index: String,
+    /// The document's `_id`.
     pub id: String,
     /// The shard it was read from (exact mode).
     pub shard: Option<u32>,
     /// Its `_seq_no` (exact mode): an updated document is delivered again with a new one.
     pub seq_no: Option<i64>,
+    /// Its `_primary_term` (exact mode).
     pub primary_term: Option<i64>,
     /// The timestamp-mode cursor value, as the cluster sorted it.
     pub timestamp: Option<serde_json::Value>,
@@ -28,14 +32,6 @@ pub struct Source {
     text: Arc<String>,
     span: Range<usize>,
     layout: Layout,
-}
-
-/// Whether a `_source` spans several lines (the cluster returns it as it was indexed, so a
-/// pretty-printed document comes back with its line breaks).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Layout {
-    OneLine,
-    MultiLine,
 }
 
 impl Source {
@@ -174,7 +170,7 @@ fn push_int(out: &mut String, v: i64) {
 /// Appends `s` as a JSON string: as is when nothing in it needs escaping (the common case, and
 /// no copy), else escaped by serde_json.
 fn push_str(out: &mut String, s: &str) {
-    if crate::client::scan::plain_run_end(s.as_bytes(), 0) == s.len() {
+    if crate::scan::plain_run_end(s.as_bytes(), 0) == s.len() {
         out.push('"');
         out.push_str(s);
         out.push('"');

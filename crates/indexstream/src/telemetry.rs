@@ -15,8 +15,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::consumer::PartitionStatus;
 use crate::error::Error;
+use crate::partition::PartitionStatus;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
@@ -73,14 +73,20 @@ impl Default for HealthConfig {
     }
 }
 
+/// What `/health` reports, from best to worst.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HealthStatus {
+    /// No condition of DEGRADED or UNHEALTHY holds.
     Healthy,
+    /// Working, but too many of the last minute's polls failed, a retry happened recently, or
+    /// the total lag rose steadily over its last five readings.
     Degraded,
+    /// A circuit breaker is not closed, or polls or commits keep failing in a row.
     Unhealthy,
 }
 
 impl HealthStatus {
+    /// Its name as `/health` writes it (`HEALTHY`, `DEGRADED`, `UNHEALTHY`).
     pub fn as_str(self) -> &'static str {
         match self {
             HealthStatus::Healthy => "HEALTHY",
@@ -90,16 +96,24 @@ impl HealthStatus {
     }
 }
 
+/// The consumer's health at one moment, as `/health` reports it.
 #[derive(Debug, Clone)]
 pub struct Health {
+    /// The overall verdict.
     pub status: HealthStatus,
+    /// Why it is not HEALTHY, one sentence per condition that holds (empty when healthy).
     pub reasons: Vec<String>,
+    /// Documents delivered to the sink since the consumer started.
     pub delivered: u64,
+    /// Documents behind over every partition at the latest round (exact mode; 0 in timestamp
+    /// mode).
     pub lag: i64,
+    /// How long since the consumer's telemetry was created (at connect time).
     pub uptime: Duration,
 }
 
 impl Health {
+    /// The `/health` response body, naming `group` and `index` (uptime in whole seconds).
     pub fn to_json(&self, group: &str, index: &str) -> serde_json::Value {
         serde_json::json!({"status": self.status.as_str(), "reasons": self.reasons, "group": group, "index": index, "delivered": self.delivered, "lag": self.lag, "uptime_seconds": self.uptime.as_secs()})
     }
@@ -179,6 +193,8 @@ pub struct Telemetry {
 }
 
 impl Telemetry {
+    /// Fresh telemetry of `group` reading `index`, with its metrics registered (prefix
+    /// `indexstream`) and `health` deciding what `/health` reports.
     pub fn new(group: &str, index: &str, health: HealthConfig) -> Self {
         let mut registry = Registry::with_prefix("indexstream");
         let events = Counter::default();
@@ -338,10 +354,12 @@ impl Telemetry {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The consumer group it reports on.
     pub fn group(&self) -> &str {
         &self.group
     }
 
+    /// The index expression the group reads.
     pub fn index(&self) -> &str {
         &self.index
     }
@@ -448,7 +466,7 @@ impl Telemetry {
     }
 
     /// A document the sink kept failing on was set aside in the dead-letter destination.
-    pub fn dead_lettered(&self, record: &crate::record::Record, error: &std::io::Error) {
+    pub fn dead_lettered(&self, record: &crate::record::Record, error: &crate::sink::SinkError) {
         tracing::error!(index = %record.index, id = %record.id, error = %error, "the sink kept failing on a document: written to the dead-letter destination");
         self.dead_letters.inc();
         self.errors
@@ -476,6 +494,7 @@ impl Telemetry {
         s.batch_max = s.batch_max.max(took);
     }
 
+    /// A commit of offsets succeeded: counts it and ends a run of failed commits.
     pub fn commit_succeeded(&self) {
         self.commits
             .get_or_create(&ResultLabels {
@@ -592,6 +611,8 @@ impl Telemetry {
             .inc();
     }
 
+    /// The position of every partition after a round or a commit: sets the lag gauges (documents
+    /// behind, and for how long) and feeds the lag trend `/health` watches.
     pub fn positions(&self, partitions: &[PartitionStatus]) {
         let now = Instant::now();
         let mut s = self.state();
@@ -632,6 +653,7 @@ impl Telemetry {
         out
     }
 
+    /// The health now, by the [`HealthConfig`] it was created with.
     pub fn health(&self) -> Health {
         let breakers = self.sync_breakers();
         let s = self.state();

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // Tests panic on unexpected answers; that is how they fail.
 
 mod consumer {
+    mod admin;
     mod cluster;
     mod exact;
     mod faults;

@@ -44,7 +44,7 @@ fn now_iso_ms(offset_ms: i64) -> String {
         .unwrap()
         .as_millis() as i64
         + offset_ms;
-    indexstream::date::iso_millis(ms)
+    indexstream::iso_millis(ms)
 }
 
 /// Catching up 200,000 documents (batch 200, commit interval 500), killed with SIGKILL at 10

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use indexstream::source::timestamp::{event_key, TimestampOffset};
+use indexstream::{event_key, TimestampOffset};
 use serde_json::{json, Value};
 
 use super::support::{call, cluster, http, rng, run_killed, run_ok, unique, write, TempDir, BIN};

@@ -9,7 +9,7 @@ use super::document::check_unsupported;
 use super::{apply_refresh, RefreshPolicy, Reply, Request};
 use crate::engine::{WriteOp, WriteRequest};
 use crate::error::{ApiError, ApiResult};
-use crate::server::Shared;
+use crate::state::Shared;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Action {

@@ -8,7 +8,7 @@ use super::{Reply, Request};
 use crate::engine::index::parse_time_value;
 use crate::engine::ResolveOpts;
 use crate::error::{ApiError, ApiResult};
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// The version the fake reports: the newest 2.x line, so no version-gated test is skipped.
 pub const VERSION: &str = "2.19.0";

@@ -7,10 +7,10 @@ use tokio::time::Instant;
 
 use super::{apply_refresh, RefreshPolicy, Reply, Request};
 use crate::engine::routing::shard_for;
+use crate::engine::search::{render_source, SourceFilter};
 use crate::engine::{Cluster, ExternalVersion, ResolveOpts, WriteOp, WriteRequest};
 use crate::error::{ApiError, ApiResult};
-use crate::search::{render_source, SourceFilter};
-use crate::server::Shared;
+use crate::state::Shared;
 
 fn cas(req: &Request) -> ApiResult<(Option<i64>, Option<i64>)> {
     Ok((

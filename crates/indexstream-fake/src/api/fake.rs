@@ -3,9 +3,10 @@
 use serde_json::{json, Value};
 
 use super::{Reply, Request};
+use crate::engine::visibility::VisibilityRule;
 use crate::error::{ApiError, ApiResult};
-use crate::faults::{FaultRule, VisibilityRule};
-use crate::server::Shared;
+use crate::faults::FaultRule;
+use crate::state::Shared;
 
 fn parse<T: serde::de::DeserializeOwned>(req: &Request) -> ApiResult<T> {
     let body = req.json_body()?.unwrap_or(Value::Null);

@@ -6,7 +6,7 @@ use super::{Reply, Request};
 use crate::engine::index::{flatten_settings, AliasMeta};
 use crate::engine::{glob, ResolveOpts};
 use crate::error::{ApiError, ApiResult};
-use crate::server::Shared;
+use crate::state::Shared;
 
 pub fn create(shared: &Shared, name: &str, req: &Request) -> ApiResult<Reply> {
     let body = req.json_body()?.unwrap_or(Value::Null);

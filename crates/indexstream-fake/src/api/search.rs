@@ -8,12 +8,12 @@ use tokio::time::Instant;
 
 use super::{Reply, Request};
 use crate::engine::index::parse_time_value;
+use crate::engine::query::count_body_query;
 use crate::engine::routing::shard_for;
+use crate::engine::search::{execute, PlanTarget, RenderOpts, SearchRequest, TrackTotal};
 use crate::engine::{now_millis, Cluster, Pinned, Pit, ResolveOpts, Scroll, Target};
 use crate::error::{ApiError, ApiResult};
-use crate::query::count_body_query;
-use crate::search::{execute, PlanTarget, RenderOpts, SearchRequest, TrackTotal};
-use crate::server::Shared;
+use crate::state::Shared;
 
 /// The shards a `preference` restricts a search to (`_shards:0,2|_primary`), if any.
 fn preference_shards(pref: Option<&str>) -> ApiResult<Option<BTreeSet<u32>>> {
@@ -214,7 +214,7 @@ pub fn count(
     let body = req.json_body()?;
     let query = match &body {
         Some(Value::Object(o)) => count_body_query(o)?,
-        Some(Value::Null) | None => crate::query::Query::MatchAll,
+        Some(Value::Null) | None => crate::engine::query::Query::MatchAll,
         Some(_) => return Err(ApiError::parsing("request body must be an object")),
     };
     let mut search = SearchRequest {

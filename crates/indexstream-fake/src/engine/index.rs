@@ -32,7 +32,7 @@ impl AliasMeta {
         for (k, v) in obj {
             match k.as_str() {
                 "filter" => {
-                    crate::query::Query::parse(v)?;
+                    crate::engine::query::Query::parse(v)?;
                     meta.filter = Some(v.clone());
                 }
                 "is_write_index" => meta.is_write_index = v.as_bool(),

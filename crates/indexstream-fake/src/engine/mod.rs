@@ -4,9 +4,12 @@
 pub mod date;
 pub mod index;
 pub mod mapping;
+pub mod query;
 pub mod routing;
+pub mod search;
 pub mod shard;
 pub mod sortkey;
+pub mod visibility;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -15,13 +18,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use crate::engine::search::SearchRequest;
 use crate::error::{ApiError, ApiResult};
-use crate::faults::VisibilityRule;
 use crate::rng::Rng;
-use crate::search::SearchRequest;
 use index::{AliasMeta, Index};
 use mapping::Mappings;
 use shard::{Gen, Op, StoredDoc, VersionEntry};
+use visibility::VisibilityRule;
 
 pub fn now_millis() -> i64 {
     SystemTime::now()
@@ -123,7 +126,7 @@ pub struct Pit {
 pub struct Scroll {
     pub pinned: Vec<Pinned>,
     pub request: SearchRequest,
-    pub after: Option<crate::search::After>,
+    pub after: Option<crate::engine::search::After>,
     /// The total computed for the first page, repeated on every page.
     pub total: Option<(u64, bool)>,
     pub expires: Instant,

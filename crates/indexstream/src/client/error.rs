@@ -6,50 +6,97 @@ use std::time::Duration;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
+    /// The cluster URL does not parse, is not http(s), has no host or carries credentials, or
+    /// the HTTP client cannot be built for it; a retry does not help.
     #[error("invalid cluster URL {url:?}: {reason}")]
-    InvalidUrl { url: String, reason: String },
+    InvalidUrl {
+        /// The URL as given (`<redacted>` when it carries credentials).
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// No connection could be established to the node; retriable.
     #[error("{op}: cannot connect to {url}: {reason}")]
     Connect {
+        /// The operation (`search`, `bulk`, `get`, ...).
         op: &'static str,
+        /// The node's base URL.
         url: String,
+        /// The innermost cause the HTTP client reported.
         reason: String,
     },
+    /// The node did not answer within the request timeout; retriable.
     #[error("{op}: no answer from {url} within {timeout:?}")]
     Timeout {
+        /// The operation (`search`, `bulk`, `get`, ...).
         op: &'static str,
+        /// The node's base URL.
         url: String,
+        /// The client's request timeout.
         timeout: Duration,
     },
+    /// The connection broke while the request was sent or its answer read (or there was no
+    /// node to send to); retriable.
     #[error("{op}: the connection to {url} failed: {reason}")]
     Transport {
+        /// The operation (`search`, `bulk`, `get`, ...).
         op: &'static str,
+        /// The node's base URL (all of them, comma-separated, when none was tried).
         url: String,
+        /// The innermost cause the HTTP client reported.
         reason: String,
     },
+    /// The cluster answered with an HTTP error status; retriable only for 429, 502, 503, 504
+    /// and the 500s of a failover (see [`ClientError::is_retriable`]).
     #[error("{op}: HTTP {status} {error_type}: {reason}")]
     Status {
+        /// The operation (`search`, `bulk`, `get`, ...).
         op: &'static str,
+        /// The HTTP status code.
         status: u16,
         /// The OpenSearch exception type (`index_not_found_exception`, ...), or empty.
         error_type: String,
+        /// The error's reason from the body, or the start of the body when it has none.
         reason: String,
         /// Seconds from a `Retry-After` header.
         retry_after: Option<Duration>,
     },
+    /// Some shards failed to answer a search or count, so its answer is incomplete; retriable.
     #[error("{op}: {failed} of {total} shards failed: {reason}")]
     ShardFailures {
+        /// The operation (`search` or `count`).
         op: &'static str,
+        /// How many shards failed.
         failed: u64,
+        /// How many shards the request went to.
         total: u64,
+        /// The first shard failure (for a count, all of them as JSON).
         reason: String,
     },
+    /// The cluster answered a search with `timed_out: true`, so its hits may be incomplete;
+    /// retriable.
     #[error("{op}: the search timed out on the cluster")]
-    SearchTimedOut { op: &'static str },
+    SearchTimedOut {
+        /// The operation (`search`).
+        op: &'static str,
+    },
+    /// The answer could not be read (not UTF-8, not the JSON expected, a field missing); a
+    /// retry does not help.
     #[error("{op}: unexpected answer: {reason}")]
-    Decode { op: &'static str, reason: String },
+    Decode {
+        /// The operation (`search`, `bulk`, `get`, ...).
+        op: &'static str,
+        /// What could not be read.
+        reason: String,
+    },
     /// The circuit breaker is open: the request was not sent.
     #[error("{op}: the {breaker} circuit breaker is open after repeated failures; not calling the cluster until it probes again")]
-    BreakerOpen { op: &'static str, breaker: String },
+    BreakerOpen {
+        /// The operation (`search`, `bulk`, `get`, ...).
+        op: &'static str,
+        /// The breaker's name: what it guards (`fetch` or `offsets`).
+        breaker: String,
+    },
 }
 
 /// The 500 answers a real cluster gives while a node is lost and a replica is promoted (seen on
@@ -89,6 +136,7 @@ impl ClientError {
         }
     }
 
+    /// The HTTP status of a [`ClientError::Status`]; `None` for every other error.
     pub fn status(&self) -> Option<u16> {
         match self {
             ClientError::Status { status, .. } => Some(*status),
@@ -96,6 +144,8 @@ impl ClientError {
         }
     }
 
+    /// The OpenSearch exception type of a [`ClientError::Status`] (empty when the body named
+    /// none); `None` for every other error.
     pub fn error_type(&self) -> Option<&str> {
         match self {
             ClientError::Status { error_type, .. } => Some(error_type),

@@ -6,9 +6,10 @@
 mod error;
 mod nodes;
 mod response;
-pub(crate) mod scan;
+mod retry;
 pub mod types;
 
+pub use retry::{RetryPolicy, RetryPolicyBuilder, RetryPredicate};
 use std::fmt;
 use std::time::Duration;
 
@@ -25,10 +26,12 @@ use types::*;
 pub struct Secret(String);
 
 impl Secret {
+    /// Wraps a secret value.
     pub fn new(s: impl Into<String>) -> Self {
         Secret(s.into())
     }
 
+    /// The secret value itself, to send it (never to print it).
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -49,10 +52,14 @@ impl fmt::Display for Secret {
 /// How requests authenticate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Auth {
+    /// No authentication (the default).
     #[default]
     None,
+    /// HTTP basic authentication.
     Basic {
+        /// The user name.
         username: String,
+        /// The user's password.
         password: Secret,
     },
     /// An API key, sent as `Authorization: ApiKey <key>`.
@@ -66,6 +73,7 @@ pub struct ClientConfig {
     /// (`http://a:9200,http://b:9200`): requests are spread over them, and one that a node
     /// refuses, times out or drops goes on to the next at once.
     pub url: String,
+    /// How requests authenticate (default: not at all).
     pub auth: Auth,
     /// Timeout of one request (default 30 s).
     pub request_timeout: Duration,
@@ -74,6 +82,8 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
+    /// Settings for `url` with no authentication and the default timeouts; the URL is checked
+    /// only by [`Client::new`].
     pub fn new(url: impl Into<String>) -> Self {
         ClientConfig {
             url: url.into(),
@@ -83,11 +93,13 @@ impl ClientConfig {
         }
     }
 
+    /// The same settings with another authentication.
     pub fn with_auth(mut self, auth: Auth) -> Self {
         self.auth = auth;
         self
     }
 
+    /// The same settings with another timeout of one request.
     pub fn with_request_timeout(mut self, t: Duration) -> Self {
         self.request_timeout = t;
         self
@@ -97,14 +109,20 @@ impl ClientConfig {
 /// Which search engine answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Distribution {
+    /// OpenSearch: `GET /` reports `version.distribution: "opensearch"`.
     OpenSearch,
+    /// Elasticsearch: assumed for every cluster that does not report itself as OpenSearch.
     Elasticsearch,
 }
 
+/// What `GET /` says about the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerInfo {
+    /// Which search engine answers.
     pub distribution: Distribution,
+    /// The `(major, minor, patch)` of `version.number`; a part that does not parse is 0.
     pub version: (u32, u32, u32),
+    /// The cluster's `cluster_name` (empty when it reports none).
     pub cluster_name: String,
 }
 
@@ -118,17 +136,17 @@ impl ServerInfo {
 
 /// A request body: JSON, or newline-delimited JSON for `_bulk`.
 #[derive(Debug, Clone)]
-pub enum Body {
+pub(crate) enum Body {
     Json(Value),
     NdJson(String),
 }
 
 /// Told about every retry: operation, retry number (1-based), delay, and the error.
 #[derive(Clone)]
-pub struct RetryObserver(pub std::sync::Arc<RetryCallback>);
+pub(crate) struct RetryObserver(pub std::sync::Arc<RetryCallback>);
 
 /// `(operation, retry number, delay, error)`.
-pub type RetryCallback = dyn Fn(&'static str, u32, Duration, &ClientError) + Send + Sync;
+pub(crate) type RetryCallback = dyn Fn(&'static str, u32, Duration, &ClientError) + Send + Sync;
 
 impl fmt::Debug for RetryObserver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -144,7 +162,7 @@ pub struct Client {
     nodes: std::sync::Arc<nodes::Nodes>,
     auth: Auth,
     timeout: Duration,
-    retry: crate::retry::RetryPolicy,
+    retry: RetryPolicy,
     breaker: Option<std::sync::Arc<crate::breaker::CircuitBreaker>>,
     observer: Option<RetryObserver>,
 }
@@ -164,11 +182,6 @@ fn encode(part: &str) -> String {
     percent_encoding::utf8_percent_encode(part, SEGMENT).to_string()
 }
 
-/// Percent-encodes one path segment (an index name, a document id).
-pub fn path_segment(s: &str) -> String {
-    encode(s)
-}
-
 fn parse_version(v: &str) -> (u32, u32, u32) {
     let mut it = v.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
     (
@@ -179,6 +192,9 @@ fn parse_version(v: &str) -> (u32, u32, u32) {
 }
 
 impl Client {
+    /// A client for the nodes of `config.url`, with the default retry policy and no circuit
+    /// breaker. Sends nothing yet; fails with [`ClientError::InvalidUrl`] when a node URL is
+    /// not a valid http(s) URL without credentials.
     pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
         let nodes = nodes::Nodes::parse(&config.url)?;
         let http = reqwest::Client::builder()
@@ -195,37 +211,35 @@ impl Client {
             nodes: std::sync::Arc::new(nodes),
             auth: config.auth.clone(),
             timeout: config.request_timeout,
-            retry: crate::retry::RetryPolicy::default(),
+            retry: RetryPolicy::default(),
             breaker: None,
             observer: None,
         })
     }
 
     /// The same client with another retry policy.
-    pub fn with_retry(mut self, policy: crate::retry::RetryPolicy) -> Self {
+    pub fn with_retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
     }
 
     /// The same client behind a circuit breaker.
-    pub fn with_breaker(mut self, breaker: std::sync::Arc<crate::breaker::CircuitBreaker>) -> Self {
+    pub(crate) fn with_breaker(
+        mut self,
+        breaker: std::sync::Arc<crate::breaker::CircuitBreaker>,
+    ) -> Self {
         self.breaker = Some(breaker);
         self
     }
 
-    pub fn with_retry_observer(mut self, observer: RetryObserver) -> Self {
+    pub(crate) fn with_retry_observer(mut self, observer: RetryObserver) -> Self {
         self.observer = Some(observer);
         self
     }
 
-    /// The nodes' base URLs, as configured.
-    pub fn urls(&self) -> &[String] {
-        self.nodes.urls()
-    }
-
     /// Sends a request through the retry policy and the circuit breaker, and returns the status
     /// and the raw body. Statuses of 400 and above are errors, except the ones in `accept`.
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         op: &'static str,
         method: Method,
@@ -487,7 +501,7 @@ impl Client {
     }
 
     /// Shard-level stats of every concrete index behind `expr` (names, patterns, aliases, data streams).
-    pub async fn shard_stats(&self, expr: &str) -> Result<Vec<IndexShards>, ClientError> {
+    pub(crate) async fn shard_stats(&self, expr: &str) -> Result<Vec<IndexShards>, ClientError> {
         let path = format!("/{}/_stats/refresh,docs", encode(expr));
         let raw: StatsResponse = self
             .json(
@@ -504,6 +518,7 @@ impl Client {
         Ok(raw.into_index_shards())
     }
 
+    /// `POST <expr>/_refresh`: makes everything indexed so far searchable.
     pub async fn refresh(&self, expr: &str) -> Result<(), ClientError> {
         self.send(
             "refresh",
@@ -529,7 +544,7 @@ impl Client {
 
     /// A `_search` response as received, to be read with [`SearchText::read`] (a reader that
     /// pages can guess the next page's position from it first).
-    pub async fn search_text(
+    pub(crate) async fn search_text(
         &self,
         index: &str,
         query: &[(&str, String)],
@@ -552,7 +567,7 @@ impl Client {
         Ok(SearchText(std::sync::Arc::new(text)))
     }
 
-    pub async fn count(&self, index: &str, query: Value) -> Result<u64, ClientError> {
+    pub(crate) async fn count(&self, index: &str, query: Value) -> Result<u64, ClientError> {
         let path = format!("/{}/_count", encode(index));
         let v: Value = self
             .json(
@@ -577,13 +592,15 @@ impl Client {
         })
     }
 
+    /// `POST /_bulk` with a newline-delimited body; with `refresh`, what it wrote is searchable
+    /// when it returns. Failed items are not an error: see [`BulkResponse::errors`].
     pub async fn bulk(&self, ndjson: String, refresh: bool) -> Result<BulkResponse, ClientError> {
         self.bulk_to(None, ndjson, refresh).await
     }
 
     /// A `_bulk` addressed to `index` (`POST /<index>/_bulk`), for items of that index only:
     /// security rules and fault rules scoped to the index then see it.
-    pub async fn bulk_to(
+    pub(crate) async fn bulk_to(
         &self,
         index: Option<&str>,
         ndjson: String,
@@ -609,7 +626,11 @@ impl Client {
     }
 
     /// Reads one document; `None` when it (or its index) does not exist.
-    pub async fn get_doc(&self, index: &str, id: &str) -> Result<Option<GetResponse>, ClientError> {
+    pub(crate) async fn get_doc(
+        &self,
+        index: &str,
+        id: &str,
+    ) -> Result<Option<GetResponse>, ClientError> {
         let path = format!("/{}/_doc/{}", encode(index), encode(id));
         let (status, bytes) = self
             .send("get", Method::GET, &path, &[], None, &[404])
@@ -627,7 +648,7 @@ impl Client {
 
     /// Realtime reads of several documents of one index; `None` for each missing one (or all,
     /// when the index does not exist).
-    pub async fn mget(
+    pub(crate) async fn mget(
         &self,
         index: &str,
         ids: &[String],
@@ -674,7 +695,7 @@ impl Client {
 
     /// Writes a document, conditionally on the version the caller last saw: `Cas::Create`
     /// fails if it exists, `Cas::Match` if it changed since. A conflict is an error with status 409.
-    pub async fn put_doc(
+    pub(crate) async fn put_doc(
         &self,
         index: &str,
         id: &str,
@@ -693,7 +714,6 @@ impl Client {
                 query.push(("if_primary_term", primary_term.to_string()));
                 format!("/{}/_doc/{}", encode(index), encode(id))
             }
-            Cas::None => format!("/{}/_doc/{}", encode(index), encode(id)),
         };
         if refresh {
             query.push(("refresh", "true".into()));
@@ -708,7 +728,12 @@ impl Client {
         .await
     }
 
-    pub async fn delete_doc(&self, index: &str, id: &str, cas: Cas) -> Result<(), ClientError> {
+    pub(crate) async fn delete_doc(
+        &self,
+        index: &str,
+        id: &str,
+        cas: Cas,
+    ) -> Result<(), ClientError> {
         let mut query: Vec<(&str, String)> = Vec::new();
         if let Cas::Match {
             seq_no,
@@ -754,7 +779,11 @@ impl Client {
     }
 
     /// Adds fields to an index's mapping (`PUT <index>/_mapping`).
-    pub async fn put_mapping(&self, index: &str, mapping: &Value) -> Result<(), ClientError> {
+    pub(crate) async fn put_mapping(
+        &self,
+        index: &str,
+        mapping: &Value,
+    ) -> Result<(), ClientError> {
         self.send(
             "put_mapping",
             Method::PUT,
@@ -767,6 +796,7 @@ impl Client {
         .map(|_| ())
     }
 
+    /// `HEAD <index>`: whether the index (or an alias or data stream of that name) exists.
     pub async fn index_exists(&self, index: &str) -> Result<bool, ClientError> {
         let (status, _) = self
             .send(
@@ -783,7 +813,7 @@ impl Client {
 
     /// Every concrete index behind `expr` with its refresh interval (explicit or the default;
     /// `None` when refreshes are disabled with `-1`).
-    pub async fn refresh_intervals(
+    pub(crate) async fn refresh_intervals(
         &self,
         expr: &str,
     ) -> Result<Vec<(String, Option<Duration>)>, ClientError> {
@@ -816,7 +846,7 @@ impl Client {
 
     /// The mapped type of `field` (a dotted path) in every concrete index behind `expr`;
     /// `None` where the index does not map it (yet).
-    pub async fn field_types(
+    pub(crate) async fn field_types(
         &self,
         expr: &str,
         field: &str,
@@ -921,7 +951,7 @@ fn error_parts(body: &[u8]) -> (String, String) {
 
 /// A `_search` response as received, not read yet.
 #[derive(Debug, Clone)]
-pub struct SearchText(std::sync::Arc<String>);
+pub(crate) struct SearchText(std::sync::Arc<String>);
 
 impl SearchText {
     /// The last hit's sort values, guessed from the end of the text alone (`None` when the

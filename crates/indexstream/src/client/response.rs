@@ -18,9 +18,10 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::scan::{container_end, container_end_bytewise, plain_run_end};
 use super::types::{Hit, Hits, SearchResponse, ShardsSummary};
-use crate::record::{Layout, Source};
+use crate::record::Source;
+use crate::scan::Layout;
+use crate::scan::{container_end, container_end_bytewise, plain_run_end};
 
 /// Reads a `_search` response. The error says what is wrong and at which byte.
 pub(crate) fn parse_search(text: Arc<String>) -> Result<SearchResponse, String> {
@@ -508,8 +509,8 @@ impl<'a> Walker<'a> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::scan::tests::json_value;
     use super::*;
+    use crate::scan::tests::json_value;
     use proptest::prelude::*;
     use serde_json::json;
 

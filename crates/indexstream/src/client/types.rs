@@ -12,20 +12,22 @@ use crate::record::Source;
 /// A conditional write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cas {
-    /// Unconditional.
-    None,
     /// Only if the document does not exist.
     Create,
     /// Only if the document is still at this version.
     Match { seq_no: i64, primary_term: i64 },
 }
 
+/// The `_shards` part of a search response: how many shards answered.
 #[derive(Debug, Deserialize)]
 pub struct ShardsSummary {
+    /// Shards the search went to.
     #[serde(default)]
     pub total: u64,
+    /// Shards that failed (their documents are missing from the response).
     #[serde(default)]
     pub failed: u64,
+    /// Why they failed, as the cluster said.
     #[serde(default)]
     pub failures: Vec<Value>,
 }
@@ -33,25 +35,39 @@ pub struct ShardsSummary {
 /// A `_search` response, as [`super::Client::search`] reads it (see `response.rs`).
 #[derive(Debug)]
 pub struct SearchResponse {
+    /// Whether the search timed out on the cluster ([`super::Client::search`] makes that an
+    /// error, so it is `false` there).
     pub timed_out: bool,
+    /// How many shards the search went to and how many failed (none, after
+    /// [`super::Client::search`]).
     pub shards: ShardsSummary,
+    /// The response's `hits` object.
     pub hits: Hits,
+    /// The point-in-time id the cluster returned, when the search used one.
     pub pit_id: Option<String>,
 }
 
+/// The `hits` object of a search response.
 #[derive(Debug)]
 pub struct Hits {
+    /// The `hits.hits` array: the page of hits, in the search's sort order.
     pub hits: Vec<Hit>,
 }
 
 /// One search hit; `_source` is a slice of the response text, not parsed.
 #[derive(Debug)]
 pub struct Hit {
+    /// The concrete index it was found in (`_index`).
     pub index: String,
+    /// The document's `_id`.
     pub id: String,
+    /// Its `_seq_no`; `None` unless the search asked for sequence numbers.
     pub seq_no: Option<i64>,
+    /// Its `_primary_term`; `None` unless the search asked for sequence numbers.
     pub primary_term: Option<i64>,
+    /// Its `_source`; `None` when the response carries none (disabled or filtered out).
     pub source: Option<Source>,
+    /// Its `sort` values; `None` when the search was not sorted.
     pub sort: Option<SortValues>,
 }
 
@@ -90,21 +106,31 @@ pub struct WriteResponse {
     pub primary_term: i64,
 }
 
+/// A `_bulk` response.
 #[derive(Debug, Deserialize)]
 pub struct BulkResponse {
+    /// Whether any item failed; the request itself succeeded either way.
     pub errors: bool,
+    /// One map per action in request order, keyed by the action (`index`, `create`, `delete`,
+    /// ...); [`BulkResponse::results`] reads them.
     pub items: Vec<BTreeMap<String, BulkItem>>,
 }
 
+/// The result of one action of a `_bulk` request.
 #[derive(Debug, Deserialize)]
 pub struct BulkItem {
+    /// The document's `_id`, when the response names it.
     #[serde(rename = "_id", default)]
     pub id: Option<String>,
+    /// The HTTP status of this action (409 for a version conflict).
     pub status: u16,
+    /// The `_seq_no` the write was given; `None` when it failed.
     #[serde(rename = "_seq_no", default)]
     pub seq_no: Option<i64>,
+    /// The `_primary_term` the write was given; `None` when it failed.
     #[serde(rename = "_primary_term", default)]
     pub primary_term: Option<i64>,
+    /// The error object of a failed action (`type`, `reason`, ...); `None` when it succeeded.
     #[serde(default)]
     pub error: Option<Value>,
 }

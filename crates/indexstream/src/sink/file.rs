@@ -4,12 +4,14 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use super::Sink;
+use super::{Sink, SinkError};
 use crate::record::Record;
 
 /// Lines are formatted straight into one buffer that goes to the file when it passes this size.
 const BUFFER: usize = 1 << 20;
 
+/// A sink that appends records as JSON Lines to a file and makes them durable (`fsync`) on
+/// every flush; the file only ever holds whole lines.
 #[derive(Debug)]
 pub struct FileSink {
     file: File,
@@ -32,11 +34,12 @@ impl FileSink {
             .read(true)
             .append(true)
             .open(path)?;
-        let len = file.metadata()?.len();
+        let mut len = file.metadata()?.len();
         if len > 0 {
             let keep = last_newline_end(&mut file, len)?;
             if keep != len {
                 file.set_len(keep)?;
+                len = keep;
             }
         }
         file.seek(SeekFrom::End(0))?;
@@ -110,7 +113,7 @@ fn last_newline_end(file: &mut File, len: u64) -> std::io::Result<u64> {
 }
 
 impl Sink for FileSink {
-    fn write(&mut self, records: &[Record]) -> std::io::Result<()> {
+    async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         for r in records {
             r.to_json_line(&mut self.buffer);
             self.buffer.push('\n');
@@ -121,7 +124,7 @@ impl Sink for FileSink {
         Ok(())
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
+    async fn flush(&mut self) -> Result<(), SinkError> {
         self.hand_over()?;
         sync_and_drop(&self.file, self.synced, self.handed)?;
         self.synced = self.handed;
@@ -130,7 +133,7 @@ impl Sink for FileSink {
 
     /// Hands the buffered lines to the file now and syncs them in a blocking task, on a second
     /// handle of the same file, so the consumer goes on reading while the disk works.
-    fn start_flush(&mut self) -> std::io::Result<super::PendingFlush> {
+    async fn start_flush(&mut self) -> Result<super::PendingFlush, SinkError> {
         self.hand_over()?;
         let file = self.file.try_clone()?;
         let (from, to) = (self.synced, self.handed);
@@ -159,14 +162,14 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_partial_last_line_is_cut_on_open() {
+    #[tokio::test]
+    async fn a_partial_last_line_is_cut_on_open() {
         let dir = std::env::temp_dir().join(format!("indexstream-sink-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("out.jsonl");
         std::fs::write(&path, "{\"a\":1}\n{\"b\":").unwrap();
         let mut sink = FileSink::open(&path).unwrap();
-        sink.flush().unwrap();
+        sink.flush().await.unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"a\":1}\n");
         std::fs::write(&path, "no newline at all").unwrap();
         drop(FileSink::open(&path).unwrap());
@@ -180,30 +183,34 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("out.jsonl");
         let mut sink = FileSink::open(&path).unwrap();
-        sink.write(&[record("a")]).unwrap();
-        let pending = sink.start_flush().unwrap();
+        sink.write(&[record("a")]).await.unwrap();
+        let pending = sink.start_flush().await.unwrap();
         // Written after the flush started: in the sink's buffer, not yet in the file.
-        sink.write(&[record("b")]).unwrap();
+        sink.write(&[record("b")]).await.unwrap();
         pending.wait().await.unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("\"a\"") && !text.contains("\"b\""), "{text}");
-        sink.flush().unwrap();
+        sink.flush().await.unwrap();
         assert!(std::fs::read_to_string(&path).unwrap().contains("\"b\""));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    #[test]
-    fn a_failed_write_is_reported_and_nothing_is_acknowledged_after_it() {
+    #[tokio::test]
+    async fn a_failed_write_is_reported_and_nothing_is_acknowledged_after_it() {
         // `/dev/full` refuses every write with ENOSPC and cannot be truncated.
         let path = Path::new("/dev/full");
         if !path.exists() {
             return;
         }
         let mut sink = FileSink::open(path).unwrap();
-        sink.write(&[record("a")]).unwrap();
-        let first = sink.flush().unwrap_err();
-        assert_eq!(first.kind(), std::io::ErrorKind::StorageFull, "{first}");
-        let again = sink.flush().unwrap_err();
+        sink.write(&[record("a")]).await.unwrap();
+        let first = sink.flush().await.unwrap_err();
+        assert_eq!(
+            first.io_kind(),
+            Some(std::io::ErrorKind::StorageFull),
+            "{first}"
+        );
+        let again = sink.flush().await.unwrap_err();
         assert!(again.to_string().contains("could not be cut"), "{again}");
     }
 }

@@ -222,6 +222,7 @@ impl ExactPartition {
     }
 
     /// The ranges delivered above `safe`.
+    #[cfg(test)]
     pub fn delivered_ranges(&self) -> Vec<(i64, i64)> {
         self.delivered.ranges().collect()
     }
@@ -255,6 +256,7 @@ impl ExactPartition {
     }
 
     /// Ranges held in memory for what was delivered above `safe`.
+    #[cfg(test)]
     pub fn tracked_ranges(&self) -> usize {
         self.delivered.range_count()
     }

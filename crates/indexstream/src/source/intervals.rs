@@ -139,16 +139,13 @@ impl IntervalSet {
         self.ranges.iter().map(|(s, e)| (*s, *e))
     }
 
+    #[cfg(test)]
     pub fn range_count(&self) -> usize {
         self.ranges.len()
     }
 
     pub fn len(&self) -> u64 {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 

@@ -152,10 +152,6 @@ impl Window {
         self.in_order.len() + self.late_keys
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Whether `key` is held (builds the look-up index if there is none).
     pub fn contains(&mut self, key: u64) -> bool {
         if self.index.is_none() {
@@ -357,9 +353,12 @@ pub struct TimestampOffset {
     /// Nothing at or before this timestamp is read (the `--start` position, or where the cap
     /// evicted keys).
     pub floor_ns: Option<i64>,
-    pub window: Window,
+    /// The keys of the delivered events whose timestamp is at or after `cursor - safety_window`
+    /// (see the module docs), bounded by the window cap.
+    pub(crate) window: Window,
     /// The fields it was written for; a different field makes the cursor meaningless.
     pub field: String,
+    /// The tiebreaker field it was written for.
     pub tiebreaker: String,
     /// Which events the current read may have handed out before.
     round: Round,
@@ -378,6 +377,8 @@ enum Round {
 }
 
 impl TimestampOffset {
+    /// The offset of a group that delivered nothing yet, reading by `field` then `tiebreaker`:
+    /// no cursor, no floor, an empty window.
     pub fn new(field: &str, tiebreaker: &str) -> Self {
         TimestampOffset {
             cursor_ns: None,

@@ -422,18 +422,21 @@ struct GatedSink {
 }
 
 impl indexstream::Sink for GatedSink {
-    fn write(&mut self, records: &[indexstream::Record]) -> std::io::Result<()> {
+    async fn write(
+        &mut self,
+        records: &[indexstream::Record],
+    ) -> Result<(), indexstream::SinkError> {
         self.records.lock().unwrap().extend_from_slice(records);
         Ok(())
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
+    async fn flush(&mut self) -> Result<(), indexstream::SinkError> {
         Ok(())
     }
 
-    fn start_flush(&mut self) -> std::io::Result<indexstream::sink::PendingFlush> {
+    async fn start_flush(&mut self) -> Result<indexstream::PendingFlush, indexstream::SinkError> {
         let gate = self.gate.clone();
-        Ok(indexstream::sink::PendingFlush::spawn_blocking(move || {
+        Ok(indexstream::PendingFlush::spawn_blocking(move || {
             let (open, cv) = &*gate;
             let mut open = open.lock().unwrap();
             while !*open {
@@ -693,7 +696,7 @@ async fn a_lease_left_by_a_dead_process_of_this_member_is_taken_over_at_once() {
         .close()
         .await
         .unwrap();
-    let member = indexstream::consumer::default_member_id();
+    let member = indexstream::default_member_id();
     let expires = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -735,12 +738,15 @@ async fn the_lease_is_renewed_while_the_sink_blocks() {
         .unwrap();
     struct Blocking(std::sync::Arc<std::sync::atomic::AtomicBool>);
     impl indexstream::Sink for Blocking {
-        fn write(&mut self, _records: &[indexstream::Record]) -> std::io::Result<()> {
+        async fn write(
+            &mut self,
+            _records: &[indexstream::Record],
+        ) -> Result<(), indexstream::SinkError> {
             self.0.store(true, std::sync::atomic::Ordering::SeqCst);
             std::thread::sleep(Duration::from_secs(3));
             Ok(())
         }
-        fn flush(&mut self) -> std::io::Result<()> {
+        async fn flush(&mut self) -> Result<(), indexstream::SinkError> {
             Ok(())
         }
     }

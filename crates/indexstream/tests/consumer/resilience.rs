@@ -3,40 +3,57 @@
 use std::time::Duration;
 
 use indexstream::{Consumer, MemorySink, RunOptions};
+use indexstream::{SinkError, SinkRetry};
 
 use super::harness::{counts, target};
 
-/// A sink that always fails on one document id.
+/// A sink that always fails on one document id, counting the attempts at it.
 struct Picky {
     inner: MemorySink,
     poison: String,
+    refusal: SinkRetry,
+    attempts: u32,
+}
+
+impl Picky {
+    fn new(poison: &str, refusal: SinkRetry) -> Self {
+        Picky {
+            inner: MemorySink::default(),
+            poison: poison.into(),
+            refusal,
+            attempts: 0,
+        }
+    }
 }
 
 impl indexstream::Sink for Picky {
-    fn write(&mut self, records: &[indexstream::Record]) -> std::io::Result<()> {
-        self.write_each(records).map_err(|(_, e)| e)
+    async fn write(&mut self, records: &[indexstream::Record]) -> Result<(), SinkError> {
+        self.write_each(records).await.map_err(|(_, e)| e)
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        self.inner.flush().await
     }
 
-    fn write_each(
+    async fn write_each(
         &mut self,
         records: &[indexstream::Record],
-    ) -> Result<(), (usize, std::io::Error)> {
+    ) -> Result<(), (usize, SinkError)> {
         for (i, r) in records.iter().enumerate() {
             if r.id == self.poison {
+                self.attempts += 1;
+                let why = format!("cannot forward {}: rejected by the downstream", r.id);
                 return Err((
                     i,
-                    std::io::Error::other(format!(
-                        "cannot forward {}: rejected by the downstream",
-                        r.id
-                    )),
+                    match self.refusal {
+                        SinkRetry::MayHelp => SinkError::transient(why),
+                        _ => SinkError::permanent(why),
+                    },
                 ));
             }
             self.inner
                 .write(std::slice::from_ref(r))
+                .await
                 .map_err(|e| (i, e))?;
         }
         Ok(())
@@ -60,10 +77,7 @@ async fn a_poison_document_goes_to_the_dead_letter_file_and_the_rest_are_deliver
         .build()
         .await
         .unwrap();
-    let mut sink = Picky {
-        inner: MemorySink::default(),
-        poison: "d7".into(),
-    };
+    let mut sink = Picky::new("d7", SinkRetry::MayHelp);
     let opts = RunOptions {
         until_idle: Some(Duration::from_millis(600)),
         dead_letter: Some(dlq.clone()),
@@ -92,6 +106,8 @@ async fn a_poison_document_goes_to_the_dead_letter_file_and_the_rest_are_deliver
     assert!(telemetry
         .encode_metrics()
         .contains("indexstream_dead_letters_total 1"));
+    // A failure that may pass is tried the configured number of times.
+    assert_eq!(sink.attempts, RunOptions::default().sink_attempts);
     // Without a dead-letter file: a clear error naming the document, nothing skipped silently.
     let mut consumer = Consumer::builder(t.client_config(), &index, t.name("g2"))
         .with_poll_interval(Duration::from_millis(50))
@@ -99,10 +115,7 @@ async fn a_poison_document_goes_to_the_dead_letter_file_and_the_rest_are_deliver
         .build()
         .await
         .unwrap();
-    let mut sink = Picky {
-        inner: MemorySink::default(),
-        poison: "d7".into(),
-    };
+    let mut sink = Picky::new("d7", SinkRetry::MayHelp);
     let r = consumer
         .run(
             &mut sink,
@@ -118,4 +131,38 @@ async fn a_poison_document_goes_to_the_dead_letter_file_and_the_rest_are_deliver
         Err(indexstream::Error::Poison { id, .. }) => assert_eq!(id, "d7"),
         other => panic!("expected a poison error, got {other:?}"),
     }
+}
+
+/// A refusal the sink says no retry can help goes to the dead-letter file after one attempt.
+#[tokio::test]
+async fn a_permanent_refusal_is_dead_lettered_without_retries() {
+    let t = target("poison-permanent").await;
+    let index = t.name("p");
+    t.create_index(&index, 1, "100ms").await;
+    t.write_n(&index, "d", 20).await;
+    let dir = std::env::temp_dir().join(t.name("dlq"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dlq = dir.join("dead.jsonl");
+    let mut consumer = Consumer::builder(t.client_config(), &index, t.name("g"))
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let mut sink = Picky::new("d3", SinkRetry::WillNotHelp);
+    let opts = RunOptions {
+        until_idle: Some(Duration::from_millis(600)),
+        dead_letter: Some(dlq.clone()),
+        ..RunOptions::default()
+    };
+    consumer
+        .run(&mut sink, opts, std::future::pending())
+        .await
+        .unwrap();
+    consumer.close().await.unwrap();
+    assert_eq!(sink.attempts, 1);
+    assert_eq!(counts(&sink.inner.records.lock().unwrap()).len(), 19);
+    let dead = std::fs::read_to_string(&dlq).unwrap();
+    assert_eq!(dead.lines().count(), 1);
+    assert!(dead.contains("\"id\":\"d3\""), "{dead}");
 }

@@ -87,7 +87,7 @@ fn assert_each_once(records: &[Record], expected: impl IntoIterator<Item = Strin
 pub(super) const T0: i64 = 1_700_000_000_000;
 
 pub(super) fn at(ms: i64) -> Value {
-    json!(indexstream::date::iso_millis(ms))
+    json!(indexstream::iso_millis(ms))
 }
 
 #[tokio::test]

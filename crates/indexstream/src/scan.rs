@@ -9,7 +9,13 @@
 //! then looks at the few brackets outside strings one by one, matching each against the stack of
 //! open ones.
 
-use crate::record::Layout;
+/// Whether a `_source` spans several lines (the cluster returns it as it was indexed, so a
+/// pretty-printed document comes back with its line breaks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    OneLine,
+    MultiLine,
+}
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -393,7 +399,7 @@ pub(super) mod tests {
     /// JSON with the strings that are hard to delimit: quotes, backslash runs, brackets inside
     /// strings, escaped control characters, non-ASCII; long enough to cross block boundaries.
     /// The response reader's tests use it too.
-    pub(in crate::client) fn json_value() -> impl Strategy<Value = Value> {
+    pub(crate) fn json_value() -> impl Strategy<Value = Value> {
         let text = prop_oneof![
             "[a-z ]{0,70}",
             "[\\\\\"]{1,9}",

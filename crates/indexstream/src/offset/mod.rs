@@ -18,8 +18,13 @@ use crate::source::timestamp::{TimestampOffset, WindowParts};
 /// The offsets index when none is configured.
 pub const DEFAULT_OFFSETS_INDEX: &str = "indexstream-offsets";
 
+mod doc;
+
+pub use doc::{offsets_index_body, offsets_mapping_additions, DocKind, StoreDoc};
+
 /// How a group reads its partitions; recorded in every offset document.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Mode {
     /// Shards and `_seq_no`, up to the global checkpoint (the default).
     Exact,
@@ -28,6 +33,7 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// Its name as offset documents and `--mode` spell it (`exact`, `timestamp`).
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Exact => "exact",
@@ -35,6 +41,7 @@ impl Mode {
         }
     }
 
+    /// The mode of a name as [`Mode::as_str`] spells it; `None` for any other text.
     pub fn parse(s: &str) -> Option<Mode> {
         match s {
             "exact" => Some(Mode::Exact),
@@ -42,53 +49,6 @@ impl Mode {
             _ => None,
         }
     }
-}
-
-/// The explicit mapping of the offsets index (created on first use).
-pub fn offsets_index_body() -> Value {
-    let mut body = json!({
-        "settings": {"number_of_shards": 1, "auto_expand_replicas": "0-1"},
-        "mappings": {
-            "dynamic": "strict",
-            "properties": {
-                "group": {"type": "keyword"},
-                "kind": {"type": "keyword"},
-                "mode": {"type": "keyword"},
-                "index": {"type": "keyword"},
-                "index_uuid": {"type": "keyword"},
-                "shard": {"type": "integer"},
-                "seq_no": {"type": "long"},
-                "cursor": {"type": "object", "enabled": false},
-                "member": {"type": "keyword"},
-                "expires_at_ms": {"type": "long"},
-                "updated_at": {"type": "date"}
-            }
-        }
-    });
-    if let (Some(props), Value::Object(more)) = (
-        body["mappings"]["properties"].as_object_mut(),
-        offsets_mapping_additions()["properties"].take(),
-    ) {
-        props.extend(more);
-    }
-    body
-}
-
-/// Fields added to the offsets mapping after it was first published: put on an existing
-/// offsets index at start (adding fields to a mapping is allowed; `dynamic: strict` refuses
-/// documents that carry fields it does not map).
-pub fn offsets_mapping_additions() -> Value {
-    json!({
-        "properties": {
-            // The lease's holder: host, process, and one acquisition (see `group`).
-            "host": {"type": "keyword"},
-            "pid": {"type": "long"},
-            "process": {"type": "keyword", "index": false},
-            "instance": {"type": "keyword", "index": false},
-            // Exact mode: `_seq_no` ranges delivered above `seq_no` (see `StoredOffset`).
-            "delivered": {"type": "object", "enabled": false}
-        }
-    })
 }
 
 /// A committed exact-mode offset as stored: every operation up to `seq_no` was delivered, and
@@ -188,16 +148,21 @@ pub fn offset_doc(
     delivered: &[(i64, i64)],
     member: &str,
 ) -> Value {
-    let mut doc = json!({"group": group, "kind": "offset", "mode": mode.as_str(), "index": p.index, "index_uuid": p.uuid, "shard": p.shard, "seq_no": seq_no, "member": member, "updated_at": crate::date::now_iso()});
-    if !delivered.is_empty() {
-        let ranges: Vec<Value> = delivered
-            .iter()
-            .take(MAX_DELIVERED_RANGES)
-            .map(|(a, b)| json!([a, b]))
-            .collect();
-        doc["delivered"] = Value::Array(ranges);
+    StoreDoc {
+        mode: Some(mode),
+        index: Some(p.index.clone()),
+        index_uuid: Some(p.uuid.clone()),
+        shard: Some(p.shard),
+        seq_no: Some(seq_no),
+        delivered: (!delivered.is_empty()).then(|| {
+            json!(delivered
+                .iter()
+                .take(MAX_DELIVERED_RANGES)
+                .collect::<Vec<_>>())
+        }),
+        ..StoreDoc::new(group, DocKind::Offset, member)
     }
-    doc
+    .to_value()
 }
 
 /// The offsets of one group, with the versions needed to write them conditionally.
@@ -220,10 +185,6 @@ impl OffsetStore {
             member: member.to_string(),
             versions: HashMap::new(),
         }
-    }
-
-    pub fn index(&self) -> &str {
-        &self.index
     }
 
     /// Creates the offsets index with its mapping when it does not exist yet, and adds the
@@ -369,8 +330,13 @@ impl OffsetStore {
         part: Value,
     ) -> Result<()> {
         let part_id = Self::window_part_id(&self.group, part_name);
-        let part_doc = json!({"group": self.group, "kind": "window", "mode": Mode::Timestamp.as_str(), "cursor": part, "member": self.member, "updated_at": crate::date::now_iso()});
-        let doc = json!({"group": self.group, "kind": "offset", "mode": Mode::Timestamp.as_str(), "index": target, "cursor": head, "member": self.member, "updated_at": crate::date::now_iso()});
+        let part_doc = StoreDoc {
+            mode: Some(Mode::Timestamp),
+            cursor: Some(part),
+            ..StoreDoc::new(&self.group, DocKind::Window, &self.member)
+        }
+        .to_value();
+        let doc = StoreDoc::timestamp_offset(&self.group, target, head, &self.member).to_value();
         let result = self
             .write_docs(vec![
                 (part_id.clone(), part_doc),

@@ -1,16 +1,19 @@
 //! The retry policy every cluster request goes through: exponential backoff with full jitter
 //! (a delay drawn uniformly from `[0, min(max_delay, base_delay * 2^attempt)]`), only for errors
 //! the predicate accepts (by default [`ClientError::is_retriable`]), honouring `Retry-After`.
-//! Scheduling is backon's; the jitter is ours.
+//! Scheduling is backon's; the delays are a [`Backoff`]'s.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::ClientError;
+use super::ClientError;
+use crate::backoff::{Backoff, FullJitter};
 
 /// Decides which errors are retried.
 pub type RetryPredicate = Arc<dyn Fn(&ClientError) -> bool + Send + Sync>;
 
+/// How a failed cluster request is retried: how many attempts, how long between them, and
+/// which errors qualify.
 #[derive(Clone)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (the original system's default: 3).
@@ -19,6 +22,8 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// No retry waits longer (default 30 s, also the cap of a `Retry-After`).
     pub max_delay: Duration,
+    /// Which errors are retried (default: [`ClientError::is_retriable`]); a circuit breaker's
+    /// refusal never is.
     pub predicate: RetryPredicate,
 }
 
@@ -44,6 +49,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// A builder starting from the default policy.
     pub fn builder() -> RetryPolicyBuilder {
         RetryPolicyBuilder(RetryPolicy::default())
     }
@@ -56,19 +62,21 @@ impl RetryPolicy {
         }
     }
 
-    /// The upper bound of the delay before retry number `retry` (0-based): `min(max, base * 2^retry)`.
-    pub fn ceiling(&self, retry: u32) -> Duration {
-        let factor = 1u32.checked_shl(retry.min(31)).unwrap_or(u32::MAX);
-        self.base_delay.saturating_mul(factor).min(self.max_delay)
+    /// The delays between attempts: from `base_delay`, doubling, capped at `max_delay`.
+    pub fn delays(&self) -> Backoff {
+        Backoff::new(self.base_delay, self.max_delay)
     }
 
-    /// The delays of one operation's retries, for backon.
-    pub fn backoff(&self, seed: u64) -> FullJitter {
-        FullJitter {
-            policy: self.clone(),
-            retry: 0,
-            state: seed | 1,
-        }
+    /// The upper bound of the delay before retry number `retry` (0-based): `min(max, base * 2^retry)`.
+    pub fn ceiling(&self, retry: u32) -> Duration {
+        self.delays().ceiling(retry)
+    }
+
+    /// The delays of one operation's retries, for backon: `max_attempts - 1` of them.
+    pub(crate) fn backoff(&self, seed: u64) -> std::iter::Take<FullJitter> {
+        self.delays()
+            .full_jitter(seed)
+            .take(self.max_attempts.saturating_sub(1) as usize)
     }
 }
 
@@ -77,21 +85,25 @@ impl RetryPolicy {
 pub struct RetryPolicyBuilder(RetryPolicy);
 
 impl RetryPolicyBuilder {
+    /// Attempts in all, the first included (at least 1).
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.0.max_attempts = n.max(1);
         self
     }
 
+    /// The upper bound of the first retry's delay; it doubles with each retry.
     pub fn base_delay(mut self, d: Duration) -> Self {
         self.0.base_delay = d;
         self
     }
 
+    /// No retry waits longer (also the cap of a `Retry-After`).
     pub fn max_delay(mut self, d: Duration) -> Self {
         self.0.max_delay = d;
         self
     }
 
+    /// Which errors are retried (default: [`ClientError::is_retriable`]).
     pub fn retry_on(
         mut self,
         predicate: impl Fn(&ClientError) -> bool + Send + Sync + 'static,
@@ -100,33 +112,9 @@ impl RetryPolicyBuilder {
         self
     }
 
+    /// The policy.
     pub fn build(self) -> RetryPolicy {
         self.0
-    }
-}
-
-/// Full-jitter exponential delays: the iterator backon draws retry delays from.
-#[derive(Debug, Clone)]
-pub struct FullJitter {
-    policy: RetryPolicy,
-    retry: u32,
-    state: u64,
-}
-
-impl Iterator for FullJitter {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        if self.retry + 1 >= self.policy.max_attempts {
-            return None;
-        }
-        let ceiling = self.policy.ceiling(self.retry);
-        self.retry += 1;
-        self.state ^= self.state << 13;
-        self.state ^= self.state >> 7;
-        self.state ^= self.state << 17;
-        let fraction = (self.state >> 11) as f64 / (1u64 << 53) as f64;
-        Some(ceiling.mul_f64(fraction))
     }
 }
 
