@@ -3,6 +3,7 @@
 //! It detects the distribution (OpenSearch or Elasticsearch) and version from `GET /` and adapts
 //! where they differ: how a search is pinned to a shard's primary copy.
 
+mod decode;
 mod error;
 mod nodes;
 mod response;
@@ -964,7 +965,7 @@ impl SearchText {
     /// Reads the response. Shard failures and a timed-out search are errors: their hits are
     /// not all there is.
     pub fn read(self) -> Result<SearchResponse, ClientError> {
-        let resp = response::parse_search(self.0).map_err(|reason| ClientError::Decode {
+        let resp = decode::search(self.0).map_err(|reason| ClientError::Decode {
             op: "search",
             reason,
         })?;

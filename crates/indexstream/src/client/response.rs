@@ -123,6 +123,18 @@ pub struct SortValues {
 }
 
 impl SortValues {
+    /// Sort values from their JSON text (a slice of a response), checked as the walker checks
+    /// them; `None` for `null`.
+    #[cfg(test)]
+    pub(crate) fn from_raw(raw: Source) -> Result<Option<SortValues>, String> {
+        let mut first = None;
+        let mut w = Walker::new(raw.get());
+        match w.sort_values(Keep::Nothing, &mut first)? {
+            Some(_) => Ok(Some(SortValues { raw, first })),
+            None => Ok(None),
+        }
+    }
+
     /// The values.
     pub fn values(&self) -> Vec<Value> {
         // Checked when the response was read, so this walk cannot fail.

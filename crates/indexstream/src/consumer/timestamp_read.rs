@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{Consumer, OnMissingTimestamp, Pending, StartFrom};
+use super::{Consumer, OnMissingTimestamp, Pending, Reader, StartFrom};
 use crate::client::types::{Hit, SearchResponse, SortValues};
 use crate::client::{Client, ClientError, SearchText};
 use crate::error::{Error, Result};
@@ -232,6 +232,8 @@ pub(super) struct TimestampReader {
     missing_counted: u64,
     last_missing_check: Option<Instant>,
     mapping_read: Option<Instant>,
+    /// No round has started yet (the first checks the offsets' mode).
+    first_round: bool,
 }
 
 impl TimestampReader {
@@ -259,6 +261,7 @@ impl TimestampReader {
             missing_counted: 0,
             last_missing_check: None,
             mapping_read: None,
+            first_round: true,
         }
     }
 
@@ -288,10 +291,16 @@ impl Consumer {
     /// The timestamp-mode state (created by `connect` in timestamp mode; made from the
     /// configuration here too, so it can never hold other fields than the configured ones).
     fn ts(&mut self) -> &mut TimestampReader {
-        let config = &self.config;
-        self.ts.get_or_insert_with(|| {
-            TimestampReader::new(&config.timestamp_field, &config.tiebreaker_field)
-        })
+        if let Reader::Exact(_) = self.reader {
+            self.reader = Reader::Timestamp(Box::new(TimestampReader::new(
+                &self.config.timestamp_field,
+                &self.config.tiebreaker_field,
+            )));
+        }
+        match &mut self.reader {
+            Reader::Timestamp(ts) => ts,
+            Reader::Exact(_) => unreachable!("made a timestamp reader just above"),
+        }
     }
 
     /// One step of timestamp mode: starts a round when due, or reads its next page. Returns
@@ -339,7 +348,7 @@ impl Consumer {
             lease.check()?;
         }
         self.stats.rounds += 1;
-        let first = self.first_round;
+        let first = self.ts().first_round;
         if first {
             self.offsets.check_mode(self.config.mode).await?;
         }
@@ -355,7 +364,7 @@ impl Consumer {
         } else {
             self.ts().unit
         };
-        self.first_round = false;
+        self.ts().first_round = false;
         if !self.ts().loaded {
             self.load_timestamp_offset(unit).await?;
         }
@@ -601,7 +610,9 @@ impl Consumer {
     /// new base when a compaction is due (the first commit of this process, after a failed
     /// commit, or once the deltas outgrow the base).
     pub(super) fn timestamp_snapshot(&mut self) -> Option<TimestampCommit> {
-        let ts = self.ts.as_mut()?;
+        let Reader::Timestamp(ts) = &mut self.reader else {
+            return None;
+        };
         if !ts.dirty {
             return None;
         }
