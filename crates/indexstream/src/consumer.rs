@@ -23,12 +23,13 @@ use crate::telemetry::Telemetry;
 mod config;
 mod exact_read;
 mod run;
+mod timestamp_pages;
 mod timestamp_read;
 pub use config::{
     default_member_id, ConsumerBuilder, ConsumerConfig, OnMissingTimestamp, RefreshPolicy,
     StartFrom,
 };
-use exact_read::{Ctx, ExactReader};
+use exact_read::ExactReader;
 pub use run::{RunOptions, RunSummary, StopReason};
 use timestamp_read::TimestampReader;
 
@@ -49,14 +50,39 @@ pub struct ConsumerStats {
     pub gap_reads: u64,
 }
 
+/// What a reader queued for [`Consumer::poll`] to hand out, in order.
 #[derive(Debug)]
-struct Pending {
+enum Pending {
+    /// Records read, with what applies once every one of them is handed out.
+    Batch(Batch),
+    /// Exact mode: commit marks alone (a checkpoint was confirmed with nothing left to read
+    /// below it): everything up to each `_seq_no` of its partition has been handed out once the
+    /// reads queued before it have.
+    Marks(Vec<(PartitionId, i64)>),
+}
+
+/// One read's records.
+#[derive(Debug)]
+struct Batch {
     records: Vec<Record>,
     /// Exact mode: once these records are handed out, everything up to this `_seq_no` of the
     /// partition has been (the reader's safe point when it queued them).
     marks: Vec<(PartitionId, i64)>,
     /// Timestamp mode: each record's event key and timestamp, recorded when handed out.
     keys: Vec<(u64, i64)>,
+}
+
+/// What a reader uses of its consumer while it reads: the settings, the clients, the offsets,
+/// the counters, and the queue it hands its reads to.
+struct Ctx<'a> {
+    config: &'a ConsumerConfig,
+    client: &'a Client,
+    info: &'a ServerInfo,
+    offsets: &'a mut OffsetStore,
+    lease: Option<&'a LeaseKeeper>,
+    stats: &'a mut ConsumerStats,
+    telemetry: &'a Telemetry,
+    pending: &'a mut VecDeque<Pending>,
 }
 
 /// A running consumer. It holds the group's lease: call [`Consumer::close`] to release it.
@@ -242,21 +268,10 @@ impl Consumer {
                     None => continue,
                 }
             }
-            let read = match &mut self.reader {
-                Reader::Timestamp(_) => self.timestamp_step().await?,
-                Reader::Exact(r) => {
-                    let mut cx = Ctx {
-                        config: &self.config,
-                        client: &self.client,
-                        info: &self.info,
-                        offsets: &mut self.offsets,
-                        lease: self.lease.as_ref(),
-                        stats: &mut self.stats,
-                        telemetry: &self.telemetry,
-                        pending: &mut self.pending,
-                    };
-                    r.step(&mut cx).await?
-                }
+            let (reader, mut cx) = self.split();
+            let read = match reader {
+                Reader::Timestamp(ts) => ts.timestamp_step(&mut cx).await?,
+                Reader::Exact(r) => r.step(&mut cx).await?,
             };
             if !read && self.pending.is_empty() {
                 return Ok(Vec::new());
@@ -264,27 +279,46 @@ impl Consumer {
         }
     }
 
+    /// The reader, and what it uses of the rest of the consumer.
+    fn split(&mut self) -> (&mut Reader, Ctx<'_>) {
+        (
+            &mut self.reader,
+            Ctx {
+                config: &self.config,
+                client: &self.client,
+                info: &self.info,
+                offsets: &mut self.offsets,
+                lease: self.lease.as_ref(),
+                stats: &mut self.stats,
+                telemetry: &self.telemetry,
+                pending: &mut self.pending,
+            },
+        )
+    }
+
     /// Hands out up to `max` records of the first pending read (`None` when it held none).
     fn hand_out(&mut self, max: usize) -> Option<Vec<Record>> {
-        let front = self.pending.front_mut()?;
-        let (records, keys, marks) = if front.records.len() > max && max > 0 {
-            let rest = front.records.split_off(max);
-            let keys_rest = front.keys.split_off(max.min(front.keys.len()));
-            (
-                std::mem::replace(&mut front.records, rest),
-                std::mem::replace(&mut front.keys, keys_rest),
-                Vec::new(),
-            )
-        } else {
-            let p = self.pending.pop_front()?;
-            (p.records, p.keys, p.marks)
+        let (records, keys, marks) = match self.pending.front_mut()? {
+            Pending::Batch(front) if front.records.len() > max && max > 0 => {
+                let rest = front.records.split_off(max);
+                let keys_rest = front.keys.split_off(max.min(front.keys.len()));
+                (
+                    std::mem::replace(&mut front.records, rest),
+                    std::mem::replace(&mut front.keys, keys_rest),
+                    Vec::new(),
+                )
+            }
+            _ => match self.pending.pop_front()? {
+                Pending::Batch(b) => (b.records, b.keys, b.marks),
+                Pending::Marks(marks) => (Vec::new(), Vec::new(), marks),
+            },
         };
         if !records.is_empty() {
             self.stats.batches += 1;
             self.stats.delivered += records.len() as u64;
-            match &mut self.reader {
-                Reader::Timestamp(_) => self.timestamp_handed_out(&keys),
-                Reader::Exact(r) => r.note_handed_out(&records),
+            match self.split() {
+                (Reader::Timestamp(ts), cx) => ts.timestamp_handed_out(&cx, &keys),
+                (Reader::Exact(r), _) => r.note_handed_out(&records),
             }
         }
         // The marks apply once every record queued with them is handed out.
@@ -326,9 +360,9 @@ impl Consumer {
     /// What a commit would write now: take it when the sink's flush starts, commit it once the
     /// flush has finished (what is handed out meanwhile is not in it).
     fn commit_snapshot(&mut self) -> CommitSnapshot {
-        let entries = match &self.reader {
-            Reader::Timestamp(_) => {
-                return match self.timestamp_snapshot() {
+        let entries = match &mut self.reader {
+            Reader::Timestamp(ts) => {
+                return match ts.timestamp_snapshot() {
                     Some(c) => CommitSnapshot::Timestamp(Box::new(c)),
                     None => CommitSnapshot::Nothing,
                 }
@@ -350,7 +384,12 @@ impl Consumer {
         }
         let entries = match snapshot {
             CommitSnapshot::Nothing => return Ok(0),
-            CommitSnapshot::Timestamp(c) => return self.commit_timestamp(*c).await,
+            CommitSnapshot::Timestamp(c) => {
+                return match self.split() {
+                    (Reader::Timestamp(ts), mut cx) => ts.commit_timestamp(&mut cx, *c).await,
+                    (Reader::Exact(_), _) => Ok(0),
+                }
+            }
             CommitSnapshot::Exact(entries) => entries,
         };
         let offsets: Vec<crate::offset::StoredOffset> =

@@ -12,11 +12,54 @@
 use std::sync::Arc;
 
 use super::response::parse_search;
+use serde_json::Value;
+
 use super::types::SearchResponse;
+use super::ClientError;
 
 /// Decodes a `_search` response; the error says what is wrong and where.
 pub(crate) fn search(text: Arc<String>) -> Result<SearchResponse, String> {
     parse_search(text)
+}
+
+/// A `_search` response as received, not read yet.
+#[derive(Debug, Clone)]
+pub(crate) struct SearchText(pub(super) std::sync::Arc<String>);
+
+impl SearchText {
+    /// The last hit's sort values, guessed from the end of the text alone (`None` when the
+    /// text does not end as a search response with sorted hits usually does). Only a guess:
+    /// compare it with what [`SearchText::read`] finds.
+    pub fn last_sort_hint(&self) -> Option<Vec<Value>> {
+        super::response::last_sort_hint(&self.0)
+    }
+
+    /// Reads the response. Shard failures and a timed-out search are errors: their hits are
+    /// not all there is.
+    pub fn read(self) -> Result<SearchResponse, ClientError> {
+        let resp = search(self.0).map_err(|reason| ClientError::Decode {
+            op: "search",
+            reason,
+        })?;
+        if resp.shards.failed > 0 {
+            let reason = resp
+                .shards
+                .failures
+                .first()
+                .map(|f| f.to_string())
+                .unwrap_or_default();
+            return Err(ClientError::ShardFailures {
+                op: "search",
+                failed: resp.shards.failed,
+                total: resp.shards.total,
+                reason,
+            });
+        }
+        if resp.timed_out {
+            return Err(ClientError::SearchTimedOut { op: "search" });
+        }
+        Ok(resp)
+    }
 }
 
 /// The reference decoder (tests and the benchmark only).

@@ -184,6 +184,55 @@ impl ClientError {
     }
 }
 
+pub(super) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg = s.to_string();
+        source = s.source();
+    }
+    msg
+}
+
+/// A response body that is not UTF-8 (JSON must be).
+pub(super) fn not_utf8(op: &'static str, e: impl std::fmt::Display) -> ClientError {
+    ClientError::Decode {
+        op,
+        reason: format!("the response is not UTF-8: {e}"),
+    }
+}
+
+pub(super) fn error_parts(body: &[u8]) -> (String, String) {
+    use serde_json::Value;
+    match serde_json::from_slice::<Value>(body) {
+        Ok(v) => match &v["error"] {
+            Value::Object(e) => {
+                let root = e.get("root_cause").and_then(|r| r.get(0));
+                let t = e
+                    .get("type")
+                    .and_then(|t| t.as_str())
+                    .or_else(|| root.and_then(|r| r["type"].as_str()))
+                    .unwrap_or_default();
+                let r = e
+                    .get("reason")
+                    .and_then(|t| t.as_str())
+                    .or_else(|| root.and_then(|r| r["reason"].as_str()))
+                    .unwrap_or_default();
+                (t.to_string(), r.to_string())
+            }
+            Value::String(s) => (String::new(), s.clone()),
+            _ => (
+                String::new(),
+                String::from_utf8_lossy(body).chars().take(300).collect(),
+            ),
+        },
+        Err(_) => (
+            String::new(),
+            String::from_utf8_lossy(body).chars().take(300).collect(),
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

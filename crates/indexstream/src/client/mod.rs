@@ -3,6 +3,7 @@
 //! It detects the distribution (OpenSearch or Elasticsearch) and version from `GET /` and adapts
 //! where they differ: how a search is pinned to a shard's primary copy.
 
+mod config;
 mod decode;
 mod error;
 mod nodes;
@@ -18,122 +19,12 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use config::parse_version;
+pub use config::{Auth, ClientConfig, Distribution, Secret, ServerInfo};
+pub(crate) use decode::SearchText;
 pub use error::ClientError;
+use error::{error_parts, not_utf8, root_cause};
 use types::*;
-
-/// A secret (password, API key): never printed, in `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-
-    /// The secret value itself, to send it (never to print it).
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
-    }
-}
-
-/// How requests authenticate.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Auth {
-    /// No authentication (the default).
-    #[default]
-    None,
-    /// HTTP basic authentication.
-    Basic {
-        /// The user name.
-        username: String,
-        /// The user's password.
-        password: Secret,
-    },
-    /// An API key, sent as `Authorization: ApiKey <key>`.
-    ApiKey(Secret),
-}
-
-/// Connection settings.
-#[derive(Debug, Clone)]
-pub struct ClientConfig {
-    /// Base URL of the cluster, e.g. `http://localhost:9200`, or a comma list of nodes
-    /// (`http://a:9200,http://b:9200`): requests are spread over them, and one that a node
-    /// refuses, times out or drops goes on to the next at once.
-    pub url: String,
-    /// How requests authenticate (default: not at all).
-    pub auth: Auth,
-    /// Timeout of one request (default 30 s).
-    pub request_timeout: Duration,
-    /// Timeout of establishing a connection (default 5 s).
-    pub connect_timeout: Duration,
-}
-
-impl ClientConfig {
-    /// Settings for `url` with no authentication and the default timeouts; the URL is checked
-    /// only by [`Client::new`].
-    pub fn new(url: impl Into<String>) -> Self {
-        ClientConfig {
-            url: url.into(),
-            auth: Auth::None,
-            request_timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(5),
-        }
-    }
-
-    /// The same settings with another authentication.
-    pub fn with_auth(mut self, auth: Auth) -> Self {
-        self.auth = auth;
-        self
-    }
-
-    /// The same settings with another timeout of one request.
-    pub fn with_request_timeout(mut self, t: Duration) -> Self {
-        self.request_timeout = t;
-        self
-    }
-}
-
-/// Which search engine answers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Distribution {
-    /// OpenSearch: `GET /` reports `version.distribution: "opensearch"`.
-    OpenSearch,
-    /// Elasticsearch: assumed for every cluster that does not report itself as OpenSearch.
-    Elasticsearch,
-}
-
-/// What `GET /` says about the cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerInfo {
-    /// Which search engine answers.
-    pub distribution: Distribution,
-    /// The `(major, minor, patch)` of `version.number`; a part that does not parse is 0.
-    pub version: (u32, u32, u32),
-    /// The cluster's `cluster_name` (empty when it reports none).
-    pub cluster_name: String,
-}
-
-impl ServerInfo {
-    /// Whether `preference=_shards:N|_primary` pins a search to the primary copy (OpenSearch 2.8+).
-    /// Elasticsearch needs `_only_nodes:<primary node>` instead.
-    pub fn supports_primary_preference(&self) -> bool {
-        self.distribution == Distribution::OpenSearch && self.version >= (2, 8, 0)
-    }
-}
 
 /// A request body: JSON, or newline-delimited JSON for `_bulk`.
 #[derive(Debug, Clone)]
@@ -181,15 +72,6 @@ const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
 
 fn encode(part: &str) -> String {
     percent_encoding::utf8_percent_encode(part, SEGMENT).to_string()
-}
-
-fn parse_version(v: &str) -> (u32, u32, u32) {
-    let mut it = v.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
-    (
-        it.next().unwrap_or(0),
-        it.next().unwrap_or(0),
-        it.next().unwrap_or(0),
-    )
 }
 
 impl Client {
@@ -900,94 +782,6 @@ fn mapped_type(mapping: &Value, field: &str) -> Option<String> {
     }
     let (head, rest) = field.split_once('.')?;
     mapped_type(&mapping["properties"][head], rest)
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        msg = s.to_string();
-        source = s.source();
-    }
-    msg
-}
-
-/// A response body that is not UTF-8 (JSON must be).
-fn not_utf8(op: &'static str, e: impl std::fmt::Display) -> ClientError {
-    ClientError::Decode {
-        op,
-        reason: format!("the response is not UTF-8: {e}"),
-    }
-}
-
-fn error_parts(body: &[u8]) -> (String, String) {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(v) => match &v["error"] {
-            Value::Object(e) => {
-                let root = e.get("root_cause").and_then(|r| r.get(0));
-                let t = e
-                    .get("type")
-                    .and_then(|t| t.as_str())
-                    .or_else(|| root.and_then(|r| r["type"].as_str()))
-                    .unwrap_or_default();
-                let r = e
-                    .get("reason")
-                    .and_then(|t| t.as_str())
-                    .or_else(|| root.and_then(|r| r["reason"].as_str()))
-                    .unwrap_or_default();
-                (t.to_string(), r.to_string())
-            }
-            Value::String(s) => (String::new(), s.clone()),
-            _ => (
-                String::new(),
-                String::from_utf8_lossy(body).chars().take(300).collect(),
-            ),
-        },
-        Err(_) => (
-            String::new(),
-            String::from_utf8_lossy(body).chars().take(300).collect(),
-        ),
-    }
-}
-
-/// A `_search` response as received, not read yet.
-#[derive(Debug, Clone)]
-pub(crate) struct SearchText(std::sync::Arc<String>);
-
-impl SearchText {
-    /// The last hit's sort values, guessed from the end of the text alone (`None` when the
-    /// text does not end as a search response with sorted hits usually does). Only a guess:
-    /// compare it with what [`SearchText::read`] finds.
-    pub fn last_sort_hint(&self) -> Option<Vec<Value>> {
-        response::last_sort_hint(&self.0)
-    }
-
-    /// Reads the response. Shard failures and a timed-out search are errors: their hits are
-    /// not all there is.
-    pub fn read(self) -> Result<SearchResponse, ClientError> {
-        let resp = decode::search(self.0).map_err(|reason| ClientError::Decode {
-            op: "search",
-            reason,
-        })?;
-        if resp.shards.failed > 0 {
-            let reason = resp
-                .shards
-                .failures
-                .first()
-                .map(|f| f.to_string())
-                .unwrap_or_default();
-            return Err(ClientError::ShardFailures {
-                op: "search",
-                failed: resp.shards.failed,
-                total: resp.shards.total,
-                reason,
-            });
-        }
-        if resp.timed_out {
-            return Err(ClientError::SearchTimedOut { op: "search" });
-        }
-        Ok(resp)
-    }
 }
 
 #[cfg(test)]

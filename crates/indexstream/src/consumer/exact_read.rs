@@ -5,37 +5,22 @@
 //! fast path (one page of every partition with something new, the next pages asked for before
 //! these are handed out), and the gap reads below confirmed checkpoints.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{ConsumerConfig, ConsumerStats, Pending, RefreshPolicy, StartFrom};
+use super::{Batch, Ctx, Pending, RefreshPolicy, StartFrom};
 use crate::client::types::{Hit, IndexShards};
-use crate::client::{Client, ClientError, ServerInfo};
+use crate::client::{ClientError, ServerInfo};
 use crate::error::{Error, Result};
-use crate::group::LeaseKeeper;
-use crate::offset::{OffsetStore, StoredOffset};
+use crate::offset::StoredOffset;
 use crate::partition::{PartitionId, PartitionStatus};
 use crate::record::{Record, Source};
 use crate::source::exact::{ExactPartition, HandedOut};
 use crate::source::intervals::IntervalSet;
-use crate::telemetry::Telemetry;
-
-/// What a reader uses of its consumer while it reads: the settings, the clients, the offsets,
-/// the counters, and the queue it hands its reads to.
-pub(super) struct Ctx<'a> {
-    pub(super) config: &'a ConsumerConfig,
-    pub(super) client: &'a Client,
-    pub(super) info: &'a ServerInfo,
-    pub(super) offsets: &'a mut OffsetStore,
-    pub(super) lease: Option<&'a LeaseKeeper>,
-    pub(super) stats: &'a mut ConsumerStats,
-    pub(super) telemetry: &'a Telemetry,
-    pub(super) pending: &'a mut VecDeque<Pending>,
-}
 
 fn shard_preference(info: &ServerInfo, shard: u32, node: &str) -> String {
     if info.supports_primary_preference() || node.is_empty() {
@@ -533,11 +518,11 @@ impl ExactReader {
                 self.more = true;
             }
             // One queued page per partition: handing it out makes its mark committable.
-            cx.pending.push_back(Pending {
+            cx.pending.push_back(Pending::Batch(Batch {
                 records,
                 marks,
                 keys: Vec::new(),
-            });
+            }));
         }
         match first_error {
             Some(e) => Err(e.into()),
@@ -583,31 +568,19 @@ impl ExactReader {
             } else {
                 self.read_gaps(cx, &pid, &node, safe, upto, &gaps).await
             };
-            let records = Vec::new();
             cx.stats.gap_reads += (!gaps.is_empty()) as u64;
             match (result, confirmed) {
                 (Ok(()), Some(cp)) => {
                     if let Some(p) = self.partitions.get_mut(&pid) {
                         p.advance_safe(cp);
                     }
-                    cx.pending.push_back(Pending {
-                        records,
-                        marks: vec![(pid, cp)],
-                        keys: Vec::new(),
-                    });
+                    // Handed out once the gap reads queued before it are.
+                    cx.pending.push_back(Pending::Marks(vec![(pid, cp)]));
                 }
-                (Ok(()), None) => cx.pending.push_back(Pending {
-                    records,
-                    marks: Vec::new(),
-                    keys: Vec::new(),
-                }),
+                // The gap reads queued their own pages.
+                (Ok(()), None) => {}
                 (Err(e), cp) => {
                     // What was read is handed out; the checkpoint is confirmed again next time.
-                    cx.pending.push_back(Pending {
-                        records,
-                        marks: Vec::new(),
-                        keys: Vec::new(),
-                    });
                     if let Some(cp) = cp {
                         self.confirm.insert(pid, cp);
                     }
@@ -657,11 +630,11 @@ impl ExactReader {
                     }
                 }
             }
-            cx.pending.push_back(Pending {
+            cx.pending.push_back(Pending::Batch(Batch {
                 records,
                 marks: Vec::new(),
                 keys: Vec::new(),
-            });
+            }));
             if n < cx.config.batch_size {
                 return Ok(());
             }

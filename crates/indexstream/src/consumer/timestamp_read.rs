@@ -9,9 +9,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tokio::time::Instant;
 
-use super::{Consumer, OnMissingTimestamp, Pending, Reader, StartFrom};
-use crate::client::types::{Hit, SearchResponse, SortValues};
-use crate::client::{Client, ClientError, SearchText};
+use super::timestamp_pages::{is_missing, PageSpec, Round, PAGES_AHEAD};
+use super::{Batch, Ctx, OnMissingTimestamp, Pending, StartFrom};
+use crate::client::types::{Hit, SortValues};
+use crate::client::ClientError;
 use crate::error::{Error, Result};
 use crate::record::{Record, Source};
 use crate::source::timestamp::{
@@ -24,167 +25,6 @@ const MAPPING_REFRESH: Duration = Duration::from_secs(10);
 
 /// Ids of documents without a usable timestamp already reported, at most this many.
 const MISSING_REMEMBERED: usize = 10_000;
-
-/// Pages a round's prefetcher may hold ready while the consumer is busy (writing to the sink,
-/// committing): keyset paging cannot ask for page n+2 before page n+1 has arrived, so only a
-/// task that keeps paging on its own keeps the cluster busy meanwhile.
-const PAGES_AHEAD: usize = 4;
-
-type PageResult = std::result::Result<SearchResponse, ClientError>;
-
-/// Where a round of reads is.
-#[derive(Debug)]
-struct Round {
-    /// The inclusive lower bound of this round, in nanoseconds.
-    from: Option<i64>,
-    /// Pages in order, from the prefetcher (closed after the last page or an error).
-    pages: tokio::sync::mpsc::Receiver<PageResult>,
-    prefetcher: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Round {
-    fn drop(&mut self) {
-        self.prefetcher.abort();
-    }
-}
-
-/// What one page request of a round asks for.
-#[derive(Debug, Clone)]
-struct PageSpec {
-    index: String,
-    field: String,
-    tiebreaker: String,
-    query: Option<Value>,
-    size: usize,
-    unit: TimeUnit,
-    from: Option<i64>,
-}
-
-impl PageSpec {
-    /// The search body of one page: `(timestamp, tiebreaker)` order from `from`, after `after`.
-    fn body(&self, after: Option<Vec<Value>>) -> Value {
-        let field = &self.field;
-        // Without a range, documents without a timestamp come last (see `is_missing`) rather
-        // than being filtered out: an `exists` filter would cost the cluster a check per document.
-        let mut filter = match self.from {
-            Some(f) => vec![json!({"range": {field.clone(): self.unit.range_gte(f)}})],
-            None => Vec::new(),
-        };
-        if let Some(q) = &self.query {
-            filter.push(q.clone());
-        }
-        let mut body = json!({
-            "size": self.size,
-            "track_total_hits": false,
-            "sort": [
-                {field.clone(): {"order": "asc", "unmapped_type": "date"}},
-                {self.tiebreaker.clone(): {"order": "asc"}}
-            ],
-        });
-        if !filter.is_empty() {
-            body["query"] = json!({"bool": {"filter": filter}});
-        }
-        if let Some(a) = after {
-            body["search_after"] = Value::Array(a);
-        }
-        body
-    }
-
-    /// Pages through the round, up to [`PAGES_AHEAD`] pages ahead of the consumer, until a
-    /// short page or an error (which is passed on and ends it).
-    ///
-    /// After a full page the next one is asked for before this one is read: its position is
-    /// guessed from the end of the response ([`SearchText::last_sort_hint`]), so the cluster
-    /// works on the next page while this one is read. When the guess turns out wrong, or this
-    /// page short, what the request made ahead returns is dropped; the pages passed on are the
-    /// same either way. (Reading the page on a blocking thread instead of yielding cost as much
-    /// CPU and no less time.)
-    async fn prefetch(self, client: Client, out: tokio::sync::mpsc::Sender<PageResult>) {
-        let spec = std::sync::Arc::new(self);
-        let mut after = None;
-        let mut ahead: Option<Ahead> = None;
-        let mut full = false;
-        loop {
-            let text = match ahead.take() {
-                Some(mut a) => (&mut a.request)
-                    .await
-                    .unwrap_or_else(|e| Err(stopped("the request made ahead", e))),
-                None => {
-                    client
-                        .search_text(&spec.index, &[], spec.body(after.take()))
-                        .await
-                }
-            };
-            let text = match text {
-                Ok(t) => t,
-                Err(e) => {
-                    let _ = out.send(Err(e)).await;
-                    return;
-                }
-            };
-            if full {
-                if let Some(guess) = text.last_sort_hint().filter(|s| !is_missing(s)) {
-                    let (client, spec2) = (client.clone(), spec.clone());
-                    let body = spec.body(Some(guess.clone()));
-                    ahead = Some(Ahead {
-                        after: guess,
-                        request: tokio::spawn(async move {
-                            client.search_text(&spec2.index, &[], body).await
-                        }),
-                    });
-                }
-            }
-            if ahead.is_some() {
-                // Lets the request made ahead, then its connection, write it out.
-                tokio::task::yield_now().await;
-                tokio::task::yield_now().await;
-            }
-            let result = text.read();
-            let next = match &result {
-                Ok(resp) if resp.hits.hits.len() >= spec.size => resp
-                    .hits
-                    .hits
-                    .last()
-                    .and_then(|h| h.sort.as_ref())
-                    .map(SortValues::values)
-                    .filter(|s| !is_missing(s)),
-                _ => None,
-            };
-            full = next.is_some();
-            if ahead
-                .as_ref()
-                .is_some_and(|a| Some(&a.after) != next.as_ref())
-            {
-                ahead = None;
-            }
-            if out.send(result).await.is_err() {
-                return;
-            }
-            match next {
-                Some(s) if ahead.is_none() => after = Some(s),
-                Some(_) => {}
-                None => return,
-            }
-        }
-    }
-}
-
-/// A page asked for before the previous one was read, from the position guessed for it. When
-/// this is dropped the request is left to finish and its answer is dropped: cancelling it half
-/// way would close its connection, and the next poll would open (and on TLS, handshake) another.
-#[derive(Debug)]
-struct Ahead {
-    after: Vec<Value>,
-    request: tokio::task::JoinHandle<std::result::Result<SearchText, ClientError>>,
-}
-
-/// A task of the prefetcher that panicked or was cancelled.
-fn stopped(what: &str, e: tokio::task::JoinError) -> ClientError {
-    ClientError::Decode {
-        op: "search",
-        reason: format!("{what} stopped: {e}"),
-    }
-}
 
 /// One commit of the timestamp offset: the offset (`head`), the window part it writes, and
 /// what it then stands for.
@@ -287,42 +127,26 @@ impl TimestampReader {
     }
 }
 
-impl Consumer {
-    /// The timestamp-mode state (created by `connect` in timestamp mode; made from the
-    /// configuration here too, so it can never hold other fields than the configured ones).
-    fn ts(&mut self) -> &mut TimestampReader {
-        if let Reader::Exact(_) = self.reader {
-            self.reader = Reader::Timestamp(Box::new(TimestampReader::new(
-                &self.config.timestamp_field,
-                &self.config.tiebreaker_field,
-            )));
-        }
-        match &mut self.reader {
-            Reader::Timestamp(ts) => ts,
-            Reader::Exact(_) => unreachable!("made a timestamp reader just above"),
-        }
-    }
-
+impl TimestampReader {
     /// One step of timestamp mode: starts a round when due, or reads its next page. Returns
     /// `false` when a round has just ended or there is nothing to do before the poll interval
     /// (counted from the end of the last round) has passed.
-    pub(super) async fn timestamp_step(&mut self) -> Result<bool> {
-        let in_round = self.ts().in_round();
+    pub(super) async fn timestamp_step(&mut self, cx: &mut Ctx<'_>) -> Result<bool> {
+        let in_round = self.in_round();
         if !in_round {
             let due = self
-                .ts()
                 .last_round()
-                .is_none_or(|t| t.elapsed() >= self.config.poll_interval);
+                .is_none_or(|t| t.elapsed() >= cx.config.poll_interval);
             if !due {
                 return Ok(false);
             }
-            self.start_timestamp_round().await?;
-            if !self.ts().in_round() {
+            self.start_timestamp_round(cx).await?;
+            if !self.in_round() {
                 return Ok(false);
             }
         }
-        self.read_timestamp_page().await?;
-        let ts = self.ts();
+        self.read_timestamp_page(cx).await?;
+        let ts = &mut *self;
         if ts.round.is_none() {
             ts.last_round = Some(Instant::now());
             return Ok(false);
@@ -331,61 +155,60 @@ impl Consumer {
     }
 
     /// The query every read and count shares: the caller's `--query` and the field's presence.
-    fn timestamp_filters(&self, range: Option<Value>) -> Vec<Value> {
-        let field = &self.config.timestamp_field;
+    fn timestamp_filters(&self, cx: &Ctx<'_>, range: Option<Value>) -> Vec<Value> {
+        let field = &cx.config.timestamp_field;
         let mut filter = vec![json!({"exists": {"field": field}})];
         if let Some(r) = range {
             filter.push(json!({"range": {field.clone(): r}}));
         }
-        if let Some(q) = &self.config.query {
+        if let Some(q) = &cx.config.query {
             filter.push(q.clone());
         }
         filter
     }
 
-    async fn start_timestamp_round(&mut self) -> Result<()> {
-        if let Some(lease) = self.lease.as_ref() {
+    async fn start_timestamp_round(&mut self, cx: &mut Ctx<'_>) -> Result<()> {
+        if let Some(lease) = cx.lease {
             lease.check()?;
         }
-        self.stats.rounds += 1;
-        let first = self.ts().first_round;
+        cx.stats.rounds += 1;
+        let first = self.first_round;
         if first {
-            self.offsets.check_mode(self.config.mode).await?;
+            cx.offsets.check_mode(cx.config.mode).await?;
         }
         // The mapping is read again now and then, for indices that start matching the expression.
         let stale = self
-            .ts()
             .mapping_read
             .is_none_or(|t| t.elapsed() >= MAPPING_REFRESH);
-        let unit = if first || stale || self.ts().unit.is_none() {
-            let unit = self.learn_unit(first).await?;
-            self.ts().mapping_read = Some(Instant::now());
+        let unit = if first || stale || self.unit.is_none() {
+            let unit = self.learn_unit(cx, first).await?;
+            self.mapping_read = Some(Instant::now());
             unit
         } else {
-            self.ts().unit
+            self.unit
         };
-        self.ts().first_round = false;
-        if !self.ts().loaded {
-            self.load_timestamp_offset(unit).await?;
+        self.first_round = false;
+        if !self.loaded {
+            self.load_timestamp_offset(cx, unit).await?;
         }
-        let window = self.config.safety_window;
-        let ts = self.ts();
+        let window = cx.config.safety_window;
+        let ts = &mut *self;
         ts.last_round = Some(Instant::now());
         if unit.is_some() {
             ts.offset.start_round();
             let from = ts.offset.read_from(window);
             let spec = PageSpec {
-                index: self.config.index.clone(),
-                field: self.config.timestamp_field.clone(),
-                tiebreaker: self.config.tiebreaker_field.clone(),
-                query: self.config.query.clone(),
-                size: self.config.batch_size,
+                index: cx.config.index.clone(),
+                field: cx.config.timestamp_field.clone(),
+                tiebreaker: cx.config.tiebreaker_field.clone(),
+                query: cx.config.query.clone(),
+                size: cx.config.batch_size,
                 unit: unit.unwrap_or(TimeUnit::Millis),
                 from,
             };
             let (tx, rx) = tokio::sync::mpsc::channel(PAGES_AHEAD);
-            let prefetcher = tokio::spawn(spec.prefetch(self.client.clone(), tx));
-            self.ts().round = Some(Round {
+            let prefetcher = tokio::spawn(spec.prefetch(cx.client.clone(), tx));
+            self.round = Some(Round {
                 from,
                 pages: rx,
                 prefetcher,
@@ -393,24 +216,24 @@ impl Consumer {
         }
         // The background counts run while the first pages are fetched: documents without a
         // timestamp are never read, so finding them needs no place in the read's order.
-        let checked = match self.check_missing_timestamps().await {
-            Ok(()) => self.check_missed_late().await,
+        let checked = match self.check_missing_timestamps(cx).await {
+            Ok(()) => self.check_missed_late(cx).await,
             e => e,
         };
         if checked.is_err() {
-            self.ts().round = None;
+            self.round = None;
         }
         checked
     }
 
     /// The unit of the timestamp field across the indices behind the expression.
-    async fn learn_unit(&mut self, first: bool) -> Result<Option<TimeUnit>> {
-        let field = self.config.timestamp_field.clone();
-        let types = match self.client.field_types(&self.config.index, &field).await {
+    async fn learn_unit(&mut self, cx: &mut Ctx<'_>, first: bool) -> Result<Option<TimeUnit>> {
+        let field = cx.config.timestamp_field.clone();
+        let types = match cx.client.field_types(&cx.config.index, &field).await {
             Ok(t) => t,
             Err(ClientError::Status { status: 404, .. }) if first => {
                 return Err(Error::NoSuchIndex {
-                    pattern: self.config.index.clone(),
+                    pattern: cx.config.index.clone(),
                 })
             }
             Err(ClientError::Status { status: 404, .. }) => Vec::new(),
@@ -441,7 +264,7 @@ impl Consumer {
                 ),
             });
         }
-        let ts = self.ts();
+        let ts = &mut *self;
         if let (Some(old), Some(new)) = (ts.unit, unit) {
             if old != new {
                 return Err(Error::Config {
@@ -456,37 +279,41 @@ impl Consumer {
         Ok(ts.unit)
     }
 
-    async fn load_timestamp_offset(&mut self, unit: Option<TimeUnit>) -> Result<()> {
-        let stored = self.offsets.load_timestamp(&self.config.index).await?;
+    async fn load_timestamp_offset(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        unit: Option<TimeUnit>,
+    ) -> Result<()> {
+        let stored = cx.offsets.load_timestamp(&cx.config.index).await?;
         let (field, tiebreaker) = (
-            self.config.timestamp_field.clone(),
-            self.config.tiebreaker_field.clone(),
+            cx.config.timestamp_field.clone(),
+            cx.config.tiebreaker_field.clone(),
         );
         let offset = match stored {
             Some((mut o, _parts)) => {
                 if o.field != field || o.tiebreaker != tiebreaker {
                     return Err(Error::Config {
                         field: "timestamp-field",
-                        reason: format!("group {:?} was committed reading by ({}, {}), not ({field}, {tiebreaker}); use those fields, another --group, or `indexstream groups reset`", self.config.group, o.field, o.tiebreaker),
+                        reason: format!("group {:?} was committed reading by ({}, {}), not ({field}, {tiebreaker}); use those fields, another --group, or `indexstream groups reset`", cx.config.group, o.field, o.tiebreaker),
                     });
                 }
                 // Keys of the stored parts that slid out of the window since they were written.
-                o.slide(self.config.safety_window, self.config.window_cap);
-                tracing::info!(group = %self.config.group, cursor = ?o.cursor_ns.map(iso_nanos), window_keys = o.window.len(), "resuming from the committed timestamp offset");
+                o.slide(cx.config.safety_window, cx.config.window_cap);
+                tracing::info!(group = %cx.config.group, cursor = ?o.cursor_ns.map(iso_nanos), window_keys = o.window.len(), "resuming from the committed timestamp offset");
                 o
             }
             None => {
                 let mut o = TimestampOffset::new(&field, &tiebreaker);
-                o.floor_ns = match self.config.start {
+                o.floor_ns = match cx.config.start {
                     StartFrom::Earliest => None,
                     StartFrom::Time(ms) => Some(ms.saturating_mul(1_000_000) - 1),
                     StartFrom::Latest => match unit {
                         Some(unit) => {
                             newest_timestamp(
-                                &self.client,
-                                &self.config.index,
-                                &self.config.timestamp_field,
-                                self.timestamp_filters(None),
+                                cx.client,
+                                &cx.config.index,
+                                &cx.config.timestamp_field,
+                                self.timestamp_filters(cx, None),
                                 unit,
                             )
                             .await?
@@ -494,18 +321,18 @@ impl Consumer {
                         None => None,
                     },
                 };
-                self.ts().dirty = o.floor_ns.is_some();
-                self.ts().version += 1;
+                self.dirty = o.floor_ns.is_some();
+                self.version += 1;
                 o
             }
         };
-        let origin = offset.read_from(self.config.safety_window);
+        let origin = offset.read_from(cx.config.safety_window);
         let missed = MissedLate::new(
-            self.config.safety_window.max(Duration::from_secs(1)),
-            self.config.missed_late_horizon,
+            cx.config.safety_window.max(Duration::from_secs(1)),
+            cx.config.missed_late_horizon,
             origin,
         );
-        let ts = self.ts();
+        let ts = &mut *self;
         ts.offset = offset;
         ts.loaded = true;
         ts.missed = Some(missed);
@@ -513,12 +340,12 @@ impl Consumer {
     }
 
     /// Takes the round's next page from its prefetcher and processes it.
-    async fn read_timestamp_page(&mut self) -> Result<()> {
-        let Some(unit) = self.ts().unit else {
-            self.ts().round = None;
+    async fn read_timestamp_page(&mut self, cx: &mut Ctx<'_>) -> Result<()> {
+        let Some(unit) = self.unit else {
+            self.round = None;
             return Ok(());
         };
-        let Some(round) = self.ts().round.as_mut() else {
+        let Some(round) = self.round.as_mut() else {
             return Ok(());
         };
         let from = round.from;
@@ -526,23 +353,23 @@ impl Consumer {
             Some(Ok(r)) => r,
             // The prefetcher ended without a short page (it was stopped): the round is over.
             None => {
-                self.ts().round = None;
+                self.round = None;
                 return Ok(());
             }
             // The expression matches nothing right now (every index deleted): nothing to read.
             Some(Err(ClientError::Status { status: 404, .. })) => {
-                self.ts().round = None;
+                self.round = None;
                 return Ok(());
             }
             Some(Err(e)) => {
                 // The round starts again from its beginning next time.
-                self.ts().round = None;
+                self.round = None;
                 return Err(e.into());
             }
         };
         let hits = resp.hits.hits;
-        if hits.len() < self.config.batch_size {
-            self.ts().round = None;
+        if hits.len() < cx.config.batch_size {
+            self.round = None;
         }
         let n = hits.len();
         let mut records = Vec::with_capacity(n);
@@ -553,7 +380,7 @@ impl Consumer {
             if is_missing(first.as_slice()) {
                 // Documents without a timestamp sort last: the rest of the round is all such
                 // documents (counted by `check_missing_timestamps`, never delivered).
-                self.ts().round = None;
+                self.round = None;
                 break;
             }
             let ts_ns = first.as_ref().and_then(|v| unit.to_nanos(v));
@@ -564,28 +391,28 @@ impl Consumer {
                 continue;
             }
             let key = event_key(&hit.index, &hit.id, ts_ns);
-            if self.ts().offset.seen(key, ts_ns) {
+            if self.offset.seen(key, ts_ns) {
                 continue;
             }
             keys.push((key, ts_ns));
             records.push(timestamp_record(hit, ts_ns, unit, &mut iso));
         }
         if !records.is_empty() {
-            self.pending.push_back(Pending {
+            cx.pending.push_back(Pending::Batch(Batch {
                 records,
                 marks: Vec::new(),
                 keys,
-            });
+            }));
         }
         Ok(())
     }
 
     /// Records handed-out events in the offset: lateness, the window, the cap.
-    pub(super) fn timestamp_handed_out(&mut self, keys: &[(u64, i64)]) {
-        let window = self.config.safety_window;
-        let cap = self.config.window_cap;
-        let telemetry = self.telemetry.clone();
-        let ts = self.ts();
+    pub(super) fn timestamp_handed_out(&mut self, cx: &Ctx<'_>, keys: &[(u64, i64)]) {
+        let window = cx.config.safety_window;
+        let cap = cx.config.window_cap;
+        let telemetry = cx.telemetry;
+        let ts = &mut *self;
         for (key, ts_ns) in keys {
             if let Accepted::Late(by) = ts.offset.accept(*key, *ts_ns) {
                 telemetry.late_document(by);
@@ -610,9 +437,7 @@ impl Consumer {
     /// new base when a compaction is due (the first commit of this process, after a failed
     /// commit, or once the deltas outgrow the base).
     pub(super) fn timestamp_snapshot(&mut self) -> Option<TimestampCommit> {
-        let Reader::Timestamp(ts) = &mut self.reader else {
-            return None;
-        };
+        let ts = &mut *self;
         if !ts.dirty {
             return None;
         }
@@ -658,55 +483,59 @@ impl Consumer {
     }
 
     /// Commits a snapshot from [`Consumer::timestamp_snapshot`].
-    pub(super) async fn commit_timestamp(&mut self, c: TimestampCommit) -> Result<usize> {
-        self.offsets
-            .commit_timestamp(&self.config.index, c.head, &c.part_name, c.part)
+    pub(super) async fn commit_timestamp(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        c: TimestampCommit,
+    ) -> Result<usize> {
+        cx.offsets
+            .commit_timestamp(&cx.config.index, c.head, &c.part_name, c.part)
             .await?;
-        self.offsets.delete_window_parts(&c.replaced).await;
-        let ts = self.ts();
+        cx.offsets.delete_window_parts(&c.replaced).await;
+        let ts = &mut *self;
         ts.parts = Some(c.parts);
         ts.must_compact = false;
         ts.uncommitted = ts.uncommitted.saturating_sub(c.handed);
         // Handed out since the snapshot: still to commit.
         ts.dirty = ts.version != c.version;
-        self.stats.commits += 1;
+        cx.stats.commits += 1;
         Ok(1)
     }
 
     /// Counts documents without a usable timestamp (on the first read, then at most every
     /// `missed_late_check_every`); logs each one's id once and, with
     /// `--on-missing-timestamp fail`, stops on the first.
-    async fn check_missing_timestamps(&mut self) -> Result<()> {
-        let every = self.config.missed_late_check_every;
-        let ts = self.ts();
+    async fn check_missing_timestamps(&mut self, cx: &mut Ctx<'_>) -> Result<()> {
+        let every = cx.config.missed_late_check_every;
+        let ts = &mut *self;
         if ts.last_missing_check.is_some_and(|t| t.elapsed() < every) {
             return Ok(());
         }
         ts.last_missing_check = Some(Instant::now());
-        let field = self.config.timestamp_field.clone();
+        let field = cx.config.timestamp_field.clone();
         let mut filter = Vec::new();
-        if let Some(q) = &self.config.query {
+        if let Some(q) = &cx.config.query {
             filter.push(q.clone());
         }
         let query = json!({"bool": {"filter": filter, "must_not": [{"exists": {"field": field}}]}});
-        let count = match self.client.count(&self.config.index, query.clone()).await {
+        let count = match cx.client.count(&cx.config.index, query.clone()).await {
             Ok(n) => n,
             Err(ClientError::Status { status: 404, .. }) => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        if count <= self.ts().missing_counted {
-            self.ts().missing_counted = count;
+        if count <= self.missing_counted {
+            self.missing_counted = count;
             return Ok(());
         }
-        let new = count - self.ts().missing_counted;
-        self.ts().missing_counted = count;
-        self.telemetry.missing_timestamps(new);
+        let new = count - self.missing_counted;
+        self.missing_counted = count;
+        cx.telemetry.missing_timestamps(new);
         let body = json!({"size": 100, "track_total_hits": false,
-            "sort": [{self.config.tiebreaker_field.clone(): "desc"}], "query": query});
-        let resp = self.client.search(&self.config.index, &[], body).await?;
+            "sort": [{cx.config.tiebreaker_field.clone(): "desc"}], "query": query});
+        let resp = cx.client.search(&cx.config.index, &[], body).await?;
         for hit in resp.hits.hits {
             let reason = missing_reason(&hit, &field);
-            if self.config.on_missing_timestamp == OnMissingTimestamp::Fail {
+            if cx.config.on_missing_timestamp == OnMissingTimestamp::Fail {
                 return Err(Error::MissingTimestamp {
                     index: hit.index,
                     id: hit.id,
@@ -714,7 +543,7 @@ impl Consumer {
                     reason,
                 });
             }
-            let ts = self.ts();
+            let ts = &mut *self;
             if ts.missing_seen.len() < MISSING_REMEMBERED
                 && ts.missing_seen.insert((hit.index.clone(), hit.id.clone()))
             {
@@ -726,11 +555,11 @@ impl Consumer {
 
     /// Compares what was delivered in the time that slid out of the window with what the
     /// cluster holds there now.
-    async fn check_missed_late(&mut self) -> Result<()> {
-        let every = self.config.missed_late_check_every;
-        let window = self.config.safety_window;
-        let unit = self.ts().unit;
-        let ts = self.ts();
+    async fn check_missed_late(&mut self, cx: &mut Ctx<'_>) -> Result<()> {
+        let every = cx.config.missed_late_check_every;
+        let window = cx.config.safety_window;
+        let unit = self.unit;
+        let ts = &mut *self;
         if ts.last_missed_check.is_some_and(|t| t.elapsed() < every) {
             return Ok(());
         }
@@ -747,8 +576,8 @@ impl Consumer {
         };
         // One count over the whole horizon; per bucket only when it shows something new.
         let known: u64 = due.iter().map(|r| r.delivered + r.missed).sum();
-        let query = json!({"bool": {"filter": self.timestamp_filters(Some(unit.range_between(first.from_ns, last.to_ns)))}});
-        match self.client.count(&self.config.index, query).await {
+        let query = json!({"bool": {"filter": self.timestamp_filters(cx, Some(unit.range_between(first.from_ns, last.to_ns)))}});
+        match cx.client.count(&cx.config.index, query).await {
             Ok(n) if n > known => {}
             Ok(_) => return Ok(()),
             Err(e) => {
@@ -757,22 +586,22 @@ impl Consumer {
             }
         }
         for range in due {
-            let query = json!({"bool": {"filter": self.timestamp_filters(Some(unit.range_between(range.from_ns, range.to_ns)))}});
-            let count = match self.client.count(&self.config.index, query).await {
+            let query = json!({"bool": {"filter": self.timestamp_filters(cx, Some(unit.range_between(range.from_ns, range.to_ns)))}});
+            let count = match cx.client.count(&cx.config.index, query).await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot count documents behind the window");
                     return Ok(());
                 }
             };
-            let ts = self.ts();
+            let ts = &mut *self;
             let Some(m) = ts.missed.as_mut() else {
                 return Ok(());
             };
             let new = m.counted(&range, count);
             let known = m.missed_in_horizon();
             if new > 0 {
-                self.telemetry.missed_late(
+                cx.telemetry.missed_late(
                     new,
                     known,
                     &iso_nanos(range.from_ns),
@@ -826,12 +655,6 @@ fn timestamp_record(hit: Hit, ts_ns: i64, unit: TimeUnit, iso: &mut IsoFormatter
         timestamp: Some(Value::String(iso)),
         source: hit.source.unwrap_or_else(Source::null),
     }
-}
-
-/// Whether sort values are those of a document without the timestamp field: ascending sorts put
-/// it last with the sentinel `Long.MAX_VALUE` (OpenSearch's `missing: _last`).
-fn is_missing(sort: &[Value]) -> bool {
-    sort.first().and_then(|v| v.as_i64()) == Some(i64::MAX)
 }
 
 /// Why a document that does not match `exists` has no usable timestamp.

@@ -3,7 +3,6 @@
 //! line, in one place.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -17,6 +16,11 @@ use prometheus_client::registry::Registry;
 
 use crate::error::Error;
 use crate::partition::PartitionStatus;
+
+mod health;
+mod report;
+
+pub use health::{Health, HealthConfig, HealthStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
@@ -47,76 +51,6 @@ struct PartitionLabels {
     group: String,
     index: String,
     partition: String,
-}
-
-/// When `/health` stops saying HEALTHY.
-#[derive(Debug, Clone)]
-pub struct HealthConfig {
-    /// UNHEALTHY after this many polls in a row failed.
-    pub unhealthy_after_failed_polls: u32,
-    /// UNHEALTHY after this many commits in a row failed.
-    pub unhealthy_after_failed_commits: u32,
-    /// DEGRADED when more than this fraction of the last minute's polls failed.
-    pub degraded_error_rate: f64,
-    /// DEGRADED while a retry happened within this window.
-    pub retry_window: Duration,
-}
-
-impl Default for HealthConfig {
-    fn default() -> Self {
-        HealthConfig {
-            unhealthy_after_failed_polls: 5,
-            unhealthy_after_failed_commits: 3,
-            degraded_error_rate: 0.05,
-            retry_window: Duration::from_secs(10),
-        }
-    }
-}
-
-/// What `/health` reports, from best to worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum HealthStatus {
-    /// No condition of DEGRADED or UNHEALTHY holds.
-    Healthy,
-    /// Working, but too many of the last minute's polls failed, a retry happened recently, or
-    /// the total lag rose steadily over its last five readings.
-    Degraded,
-    /// A circuit breaker is not closed, or polls or commits keep failing in a row.
-    Unhealthy,
-}
-
-impl HealthStatus {
-    /// Its name as `/health` writes it (`HEALTHY`, `DEGRADED`, `UNHEALTHY`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            HealthStatus::Healthy => "HEALTHY",
-            HealthStatus::Degraded => "DEGRADED",
-            HealthStatus::Unhealthy => "UNHEALTHY",
-        }
-    }
-}
-
-/// The consumer's health at one moment, as `/health` reports it.
-#[derive(Debug, Clone)]
-pub struct Health {
-    /// The overall verdict.
-    pub status: HealthStatus,
-    /// Why it is not HEALTHY, one sentence per condition that holds (empty when healthy).
-    pub reasons: Vec<String>,
-    /// Documents delivered to the sink since the consumer started.
-    pub delivered: u64,
-    /// Documents behind over every partition at the latest round (exact mode; 0 in timestamp
-    /// mode).
-    pub lag: i64,
-    /// How long since the consumer's telemetry was created (at connect time).
-    pub uptime: Duration,
-}
-
-impl Health {
-    /// The `/health` response body, naming `group` and `index` (uptime in whole seconds).
-    pub fn to_json(&self, group: &str, index: &str) -> serde_json::Value {
-        serde_json::json!({"status": self.status.as_str(), "reasons": self.reasons, "group": group, "index": index, "delivered": self.delivered, "lag": self.lag, "uptime_seconds": self.uptime.as_secs()})
-    }
 }
 
 #[derive(Debug, Default)]
@@ -650,162 +584,6 @@ impl Telemetry {
         self.sync_breakers();
         let mut out = String::new();
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
-    }
-
-    /// The health now, by the [`HealthConfig`] it was created with.
-    pub fn health(&self) -> Health {
-        let breakers = self.sync_breakers();
-        let s = self.state();
-        let mut reasons = Vec::new();
-        let mut status = HealthStatus::Healthy;
-        for (name, state, _) in &breakers {
-            if *state != crate::breaker::BreakerState::Closed {
-                status = HealthStatus::Unhealthy;
-                reasons.push(format!(
-                    "the {name} circuit breaker is {}",
-                    if *state == crate::breaker::BreakerState::Open {
-                        "open"
-                    } else {
-                        "half-open"
-                    }
-                ));
-            }
-        }
-        if s.failed_polls_in_a_row >= self.health.unhealthy_after_failed_polls {
-            status = HealthStatus::Unhealthy;
-            reasons.push(format!(
-                "no poll has succeeded for {} polls",
-                s.failed_polls_in_a_row
-            ));
-        }
-        if s.failed_commits_in_a_row >= self.health.unhealthy_after_failed_commits {
-            status = HealthStatus::Unhealthy;
-            reasons.push(format!(
-                "{} commits in a row failed",
-                s.failed_commits_in_a_row
-            ));
-        }
-        let mut degrade = |why: String| {
-            if status == HealthStatus::Healthy {
-                status = HealthStatus::Degraded;
-            }
-            reasons.push(why);
-        };
-        let failed = s.polls.iter().filter(|(_, ok)| !ok).count();
-        if !s.polls.is_empty()
-            && failed as f64 / s.polls.len() as f64 > self.health.degraded_error_rate
-        {
-            degrade(format!(
-                "{failed} of the last minute's {} polls failed",
-                s.polls.len()
-            ));
-        }
-        if s.last_retry
-            .is_some_and(|t| t.elapsed() < self.health.retry_window)
-        {
-            degrade("retries are happening".into());
-        }
-        let h = &s.lag_history;
-        if h.len() >= 5 && h.iter().zip(h.iter().skip(1)).all(|(a, b)| b > a) {
-            degrade(format!(
-                "lag keeps growing ({} documents)",
-                h.back().copied().unwrap_or(0)
-            ));
-        }
-        Health {
-            status,
-            reasons,
-            delivered: s.delivered,
-            lag: s.partitions.values().map(|p| p.lag).sum(),
-            uptime: self.started.elapsed(),
-        }
-    }
-
-    /// The status report of the original system, with lag per partition.
-    pub fn report(&self) -> String {
-        let trips: u64 = self.sync_breakers().iter().map(|(_, _, t)| t).sum();
-        let s = self.state();
-        let up = self.started.elapsed().as_secs_f64();
-        let mut out = String::new();
-        let _ = writeln!(out, "=== CONSUMER METRICS REPORT ===");
-        let _ = writeln!(out, "Consumer ID: {}", self.group);
-        let _ = writeln!(out, "Source Index: {}", self.index);
-        let _ = writeln!(out, "Uptime: {} seconds", up as u64);
-        let _ = writeln!(out, "\n--- Processing Stats ---");
-        let _ = writeln!(out, "Total Processed: {}", s.delivered);
-        let _ = writeln!(out, "Total Errors: {}", s.errors);
-        let _ = writeln!(
-            out,
-            "Processing Rate: {:.2} events/sec",
-            if up > 0.0 {
-                s.delivered as f64 / up
-            } else {
-                0.0
-            }
-        );
-        let _ = writeln!(
-            out,
-            "Error Rate: {:.2}%",
-            if s.delivered > 0 {
-                s.errors as f64 * 100.0 / s.delivered as f64
-            } else {
-                0.0
-            }
-        );
-        let _ = writeln!(out, "\n--- Batch Stats ---");
-        let _ = writeln!(out, "Batches Processed: {}", s.batches);
-        let _ = writeln!(
-            out,
-            "Average Batch Size: {:.2}",
-            if s.batches > 0 {
-                s.batch_records as f64 / s.batches as f64
-            } else {
-                0.0
-            }
-        );
-        let _ = writeln!(
-            out,
-            "Average Processing Time: {:.2} ms/batch",
-            if s.batches > 0 {
-                s.batch_time.as_secs_f64() * 1000.0 / s.batches as f64
-            } else {
-                0.0
-            }
-        );
-        let _ = writeln!(
-            out,
-            "Max Processing Time: {} ms/batch",
-            s.batch_max.as_millis()
-        );
-        let _ = writeln!(out, "\n--- Resilience Stats ---");
-        let _ = writeln!(out, "Circuit Breaker Trips: {trips}");
-        let _ = writeln!(out, "Total Retries: {}", s.retries);
-        let _ = writeln!(out, "Offset Commits: {}", s.commits);
-        let _ = writeln!(out, "Dead Letters: {}", s.dead_letters);
-        let t = &s.timestamp;
-        if t.active {
-            let _ = writeln!(out, "\n--- Timestamp Mode ---");
-            let _ = writeln!(
-                out,
-                "Late Documents: {} (max lateness {} ms)",
-                t.late,
-                t.max_lateness.as_millis()
-            );
-            let _ = writeln!(out, "Window Keys: {}", t.window_keys);
-            let _ = writeln!(out, "Window Cap Evictions: {}", t.cap_evictions);
-            let _ = writeln!(out, "Missed Late Documents: {}", t.missed_late);
-            let _ = writeln!(out, "Documents Without Timestamp: {}", t.missing_timestamp);
-        }
-        let _ = writeln!(out, "\n--- Lag ---");
-        for (name, p) in &s.partitions {
-            let _ = writeln!(
-                out,
-                "{name}: committed {}, checkpoint {}, lag {}",
-                p.committed, p.checkpoint, p.lag
-            );
-        }
-        let _ = writeln!(out, "=============================");
         out
     }
 }

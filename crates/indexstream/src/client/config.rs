@@ -1,0 +1,128 @@
+//! What a client is told (the cluster's URLs, credentials, timeouts) and what it learns of the
+//! cluster from `GET /`.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A secret (password, API key): never printed, in `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret value itself, to send it (never to print it).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// How requests authenticate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Auth {
+    /// No authentication (the default).
+    #[default]
+    None,
+    /// HTTP basic authentication.
+    Basic {
+        /// The user name.
+        username: String,
+        /// The user's password.
+        password: Secret,
+    },
+    /// An API key, sent as `Authorization: ApiKey <key>`.
+    ApiKey(Secret),
+}
+
+/// Connection settings.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Base URL of the cluster, e.g. `http://localhost:9200`, or a comma list of nodes
+    /// (`http://a:9200,http://b:9200`): requests are spread over them, and one that a node
+    /// refuses, times out or drops goes on to the next at once.
+    pub url: String,
+    /// How requests authenticate (default: not at all).
+    pub auth: Auth,
+    /// Timeout of one request (default 30 s).
+    pub request_timeout: Duration,
+    /// Timeout of establishing a connection (default 5 s).
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// Settings for `url` with no authentication and the default timeouts; the URL is checked
+    /// only by [`Client::new`].
+    pub fn new(url: impl Into<String>) -> Self {
+        ClientConfig {
+            url: url.into(),
+            auth: Auth::None,
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The same settings with another authentication.
+    pub fn with_auth(mut self, auth: Auth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The same settings with another timeout of one request.
+    pub fn with_request_timeout(mut self, t: Duration) -> Self {
+        self.request_timeout = t;
+        self
+    }
+}
+
+/// Which search engine answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Distribution {
+    /// OpenSearch: `GET /` reports `version.distribution: "opensearch"`.
+    OpenSearch,
+    /// Elasticsearch: assumed for every cluster that does not report itself as OpenSearch.
+    Elasticsearch,
+}
+
+/// What `GET /` says about the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Which search engine answers.
+    pub distribution: Distribution,
+    /// The `(major, minor, patch)` of `version.number`; a part that does not parse is 0.
+    pub version: (u32, u32, u32),
+    /// The cluster's `cluster_name` (empty when it reports none).
+    pub cluster_name: String,
+}
+
+impl ServerInfo {
+    /// Whether `preference=_shards:N|_primary` pins a search to the primary copy (OpenSearch 2.8+).
+    /// Elasticsearch needs `_only_nodes:<primary node>` instead.
+    pub fn supports_primary_preference(&self) -> bool {
+        self.distribution == Distribution::OpenSearch && self.version >= (2, 8, 0)
+    }
+}
+
+pub(super) fn parse_version(v: &str) -> (u32, u32, u32) {
+    let mut it = v.split(['.', '-']).map(|p| p.parse::<u32>().unwrap_or(0));
+    (
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+        it.next().unwrap_or(0),
+    )
+}
