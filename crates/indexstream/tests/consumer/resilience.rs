@@ -60,6 +60,36 @@ impl indexstream::Sink for Picky {
     }
 }
 
+/// Consumes `index` into `sink` with a dead-letter file until idle; returns the file's path and
+/// the consumer's telemetry.
+async fn run_with_dead_letter(
+    t: &super::harness::Target,
+    index: &str,
+    sink: &mut Picky,
+) -> (std::path::PathBuf, std::sync::Arc<indexstream::Telemetry>) {
+    let dir = std::env::temp_dir().join(t.name("dlq"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dlq = dir.join("dead.jsonl");
+    let mut consumer = Consumer::builder(t.client_config(), index, t.name("g"))
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let opts = RunOptions {
+        until_idle: Some(Duration::from_millis(600)),
+        dead_letter: Some(dlq.clone()),
+        ..RunOptions::default()
+    };
+    consumer
+        .run(sink, opts, std::future::pending())
+        .await
+        .unwrap();
+    let telemetry = consumer.telemetry();
+    consumer.close().await.unwrap();
+    (dlq, telemetry)
+}
+
 /// A poison document lands in the dead-letter file with its error and the rest are delivered;
 /// without a dead-letter file the consumer stops naming the document.
 #[tokio::test]
@@ -68,27 +98,8 @@ async fn a_poison_document_goes_to_the_dead_letter_file_and_the_rest_are_deliver
     let index = t.name("p");
     t.create_index(&index, 1, "100ms").await;
     t.write_n(&index, "d", 50).await;
-    let dir = std::env::temp_dir().join(t.name("dlq"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let dlq = dir.join("dead.jsonl");
-    let mut consumer = Consumer::builder(t.client_config(), &index, t.name("g"))
-        .with_poll_interval(Duration::from_millis(50))
-        .with_offsets_index(t.name("offsets"))
-        .build()
-        .await
-        .unwrap();
     let mut sink = Picky::new("d7", SinkRetry::MayHelp);
-    let opts = RunOptions {
-        until_idle: Some(Duration::from_millis(600)),
-        dead_letter: Some(dlq.clone()),
-        ..RunOptions::default()
-    };
-    consumer
-        .run(&mut sink, opts, std::future::pending())
-        .await
-        .unwrap();
-    let telemetry = consumer.telemetry();
-    consumer.close().await.unwrap();
+    let (dlq, telemetry) = run_with_dead_letter(&t, &index, &mut sink).await;
     let c = counts(&sink.inner.records.lock().unwrap());
     assert_eq!(c.len(), 49);
     assert!(!c.contains_key("d7"));
@@ -140,26 +151,8 @@ async fn a_permanent_refusal_is_dead_lettered_without_retries() {
     let index = t.name("p");
     t.create_index(&index, 1, "100ms").await;
     t.write_n(&index, "d", 20).await;
-    let dir = std::env::temp_dir().join(t.name("dlq"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let dlq = dir.join("dead.jsonl");
-    let mut consumer = Consumer::builder(t.client_config(), &index, t.name("g"))
-        .with_poll_interval(Duration::from_millis(50))
-        .with_offsets_index(t.name("offsets"))
-        .build()
-        .await
-        .unwrap();
     let mut sink = Picky::new("d3", SinkRetry::WillNotHelp);
-    let opts = RunOptions {
-        until_idle: Some(Duration::from_millis(600)),
-        dead_letter: Some(dlq.clone()),
-        ..RunOptions::default()
-    };
-    consumer
-        .run(&mut sink, opts, std::future::pending())
-        .await
-        .unwrap();
-    consumer.close().await.unwrap();
+    let (dlq, _) = run_with_dead_letter(&t, &index, &mut sink).await;
     assert_eq!(sink.attempts, 1);
     assert_eq!(counts(&sink.inner.records.lock().unwrap()).len(), 19);
     let dead = std::fs::read_to_string(&dlq).unwrap();
