@@ -435,7 +435,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             (Some(s), u)
         }
     };
-    let mut cfg: ClientConfig = args.conn.client_config(None)?;
+    let mut cfg: ClientConfig = args.conn.client_config()?;
     cfg.url = url.clone();
     cfg.request_timeout = Duration::from_secs(120);
     let client = Client::new(&cfg)?;

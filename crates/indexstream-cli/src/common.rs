@@ -4,62 +4,60 @@ use std::time::Duration;
 
 use indexstream::{Auth, ClientConfig, Secret};
 
-/// How to reach the cluster.
-#[derive(Debug, Clone, clap::Args)]
+/// How to reach the cluster: flags, and the same keys in a config file.
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct ConnArgs {
     /// Cluster URL, or a comma list of nodes (requests are spread over them; a node that does
     /// not answer is passed over for the next) [default: http://localhost:9200]
-    #[arg(long, global = true, env = "INDEXSTREAM_URL")]
+    #[arg(long, global = true, env = "INDEXSTREAM_URL", help_heading = CONNECTION)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Basic-auth user name.
-    #[arg(long, global = true, env = "INDEXSTREAM_USERNAME")]
+    #[arg(long, global = true, env = "INDEXSTREAM_USERNAME", help_heading = CONNECTION)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
     /// Basic-auth password (prefer the environment variable or the config file).
     #[arg(
         long,
         global = true,
         env = "INDEXSTREAM_PASSWORD",
-        hide_env_values = true
+        hide_env_values = true,
+        help_heading = CONNECTION
     )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
     /// API key, sent as `Authorization: ApiKey <key>`.
     #[arg(
         long,
         global = true,
         env = "INDEXSTREAM_API_KEY",
-        hide_env_values = true
+        hide_env_values = true,
+        help_heading = CONNECTION
     )]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_key: Option<String>,
     /// Timeout of one request to the cluster [default: 30s]
-    #[arg(long, global = true, env = "INDEXSTREAM_REQUEST_TIMEOUT", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "INDEXSTREAM_REQUEST_TIMEOUT", value_parser = parse_duration, help_heading = CONNECTION)]
+    #[serde(
+        with = "crate::config_file::duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub request_timeout: Option<Duration>,
 }
+
+pub const CONNECTION: &str = "Connection";
 
 pub const DEFAULT_URL: &str = "http://localhost:9200";
 
 impl ConnArgs {
-    pub fn client_config(
-        &self,
-        file: Option<&crate::consume::FileConfig>,
-    ) -> anyhow::Result<ClientConfig> {
-        let url = self
-            .url
-            .clone()
-            .or_else(|| file.and_then(|f| f.url.clone()))
-            .unwrap_or_else(|| DEFAULT_URL.to_string());
-        let username = self
-            .username
-            .clone()
-            .or_else(|| file.and_then(|f| f.username.clone()));
-        let password = self
-            .password
-            .clone()
-            .or_else(|| file.and_then(|f| f.password.clone()));
-        let api_key = self
-            .api_key
-            .clone()
-            .or_else(|| file.and_then(|f| f.api_key.clone()));
-        let auth = match (username, password, api_key) {
+    pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
+        let url = self.url.clone().unwrap_or_else(|| DEFAULT_URL.to_string());
+        let auth = match (
+            self.username.clone(),
+            self.password.clone(),
+            self.api_key.clone(),
+        ) {
             (_, _, Some(key)) => Auth::ApiKey(Secret::new(key)),
             (Some(u), Some(p), None) => Auth::Basic {
                 username: u,
@@ -73,16 +71,7 @@ impl ConnArgs {
             }
             (None, None, None) => Auth::None,
         };
-        let timeout = match (
-            self.request_timeout,
-            file.and_then(|f| f.request_timeout.as_deref()),
-        ) {
-            (Some(t), _) => t,
-            (None, Some(t)) => parse_duration(t).map_err(|e| {
-                crate::UsageError(format!("request-timeout in the config file: {e}"))
-            })?,
-            (None, None) => Duration::from_secs(30),
-        };
+        let timeout = self.request_timeout.unwrap_or(Duration::from_secs(30));
         Ok(ClientConfig::new(url)
             .with_auth(auth)
             .with_request_timeout(timeout))

@@ -1,25 +1,32 @@
 //! `indexstream consume`: flags, environment (`INDEXSTREAM_*`) and a TOML config file, merged
 //! in that order of precedence, then the library's consumer.
+//!
+//! One struct, [`ConsumeArgs`], is both the flags (clap) and the config file's keys (serde, the
+//! flags' long names): the file is read into the same type, the flags that were given are laid
+//! over it, and the result is turned into the library's config in one place.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Context;
 use indexstream::{
-    ConsumerConfig, Mode, OnMissingTimestamp, RefreshPolicy, RunOptions, SinkSpec, StartFrom,
+    ConsumerConfig, ExactSettings, OnMissingTimestamp, ReadMode, RefreshPolicy, RunOptions,
+    SinkSpec, StartFrom, TimestampSettings,
 };
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::common::{parse_duration, parse_time, shutdown_signal, ConnArgs};
+use crate::common::{parse_duration, shutdown_signal, ConnArgs};
+use crate::config_file::{self, ConfigFile};
 use crate::UsageError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ModeArg {
     Exact,
     Timestamp,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum MissingArg {
     /// Count it, log its id, do not deliver it.
     Skip,
@@ -27,7 +34,8 @@ pub enum MissingArg {
     Fail,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RefreshArg {
     /// Wait for the refresh counter; refresh explicitly only when it stalls.
     Counter,
@@ -35,192 +43,245 @@ pub enum RefreshArg {
     Force,
 }
 
-#[derive(Debug, Clone, clap::Args)]
+const READING: &str = "Reading";
+const TIMESTAMP: &str = "Timestamp mode";
+const COMMITS: &str = "Commits and the group";
+const RESILIENCE: &str = "Resilience";
+const OUTPUT: &str = "Output";
+const OBSERVE: &str = "Observability";
+
+/// Every setting of `consume`: as flags (clap), and as config-file keys (serde; the key is the
+/// flag's long name).
+#[derive(Debug, Clone, Default, clap::Args, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
 pub struct ConsumeArgs {
     /// Index, comma list, pattern, alias or data stream to read (same as --index).
     #[arg(value_name = "INDEX")]
+    #[serde(skip)]
     index_pos: Option<String>,
     /// Consumer group (same as --group).
     #[arg(value_name = "GROUP")]
+    #[serde(skip)]
     group_pos: Option<String>,
     #[command(flatten)]
+    #[serde(flatten)]
     conn: ConnArgs,
+    /// TOML config file; every flag has a key (its long name), flags and environment win over it.
+    #[arg(long, env = "INDEXSTREAM_CONFIG")]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+
     /// Index, comma list, pattern, alias or data stream to read.
-    #[arg(long, env = "INDEXSTREAM_INDEX")]
+    #[arg(long, env = "INDEXSTREAM_INDEX", help_heading = READING)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     index: Option<String>,
     /// Consumer group: its offsets are shared by restarts of the consumer.
-    #[arg(long, visible_alias = "consumer-id", env = "INDEXSTREAM_GROUP")]
+    #[arg(long, visible_alias = "consumer-id", env = "INDEXSTREAM_GROUP", help_heading = READING)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     group: Option<String>,
     /// exact: shards and _seq_no up to the global checkpoint (default). timestamp: a timestamp cursor with a safety window.
-    #[arg(long, env = "INDEXSTREAM_MODE", value_enum)]
+    #[arg(long, env = "INDEXSTREAM_MODE", value_enum, help_heading = READING)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     mode: Option<ModeArg>,
+    /// Where a group without a committed offset starts: earliest, latest, or an RFC 3339 time [default: earliest]
+    #[arg(long, env = "INDEXSTREAM_START", help_heading = READING)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start: Option<String>,
     /// Timestamp field (timestamp mode; --start <time> in exact mode) [default: @timestamp]
-    #[arg(long, env = "INDEXSTREAM_TIMESTAMP_FIELD")]
+    #[arg(long, env = "INDEXSTREAM_TIMESTAMP_FIELD", help_heading = READING)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     timestamp_field: Option<String>,
-    /// Unique tiebreaker field for timestamp mode [default: _id]
-    #[arg(long, env = "INDEXSTREAM_TIEBREAKER_FIELD")]
-    tiebreaker_field: Option<String>,
-    /// Documents per search page and per batch, 1..=10000 [default: 100]
-    #[arg(long, env = "INDEXSTREAM_BATCH_SIZE")]
-    batch_size: Option<usize>,
+    /// Documents per search page, 1..=10000; a delivered batch is at most one page [default: 100]
+    #[arg(long, visible_alias = "batch-size", env = "INDEXSTREAM_PAGE_SIZE", help_heading = READING)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page_size: Option<usize>,
     /// Pause between polls once caught up [default: 1s]
-    #[arg(long, env = "INDEXSTREAM_POLL_INTERVAL", value_parser = parse_duration)]
+    #[arg(long, env = "INDEXSTREAM_POLL_INTERVAL", value_parser = parse_duration, help_heading = READING)]
+    #[serde(
+        with = "config_file::duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     poll_interval: Option<Duration>,
-    /// Commit offsets after this many delivered events [default: 50]
-    #[arg(long, env = "INDEXSTREAM_COMMIT_INTERVAL")]
-    commit_interval: Option<u64>,
-    /// Commit offsets at least this often while delivering [default: 5s]
-    #[arg(long, env = "INDEXSTREAM_COMMIT_EVERY", value_parser = parse_duration)]
-    commit_every: Option<Duration>,
+    /// Exact mode: how checkpoints are proven searchable: counter (default) or force (explicit _refresh)
+    #[arg(long, env = "INDEXSTREAM_REFRESH_POLICY", value_enum, help_heading = READING)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_policy: Option<RefreshArg>,
+
     /// Timestamp mode: how far behind the cursor each poll re-reads [default: 30s]
-    #[arg(long, env = "INDEXSTREAM_SAFETY_WINDOW", value_parser = parse_duration)]
+    #[arg(long, env = "INDEXSTREAM_SAFETY_WINDOW", value_parser = parse_duration, help_heading = TIMESTAMP)]
+    #[serde(
+        with = "config_file::duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     safety_window: Option<Duration>,
+    /// Timestamp mode: unique tiebreaker field [default: _id]
+    #[arg(long, env = "INDEXSTREAM_TIEBREAKER_FIELD", help_heading = TIMESTAMP)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tiebreaker_field: Option<String>,
     /// Timestamp mode: an extra filter for every read, as JSON query DSL, e.g. '{"term":{"outcome":"failure"}}'
-    #[arg(long, env = "INDEXSTREAM_QUERY")]
+    #[arg(long, env = "INDEXSTREAM_QUERY", help_heading = TIMESTAMP)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     query: Option<String>,
     /// Timestamp mode: documents without a usable timestamp are counted, logged and skipped, or stop the consumer [default: skip]
-    #[arg(long, env = "INDEXSTREAM_ON_MISSING_TIMESTAMP", value_enum)]
+    #[arg(long, env = "INDEXSTREAM_ON_MISSING_TIMESTAMP", value_enum, help_heading = TIMESTAMP)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     on_missing_timestamp: Option<MissingArg>,
     /// Timestamp mode: the most delivered-document keys the safety window holds; past it the oldest timestamps leave the window early (a warning and a metric say so) [default: 100000]
-    #[arg(long, env = "INDEXSTREAM_WINDOW_CAP")]
+    #[arg(long, env = "INDEXSTREAM_WINDOW_CAP", help_heading = TIMESTAMP)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     window_cap: Option<usize>,
     /// Timestamp mode: how long time behind the window is watched for documents that arrived too late [default: 10m]
-    #[arg(long, env = "INDEXSTREAM_MISSED_LATE_HORIZON", value_parser = parse_duration)]
+    #[arg(long, env = "INDEXSTREAM_MISSED_LATE_HORIZON", value_parser = parse_duration, help_heading = TIMESTAMP)]
+    #[serde(
+        with = "config_file::duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     missed_late_horizon: Option<Duration>,
     /// Timestamp mode: how often that time is counted (one _count per window-wide bucket), and documents without a usable timestamp [default: 10s]
-    #[arg(long, env = "INDEXSTREAM_MISSED_LATE_CHECK", value_parser = parse_duration)]
+    #[arg(long, env = "INDEXSTREAM_MISSED_LATE_CHECK", value_parser = parse_duration, help_heading = TIMESTAMP)]
+    #[serde(
+        with = "config_file::duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     missed_late_check: Option<Duration>,
-    /// Where a group without a committed offset starts: earliest, latest, or an RFC 3339 time [default: earliest]
-    #[arg(long, env = "INDEXSTREAM_START")]
-    start: Option<String>,
-    /// Where documents go: stdout, file:PATH or null [default: stdout]
-    #[arg(long, env = "INDEXSTREAM_SINK")]
-    sink: Option<String>,
-    /// Exit 0 after the final commit once caught up and nothing new arrived for this long.
-    #[arg(long, env = "INDEXSTREAM_UNTIL_IDLE", value_parser = parse_duration)]
-    until_idle: Option<Duration>,
-    /// Exit 0 after delivering this many events.
-    #[arg(long, env = "INDEXSTREAM_MAX_EVENTS")]
-    max_events: Option<u64>,
-    /// How checkpoints are proven searchable: counter (default) or force (explicit _refresh)
-    #[arg(long, env = "INDEXSTREAM_REFRESH_POLICY", value_enum)]
-    refresh_policy: Option<RefreshArg>,
+
+    /// Commit offsets after this many delivered events [default: 50]
+    #[arg(long, env = "INDEXSTREAM_COMMIT_INTERVAL", help_heading = COMMITS)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    commit_interval: Option<u64>,
+    /// Commit offsets at least this often while delivering [default: 5s]
+    #[arg(long, env = "INDEXSTREAM_COMMIT_EVERY", value_parser = parse_duration, help_heading = COMMITS)]
+    #[serde(
+        with = "config_file::duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    commit_every: Option<Duration>,
     /// Index holding offsets and leases [default: indexstream-offsets]
-    #[arg(long, env = "INDEXSTREAM_OFFSETS_INDEX")]
+    #[arg(long, env = "INDEXSTREAM_OFFSETS_INDEX", help_heading = COMMITS)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     offsets_index: Option<String>,
     /// This member's name in the group lease (a restart with the same id takes over at once) [default: HOSTNAME-PID]
-    #[arg(long, env = "INDEXSTREAM_MEMBER_ID")]
+    #[arg(long, env = "INDEXSTREAM_MEMBER_ID", help_heading = COMMITS)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     member_id: Option<String>,
     /// How long the group lease lives without a heartbeat [default: 30s]
-    #[arg(long, env = "INDEXSTREAM_LEASE_TTL", value_parser = parse_duration)]
+    #[arg(long, env = "INDEXSTREAM_LEASE_TTL", value_parser = parse_duration, help_heading = COMMITS)]
+    #[serde(
+        with = "config_file::duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     lease_ttl: Option<Duration>,
-    /// Address of the Prometheus metrics and health listener, e.g. 127.0.0.1:9464.
-    #[arg(long, env = "INDEXSTREAM_METRICS_ADDR")]
-    metrics_addr: Option<String>,
-    /// How often to print the status report to stderr.
-    #[arg(long, env = "INDEXSTREAM_REPORT_INTERVAL", value_parser = parse_duration)]
-    report_interval: Option<Duration>,
-    /// Where documents the sink keeps failing on go: file:PATH (JSON Lines with the error).
-    /// Without it the consumer stops on such a document rather than skip it.
-    #[arg(long, env = "INDEXSTREAM_DEAD_LETTER")]
-    dead_letter: Option<String>,
     /// Delivered-but-uncommitted events allowed while commits fail; past it, fetching pauses [default: 100000]
-    #[arg(long, env = "INDEXSTREAM_MAX_UNCOMMITTED")]
+    #[arg(long, env = "INDEXSTREAM_MAX_UNCOMMITTED", help_heading = COMMITS)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     max_uncommitted: Option<u64>,
-    /// How long the final flush and commit may take at shutdown [default: 30s]
-    #[arg(long, env = "INDEXSTREAM_SHUTDOWN_TIMEOUT", value_parser = parse_duration)]
-    shutdown_timeout: Option<Duration>,
+
     /// Attempts per request to the cluster, the first included [default: 3]
-    #[arg(long, env = "INDEXSTREAM_RETRY_ATTEMPTS")]
+    #[arg(long, env = "INDEXSTREAM_RETRY_ATTEMPTS", help_heading = RESILIENCE)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     retry_attempts: Option<u32>,
     /// Upper bound of the first retry's delay (full jitter, doubling) [default: 100ms]
-    #[arg(long, env = "INDEXSTREAM_RETRY_BASE_DELAY", value_parser = parse_duration)]
+    #[arg(long, env = "INDEXSTREAM_RETRY_BASE_DELAY", value_parser = parse_duration, help_heading = RESILIENCE)]
+    #[serde(
+        with = "config_file::duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     retry_base_delay: Option<Duration>,
     /// No retry waits longer, nor longer than a Retry-After asks [default: 30s]
-    #[arg(long, env = "INDEXSTREAM_RETRY_MAX_DELAY", value_parser = parse_duration)]
+    #[arg(long, env = "INDEXSTREAM_RETRY_MAX_DELAY", value_parser = parse_duration, help_heading = RESILIENCE)]
+    #[serde(
+        with = "config_file::duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     retry_max_delay: Option<Duration>,
     /// Consecutive failures that open a circuit breaker [default: 5]
-    #[arg(long, env = "INDEXSTREAM_BREAKER_THRESHOLD")]
+    #[arg(long, env = "INDEXSTREAM_BREAKER_THRESHOLD", help_heading = RESILIENCE)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     breaker_threshold: Option<u32>,
     /// How long an open breaker fails fast before it lets one probe through [default: 60s]
-    #[arg(long, env = "INDEXSTREAM_BREAKER_OPEN_TIMEOUT", value_parser = parse_duration)]
+    #[arg(long, env = "INDEXSTREAM_BREAKER_OPEN_TIMEOUT", value_parser = parse_duration, help_heading = RESILIENCE)]
+    #[serde(
+        with = "config_file::duration",
+        skip_serializing_if = "Option::is_none"
+    )]
     breaker_open_timeout: Option<Duration>,
-    /// TOML config file; every flag has a key (kebab-case), flags and environment win over it.
-    #[arg(long, env = "INDEXSTREAM_CONFIG")]
-    config: Option<PathBuf>,
+    /// How long the final flush and commit may take at shutdown [default: 30s]
+    #[arg(long, env = "INDEXSTREAM_SHUTDOWN_TIMEOUT", value_parser = parse_duration, help_heading = RESILIENCE)]
+    #[serde(
+        with = "config_file::duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    shutdown_timeout: Option<Duration>,
+
+    /// Where documents go: stdout, file:PATH or null [default: stdout]
+    #[arg(long, env = "INDEXSTREAM_SINK", help_heading = OUTPUT)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sink: Option<String>,
+    /// Where documents the sink keeps failing on go: file:PATH (JSON Lines with the error).
+    /// Without it the consumer stops on such a document rather than skip it.
+    #[arg(long, env = "INDEXSTREAM_DEAD_LETTER", help_heading = OUTPUT)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dead_letter: Option<String>,
+    /// Exit 0 after the final commit once caught up and nothing new arrived for this long.
+    #[arg(long, env = "INDEXSTREAM_UNTIL_IDLE", value_parser = parse_duration, help_heading = OUTPUT)]
+    #[serde(
+        with = "config_file::duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    until_idle: Option<Duration>,
+    /// Exit 0 after delivering this many events.
+    #[arg(long, env = "INDEXSTREAM_MAX_EVENTS", help_heading = OUTPUT)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_events: Option<u64>,
+
+    /// Address of the Prometheus metrics and health listener, e.g. 127.0.0.1:9464.
+    #[arg(long, env = "INDEXSTREAM_METRICS_ADDR", help_heading = OBSERVE)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_addr: Option<String>,
+    /// How often to print the status report to stderr (also printed once at exit when set).
+    #[arg(long, env = "INDEXSTREAM_REPORT_INTERVAL", value_parser = parse_duration, help_heading = OBSERVE)]
+    #[serde(
+        with = "config_file::duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    report_interval: Option<Duration>,
 }
 
-/// The config file: the same settings as the flags.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct FileConfig {
-    pub url: Option<String>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub api_key: Option<String>,
-    pub request_timeout: Option<String>,
-    pub index: Option<String>,
-    pub group: Option<String>,
-    pub mode: Option<String>,
-    pub timestamp_field: Option<String>,
-    pub tiebreaker_field: Option<String>,
-    pub batch_size: Option<usize>,
-    pub poll_interval: Option<String>,
-    pub commit_interval: Option<u64>,
-    pub commit_every: Option<String>,
-    pub safety_window: Option<String>,
-    pub query: Option<String>,
-    pub on_missing_timestamp: Option<String>,
-    pub window_cap: Option<usize>,
-    pub missed_late_horizon: Option<String>,
-    pub missed_late_check: Option<String>,
-    pub start: Option<String>,
-    pub sink: Option<String>,
-    pub until_idle: Option<String>,
-    pub max_events: Option<u64>,
-    pub refresh_policy: Option<String>,
-    pub offsets_index: Option<String>,
-    pub member_id: Option<String>,
-    pub lease_ttl: Option<String>,
-    pub metrics_addr: Option<String>,
-    pub report_interval: Option<String>,
-    pub dead_letter: Option<String>,
-    pub max_uncommitted: Option<u64>,
-    pub shutdown_timeout: Option<String>,
-    pub retry_attempts: Option<u32>,
-    pub retry_base_delay: Option<String>,
-    pub retry_max_delay: Option<String>,
-    pub breaker_threshold: Option<u32>,
-    pub breaker_open_timeout: Option<String>,
-}
+/// The flag of a [`ConsumerConfig`] field that [`ConsumerConfig::validate`] (or the consumer at
+/// start) names in an error.
+const FLAG_OF_FIELD: &[(&str, &str)] = &[
+    ("index", "index"),
+    ("group", "group"),
+    ("page_size", "page-size"),
+    ("poll_interval", "poll-interval"),
+    ("commit_every_events", "commit-interval"),
+    ("commit_every", "commit-every"),
+    ("lease_ttl", "lease-ttl"),
+    ("offsets_index", "offsets-index"),
+    ("member_id", "member-id"),
+    ("timestamp_field", "timestamp-field"),
+    ("retry.max_attempts", "retry-attempts"),
+    ("breaker.failure_threshold", "breaker-threshold"),
+    ("mode.tiebreaker_field", "tiebreaker-field"),
+    ("mode.safety_window", "safety-window"),
+    ("mode.window_cap", "window-cap"),
+    ("mode.query", "query"),
+    ("mode.missed_late_check_every", "missed-late-check"),
+];
 
-impl FileConfig {
-    pub fn load(path: &std::path::Path) -> anyhow::Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| UsageError(format!("cannot read config file {}: {e}", path.display())))?;
-        toml::from_str(&text).map_err(|e| {
-            UsageError(format!("config file {}: {}", path.display(), e.message())).into()
-        })
+/// A library config error in the flags' words: `invalid --page-size: ...`.
+pub fn config_error_text(field: &str, reason: &str) -> String {
+    match FLAG_OF_FIELD.iter().find(|(f, _)| *f == field) {
+        Some((_, flag)) => format!("invalid --{flag} (`{flag}` in a config file): {reason}"),
+        None => format!("invalid {field}: {reason}"),
     }
 }
 
-fn file_duration(key: &str, v: Option<&String>) -> anyhow::Result<Option<Duration>> {
-    match v {
-        None => Ok(None),
-        Some(s) => parse_duration(s)
-            .map(Some)
-            .map_err(|e| UsageError(format!("{key} in the config file: {e}")).into()),
-    }
-}
-
-fn parse_start(s: &str) -> Result<StartFrom, String> {
-    match s {
-        "earliest" => Ok(StartFrom::Earliest),
-        "latest" => Ok(StartFrom::Latest),
-        t => parse_time(t)
-            .map(StartFrom::Time)
-            .map_err(|e| format!("--start: {e}, or earliest, or latest")),
-    }
+/// The keys a config file may hold: every long flag of `consume` but `--config`.
+pub fn config_keys() -> config_file::Keys {
+    use clap::Args;
+    let cmd = ConsumeArgs::augment_args(clap::Command::new("consume"));
+    config_file::Keys::of(&cmd, &["config"])
 }
 
 /// Everything `consume` runs with, after merging flags, environment and file.
@@ -234,283 +295,189 @@ pub struct Settings {
 }
 
 impl ConsumeArgs {
+    /// Flags and environment over the config file, checked and turned into the library's
+    /// settings. Nothing touches the cluster.
     pub fn settings(&self) -> anyhow::Result<Settings> {
-        let file = match &self.config {
-            Some(p) => Some(FileConfig::load(p)?),
-            None => None,
-        };
-        let f = file.as_ref();
         let usage = |m: String| -> anyhow::Error { UsageError(m).into() };
         if self.index_pos.is_some() && self.index.is_some() && self.index_pos != self.index {
             return Err(usage(
                 "the index is given twice (positional and --index) with different values".into(),
             ));
         }
-        let index = self
-            .index_pos
-            .clone()
-            .or(self.index.clone())
-            .or_else(|| f.and_then(|f| f.index.clone()))
-            .ok_or_else(|| {
-                usage("no index: give INDEX, --index or `index` in the config file".into())
-            })?;
-        let group = self
-            .group_pos
-            .clone()
-            .or(self.group.clone())
-            .or_else(|| f.and_then(|f| f.group.clone()))
-            .ok_or_else(|| {
-                usage("no group: give GROUP, --group or `group` in the config file".into())
-            })?;
-        let client = self.conn.client_config(f)?;
-        let mut c = ConsumerConfig::new(client, index, group);
-        c.mode = match (self.mode, f.and_then(|f| f.mode.as_deref())) {
-            (Some(ModeArg::Exact), _) => Mode::Exact,
-            (Some(ModeArg::Timestamp), _) => Mode::Timestamp,
-            (None, Some(m)) => Mode::parse(m).ok_or_else(|| {
-                usage(format!(
-                    "mode {m:?} in the config file: expected exact or timestamp"
-                ))
-            })?,
-            (None, None) => Mode::Exact,
+        if self.group_pos.is_some() && self.group.is_some() && self.group_pos != self.group {
+            return Err(usage(
+                "the group is given twice (positional and --group) with different values".into(),
+            ));
+        }
+        let mut flags = self.clone();
+        flags.index = self.index_pos.clone().or(flags.index);
+        flags.group = self.group_pos.clone().or(flags.group);
+        let a = match &self.config {
+            Some(path) => {
+                let mut file = ConfigFile::load(path)?;
+                file.check_keys(&config_keys())?;
+                file.merge(&flags)?
+            }
+            None => config_file::no_file(&flags)?,
         };
-        if let Some(v) = self
-            .timestamp_field
-            .clone()
-            .or_else(|| f.and_then(|f| f.timestamp_field.clone()))
-        {
-            c.timestamp_field = v;
+        a.resolve()
+    }
+
+    /// The merged settings as the library's.
+    fn resolve(&self) -> anyhow::Result<Settings> {
+        let usage = |m: String| -> anyhow::Error { UsageError(m).into() };
+        let index = self.index.clone().ok_or_else(|| {
+            usage("no index: give INDEX, --index or `index` in the config file".into())
+        })?;
+        let group = self.group.clone().ok_or_else(|| {
+            usage("no group: give GROUP, --group or `group` in the config file".into())
+        })?;
+        let mode = match self.mode.unwrap_or(ModeArg::Exact) {
+            ModeArg::Exact => {
+                for (flag, given) in [
+                    ("safety-window", self.safety_window.is_some()),
+                    ("tiebreaker-field", self.tiebreaker_field.is_some()),
+                    ("on-missing-timestamp", self.on_missing_timestamp.is_some()),
+                    ("query", self.query.is_some()),
+                    ("window-cap", self.window_cap.is_some()),
+                    ("missed-late-horizon", self.missed_late_horizon.is_some()),
+                    ("missed-late-check", self.missed_late_check.is_some()),
+                ] {
+                    if given {
+                        return Err(usage(format!(
+                            "--{flag} applies to --mode timestamp only; this consumer runs in exact mode"
+                        )));
+                    }
+                }
+                let mut e = ExactSettings::default();
+                if self.refresh_policy == Some(RefreshArg::Force) {
+                    e = e.with_refresh_policy(RefreshPolicy::Force);
+                }
+                ReadMode::Exact(e)
+            }
+            ModeArg::Timestamp => {
+                if self.refresh_policy.is_some() {
+                    return Err(usage(
+                        "--refresh-policy applies to --mode exact only; this consumer runs in timestamp mode".into(),
+                    ));
+                }
+                let mut t = TimestampSettings::default();
+                if let Some(v) = self.safety_window {
+                    t = t.with_safety_window(v);
+                }
+                if let Some(v) = &self.tiebreaker_field {
+                    t = t.with_tiebreaker_field(v);
+                }
+                if let Some(q) = &self.query {
+                    let v: serde_json::Value = serde_json::from_str(q)
+                        .map_err(|e| usage(format!("--query is not JSON: {e}")))?;
+                    t = t.with_query(Some(v));
+                }
+                if self.on_missing_timestamp == Some(MissingArg::Fail) {
+                    t = t.with_on_missing_timestamp(OnMissingTimestamp::Fail);
+                }
+                if let Some(v) = self.window_cap {
+                    t = t.with_window_cap(v);
+                }
+                if let Some(v) = self.missed_late_horizon {
+                    t = t.with_missed_late_horizon(v);
+                }
+                if let Some(v) = self.missed_late_check {
+                    t = t.with_missed_late_check_every(v);
+                }
+                ReadMode::Timestamp(t)
+            }
+        };
+        let mut c = ConsumerConfig::new(self.conn.client_config()?, index, group);
+        c.mode = mode;
+        if let Some(v) = &self.timestamp_field {
+            c.timestamp_field = v.clone();
         }
-        if let Some(v) = self.batch_size.or_else(|| f.and_then(|f| f.batch_size)) {
-            c.batch_size = v;
+        if let Some(v) = self.page_size {
+            c.page_size = v;
         }
-        if let Some(v) = self.poll_interval.map(Some).unwrap_or(file_duration(
-            "poll-interval",
-            f.and_then(|f| f.poll_interval.as_ref()),
-        )?) {
+        if let Some(v) = self.poll_interval {
             c.poll_interval = v;
         }
-        if let Some(v) = self
-            .commit_interval
-            .or_else(|| f.and_then(|f| f.commit_interval))
-        {
+        if let Some(v) = self.commit_interval {
             c.commit_every_events = v;
         }
-        if let Some(v) = self.commit_every.map(Some).unwrap_or(file_duration(
-            "commit-every",
-            f.and_then(|f| f.commit_every.as_ref()),
-        )?) {
+        if let Some(v) = self.commit_every {
             c.commit_every = v;
         }
-        if let Some(s) = self
-            .start
-            .clone()
-            .or_else(|| f.and_then(|f| f.start.clone()))
-        {
-            c.start = parse_start(&s).map_err(usage)?;
+        if let Some(s) = &self.start {
+            c.start = s
+                .parse::<StartFrom>()
+                .map_err(|e| usage(format!("invalid --start: {e}")))?;
         }
-        c.refresh_policy = match (
-            self.refresh_policy,
-            f.and_then(|f| f.refresh_policy.as_deref()),
-        ) {
-            (Some(RefreshArg::Force), _) | (None, Some("force")) => RefreshPolicy::Force,
-            (Some(RefreshArg::Counter), _) | (None, Some("counter")) | (None, None) => {
-                RefreshPolicy::Counter
-            }
-            (None, Some(other)) => {
-                return Err(usage(format!(
-                    "refresh-policy {other:?} in the config file: expected counter or force"
-                )))
-            }
-        };
-        if let Some(v) = self
-            .offsets_index
-            .clone()
-            .or_else(|| f.and_then(|f| f.offsets_index.clone()))
-        {
-            c.offsets_index = v;
+        if let Some(v) = &self.offsets_index {
+            c.offsets_index = v.clone();
         }
-        if let Some(v) = self
-            .member_id
-            .clone()
-            .or_else(|| f.and_then(|f| f.member_id.clone()))
-        {
-            c.member_id = v;
+        if let Some(v) = &self.member_id {
+            c.member_id = v.clone();
         }
-        if let Some(v) = self.lease_ttl.map(Some).unwrap_or(file_duration(
-            "lease-ttl",
-            f.and_then(|f| f.lease_ttl.as_ref()),
-        )?) {
+        if let Some(v) = self.lease_ttl {
             c.lease_ttl = v;
         }
         let mut retry = indexstream::RetryPolicy::builder();
-        if let Some(n) = self
-            .retry_attempts
-            .or_else(|| f.and_then(|f| f.retry_attempts))
-        {
+        if let Some(n) = self.retry_attempts {
             if n == 0 {
-                return Err(usage("--retry-attempts must be at least 1".into()));
+                return Err(usage(config_error_text(
+                    "retry.max_attempts",
+                    "must be at least 1",
+                )));
             }
             retry = retry.max_attempts(n);
         }
-        if let Some(d) = self.retry_base_delay.map(Some).unwrap_or(file_duration(
-            "retry-base-delay",
-            f.and_then(|f| f.retry_base_delay.as_ref()),
-        )?) {
+        if let Some(d) = self.retry_base_delay {
             retry = retry.base_delay(d);
         }
-        if let Some(d) = self.retry_max_delay.map(Some).unwrap_or(file_duration(
-            "retry-max-delay",
-            f.and_then(|f| f.retry_max_delay.as_ref()),
-        )?) {
+        if let Some(d) = self.retry_max_delay {
             retry = retry.max_delay(d);
         }
         c.retry = retry.build();
-        if let Some(n) = self
-            .breaker_threshold
-            .or_else(|| f.and_then(|f| f.breaker_threshold))
-        {
-            if n == 0 {
-                return Err(usage("--breaker-threshold must be at least 1".into()));
-            }
+        if let Some(n) = self.breaker_threshold {
             c.breaker.failure_threshold = n;
         }
-        if let Some(d) = self.breaker_open_timeout.map(Some).unwrap_or(file_duration(
-            "breaker-open-timeout",
-            f.and_then(|f| f.breaker_open_timeout.as_ref()),
-        )?) {
+        if let Some(d) = self.breaker_open_timeout {
             c.breaker.open_timeout = d;
         }
-        if let Some(v) = self
-            .tiebreaker_field
-            .clone()
-            .or_else(|| f.and_then(|f| f.tiebreaker_field.clone()))
-        {
-            c.tiebreaker_field = v;
-        }
-        if let Some(v) = self.safety_window.map(Some).unwrap_or(file_duration(
-            "safety-window",
-            f.and_then(|f| f.safety_window.as_ref()),
-        )?) {
-            c.safety_window = v;
-        }
-        if let Some(q) = self
-            .query
-            .clone()
-            .or_else(|| f.and_then(|f| f.query.clone()))
-        {
-            let v: serde_json::Value =
-                serde_json::from_str(&q).map_err(|e| usage(format!("--query is not JSON: {e}")))?;
-            c.query = Some(v);
-        }
-        c.on_missing_timestamp = match (
-            self.on_missing_timestamp,
-            f.and_then(|f| f.on_missing_timestamp.as_deref()),
-        ) {
-            (Some(MissingArg::Fail), _) | (None, Some("fail")) => OnMissingTimestamp::Fail,
-            (Some(MissingArg::Skip), _) | (None, Some("skip")) | (None, None) => {
-                OnMissingTimestamp::Skip
-            }
-            (None, Some(other)) => {
-                return Err(usage(format!(
-                    "on-missing-timestamp {other:?} in the config file: expected skip or fail"
-                )))
-            }
-        };
-        if let Some(n) = self.window_cap.or_else(|| f.and_then(|f| f.window_cap)) {
-            c.window_cap = n;
-        }
-        if let Some(d) = self.missed_late_horizon.map(Some).unwrap_or(file_duration(
-            "missed-late-horizon",
-            f.and_then(|f| f.missed_late_horizon.as_ref()),
-        )?) {
-            c.missed_late_horizon = d;
-        }
-        if let Some(d) = self.missed_late_check.map(Some).unwrap_or(file_duration(
-            "missed-late-check",
-            f.and_then(|f| f.missed_late_check.as_ref()),
-        )?) {
-            c.missed_late_check_every = d;
-        }
-        if c.mode == Mode::Exact {
-            for (name, given) in [
-                (
-                    "--safety-window",
-                    self.safety_window.is_some() || f.is_some_and(|f| f.safety_window.is_some()),
-                ),
-                (
-                    "--tiebreaker-field",
-                    self.tiebreaker_field.is_some()
-                        || f.is_some_and(|f| f.tiebreaker_field.is_some()),
-                ),
-                (
-                    "--on-missing-timestamp",
-                    self.on_missing_timestamp.is_some()
-                        || f.is_some_and(|f| f.on_missing_timestamp.is_some()),
-                ),
-            ] {
-                if given {
+        c.validate().map_err(|e| match &e {
+            indexstream::Error::Config { field, reason } => usage(config_error_text(field, reason)),
+            other => usage(other.to_string()),
+        })?;
+        let sink = SinkSpec::parse(self.sink.as_deref().unwrap_or("stdout"))
+            .map_err(|e| usage(format!("invalid --sink: {e}")))?;
+        let mut run = RunOptions::default();
+        run.until_idle = self.until_idle;
+        run.max_events = self.max_events;
+        if let Some(dl) = &self.dead_letter {
+            match dl.strip_prefix("file:") {
+                Some(path) if !path.is_empty() => run.dead_letter = Some(path.into()),
+                _ => {
                     return Err(usage(format!(
-                        "{name} applies to --mode timestamp only; this consumer runs in exact mode"
-                    )));
+                        "invalid --dead-letter {dl:?}: expected file:PATH"
+                    )))
                 }
             }
         }
-        let sink = SinkSpec::parse(
-            &self
-                .sink
-                .clone()
-                .or_else(|| f.and_then(|f| f.sink.clone()))
-                .unwrap_or_else(|| "stdout".into()),
-        )
-        .map_err(|e| usage(format!("--sink: {e}")))?;
-        let run = RunOptions {
-            until_idle: self.until_idle.map(Some).unwrap_or(file_duration(
-                "until-idle",
-                f.and_then(|f| f.until_idle.as_ref()),
-            )?),
-            max_events: self.max_events.or_else(|| f.and_then(|f| f.max_events)),
-            ..RunOptions::default()
-        };
-        let mut run = run;
-        if let Some(dl) = self
-            .dead_letter
-            .clone()
-            .or_else(|| f.and_then(|f| f.dead_letter.clone()))
-        {
-            match dl.strip_prefix("file:") {
-                Some(path) if !path.is_empty() => run.dead_letter = Some(path.into()),
-                _ => return Err(usage(format!("--dead-letter {dl:?}: expected file:PATH"))),
-            }
-        }
-        if let Some(n) = self
-            .max_uncommitted
-            .or_else(|| f.and_then(|f| f.max_uncommitted))
-        {
+        if let Some(n) = self.max_uncommitted {
             if n == 0 {
-                return Err(usage("--max-uncommitted must be at least 1".into()));
+                return Err(usage(
+                    "invalid --max-uncommitted: must be at least 1".into(),
+                ));
             }
             run.max_uncommitted = n;
         }
-        if let Some(d) = self.shutdown_timeout.map(Some).unwrap_or(file_duration(
-            "shutdown-timeout",
-            f.and_then(|f| f.shutdown_timeout.as_ref()),
-        )?) {
+        if let Some(d) = self.shutdown_timeout {
             run.shutdown_timeout = d;
         }
-        c.validate().map_err(|e| usage(e.to_string()))?;
         Ok(Settings {
             consumer: c,
             run,
             sink,
-            metrics_addr: self
-                .metrics_addr
-                .clone()
-                .or_else(|| f.and_then(|f| f.metrics_addr.clone())),
-            report_interval: self.report_interval.map(Some).unwrap_or(file_duration(
-                "report-interval",
-                f.and_then(|f| f.report_interval.as_ref()),
-            )?),
+            metrics_addr: self.metrics_addr.clone(),
+            report_interval: self.report_interval,
         })
     }
 }
@@ -519,10 +486,12 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
     // Every input is checked (the sink opened, the metrics address bound) before the group is
     // joined: a bad one must not leave the group's lease held for the next, corrected, run.
-    let mut sink = settings
-        .sink
-        .open()
-        .with_context(|| format!("cannot open sink {:?}", settings.sink))?;
+    let mut sink = settings.sink.open().map_err(|e| {
+        UsageError(format!(
+            "cannot open the sink {}: {e}",
+            args.sink.as_deref().unwrap_or("stdout")
+        ))
+    })?;
     let listener = match &settings.metrics_addr {
         Some(addr) => Some(crate::observe::bind(addr).await?),
         None => None,
@@ -532,8 +501,11 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     if let Some(listener) = listener {
         let (local, task) = crate::observe::serve(listener, telemetry.clone())?;
-        eprintln!(
-            "indexstream: metrics on http://{local}/metrics, health on http://{local}/health"
+        crate::observe::say(
+            &format!(
+                "indexstream: metrics on http://{local}/metrics, health on http://{local}/health"
+            ),
+            serde_json::json!({"metrics": format!("http://{local}/metrics"), "health": format!("http://{local}/health")}),
         );
         tasks.push(task);
     }
@@ -551,20 +523,31 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     for t in tasks {
         t.abort();
     }
-    // The report once more at shutdown, whatever stopped the consumer.
-    eprint!("{}", telemetry.report());
+    // The report once more at shutdown when it was asked for, whatever stopped the consumer.
+    if settings.report_interval.is_some() {
+        crate::observe::print_report(&telemetry);
+    }
     let stats = consumer.stats().clone();
     let close = consumer.close().await;
     let summary = result?;
     close?;
-    eprintln!(
-        "indexstream: delivered {} events ({} commits) in {:.1}s; stopped: {:?}",
-        summary.delivered,
-        stats.commits,
-        summary.elapsed.as_secs_f64(),
-        summary.stop
+    let elapsed = summary.elapsed.as_secs_f64();
+    crate::observe::say(
+        &format!(
+            "indexstream: delivered {} in {elapsed:.1}s ({}); stopped: {}",
+            plural(summary.delivered, "event"),
+            plural(stats.commits, "commit"),
+            summary.stop
+        ),
+        serde_json::json!({"delivered": summary.delivered, "commits": stats.commits, "elapsed_seconds": elapsed, "stopped": summary.stop.to_string()}),
     );
     Ok(())
+}
+
+/// `1 event`, `2 events`.
+pub fn plural(n: u64, word: &str) -> String {
+    let s = if n == 1 { "" } else { "s" };
+    format!("{n} {word}{s}")
 }
 
 /// Connects, retrying transient failures (an unreachable cluster) a few times first.

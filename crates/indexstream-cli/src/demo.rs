@@ -115,7 +115,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                 .context("start the fake cluster")?,
         ),
     };
-    let mut client_config = args.conn.client_config(None)?;
+    let mut client_config = args.conn.client_config()?;
     if let Some(f) = &fake {
         client_config.url = f.url();
         eprintln!("demo: fake OpenSearch cluster on {} (3 shards, 1s refresh; 10% of writes held invisible for 1.5s)", f.url());
@@ -144,7 +144,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let group = format!("demo-{}", crate::common::now_ms());
     eprintln!("demo: producing {count} audit events at {}/s (10% timestamped up to 20s late); consumer group {group} writes to {}", args.rate, out.display());
     let mut consumer = ConsumerBuilder::new(client_config.clone(), &args.index, &group)
-        .with_batch_size(500)
+        .with_page_size(500)
         .with_poll_interval(Duration::from_millis(200))
         .with_commit_every(2000, Duration::from_secs(1))
         .build()

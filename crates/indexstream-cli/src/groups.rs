@@ -19,9 +19,13 @@ pub struct GroupsArgs {
     command: GroupsCommand,
     #[command(flatten)]
     conn: ConnArgs,
-    /// Index holding offsets and leases.
-    #[arg(long, global = true, env = "INDEXSTREAM_OFFSETS_INDEX", default_value = DEFAULT_OFFSETS_INDEX)]
-    offsets_index: String,
+    /// TOML config file of `consume`: its connection keys and `offsets-index` are used, flags
+    /// and environment win over it.
+    #[arg(long, global = true, env = "INDEXSTREAM_CONFIG")]
+    config: Option<std::path::PathBuf>,
+    /// Index holding offsets and leases [default: indexstream-offsets]
+    #[arg(long, global = true, env = "INDEXSTREAM_OFFSETS_INDEX")]
+    offsets_index: Option<String>,
     /// Output format.
     #[arg(long, global = true, value_enum, default_value = "text")]
     format: Format,
@@ -65,10 +69,41 @@ enum GroupsCommand {
     },
 }
 
+/// What `groups` takes from a config file.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+struct GroupsFileKeys {
+    #[serde(flatten)]
+    conn: ConnArgs,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    offsets_index: Option<String>,
+}
+
+impl GroupsFileKeys {
+    fn with_config_file(self, path: Option<&std::path::Path>) -> anyhow::Result<Self> {
+        match path {
+            None => Ok(self),
+            Some(path) => {
+                let mut file = crate::config_file::ConfigFile::load(path)?;
+                file.check_keys(&crate::consume::config_keys())?;
+                file.merge(&self)
+            }
+        }
+    }
+}
+
 pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.conn.client_config(None)?)?;
-    let admin = Admin::new(client, &args.offsets_index);
-    let oi = args.offsets_index.as_str();
+    let settings = GroupsFileKeys {
+        conn: args.conn.clone(),
+        offsets_index: args.offsets_index.clone(),
+    }
+    .with_config_file(args.config.as_deref())?;
+    let client = Client::new(&settings.conn.client_config()?)?;
+    let oi = settings
+        .offsets_index
+        .as_deref()
+        .unwrap_or(DEFAULT_OFFSETS_INDEX);
+    let admin = Admin::new(client, oi);
     match &args.command {
         GroupsCommand::List => {
             let groups = admin.list().await?;
@@ -127,9 +162,16 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
             match admin.reset(group, &reset).await {
                 Ok(ResetDone::Exact(set)) => {
                     for (p, seq) in &set {
-                        println!("{p}: offset {seq}");
+                        if *seq < 0 {
+                            println!("{p}: from the start");
+                        } else {
+                            println!("{p}: after _seq_no {seq}");
+                        }
                     }
-                    eprintln!("group {group}: {} partition offsets set to {to}", set.len());
+                    eprintln!(
+                        "group {group}: {} set to {to}",
+                        crate::consume::plural(set.len() as u64, "partition offset")
+                    );
                 }
                 Ok(ResetDone::Timestamp { index, floor_ns }) => {
                     println!(
@@ -168,7 +210,16 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
                     return Err(e).with_context(|| format!("deleting group {group:?} in {oi:?}"))
                 }
             };
-            eprintln!("group {group}: deleted {n} documents");
+            if n == 0 {
+                return Err(UsageError(format!(
+                    "no group {group:?} in {oi:?}: it has no offsets or lease to delete (`indexstream groups list` shows the groups)"
+                ))
+                .into());
+            }
+            eprintln!(
+                "group {group}: deleted {}",
+                crate::consume::plural(n as u64, "document")
+            );
         }
     }
     Ok(())

@@ -4,6 +4,7 @@
 
 mod bench;
 mod common;
+mod config_file;
 mod consume;
 mod demo;
 mod dev_server;
@@ -55,14 +56,23 @@ enum Command {
     /// Read an index like a Kafka topic and deliver every document to a sink.
     Consume(Box<consume::ConsumeArgs>),
     /// Inspect and move consumer groups' offsets.
-    Groups(groups::GroupsArgs),
+    Groups(Box<groups::GroupsArgs>),
     /// Run the built-in OpenSearch-compatible fake cluster.
     DevServer(dev_server::Args),
     /// Write synthetic audit events, some of them late.
     Produce(Box<produce::ProduceArgs>),
     /// Fake cluster + producer + consumer + live status, ending with a verdict.
+    #[command(mut_arg("url", |a| a.help("A cluster to run the demo against instead of the built-in fake one (a new --index is created there) [default: the built-in fake cluster]")))]
     Demo(Box<demo::DemoArgs>),
-    /// Measure the fake cluster and the consumer; writes BENCHMARKS.md.
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout: `indexstream manpage > indexstream.1`.
+    Manpage,
+    /// Measure the fake cluster and the consumer (`--write FILE` also writes the figures as Markdown).
     Bench(Box<bench::BenchArgs>),
 }
 
@@ -92,7 +102,10 @@ fn init_logging(format: LogFormat, filter: &str) {
         .with_ansi(ansi);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => {
+            observe::set_json_logs(true);
+            builder.json().init()
+        }
     }
 }
 
@@ -128,19 +141,48 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Consume(args) => consume::run(*args).await,
-            Command::Groups(args) => groups::run(args).await,
+            Command::Groups(args) => groups::run(*args).await,
             Command::DevServer(args) => dev_server::run(args).await,
             Command::Produce(args) => produce::run(*args).await,
             Command::Demo(args) => demo::run(*args).await,
             Command::Bench(args) => bench::run(*args).await,
+            Command::Completions { shell } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                clap_complete::generate(shell, &mut cmd, "indexstream", &mut std::io::stdout());
+                Ok(())
+            }
+            Command::Manpage => {
+                let cmd = <Cli as clap::CommandFactory>::command();
+                clap_mangen::Man::new(cmd)
+                    .render(&mut std::io::stdout())
+                    .map_err(anyhow::Error::from)
+            }
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let one_line = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {one_line}");
-            ExitCode::from(exit_status(&e))
+            let text = match e.downcast_ref::<indexstream::Error>() {
+                Some(indexstream::Error::Config { field, reason }) => {
+                    consume::config_error_text(field, reason)
+                }
+                _ => format!("{e:#}"),
+            };
+            let one_line = text.replace('\n', " ");
+            let status = exit_status(&e);
+            if observe::json_logs() {
+                eprintln!(
+                    "{}",
+                    observe::json_line(
+                        "ERROR",
+                        &one_line,
+                        serde_json::json!({"exit_status": status})
+                    )
+                );
+            } else {
+                eprintln!("error: {one_line}");
+            }
+            ExitCode::from(status)
         }
     }
 }

@@ -63,6 +63,60 @@ pub fn serve(
     Ok((local, task))
 }
 
+static JSON_LOGS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Says that stderr carries JSON logs, so that what is printed beside them is JSON too.
+pub fn set_json_logs(on: bool) {
+    JSON_LOGS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether stderr carries JSON logs (`--log-format json`).
+pub fn json_logs() -> bool {
+    JSON_LOGS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// One log line shaped as the JSON logs are (`timestamp`, `level`, `fields.message`, `target`),
+/// for what is printed without going through the log filter: the report, the summary, errors.
+pub fn json_line(level: &str, message: &str, fields: serde_json::Value) -> String {
+    let mut all = serde_json::Map::new();
+    all.insert("message".into(), message.into());
+    if let serde_json::Value::Object(f) = fields {
+        all.extend(f);
+    }
+    serde_json::json!({
+        "timestamp": jiff::Timestamp::now().to_string(),
+        "level": level,
+        "fields": all,
+        "target": "indexstream",
+    })
+    .to_string()
+}
+
+/// Prints a line for people to stderr: as it is, or as a JSON log line carrying `fields`.
+pub fn say(text: &str, fields: serde_json::Value) {
+    if json_logs() {
+        eprintln!("{}", json_line("INFO", text, fields));
+    } else {
+        eprintln!("{text}");
+    }
+}
+
+/// Prints the status report to stderr: the text report, or one JSON log line.
+pub fn print_report(telemetry: &Telemetry) {
+    if json_logs() {
+        eprintln!(
+            "{}",
+            json_line(
+                "INFO",
+                "status report",
+                serde_json::json!({"report": telemetry.report_json()})
+            )
+        );
+    } else {
+        eprint!("{}", telemetry.report());
+    }
+}
+
 /// Prints the status report to stderr every `every`.
 pub fn reporter(every: Duration, telemetry: Arc<Telemetry>) -> JoinHandle<()> {
     tokio::spawn(async move {
@@ -70,7 +124,7 @@ pub fn reporter(every: Duration, telemetry: Arc<Telemetry>) -> JoinHandle<()> {
         tick.tick().await;
         loop {
             tick.tick().await;
-            eprint!("{}", telemetry.report());
+            print_report(&telemetry);
         }
     })
 }

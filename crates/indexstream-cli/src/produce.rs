@@ -235,7 +235,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     if args.bulk_size == 0 {
         anyhow::bail!(crate::UsageError("--bulk-size must be at least 1".into()));
     }
-    let config: ClientConfig = args.conn.client_config(None)?;
+    let config: ClientConfig = args.conn.client_config()?;
     let client = Client::new(&config)?;
     ensure_index(&client, &args.index).await?;
     let progress = std::io::stderr().is_terminal().then(|| {

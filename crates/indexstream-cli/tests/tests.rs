@@ -9,6 +9,7 @@ mod cli {
     mod dev_server;
     mod failover;
     mod faults;
+    mod first_hour;
     mod observe;
     pub mod support;
     mod timestamp;

@@ -131,6 +131,7 @@ async fn serve_one(
         }
     };
     record.status = Some(reply.status);
+    tracing::debug!(method = %record.method, path = %record.path, query = %record.query, status = reply.status, ms = arrived.elapsed().as_secs_f64() * 1000.0, faults = ?record.faults, "request");
     shared.log().push(record);
     if verdict.drop_answer {
         abort.notify_one();

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let index = args.next().unwrap_or_else(|| "index_audit".into());
     let group = args.next().unwrap_or_else(|| "example-group".into());
     let mut consumer = Consumer::builder(ClientConfig::new(url), index, group)
-        .with_batch_size(500)
+        .with_page_size(500)
         .with_commit_every(1000, Duration::from_secs(1))
         .build()
         .await?;
@@ -27,10 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let summary = consumer
         .run(
             &mut sink,
-            RunOptions {
-                until_idle: Some(Duration::from_secs(3)),
-                ..RunOptions::default()
-            },
+            RunOptions::default().with_until_idle(Duration::from_secs(3)),
             async {
                 let _ = tokio::signal::ctrl_c().await;
             },

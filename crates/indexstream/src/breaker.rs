@@ -33,12 +33,25 @@ impl BreakerState {
 }
 
 /// When a circuit breaker opens and how long it stays open.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
 pub struct BreakerConfig {
     /// Consecutive transient failures that open the breaker (the original system's default: 5).
     pub failure_threshold: u32,
     /// How long it stays open before a probe (the original's default: 1 minute).
+    #[serde(with = "crate::serde_duration")]
     pub open_timeout: Duration,
+}
+
+impl BreakerConfig {
+    /// Opens after `failure_threshold` transient failures in a row, for `open_timeout`.
+    pub fn new(failure_threshold: u32, open_timeout: Duration) -> Self {
+        BreakerConfig {
+            failure_threshold,
+            open_timeout,
+        }
+    }
 }
 
 impl Default for BreakerConfig {
@@ -64,6 +77,8 @@ pub struct CircuitBreaker {
     name: String,
     config: BreakerConfig,
     inner: Mutex<(Inner, u64)>,
+    /// The latest failure's description, for the error of a call it refuses.
+    last_failure: Mutex<Option<String>>,
 }
 
 impl CircuitBreaker {
@@ -73,6 +88,7 @@ impl CircuitBreaker {
             name: name.into(),
             config,
             inner: Mutex::new((Inner::Closed { failures: 0 }, 0)),
+            last_failure: Mutex::new(None),
         }
     }
 
@@ -130,6 +146,21 @@ impl CircuitBreaker {
             g.1 += 1;
             tracing::warn!(breaker = %self.name, open_for = ?self.config.open_timeout, "circuit breaker opened");
         }
+    }
+
+    /// A transient failure, described (the description is what [`CircuitBreaker::last_failure`]
+    /// returns while the breaker refuses calls).
+    pub fn on_failure_because(&self, cause: &dyn std::fmt::Display) {
+        *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(cause.to_string());
+        self.on_failure();
+    }
+
+    /// The latest failure given to [`CircuitBreaker::on_failure_because`].
+    pub fn last_failure(&self) -> Option<String> {
+        self.last_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The current state. An open breaker whose timeout has passed still reports

@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::client::{Client, ClientConfig, ServerInfo};
 use crate::error::Result;
 use crate::group::{Lease, LeaseKeeper};
-use crate::offset::{Mode, OffsetStore};
+use crate::offset::OffsetStore;
 use crate::partition::{PartitionId, PartitionStatus};
 use crate::record::Record;
 use crate::telemetry::Telemetry;
@@ -26,8 +26,8 @@ mod run;
 mod timestamp_pages;
 mod timestamp_read;
 pub use config::{
-    default_member_id, ConsumerBuilder, ConsumerConfig, OnMissingTimestamp, RefreshPolicy,
-    StartFrom,
+    default_member_id, ConsumerBuilder, ConsumerConfig, ExactSettings, OnMissingTimestamp,
+    ReadMode, RefreshPolicy, StartFrom, TimestampSettings,
 };
 use exact_read::ExactReader;
 pub use run::{RunOptions, RunSummary, StopReason};
@@ -127,6 +127,17 @@ impl Consumer {
         ));
         let base = Client::new(&config.client)?.with_retry(config.retry.clone());
         let info = base.info().await?;
+        // Checked before the group is joined: a consumer refused for its input must leave no
+        // lease behind (the offsets' mode is checked below, before the lease too).
+        match base.shard_stats(&config.index).await {
+            Err(crate::client::ClientError::Status { status: 404, .. }) => {
+                return Err(crate::Error::NoSuchIndex {
+                    pattern: config.index.clone(),
+                })
+            }
+            Err(e) => return Err(e.into()),
+            Ok(_) => {}
+        }
         let observer = {
             let t = telemetry.clone();
             crate::client::RetryObserver(std::sync::Arc::new(move |op, n, d, e| {
@@ -158,6 +169,7 @@ impl Consumer {
             &config.member_id,
         );
         offsets.ensure_index().await?;
+        offsets.check_mode(config.mode.kind()).await?;
         // The lease has a client of its own: no breaker (an open one must not stop renewals)
         // and connections no other task holds up.
         let lease_client = Client::new(&config.client)?
@@ -172,11 +184,11 @@ impl Consumer {
         )
         .await?;
         tracing::info!(group = %config.group, member = %config.member_id, index = %config.index, "joined group");
-        let reader = match config.mode {
-            Mode::Exact => Reader::Exact(Box::new(ExactReader::new())),
-            Mode::Timestamp => Reader::Timestamp(Box::new(TimestampReader::new(
+        let reader = match &config.mode {
+            ReadMode::Exact(s) => Reader::Exact(Box::new(ExactReader::new(s.clone()))),
+            ReadMode::Timestamp(s) => Reader::Timestamp(Box::new(TimestampReader::new(
                 &config.timestamp_field,
-                &config.tiebreaker_field,
+                s.clone(),
             ))),
         };
         Ok(Consumer {
@@ -385,20 +397,27 @@ impl Consumer {
         let entries = match snapshot {
             CommitSnapshot::Nothing => return Ok(0),
             CommitSnapshot::Timestamp(c) => {
-                return match self.split() {
+                let done = match self.split() {
                     (Reader::Timestamp(ts), mut cx) => ts.commit_timestamp(&mut cx, *c).await,
                     (Reader::Exact(_), _) => Ok(0),
+                };
+                if let Ok(n) = &done {
+                    tracing::debug!(group = %self.config.group, documents = n, "committed the timestamp offset");
                 }
+                return done;
             }
             CommitSnapshot::Exact(entries) => entries,
         };
         let offsets: Vec<crate::offset::StoredOffset> =
             entries.iter().map(|(o, _)| o.clone()).collect();
-        self.offsets.commit(self.config.mode, &offsets).await?;
+        self.offsets
+            .commit(self.config.mode.kind(), &offsets)
+            .await?;
         if let Reader::Exact(r) = &mut self.reader {
             r.committed(&entries);
         }
         self.stats.commits += 1;
+        tracing::debug!(group = %self.config.group, partitions = entries.len(), offsets = ?offsets.iter().map(|o| (o.partition.to_string(), o.seq_no)).collect::<Vec<_>>(), "committed offsets");
         Ok(entries.len())
     }
 

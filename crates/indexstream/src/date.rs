@@ -32,6 +32,19 @@ pub fn iso_nanos(ns: i64) -> String {
     out
 }
 
+/// Parses an RFC 3339 time into epoch milliseconds; without an offset it is taken as UTC.
+pub(crate) fn parse_rfc3339_millis(s: &str) -> Result<i64, jiff::Error> {
+    let s = s.trim();
+    let ts = match s.parse::<jiff::Timestamp>() {
+        Ok(ts) => ts,
+        Err(_) => s
+            .parse::<jiff::civil::DateTime>()?
+            .to_zoned(jiff::tz::TimeZone::UTC)?
+            .timestamp(),
+    };
+    Ok(ts.as_millisecond())
+}
+
 /// Now, as RFC 3339 UTC with milliseconds (the `updated_at` of the documents we write).
 pub(crate) fn now_iso() -> String {
     iso_millis(now_millis())
@@ -85,5 +98,23 @@ mod tests {
         push_padded(&mut s, 42, 3);
         push_padded(&mut s, 123_456_789, 9);
         assert_eq!(s, "042123456789");
+    }
+}
+
+/// Milliseconds for people, to the second: `28s`, `1m 30s` (`0s` below one second).
+pub(crate) fn human_ms(ms: i64) -> String {
+    format!(
+        "{:#}",
+        jiff::SignedDuration::from_secs((ms + 500).div_euclid(1000))
+    )
+}
+
+#[cfg(test)]
+mod human_tests {
+    #[test]
+    fn durations_read_to_the_second() {
+        assert_eq!(super::human_ms(28_472), "28s");
+        assert_eq!(super::human_ms(90_000), "1m 30s");
+        assert_eq!(super::human_ms(200), "0s");
     }
 }

@@ -6,10 +6,11 @@ use crate::client::ClientError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A setting is invalid; `field` names it as the config file and flags do.
+    /// A setting is invalid; `field` names it as [`ConsumerConfig`](crate::ConsumerConfig)
+    /// does (`page_size`, `mode.safety_window`), for a front end to map to its own names.
     #[error("invalid {field}: {reason}")]
     Config {
-        /// The setting, as the config file and flags name it (`batch-size`).
+        /// The setting's field (`page_size`, `mode.safety_window`, `retry.max_attempts`).
         field: &'static str,
         /// What is wrong with its value.
         reason: String,
@@ -25,7 +26,7 @@ pub enum Error {
         pattern: String,
     },
     /// Another member holds the group's live lease; wait for it to expire or stop that member.
-    #[error("group {group:?} is held by member {holder:?} until its lease expires in {expires_in_ms} ms; stop that member or wait")]
+    #[error("group {group:?} is held by member {holder:?} until its lease expires in {}; stop that member or wait", crate::date::human_ms(*expires_in_ms))]
     GroupHeld {
         /// The consumer group.
         group: String,
@@ -69,7 +70,7 @@ pub enum Error {
         reason: String,
     },
     /// The group's committed offsets were written in another mode than the consumer runs in.
-    #[error("offset document {id:?} was written by {found} mode but this consumer runs in {expected} mode; use --mode {found}, another --group, or `indexstream groups reset`")]
+    #[error("offset document {id:?} was written by {found} mode but this consumer runs in {expected} mode; read it in {found} mode, use another group, or reset the group's offsets")]
     ModeMismatch {
         /// The offset document's id.
         id: String,
@@ -79,7 +80,7 @@ pub enum Error {
         expected: String,
     },
     /// An index has sequence numbers disabled, so exact mode cannot read it.
-    #[error("index {index:?} has sequence numbers disabled (index.disable_sequence_numbers); exact mode cannot read it: use --mode timestamp")]
+    #[error("index {index:?} has sequence numbers disabled (index.disable_sequence_numbers); exact mode cannot read it: read it in timestamp mode")]
     SequenceNumbersDisabled {
         /// The index.
         index: String,
@@ -95,7 +96,7 @@ pub enum Error {
     },
     /// The sink kept failing on one document and no dead-letter destination is configured, so
     /// the consumer stops rather than skip it.
-    #[error("the sink failed on document {id:?} of {index:?} after {attempts} attempts: {reason}; configure a dead-letter destination (--dead-letter file:PATH) to set such documents aside")]
+    #[error("the sink failed on document {id:?} of {index:?} after {attempts} attempts: {reason}; configure a dead-letter destination to set such documents aside")]
     Poison {
         /// The index the document was read from.
         index: String,
@@ -108,7 +109,7 @@ pub enum Error {
     },
     /// Timestamp mode with [`OnMissingTimestamp::Fail`](crate::OnMissingTimestamp::Fail) met a
     /// document without a usable timestamp.
-    #[error("document {id:?} of {index:?} has no usable {field}: {reason}; it cannot be read in timestamp order (--on-missing-timestamp skip counts and logs such documents instead)")]
+    #[error("document {id:?} of {index:?} has no usable {field}: {reason}; it cannot be read in timestamp order (on_missing_timestamp = skip counts and logs such documents instead)")]
     MissingTimestamp {
         /// The index that holds the document.
         index: String,

@@ -13,6 +13,7 @@ mod offset;
 mod partition;
 mod record;
 mod scan;
+mod serde_duration;
 mod sink;
 mod source;
 mod telemetry;
@@ -31,8 +32,9 @@ pub use client::{
     RetryPredicate, Secret, ServerInfo,
 };
 pub use consumer::{
-    default_member_id, Consumer, ConsumerBuilder, ConsumerConfig, ConsumerStats,
-    OnMissingTimestamp, RefreshPolicy, RunOptions, RunSummary, StartFrom, StopReason,
+    default_member_id, Consumer, ConsumerBuilder, ConsumerConfig, ConsumerStats, ExactSettings,
+    OnMissingTimestamp, ReadMode, RefreshPolicy, RunOptions, RunSummary, StartFrom, StopReason,
+    TimestampSettings,
 };
 pub use date::{iso_millis, iso_nanos};
 pub use error::{Error, Result};

@@ -21,9 +21,15 @@ impl PartitionId {
     }
 }
 
+/// `index/shard` for people (logs, the report); the alternate form `{:#}` adds the uuid,
+/// `index[uuid]/shard`, which tells a recreated index from the old one.
 impl fmt::Display for PartitionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}[{}]/{}", self.index, self.uuid, self.shard)
+        if f.alternate() {
+            write!(f, "{}[{}]/{}", self.index, self.uuid, self.shard)
+        } else {
+            write!(f, "{}/{}", self.index, self.shard)
+        }
     }
 }
 

@@ -11,6 +11,12 @@ use super::support::{call, cluster, http, rng, run_killed, unique, write, TempDi
 
 /// Runs the binary; returns (exit status, stderr).
 pub(super) fn run(args: &[&str]) -> (i32, String) {
+    let (code, _, stderr) = run_out(args);
+    (code, stderr)
+}
+
+/// Runs the binary; returns (exit status, stdout, stderr).
+pub(super) fn run_out(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN)
         .args(args)
         .env("INDEXSTREAM_LOG", "error")
@@ -19,6 +25,7 @@ pub(super) fn run(args: &[&str]) -> (i32, String) {
         .unwrap();
     (
         out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
         String::from_utf8_lossy(&out.stderr).to_string(),
     )
 }
@@ -57,7 +64,7 @@ fn bad_input_exits_2_or_1_with_one_line_naming_the_problem() {
         (
             vec!["consume", "idx", "g", "--url", url, "--batch-size", "0"],
             2,
-            "batch-size",
+            "invalid --page-size (`page-size` in a config file): 0 must be between 1 and 10000",
         ),
         (
             vec![
@@ -108,8 +115,32 @@ fn bad_input_exits_2_or_1_with_one_line_naming_the_problem() {
     let dir = tmp.path().to_path_buf();
     let cfg = dir.join("bad.toml");
     for (content, needle) in [
-        ("batch-size = \"many\"\n", "bad.toml"),
-        ("unknown-key = 1\n", "unknown-key"),
+        (
+            "page-size = \"many\"\n",
+            "bad.toml line 1: `page-size`: invalid type: string \"many\", expected a whole number",
+        ),
+        ("unknown-key = 1\n", "`unknown-key`: unknown key"),
+        (
+            "batch_size = 5\n",
+            "`batch_size`: unknown key; keys are kebab-case: did you mean `batch-size`?",
+        ),
+        (
+            "url = \"x\"\nbatch-sise = 5\n",
+            "line 2: `batch-sise`: unknown key; did you mean `batch-size`?",
+        ),
+        ("index = \"i\"\nurl = \"x\n", "bad.toml line 2, column"),
+        (
+            "batch-size = 5\npage-size = 6\n",
+            "given twice, also as `page-size`",
+        ),
+        (
+            "poll-interval = \"soon\"\n",
+            "line 1: `poll-interval`: invalid duration \"soon\"",
+        ),
+        (
+            "safety-window = \"5s\"\n",
+            "--safety-window applies to --mode timestamp only",
+        ),
     ] {
         std::fs::write(&cfg, content).unwrap();
         let (code, stderr) = run(&[
@@ -155,6 +186,39 @@ fn the_config_file_sets_every_flag_and_flags_win() {
         3,
         "--max-events on the command line wins over the file"
     );
+    // The environment wins over the file too.
+    let env_run = Command::new(BIN)
+        .args([
+            "consume",
+            "--config",
+            cfg.to_str().unwrap(),
+            "--group",
+            "g-env",
+        ])
+        .env("INDEXSTREAM_LOG", "error")
+        .env("INDEXSTREAM_MAX_EVENTS", "2")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(env_run.status.code(), Some(0));
+    assert_eq!(
+        std::fs::read_to_string(&out).unwrap().lines().count(),
+        3 + 2,
+        "INDEXSTREAM_MAX_EVENTS wins over the file's max-events"
+    );
+    // `groups` reads the same file: its URL is the one used.
+    let (code, stdout, stderr) = run_out(&["groups", "list", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("g "), "the group is listed: {stdout}");
+    // A bad key in it is refused by `groups` too.
+    std::fs::write(
+        &cfg,
+        "url = \"http://127.0.0.1:1\"\npoll-intervall = \"1s\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run_out(&["groups", "list", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert_one_error_line(&stderr, "did you mean `poll-interval`?");
 }
 
 struct Killed {

@@ -35,6 +35,12 @@ pub async fn handle(
                 &serde_json::json!({"error": format!("Incorrect HTTP method for uri [{}] and method [{}], allowed: [{}]", req.path, req.method, allowed.join(", ")), "status": 405}),
             );
         }
+        Err(_) if not_modelled_api(&req.segments).is_some() => {
+            let api = not_modelled_api(&req.segments).unwrap_or_default();
+            return Reply::error(&ApiError::illegal_argument(format!(
+                "[{api}] is not supported by the indexstream fake cluster (see the fake crate's README)"
+            )));
+        }
         Err(_) => {
             return Reply::json(
                 400,
@@ -212,4 +218,51 @@ pub async fn apply_refresh(
             }
         }
     }
+}
+
+/// APIs OpenSearch has and the fake does not model, named in the 400 that refuses them.
+const NOT_MODELLED_APIS: &[&str] = &[
+    "_delete_by_query",
+    "_update_by_query",
+    "_msearch",
+    "_reindex",
+    "_close",
+    "_open",
+    "_mtermvectors",
+    "_termvectors",
+    "_explain",
+    "_validate",
+    "_field_caps",
+    "_rank_eval",
+    "_search_shards",
+    "_render",
+    "_forcemerge",
+    "_shrink",
+    "_split",
+    "_clone",
+    "_rollover",
+    "_template",
+    "_index_template",
+    "_component_template",
+    "_data_stream",
+    "_ingest",
+    "_snapshot",
+    "_tasks",
+    "_nodes",
+    "_plugins",
+    "_security",
+];
+
+/// The API of a path the fake has no route for, when it is one OpenSearch has: `_cat/count`,
+/// `_delete_by_query`.
+fn not_modelled_api(segments: &[String]) -> Option<String> {
+    if let [cat, what, ..] = segments {
+        if cat == "_cat" {
+            return Some(format!("_cat/{what}"));
+        }
+    }
+    segments
+        .iter()
+        .find(|s| NOT_MODELLED_APIS.contains(&s.as_str()))
+        .cloned()
 }

@@ -427,3 +427,89 @@ async fn ignore_malformed_keeps_the_document_but_not_the_value() {
     let doc = http.ok("GET", "/lenient/_doc/bad", None).await;
     assert_eq!(doc["_source"]["@timestamp"], "not a date");
 }
+
+/// What OpenSearch has and the fake does not model is refused with a 400 that names it, never
+/// answered as if it were something else (a match, an index name, an ignored option).
+#[tokio::test]
+async fn features_the_fake_does_not_model_are_refused_by_name() {
+    let (_c, http) = start().await;
+    http.ok("PUT", "/gaps", None).await;
+    http.ok("PUT", "/gaps/_doc/1?refresh=true", Some(json!({"a": "x"})))
+        .await;
+    let cases: Vec<(&str, String, Option<serde_json::Value>, &str)> = vec![
+        (
+            "POST",
+            "/gaps/_search".into(),
+            Some(json!({"query": {"wildcard": {"a": "x*"}}})),
+            "[wildcard]",
+        ),
+        (
+            "POST",
+            "/gaps/_search".into(),
+            Some(json!({"query": {"match_phrase": {"a": "x"}}})),
+            "[match_phrase]",
+        ),
+        (
+            "POST",
+            "/gaps/_search".into(),
+            Some(json!({"query": {"multi_match": {"query": "x"}}})),
+            "[multi_match]",
+        ),
+        (
+            "POST",
+            "/gaps/_search".into(),
+            Some(json!({"query": {"query_string": {"query": "x"}}})),
+            "[query_string]",
+        ),
+        (
+            "POST",
+            "/gaps/_search".into(),
+            Some(json!({"highlight": {"fields": {"a": {}}}})),
+            "[highlight]",
+        ),
+        (
+            "GET",
+            "/gaps/_search?q=a:[a%20TO%20z]".into(),
+            None,
+            "ranges",
+        ),
+        (
+            "GET",
+            "/gaps/_search?q=a:x%20AND%20a:y".into(),
+            None,
+            "boolean operators",
+        ),
+        (
+            "POST",
+            "/gaps/_delete_by_query".into(),
+            Some(json!({"query": {"match_all": {}}})),
+            "[_delete_by_query]",
+        ),
+        (
+            "POST",
+            "/gaps/_update_by_query".into(),
+            None,
+            "[_update_by_query]",
+        ),
+        ("POST", "/_msearch".into(), None, "[_msearch]"),
+        ("POST", "/_reindex".into(), None, "[_reindex]"),
+        ("POST", "/gaps/_close".into(), None, "[_close]"),
+        ("GET", "/_cat/count".into(), None, "[_cat/count]"),
+        ("GET", "/_cat/shards".into(), None, "[_cat/shards]"),
+    ];
+    for (method, path, body, needle) in cases {
+        let (status, v) = http.call(method, &path, body).await;
+        assert_eq!(status, 400, "{method} {path}: {v}");
+        let reason = v["error"]["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.contains(needle) && reason.contains("indexstream fake cluster"),
+            "{method} {path}: {reason}"
+        );
+    }
+    // What it does model still works beside them.
+    let (status, v) = http.call("GET", "/gaps/_search?q=a:x", None).await;
+    assert_eq!(
+        (status, v["hits"]["total"]["value"].as_u64()),
+        (200, Some(1))
+    );
+}

@@ -33,8 +33,11 @@ impl fmt::Display for Secret {
     }
 }
 
-/// How requests authenticate.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// How requests authenticate. In a config file: `"none"`, `{basic = {username, password}}` or
+/// `{api-key = "..."}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
 pub enum Auth {
     /// No authentication (the default).
     #[default]
@@ -51,17 +54,22 @@ pub enum Auth {
 }
 
 /// Connection settings.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
 pub struct ClientConfig {
     /// Base URL of the cluster, e.g. `http://localhost:9200`, or a comma list of nodes
     /// (`http://a:9200,http://b:9200`): requests are spread over them, and one that a node
     /// refuses, times out or drops goes on to the next at once.
     pub url: String,
     /// How requests authenticate (default: not at all).
+    #[serde(default)]
     pub auth: Auth,
     /// Timeout of one request (default 30 s).
+    #[serde(default = "default_request_timeout", with = "crate::serde_duration")]
     pub request_timeout: Duration,
     /// Timeout of establishing a connection (default 5 s).
+    #[serde(default = "default_connect_timeout", with = "crate::serde_duration")]
     pub connect_timeout: Duration,
 }
 
@@ -72,9 +80,15 @@ impl ClientConfig {
         ClientConfig {
             url: url.into(),
             auth: Auth::None,
-            request_timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(5),
+            request_timeout: default_request_timeout(),
+            connect_timeout: default_connect_timeout(),
         }
+    }
+
+    /// The same settings with another timeout of establishing a connection.
+    pub fn with_connect_timeout(mut self, t: Duration) -> Self {
+        self.connect_timeout = t;
+        self
     }
 
     /// The same settings with another authentication.
@@ -88,6 +102,14 @@ impl ClientConfig {
         self.request_timeout = t;
         self
     }
+}
+
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
 }
 
 /// Which search engine answers.

@@ -16,7 +16,7 @@ pub enum ClientError {
         reason: String,
     },
     /// No connection could be established to the node; retriable.
-    #[error("{op}: cannot connect to {url}: {reason}")]
+    #[error("cannot connect to {url}: {reason} (request: {op})")]
     Connect {
         /// The operation (`search`, `bulk`, `get`, ...).
         op: &'static str,
@@ -26,7 +26,7 @@ pub enum ClientError {
         reason: String,
     },
     /// The node did not answer within the request timeout; retriable.
-    #[error("{op}: no answer from {url} within {timeout:?}")]
+    #[error("no answer from {url} within {timeout:?} (request: {op})")]
     Timeout {
         /// The operation (`search`, `bulk`, `get`, ...).
         op: &'static str,
@@ -37,7 +37,7 @@ pub enum ClientError {
     },
     /// The connection broke while the request was sent or its answer read (or there was no
     /// node to send to); retriable.
-    #[error("{op}: the connection to {url} failed: {reason}")]
+    #[error("the connection to {url} failed: {reason} (request: {op})")]
     Transport {
         /// The operation (`search`, `bulk`, `get`, ...).
         op: &'static str,
@@ -48,7 +48,7 @@ pub enum ClientError {
     },
     /// The cluster answered with an HTTP error status; retriable only for 429, 502, 503, 504
     /// and the 500s of a failover (see [`ClientError::is_retriable`]).
-    #[error("{op}: HTTP {status} {error_type}: {reason}")]
+    #[error("HTTP {status} {error_type}: {reason} (request: {op})")]
     Status {
         /// The operation (`search`, `bulk`, `get`, ...).
         op: &'static str,
@@ -62,7 +62,7 @@ pub enum ClientError {
         retry_after: Option<Duration>,
     },
     /// Some shards failed to answer a search or count, so its answer is incomplete; retriable.
-    #[error("{op}: {failed} of {total} shards failed: {reason}")]
+    #[error("{failed} of {total} shards failed: {reason} (request: {op})")]
     ShardFailures {
         /// The operation (`search` or `count`).
         op: &'static str,
@@ -75,14 +75,14 @@ pub enum ClientError {
     },
     /// The cluster answered a search with `timed_out: true`, so its hits may be incomplete;
     /// retriable.
-    #[error("{op}: the search timed out on the cluster")]
+    #[error("the search timed out on the cluster (request: {op})")]
     SearchTimedOut {
         /// The operation (`search`).
         op: &'static str,
     },
     /// The answer could not be read (not UTF-8, not the JSON expected, a field missing); a
     /// retry does not help.
-    #[error("{op}: unexpected answer: {reason}")]
+    #[error("unexpected answer: {reason} (request: {op})")]
     Decode {
         /// The operation (`search`, `bulk`, `get`, ...).
         op: &'static str,
@@ -90,12 +90,14 @@ pub enum ClientError {
         reason: String,
     },
     /// The circuit breaker is open: the request was not sent.
-    #[error("{op}: the {breaker} circuit breaker is open after repeated failures; not calling the cluster until it probes again")]
+    #[error("the {breaker} circuit breaker is open after repeated failures, the last: {last_failure}; not calling the cluster until it probes again (request: {op})")]
     BreakerOpen {
         /// The operation (`search`, `bulk`, `get`, ...).
         op: &'static str,
         /// The breaker's name: what it guards (`fetch` or `offsets`).
         breaker: String,
+        /// The failure that opened it (or the latest since), as it was reported.
+        last_failure: String,
     },
 }
 

@@ -148,6 +148,7 @@ impl Client {
                     return Err(ClientError::BreakerOpen {
                         op,
                         breaker: b.name().to_string(),
+                        last_failure: b.last_failure().unwrap_or_else(|| "not recorded".into()),
                     });
                 }
                 admitted.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -188,7 +189,7 @@ impl Client {
             if admitted.load(std::sync::atomic::Ordering::Relaxed) {
                 match &result {
                     // Let through, then stopped by the breaker: the attempts it made failed.
-                    Err(e) if e.is_retriable() => b.on_failure(),
+                    Err(e) if e.is_retriable() => b.on_failure_because(e),
                     _ => b.on_success(),
                 }
             }
@@ -324,6 +325,19 @@ impl Client {
     }
 
     fn transport_error(&self, op: &'static str, base: &str, e: reqwest::Error) -> ClientError {
+        let cause = root_cause(&e);
+        // rustls reading a plain-HTTP answer to its handshake; no retry helps.
+        if base.starts_with("https://")
+            && (cause.contains("InvalidContentType") || cause.contains("corrupt message"))
+        {
+            return ClientError::InvalidUrl {
+                url: base.to_string(),
+                reason: format!(
+                    "the server answered the TLS handshake in plain HTTP: use http://{} instead",
+                    &base["https://".len()..]
+                ),
+            };
+        }
         if e.is_timeout() {
             ClientError::Timeout {
                 op,
@@ -364,13 +378,32 @@ impl Client {
 
     /// `GET /`: the distribution and version.
     pub async fn info(&self) -> Result<ServerInfo, ClientError> {
-        let v: Value = self.json("info", Method::GET, "/", &[], None).await?;
-        let number = v["version"]["number"]
-            .as_str()
-            .ok_or_else(|| ClientError::Decode {
+        // A URL's path is sent before every request path (a reverse proxy's base path); when
+        // what answers there is not OpenSearch, say so rather than "no version.number".
+        let with_path = self.nodes.urls().iter().find(|u| {
+            reqwest::Url::parse(u).is_ok_and(|p| p.path() != "/" && !p.path().is_empty())
+        });
+        let not_a_cluster = |e: ClientError| {
+            match (with_path, &e) {
+            (Some(url), ClientError::Status { status: 400..=499, .. } | ClientError::Decode { .. }) => {
+                ClientError::InvalidUrl {
+                    url: url.clone(),
+                    reason: format!("its path is sent as a base path before every request, and GET on it did not answer as OpenSearch or Elasticsearch ({e}); give the node's root URL, or the reverse proxy's base path that leads to it"),
+                }
+            }
+            _ => e,
+        }
+        };
+        let v: Value = self
+            .json("info", Method::GET, "/", &[], None)
+            .await
+            .map_err(not_a_cluster)?;
+        let number = v["version"]["number"].as_str().ok_or_else(|| {
+            not_a_cluster(ClientError::Decode {
                 op: "info",
                 reason: "no version.number in GET /".into(),
-            })?;
+            })
+        })?;
         let distribution = if v["version"]["distribution"].as_str() == Some("opensearch") {
             Distribution::OpenSearch
         } else {
@@ -734,23 +767,54 @@ impl Client {
         expr: &str,
         field: &str,
     ) -> Result<Vec<(String, Option<String>)>, ClientError> {
-        let v: Value = self
-            .json(
-                "mapping",
-                Method::GET,
-                &format!("/{}/_mapping", encode(expr)),
-                &[("allow_no_indices", "true".into())],
-                None,
-            )
-            .await?;
         let mut out = Vec::new();
-        if let Value::Object(indices) = v {
+        if let Value::Object(indices) = self.mappings(expr).await? {
             for (index, m) in indices {
                 out.push((index, mapped_type(&m["mappings"], field)));
             }
         }
         out.sort();
         Ok(out)
+    }
+
+    /// `GET <expr>/_mapping`: index name to its mapping.
+    async fn mappings(&self, expr: &str) -> Result<Value, ClientError> {
+        self.json(
+            "mapping",
+            Method::GET,
+            &format!("/{}/_mapping", encode(expr)),
+            &[("allow_no_indices", "true".into())],
+            None,
+        )
+        .await
+    }
+
+    /// The `date` and `date_nanos` fields mapped in any index behind `expr`, dotted, sorted.
+    pub(crate) async fn date_fields(&self, expr: &str) -> Result<Vec<String>, ClientError> {
+        let mut out = std::collections::BTreeSet::new();
+        if let Value::Object(indices) = self.mappings(expr).await? {
+            for m in indices.values() {
+                collect_date_fields(&m["mappings"], "", &mut out);
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
+fn collect_date_fields(
+    mapping: &Value,
+    prefix: &str,
+    out: &mut std::collections::BTreeSet<String>,
+) {
+    let Some(props) = mapping["properties"].as_object() else {
+        return;
+    };
+    for (name, m) in props {
+        let path = format!("{prefix}{name}");
+        if matches!(m["type"].as_str(), Some("date" | "date_nanos")) {
+            out.insert(path.clone());
+        }
+        collect_date_fields(m, &format!("{path}."), out);
     }
 }
 

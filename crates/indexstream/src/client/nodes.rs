@@ -90,6 +90,11 @@ fn validate(url: &str) -> Result<String, ClientError> {
         url: url.to_string(),
         reason,
     };
+    if !url.contains("://") {
+        return Err(invalid(format!(
+            "no scheme: write http://{url} (or https:// for TLS)"
+        )));
+    }
     let parsed = reqwest::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(invalid(format!(
@@ -103,8 +108,7 @@ fn validate(url: &str) -> Result<String, ClientError> {
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(ClientError::InvalidUrl {
             url: "<redacted>".into(),
-            reason: "put credentials in --username/--password or the config file, not in the URL"
-                .into(),
+            reason: "give credentials as the client's auth setting, not in the URL".into(),
         });
     }
     Ok(url.trim_end_matches('/').to_string())

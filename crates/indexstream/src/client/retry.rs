@@ -13,17 +13,23 @@ use crate::backoff::{Backoff, FullJitter};
 pub type RetryPredicate = Arc<dyn Fn(&ClientError) -> bool + Send + Sync>;
 
 /// How a failed cluster request is retried: how many attempts, how long between them, and
-/// which errors qualify.
-#[derive(Clone)]
+/// which errors qualify. Read with serde as `max-attempts`, `base-delay`, `max-delay` (the
+/// predicate is the default one).
+#[derive(Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (the original system's default: 3).
     pub max_attempts: u32,
     /// The first retry waits up to this long (default 100 ms).
+    #[serde(with = "crate::serde_duration")]
     pub base_delay: Duration,
     /// No retry waits longer (default 30 s, also the cap of a `Retry-After`).
+    #[serde(with = "crate::serde_duration")]
     pub max_delay: Duration,
     /// Which errors are retried (default: [`ClientError::is_retriable`]); a circuit breaker's
     /// refusal never is.
+    #[serde(skip)]
     pub predicate: RetryPredicate,
 }
 

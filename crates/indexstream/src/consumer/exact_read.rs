@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::{Batch, Ctx, Pending, RefreshPolicy, StartFrom};
+use super::{Batch, Ctx, ExactSettings, Pending, RefreshPolicy, StartFrom};
 use crate::client::types::{Hit, IndexShards};
 use crate::client::{ClientError, ServerInfo};
 use crate::error::{Error, Result};
@@ -64,6 +64,8 @@ enum Phase {
 /// Exact mode's state.
 #[derive(Debug)]
 pub(super) struct ExactReader {
+    /// Exact mode's own settings.
+    settings: ExactSettings,
     partitions: BTreeMap<PartitionId, ExactPartition>,
     uuid_of: HashMap<String, String>,
     /// Checkpoints confirmed searchable, waiting for their gap reads.
@@ -82,8 +84,9 @@ pub(super) struct ExactReader {
 }
 
 impl ExactReader {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(settings: ExactSettings) -> Self {
         ExactReader {
+            settings,
             partitions: BTreeMap::new(),
             uuid_of: HashMap::new(),
             confirm: BTreeMap::new(),
@@ -219,9 +222,6 @@ impl ExactReader {
         if let Some(lease) = cx.lease {
             lease.check()?;
         }
-        if self.first_round {
-            cx.offsets.check_mode(cx.config.mode).await?;
-        }
         let stats = match cx.client.shard_stats(&cx.config.index).await {
             Ok(s) => s,
             Err(ClientError::Status { status: 404, .. }) if self.first_round => {
@@ -250,7 +250,7 @@ impl ExactReader {
                     continue;
                 };
                 let stall = p.stall_after;
-                let obs = p.observe(s, stall, now, cx.config.pages_per_round);
+                let obs = p.observe(s, stall, now, self.settings.pages_per_round);
                 if let Some(from) = &obs.moved_from {
                     cx.telemetry.primary_moved(&pid, from, &s.node);
                 }
@@ -260,7 +260,7 @@ impl ExactReader {
                 }
                 let waiting = p.checkpoint > p.safe;
                 let fresh = std::mem::take(&mut p.fresh) && waiting;
-                if (cx.config.refresh_policy == RefreshPolicy::Force && waiting)
+                if (self.settings.refresh_policy == RefreshPolicy::Force && waiting)
                     || obs.stalled
                     || fresh
                 {
@@ -273,7 +273,7 @@ impl ExactReader {
         }
         cx.telemetry.positions(&self.status());
         for (index, pids) in needs_refresh {
-            if cx.config.refresh_policy == RefreshPolicy::Counter {
+            if self.settings.refresh_policy == RefreshPolicy::Counter {
                 tracing::debug!(index = %index, "refresh counter stalled with checkpoints waiting: refreshing explicitly");
             }
             cx.client.refresh(&index).await?;
@@ -322,7 +322,7 @@ impl ExactReader {
         for index in stats {
             if let Some(old) = self.uuid_of.get(&index.index) {
                 if old != &index.uuid {
-                    tracing::warn!(index = %index.index, old_uuid = %old, new_uuid = %index.uuid, start = ?cx.config.start, "index was recreated: reading the new index according to --start, never from the old index's offsets");
+                    tracing::warn!(index = %index.index, old_uuid = %old, new_uuid = %index.uuid, start = ?cx.config.start, "index was recreated: reading the new index according to the start setting, never from the old index's offsets");
                 }
             }
             self.uuid_of.insert(index.index.clone(), index.uuid.clone());
@@ -341,8 +341,8 @@ impl ExactReader {
             return Ok(());
         }
         let ids: Vec<PartitionId> = new.iter().map(|(p, _)| p.clone()).collect();
-        let committed = cx.offsets.load(&ids, cx.config.mode).await?;
-        let stall_after = Self::stall_after_of(cx, &ids).await;
+        let committed = cx.offsets.load(&ids, cx.config.mode.kind()).await?;
+        let stall_after = Self::stall_after_of(cx, self.settings.stall_after, &ids).await;
         for (pid, stat) in new {
             let now = Instant::now();
             let state = match committed.get(&pid) {
@@ -388,15 +388,19 @@ impl ExactReader {
         Ok(())
     }
 
-    /// The stall timeout of each index of `partitions` (see [`ConsumerConfig::stall_after`]).
+    /// The stall timeout of each index of `partitions` (see [`ExactSettings::stall_after`]).
     /// When the settings cannot be read, the timeout for disabled refreshes applies.
-    async fn stall_after_of(cx: &Ctx<'_>, partitions: &[PartitionId]) -> HashMap<String, Duration> {
+    async fn stall_after_of(
+        cx: &Ctx<'_>,
+        fixed: Option<Duration>,
+        partitions: &[PartitionId],
+    ) -> HashMap<String, Duration> {
         let names: std::collections::BTreeSet<&str> =
             partitions.iter().map(|p| p.index.as_str()).collect();
         let names: Vec<&str> = names.into_iter().collect();
         let mut out = HashMap::new();
         for chunk in names.chunks(100) {
-            let intervals = match cx.config.stall_after {
+            let intervals = match fixed {
                 Some(fixed) => chunk.iter().map(|n| (n.to_string(), Some(fixed))).collect(),
                 None => match cx.client.refresh_intervals(&chunk.join(",")).await {
                     Ok(list) => list
@@ -438,7 +442,7 @@ impl ExactReader {
                 continue;
             };
             let client = cx.client.clone();
-            let body = json!({"size": cx.config.batch_size, "sort": [{"_seq_no": "asc"}], "seq_no_primary_term": true, "track_total_hits": false, "query": {"range": {"_seq_no": {"gt": after, "lte": upto}}}});
+            let body = json!({"size": cx.config.page_size, "sort": [{"_seq_no": "asc"}], "seq_no_primary_term": true, "track_total_hits": false, "query": {"range": {"_seq_no": {"gt": after, "lte": upto}}}});
             let q = vec![("preference", shard_preference(cx.info, p.id.shard, &p.node))];
             let (pid, confirmed_then) = (p.id.clone(), p.confirmed);
             set.spawn(async move {
@@ -492,7 +496,7 @@ impl ExactReader {
             let Some(p) = self.partitions.get_mut(&pid) else {
                 continue;
             };
-            let full = resp.hits.hits.len() >= cx.config.batch_size;
+            let full = resp.hits.hits.len() >= cx.config.page_size;
             let last = resp.hits.hits.last().and_then(|h| h.seq_no);
             let mut records = Vec::with_capacity(resp.hits.hits.len());
             for hit in resp.hits.hits {
@@ -611,7 +615,7 @@ impl ExactReader {
         }
         let mut after: Option<i64> = None;
         loop {
-            let mut body = json!({"size": cx.config.batch_size, "sort": [{"_seq_no": "asc"}], "seq_no_primary_term": true, "track_total_hits": false, "query": {"bool": {"filter": filter}}});
+            let mut body = json!({"size": cx.config.page_size, "sort": [{"_seq_no": "asc"}], "seq_no_primary_term": true, "track_total_hits": false, "query": {"bool": {"filter": filter}}});
             if let Some(a) = after {
                 body["search_after"] = json!([a]);
             }
@@ -635,7 +639,7 @@ impl ExactReader {
                 marks: Vec::new(),
                 keys: Vec::new(),
             }));
-            if n < cx.config.batch_size {
+            if n < cx.config.page_size {
                 return Ok(());
             }
         }

@@ -26,10 +26,13 @@ const COMMIT_RETRY: Backoff = Backoff::new(Duration::from_millis(100), Duration:
 const FINAL_COMMIT_RETRY: Backoff =
     Backoff::new(Duration::from_millis(200), Duration::from_secs(1));
 
-/// Limits of [`Consumer::run`].
-#[derive(Debug, Clone)]
+/// Limits of [`Consumer::run`]; read with serde like [`ConsumerConfig`](crate::ConsumerConfig).
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
 pub struct RunOptions {
     /// Stop (after the final commit) once caught up and nothing new arrived for this long.
+    #[serde(with = "crate::serde_duration::option")]
     pub until_idle: Option<Duration>,
     /// Stop after delivering this many documents.
     pub max_events: Option<u64>,
@@ -38,6 +41,7 @@ pub struct RunOptions {
     /// Delivered-but-uncommitted events allowed while commits fail; past it, fetching pauses.
     pub max_uncommitted: u64,
     /// How long the final flush and commit may take at shutdown.
+    #[serde(with = "crate::serde_duration")]
     pub shutdown_timeout: Duration,
     /// Attempts the sink gets on one document before it is poison.
     pub sink_attempts: u32,
@@ -59,6 +63,50 @@ impl Default for RunOptions {
     }
 }
 
+impl RunOptions {
+    /// Sets [`RunOptions::until_idle`].
+    pub fn with_until_idle(mut self, idle: Duration) -> Self {
+        self.until_idle = Some(idle);
+        self
+    }
+
+    /// Sets [`RunOptions::max_events`].
+    pub fn with_max_events(mut self, n: u64) -> Self {
+        self.max_events = Some(n);
+        self
+    }
+
+    /// Sets [`RunOptions::max_consecutive_failures`].
+    pub fn with_max_consecutive_failures(mut self, n: u32) -> Self {
+        self.max_consecutive_failures = n;
+        self
+    }
+
+    /// Sets [`RunOptions::max_uncommitted`].
+    pub fn with_max_uncommitted(mut self, n: u64) -> Self {
+        self.max_uncommitted = n;
+        self
+    }
+
+    /// Sets [`RunOptions::shutdown_timeout`].
+    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Sets [`RunOptions::sink_attempts`].
+    pub fn with_sink_attempts(mut self, attempts: u32) -> Self {
+        self.sink_attempts = attempts;
+        self
+    }
+
+    /// Sets [`RunOptions::dead_letter`].
+    pub fn with_dead_letter(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.dead_letter = Some(path.into());
+        self
+    }
+}
+
 /// Why [`Consumer::run`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -69,6 +117,17 @@ pub enum StopReason {
     Idle,
     /// [`RunOptions::max_events`] documents were delivered.
     MaxEvents,
+}
+
+/// In words: `shutdown signal`, `idle`, `max events reached`.
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::Shutdown => "shutdown signal",
+            StopReason::Idle => "idle",
+            StopReason::MaxEvents => "max events reached",
+        })
+    }
 }
 
 /// What a [`Consumer::run`] that ended without an error did.
@@ -239,7 +298,7 @@ impl<S: Sink> Runner<'_, '_, S> {
             let polled_at = Instant::now();
             let batch = match self
                 .consumer
-                .poll(room.min(self.consumer.config.batch_size))
+                .poll(room.min(self.consumer.config.page_size))
                 .await
             {
                 Ok(b) => {
@@ -275,7 +334,7 @@ impl<S: Sink> Runner<'_, '_, S> {
             // batch. A batch that would leave more than that uncommitted waits for the
             // commit under way (its snapshot was taken before this batch was handed out).
             let bound =
-                self.consumer.config.commit_every_events + self.consumer.config.batch_size as u64;
+                self.consumer.config.commit_every_events + self.consumer.config.page_size as u64;
             if !batch.is_empty() && self.consumer.uncommitted() > bound {
                 if let Some(f) = self.in_flight.take() {
                     self.finish_commit(f).await?;

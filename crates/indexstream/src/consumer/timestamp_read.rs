@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tokio::time::Instant;
 
 use super::timestamp_pages::{is_missing, PageSpec, Round, PAGES_AHEAD};
-use super::{Batch, Ctx, OnMissingTimestamp, Pending, StartFrom};
+use super::{Batch, Ctx, OnMissingTimestamp, Pending, StartFrom, TimestampSettings};
 use crate::client::types::{Hit, SortValues};
 use crate::client::ClientError;
 use crate::error::{Error, Result};
@@ -43,6 +43,8 @@ pub(super) struct TimestampCommit {
 /// The timestamp-mode part of a consumer.
 #[derive(Debug)]
 pub(super) struct TimestampReader {
+    /// Timestamp mode's own settings.
+    settings: TimestampSettings,
     /// What has been handed out (committed as it is when the caller commits).
     offset: TimestampOffset,
     loaded: bool,
@@ -77,9 +79,10 @@ pub(super) struct TimestampReader {
 }
 
 impl TimestampReader {
-    pub(super) fn new(field: &str, tiebreaker: &str) -> Self {
+    pub(super) fn new(field: &str, settings: TimestampSettings) -> Self {
         TimestampReader {
-            offset: TimestampOffset::new(field, tiebreaker),
+            offset: TimestampOffset::new(field, &settings.tiebreaker_field),
+            settings,
             loaded: false,
             dirty: false,
             version: 0,
@@ -161,7 +164,7 @@ impl TimestampReader {
         if let Some(r) = range {
             filter.push(json!({"range": {field.clone(): r}}));
         }
-        if let Some(q) = &cx.config.query {
+        if let Some(q) = &self.settings.query {
             filter.push(q.clone());
         }
         filter
@@ -173,9 +176,6 @@ impl TimestampReader {
         }
         cx.stats.rounds += 1;
         let first = self.first_round;
-        if first {
-            cx.offsets.check_mode(cx.config.mode).await?;
-        }
         // The mapping is read again now and then, for indices that start matching the expression.
         let stale = self
             .mapping_read
@@ -191,7 +191,7 @@ impl TimestampReader {
         if !self.loaded {
             self.load_timestamp_offset(cx, unit).await?;
         }
-        let window = cx.config.safety_window;
+        let window = self.settings.safety_window;
         let ts = &mut *self;
         ts.last_round = Some(Instant::now());
         if unit.is_some() {
@@ -200,9 +200,9 @@ impl TimestampReader {
             let spec = PageSpec {
                 index: cx.config.index.clone(),
                 field: cx.config.timestamp_field.clone(),
-                tiebreaker: cx.config.tiebreaker_field.clone(),
-                query: cx.config.query.clone(),
-                size: cx.config.batch_size,
+                tiebreaker: self.settings.tiebreaker_field.clone(),
+                query: self.settings.query.clone(),
+                size: cx.config.page_size,
                 unit: unit.unwrap_or(TimeUnit::Millis),
                 from,
             };
@@ -239,12 +239,35 @@ impl TimestampReader {
             Err(ClientError::Status { status: 404, .. }) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
+        if first && !types.is_empty() && types.iter().all(|(_, ty)| ty.is_none()) {
+            // Not mapped anywhere: fine for indices still empty (the mapping comes with the
+            // first document), a mistake (a typo, another field name) once documents exist.
+            let docs = cx
+                .client
+                .count(&cx.config.index, json!({"match_all": {}}))
+                .await?;
+            if docs > 0 {
+                let dates = cx.client.date_fields(&cx.config.index).await?;
+                let dates = if dates.is_empty() {
+                    "it maps no date field".to_string()
+                } else {
+                    format!("its date fields: {}", dates.join(", "))
+                };
+                return Err(Error::Config {
+                    field: "timestamp_field",
+                    reason: format!(
+                        "{field:?} is not mapped in {:?}, which holds {docs} documents, so none could be read by it; {dates}",
+                        cx.config.index
+                    ),
+                });
+            }
+        }
         let mut units: BTreeMap<&'static str, String> = BTreeMap::new();
         let mut unit = None;
         for (index, ty) in &types {
             let Some(ty) = ty else { continue };
             let u = TimeUnit::of_field_type(ty).ok_or_else(|| Error::Config {
-                field: "timestamp-field",
+                field: "timestamp_field",
                 reason: format!("{field:?} is mapped as {ty} in index {index:?}; timestamp mode needs a date, date_nanos or long (epoch milliseconds) field"),
             })?;
             let name = if u == TimeUnit::Nanos {
@@ -257,7 +280,7 @@ impl TimestampReader {
         }
         if units.len() > 1 {
             return Err(Error::Config {
-                field: "timestamp-field",
+                field: "timestamp_field",
                 reason: format!(
                     "{field:?} is date_nanos in index {:?} but date or long in {:?}; one expression must use one of them",
                     units["date_nanos"], units["date"]
@@ -268,7 +291,7 @@ impl TimestampReader {
         if let (Some(old), Some(new)) = (ts.unit, unit) {
             if old != new {
                 return Err(Error::Config {
-                    field: "timestamp-field",
+                    field: "timestamp_field",
                     reason: format!("{field:?} changed between date and date_nanos while running"),
                 });
             }
@@ -287,18 +310,18 @@ impl TimestampReader {
         let stored = cx.offsets.load_timestamp(&cx.config.index).await?;
         let (field, tiebreaker) = (
             cx.config.timestamp_field.clone(),
-            cx.config.tiebreaker_field.clone(),
+            self.settings.tiebreaker_field.clone(),
         );
         let offset = match stored {
             Some((mut o, _parts)) => {
                 if o.field != field || o.tiebreaker != tiebreaker {
                     return Err(Error::Config {
-                        field: "timestamp-field",
-                        reason: format!("group {:?} was committed reading by ({}, {}), not ({field}, {tiebreaker}); use those fields, another --group, or `indexstream groups reset`", cx.config.group, o.field, o.tiebreaker),
+                        field: "timestamp_field",
+                        reason: format!("group {:?} was committed reading by ({}, {}), not ({field}, {tiebreaker}); read by those fields, use another group, or reset the group's offsets", cx.config.group, o.field, o.tiebreaker),
                     });
                 }
                 // Keys of the stored parts that slid out of the window since they were written.
-                o.slide(cx.config.safety_window, cx.config.window_cap);
+                o.slide(self.settings.safety_window, self.settings.window_cap);
                 tracing::info!(group = %cx.config.group, cursor = ?o.cursor_ns.map(iso_nanos), window_keys = o.window.len(), "resuming from the committed timestamp offset");
                 o
             }
@@ -326,10 +349,10 @@ impl TimestampReader {
                 o
             }
         };
-        let origin = offset.read_from(cx.config.safety_window);
+        let origin = offset.read_from(self.settings.safety_window);
         let missed = MissedLate::new(
-            cx.config.safety_window.max(Duration::from_secs(1)),
-            cx.config.missed_late_horizon,
+            self.settings.safety_window.max(Duration::from_secs(1)),
+            self.settings.missed_late_horizon,
             origin,
         );
         let ts = &mut *self;
@@ -368,7 +391,7 @@ impl TimestampReader {
             }
         };
         let hits = resp.hits.hits;
-        if hits.len() < cx.config.batch_size {
+        if hits.len() < cx.config.page_size {
             self.round = None;
         }
         let n = hits.len();
@@ -409,8 +432,8 @@ impl TimestampReader {
 
     /// Records handed-out events in the offset: lateness, the window, the cap.
     pub(super) fn timestamp_handed_out(&mut self, cx: &Ctx<'_>, keys: &[(u64, i64)]) {
-        let window = cx.config.safety_window;
-        let cap = cx.config.window_cap;
+        let window = self.settings.safety_window;
+        let cap = self.settings.window_cap;
         let telemetry = cx.telemetry;
         let ts = &mut *self;
         for (key, ts_ns) in keys {
@@ -506,7 +529,7 @@ impl TimestampReader {
     /// `missed_late_check_every`); logs each one's id once and, with
     /// `--on-missing-timestamp fail`, stops on the first.
     async fn check_missing_timestamps(&mut self, cx: &mut Ctx<'_>) -> Result<()> {
-        let every = cx.config.missed_late_check_every;
+        let every = self.settings.missed_late_check_every;
         let ts = &mut *self;
         if ts.last_missing_check.is_some_and(|t| t.elapsed() < every) {
             return Ok(());
@@ -514,7 +537,7 @@ impl TimestampReader {
         ts.last_missing_check = Some(Instant::now());
         let field = cx.config.timestamp_field.clone();
         let mut filter = Vec::new();
-        if let Some(q) = &cx.config.query {
+        if let Some(q) = &self.settings.query {
             filter.push(q.clone());
         }
         let query = json!({"bool": {"filter": filter, "must_not": [{"exists": {"field": field}}]}});
@@ -531,11 +554,11 @@ impl TimestampReader {
         self.missing_counted = count;
         cx.telemetry.missing_timestamps(new);
         let body = json!({"size": 100, "track_total_hits": false,
-            "sort": [{cx.config.tiebreaker_field.clone(): "desc"}], "query": query});
+            "sort": [{self.settings.tiebreaker_field.clone(): "desc"}], "query": query});
         let resp = cx.client.search(&cx.config.index, &[], body).await?;
         for hit in resp.hits.hits {
             let reason = missing_reason(&hit, &field);
-            if cx.config.on_missing_timestamp == OnMissingTimestamp::Fail {
+            if self.settings.on_missing_timestamp == OnMissingTimestamp::Fail {
                 return Err(Error::MissingTimestamp {
                     index: hit.index,
                     id: hit.id,
@@ -547,7 +570,7 @@ impl TimestampReader {
             if ts.missing_seen.len() < MISSING_REMEMBERED
                 && ts.missing_seen.insert((hit.index.clone(), hit.id.clone()))
             {
-                tracing::warn!(index = %hit.index, id = %hit.id, field = %field, reason = %reason, "document without a usable timestamp skipped (--on-missing-timestamp skip)");
+                tracing::warn!(index = %hit.index, id = %hit.id, field = %field, reason = %reason, "document without a usable timestamp skipped (on_missing_timestamp = skip)");
             }
         }
         Ok(())
@@ -556,8 +579,8 @@ impl TimestampReader {
     /// Compares what was delivered in the time that slid out of the window with what the
     /// cluster holds there now.
     async fn check_missed_late(&mut self, cx: &mut Ctx<'_>) -> Result<()> {
-        let every = cx.config.missed_late_check_every;
-        let window = cx.config.safety_window;
+        let every = self.settings.missed_late_check_every;
+        let window = self.settings.safety_window;
         let unit = self.unit;
         let ts = &mut *self;
         if ts.last_missed_check.is_some_and(|t| t.elapsed() < every) {

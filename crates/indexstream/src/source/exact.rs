@@ -71,7 +71,7 @@ pub struct ExactPartition {
     /// The highest `_primary_term` seen on a hit (a higher one means a new primary wrote it).
     pub primary_term: i64,
     /// How long the refresh counter may stand still with targets waiting (from the index's
-    /// refresh interval; see `ConsumerConfig::stall_after`).
+    /// refresh interval; see `ExactSettings::stall_after`).
     pub stall_after: Duration,
 }
 

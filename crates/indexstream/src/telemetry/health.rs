@@ -5,7 +5,9 @@ use std::time::Duration;
 use super::Telemetry;
 
 /// When `/health` stops saying HEALTHY.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+#[non_exhaustive]
 pub struct HealthConfig {
     /// UNHEALTHY after this many polls in a row failed.
     pub unhealthy_after_failed_polls: u32,
@@ -14,6 +16,7 @@ pub struct HealthConfig {
     /// DEGRADED when more than this fraction of the last minute's polls failed.
     pub degraded_error_rate: f64,
     /// DEGRADED while a retry happened within this window.
+    #[serde(with = "crate::serde_duration")]
     pub retry_window: Duration,
 }
 

@@ -512,7 +512,7 @@ impl Telemetry {
             })
         };
         if let Some(evicted) = report {
-            tracing::warn!(evicted, cap, floor = ?floor, "the safety window reached its cap (--window-cap): its oldest timestamps were evicted, so late documents at or before the floor will not be delivered; raise --window-cap or shorten --safety-window (repeated at most once a minute while it lasts)");
+            tracing::warn!(evicted, cap, floor = ?floor, "the safety window reached its cap (the window_cap setting): its oldest timestamps were evicted, so late documents at or before the floor will not be delivered; raise window_cap or shorten safety_window (repeated at most once a minute while it lasts)");
         }
         report
     }
@@ -520,7 +520,7 @@ impl Telemetry {
     /// Timestamp mode: `new` documents in `[from, to)` arrived later than the window and were
     /// not delivered; `known` are known within the horizon.
     pub fn missed_late(&self, new: u64, known: u64, from: &str, to: &str, window: Duration) {
-        tracing::warn!(missed = new, from, to, safety_window = ?window, "documents arrived later than the safety window and were missed: raise --safety-window above their lateness, read by an ingest-time field (event.ingested), or use exact mode");
+        tracing::warn!(missed = new, from, to, safety_window = ?window, "documents arrived later than the safety window and were missed: raise safety_window above their lateness, read by an ingest-time field (event.ingested), or use exact mode");
         self.missed_late_total.inc_by(new);
         self.missed_late_horizon.set(known as i64);
         self.state().timestamp.missed_late += new;
@@ -553,7 +553,7 @@ impl Telemetry {
         s.partitions.clear();
         let mut total = 0;
         for p in partitions {
-            let key = p.partition.to_string();
+            let key = format!("{:#}", p.partition);
             let labels = PartitionLabels {
                 group: self.group.clone(),
                 index: p.partition.index.clone(),

@@ -81,14 +81,77 @@ impl Telemetry {
             let _ = writeln!(out, "Documents Without Timestamp: {}", t.missing_timestamp);
         }
         let _ = writeln!(out, "\n--- Lag ---");
-        for (name, p) in &s.partitions {
+        for p in s.partitions.values() {
             let _ = writeln!(
                 out,
-                "{name}: committed {}, checkpoint {}, lag {}",
-                p.committed, p.checkpoint, p.lag
+                "{}: committed {}, checkpoint {}, lag {}",
+                p.partition,
+                position(p.committed),
+                position(p.checkpoint),
+                p.lag
             );
         }
         let _ = writeln!(out, "=============================");
         out
+    }
+
+    /// The same report as one JSON object (for `--log-format json`).
+    pub fn report_json(&self) -> serde_json::Value {
+        let trips: u64 = self.sync_breakers().iter().map(|(_, _, t)| t).sum();
+        let s = self.state();
+        let up = self.started.elapsed().as_secs_f64();
+        let per = |n: f64, d: f64| if d > 0.0 { n / d } else { 0.0 };
+        let t = &s.timestamp;
+        let timestamp = t.active.then(|| {
+            serde_json::json!({
+                "late": t.late,
+                "max_lateness_ms": t.max_lateness.as_millis() as u64,
+                "window_keys": t.window_keys,
+                "window_cap_evictions": t.cap_evictions,
+                "missed_late": t.missed_late,
+                "without_timestamp": t.missing_timestamp,
+            })
+        });
+        let partitions: Vec<serde_json::Value> = s
+            .partitions
+            .values()
+            .map(|p| {
+                serde_json::json!({
+                    "index": p.partition.index,
+                    "uuid": p.partition.uuid,
+                    "shard": p.partition.shard,
+                    "committed": p.committed,
+                    "checkpoint": p.checkpoint,
+                    "lag": p.lag,
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "group": self.group,
+            "index": self.index,
+            "uptime_seconds": up as u64,
+            "delivered": s.delivered,
+            "errors": s.errors,
+            "events_per_second": per(s.delivered as f64, up),
+            "batches": s.batches,
+            "average_batch_size": per(s.batch_records as f64, s.batches as f64),
+            "average_batch_ms": per(s.batch_time.as_secs_f64() * 1000.0, s.batches as f64),
+            "max_batch_ms": s.batch_max.as_millis() as u64,
+            "breaker_trips": trips,
+            "retries": s.retries,
+            "commits": s.commits,
+            "dead_letters": s.dead_letters,
+            "timestamp_mode": timestamp,
+            "partitions": partitions,
+        })
+    }
+}
+
+/// An offset or checkpoint for people: `-1` is "none yet".
+fn position(seq: i64) -> String {
+    if seq < 0 {
+        "none".into()
+    } else {
+        seq.to_string()
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use indexstream::{Consumer, Error, MemorySink, RunOptions, StartFrom};
+use indexstream::{Consumer, Error, ExactSettings, MemorySink, RunOptions, StartFrom};
 use indexstream_fake::VisibilityRule;
 use serde_json::json;
 
@@ -45,7 +45,7 @@ async fn concurrent_producers_with_late_visibility_every_id_once() {
     }
     let records = t
         .consume(&index, &t.name("g"), Duration::from_secs(3), |b| {
-            b.with_batch_size(1000)
+            b.with_page_size(1000)
         })
         .await;
     for p in producers {
@@ -161,10 +161,7 @@ async fn start_latest_skips_what_exists_and_delivers_what_comes_after() {
     consumer
         .run(
             &mut sink,
-            RunOptions {
-                until_idle: Some(Duration::from_millis(500)),
-                ..RunOptions::default()
-            },
+            RunOptions::default().with_until_idle(Duration::from_millis(500)),
             std::future::pending(),
         )
         .await
@@ -199,13 +196,8 @@ async fn a_stalled_refresh_counter_falls_back_to_explicit_refresh() {
     t.write_n(&index, "d", 30).await;
     let got = t
         .consume(&index, &t.name("g"), Duration::from_millis(1500), |b| {
-            let mut c = b;
-            c = c.with_poll_interval(Duration::from_millis(50));
-            indexstream::ConsumerBuilder::from_config({
-                let mut cfg = c.build_config();
-                cfg.stall_after = Some(Duration::from_millis(200));
-                cfg
-            })
+            b.with_poll_interval(Duration::from_millis(50))
+                .exact(ExactSettings::default().with_stall_after(Some(Duration::from_millis(200))))
         })
         .await;
     assert_eq!(counts(&got).len(), 30);
@@ -278,16 +270,15 @@ async fn an_offset_document_of_the_other_mode_or_corrupt_is_an_error_not_a_reset
             sink.clone(),
         );
         async move {
+            // The offsets' mode is checked before the group is joined, so a mismatch is an
+            // error of `build`; a corrupt offset one of the first round.
             let mut c = Consumer::builder(cfg, &index, &group)
                 .with_offsets_index(&offsets)
                 .build()
-                .await
-                .unwrap();
-            let opts = RunOptions {
-                until_idle: Some(Duration::from_millis(300)),
-                max_consecutive_failures: 0,
-                ..RunOptions::default()
-            };
+                .await?;
+            let opts = RunOptions::default()
+                .with_until_idle(Duration::from_millis(300))
+                .with_max_consecutive_failures(0);
             let r = c.run(&mut sink, opts, std::future::pending()).await;
             c.close().await.unwrap();
             r
@@ -327,10 +318,7 @@ async fn a_graceful_stop_commits_everything_delivered_when_it_can_prove_it() {
     let summary = consumer
         .run(
             &mut sink,
-            RunOptions {
-                max_events: Some(50),
-                ..RunOptions::default()
-            },
+            RunOptions::default().with_max_events(50),
             std::future::pending(),
         )
         .await
@@ -385,10 +373,7 @@ async fn indices_that_start_matching_are_picked_up_while_running() {
     consumer
         .run(
             &mut sink,
-            RunOptions {
-                until_idle: Some(Duration::from_millis(1500)),
-                ..RunOptions::default()
-            },
+            RunOptions::default().with_until_idle(Duration::from_millis(1500)),
             std::future::pending(),
         )
         .await
@@ -409,7 +394,7 @@ async fn the_force_refresh_policy_delivers_without_scheduled_refreshes() {
     t.write_n(&index, "d", 25).await;
     let got = t
         .consume(&index, &t.name("g"), Duration::from_millis(500), |b| {
-            b.with_refresh_policy(indexstream::RefreshPolicy::Force)
+            b.exact(ExactSettings::default().with_refresh_policy(indexstream::RefreshPolicy::Force))
         })
         .await;
     assert_eq!(counts(&got).len(), 25);
@@ -484,7 +469,7 @@ async fn offsets_are_committed_only_once_the_sink_flush_finishes_and_reading_goe
         }
     };
     let mut consumer = Consumer::builder(t.client_config(), &index, &group)
-        .with_batch_size(50)
+        .with_page_size(50)
         .with_poll_interval(Duration::from_millis(50))
         .with_commit_every(50, Duration::from_millis(100))
         .with_offsets_index(&offsets)
@@ -575,10 +560,7 @@ async fn dead_nodes_in_the_url_list_cost_no_failed_poll_and_no_retry() {
     consumer
         .run(
             &mut sink,
-            RunOptions {
-                until_idle: Some(Duration::from_millis(800)),
-                ..RunOptions::default()
-            },
+            RunOptions::default().with_until_idle(Duration::from_millis(800)),
             std::future::pending(),
         )
         .await
@@ -611,7 +593,7 @@ async fn a_burst_is_delivered_within_a_refresh_and_a_poll_of_its_last_write() {
     let index = t.name("b");
     t.create_index(&index, 3, "1s").await;
     let consumer = Consumer::builder(t.client_config(), &index, t.name("g"))
-        .with_batch_size(500)
+        .with_page_size(500)
         .with_offsets_index(t.name("offsets"))
         .build()
         .await
@@ -758,10 +740,7 @@ async fn the_lease_is_renewed_while_the_sink_blocks() {
         let r = consumer
             .run(
                 &mut sink,
-                RunOptions {
-                    max_events: Some(10),
-                    ..RunOptions::default()
-                },
+                RunOptions::default().with_max_events(10),
                 std::future::pending(),
             )
             .await;

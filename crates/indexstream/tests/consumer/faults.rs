@@ -13,7 +13,7 @@ use indexstream_fake::{FaultAction, FaultRule};
 use serde_json::json;
 
 use super::harness::{counts, target, Running};
-use super::timestamp::{at, ts_builder, wait_for, T0};
+use super::timestamp::{at, ts_builder, ts_settings, wait_for, T0};
 
 /// The gaps between a request's attempts, read from the fake's request log, lie in
 /// `[0, min(max_delay, base * 2^n)]` (plus the time a request takes), and `Retry-After` wins.
@@ -125,10 +125,7 @@ async fn an_outage_opens_the_breaker_and_consumption_resumes_after_it() {
         .with_offsets_index(t.name("offsets"))
         .with_commit_every(100, Duration::from_millis(200))
         .build_config();
-    config.breaker = BreakerConfig {
-        failure_threshold: 3,
-        open_timeout,
-    };
+    config.breaker = BreakerConfig::new(3, open_timeout);
     config.retry = RetryPolicy::builder()
         .max_attempts(2)
         .base_delay(Duration::from_millis(10))
@@ -142,10 +139,7 @@ async fn an_outage_opens_the_breaker_and_consumption_resumes_after_it() {
     let telemetry = consumer.telemetry();
     let running = Running::start(
         consumer,
-        RunOptions {
-            max_consecutive_failures: 1000,
-            ..RunOptions::default()
-        },
+        RunOptions::default().with_max_consecutive_failures(1000),
     );
     let records = running.records.clone();
     wait("the first 200 documents", Duration::from_secs(20), || {
@@ -209,15 +203,12 @@ async fn an_offset_store_outage_pauses_delivery_at_the_backlog_bound_then_catche
     t.write(&index, &[("first".to_string(), json!({"i": -1}))])
         .await;
     let mut config = Consumer::builder(t.client_config(), &index, t.name("g"))
-        .with_batch_size(100)
+        .with_page_size(100)
         .with_poll_interval(Duration::from_millis(20))
         .with_commit_every(100, Duration::from_millis(100))
         .with_offsets_index(t.name("offsets"))
         .build_config();
-    config.breaker = BreakerConfig {
-        failure_threshold: 3,
-        open_timeout: Duration::from_millis(500),
-    };
+    config.breaker = BreakerConfig::new(3, Duration::from_millis(500));
     config.retry = RetryPolicy::builder()
         .max_attempts(2)
         .base_delay(Duration::from_millis(10))
@@ -228,11 +219,9 @@ async fn an_offset_store_outage_pauses_delivery_at_the_backlog_bound_then_catche
         .await
         .unwrap();
     let telemetry = consumer.telemetry();
-    let opts = RunOptions {
-        max_uncommitted: 500,
-        max_consecutive_failures: 1000,
-        ..RunOptions::default()
-    };
+    let opts = RunOptions::default()
+        .with_max_uncommitted(500)
+        .with_max_consecutive_failures(1000);
     let running = Running::start(consumer, opts);
     let records = running.records.clone();
     wait("the first document", Duration::from_secs(20), || {
@@ -334,10 +323,7 @@ async fn a_shutdown_during_an_offset_store_outage_ends_within_its_timeout() {
     let result = consumer
         .run(
             &mut sink,
-            RunOptions {
-                shutdown_timeout: timeout,
-                ..RunOptions::default()
-            },
+            RunOptions::default().with_shutdown_timeout(timeout),
             shutdown,
         )
         .await;
@@ -369,15 +355,12 @@ async fn sixty_seconds_of_thirty_percent_failures_lose_and_repeat_nothing() {
     eprintln!("chaos seed {seed}");
     let open_timeout = Duration::from_secs(2);
     let mut config = Consumer::builder(t.client_config(), &index, t.name("g"))
-        .with_batch_size(500)
+        .with_page_size(500)
         .with_poll_interval(Duration::from_millis(100))
         .with_commit_every(2000, Duration::from_millis(500))
         .with_offsets_index(&offsets)
         .build_config();
-    config.breaker = BreakerConfig {
-        failure_threshold: 5,
-        open_timeout,
-    };
+    config.breaker = BreakerConfig::new(5, open_timeout);
     config.retry = RetryPolicy::builder()
         .max_attempts(3)
         .base_delay(Duration::from_millis(20))
@@ -419,10 +402,7 @@ async fn sixty_seconds_of_thirty_percent_failures_lose_and_repeat_nothing() {
                 .unwrap(),
         );
     }
-    let opts = RunOptions {
-        max_consecutive_failures: 100_000,
-        ..RunOptions::default()
-    };
+    let opts = RunOptions::default().with_max_consecutive_failures(100_000);
     let running = Running::start(consumer, opts);
     let records = running.records.clone();
     let started = Instant::now();
@@ -513,7 +493,7 @@ async fn partial_shard_failures_are_retried_not_taken_as_end_of_data() {
     .unwrap();
     let got = t
         .consume(&index, &t.name("g"), Duration::from_millis(1500), |b| {
-            b.with_batch_size(100)
+            b.with_page_size(100)
         })
         .await;
     let c = counts(&got);
@@ -534,10 +514,12 @@ async fn background_counts_run_at_their_interval_not_on_every_poll() {
     t.write(&index, &[("a".into(), json!({"@timestamp": at(T0)}))])
         .await;
     t.call("POST", &format!("/{index}/_refresh"), None).await;
-    let mut cfg = ts_builder(&t, &index, &t.name("g"), Duration::from_secs(30)).build_config();
-    cfg.missed_late_check_every = Duration::from_secs(3600);
+    let builder = ts_builder(&t, &index, &t.name("g"), Duration::from_secs(30)).timestamp(
+        ts_settings(Duration::from_secs(30))
+            .with_missed_late_check_every(Duration::from_secs(3600)),
+    );
     let before = fake.requests().len();
-    let consumer = ConsumerBuilder::from_config(cfg).build().await.unwrap();
+    let consumer = builder.build().await.unwrap();
     let run = Running::start(consumer, RunOptions::default());
     wait_for(|| run.records.lock().unwrap().len() == 1).await;
     // About 20 polls of 50 ms.
@@ -575,14 +557,11 @@ async fn errors_that_retries_get_past_never_open_the_breaker() {
     )
     .unwrap();
     let mut config = Consumer::builder(t.client_config(), &index, t.name("g"))
-        .with_batch_size(50)
+        .with_page_size(50)
         .with_poll_interval(Duration::from_millis(50))
         .with_offsets_index(t.name("offsets"))
         .build_config();
-    config.breaker = BreakerConfig {
-        failure_threshold: 1,
-        open_timeout: Duration::from_secs(60),
-    };
+    config.breaker = BreakerConfig::new(1, Duration::from_secs(60));
     config.retry = RetryPolicy::builder()
         .max_attempts(3)
         .base_delay(Duration::from_millis(1))
@@ -616,7 +595,7 @@ async fn a_write_whose_answer_was_lost_is_not_taken_for_a_takeover() {
     t.create_index(&index, 1, "100ms").await;
     t.write_n(&index, "a", 300).await;
     let mut config = Consumer::builder(t.client_config(), &index, t.name("g"))
-        .with_batch_size(50)
+        .with_page_size(50)
         .with_poll_interval(Duration::from_millis(50))
         .with_commit_every(50, Duration::from_millis(100))
         .with_offsets_index(&offsets)
@@ -664,4 +643,53 @@ async fn a_write_whose_answer_was_lost_is_not_taken_for_a_takeover() {
     let c = counts(&records.lock().unwrap());
     assert_eq!(c.len(), 400);
     assert!(c.values().all(|n| *n == 1));
+}
+
+/// When an open breaker ends a run, the error names the failure that opened it (the status and
+/// the cause), not only that a breaker is open.
+#[tokio::test]
+async fn the_error_of_an_open_breaker_names_the_failure_that_opened_it() {
+    let t = target("breaker-cause").await;
+    let fake = t.fault_api();
+    let index = t.name("o");
+    t.create_index(&index, 1, "100ms").await;
+    t.write_n(&index, "a", 5).await;
+    let mut config = Consumer::builder(t.client_config(), &index, t.name("g"))
+        .with_poll_interval(Duration::from_millis(20))
+        .with_offsets_index(t.name("offsets"))
+        .build_config();
+    config.breaker = BreakerConfig::new(1, Duration::from_secs(60));
+    config.retry = RetryPolicy::builder()
+        .max_attempts(1)
+        .base_delay(Duration::from_millis(5))
+        .build();
+    let mut consumer = ConsumerBuilder::from_config(config).build().await.unwrap();
+    fake.add_fault(
+        FaultRule::new("search", FaultAction::Error)
+            .status(503)
+            .index(&index),
+    )
+    .unwrap();
+    fake.add_fault(
+        FaultRule::new("stats", FaultAction::Error)
+            .status(503)
+            .index(&index),
+    )
+    .unwrap();
+    let mut sink = MemorySink::default();
+    let r = consumer
+        .run(
+            &mut sink,
+            RunOptions::default().with_max_consecutive_failures(3),
+            std::future::pending(),
+        )
+        .await;
+    fake.clear_faults();
+    consumer.close().await.unwrap();
+    let e = r.expect_err("the run gives up");
+    let text = e.to_string();
+    assert!(
+        text.contains("circuit breaker is open") && text.contains("the last: HTTP 503"),
+        "{text}"
+    );
 }

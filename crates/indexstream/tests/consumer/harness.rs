@@ -116,7 +116,7 @@ impl Target {
         tune: impl FnOnce(indexstream::ConsumerBuilder) -> indexstream::ConsumerBuilder,
     ) -> Vec<Record> {
         let builder = Consumer::builder(self.client_config(), index, group)
-            .with_batch_size(500)
+            .with_page_size(500)
             .with_poll_interval(Duration::from_millis(50))
             .with_commit_every(1000, Duration::from_millis(500))
             .with_offsets_index(self.name("offsets"));
@@ -125,10 +125,7 @@ impl Target {
         consumer
             .run(
                 &mut sink,
-                RunOptions {
-                    until_idle: Some(idle),
-                    ..RunOptions::default()
-                },
+                RunOptions::default().with_until_idle(idle),
                 std::future::pending(),
             )
             .await

@@ -76,11 +76,9 @@ async fn run_with_dead_letter(
         .build()
         .await
         .unwrap();
-    let opts = RunOptions {
-        until_idle: Some(Duration::from_millis(600)),
-        dead_letter: Some(dlq.clone()),
-        ..RunOptions::default()
-    };
+    let opts = RunOptions::default()
+        .with_until_idle(Duration::from_millis(600))
+        .with_dead_letter(dlq.clone());
     consumer
         .run(sink, opts, std::future::pending())
         .await
@@ -130,10 +128,7 @@ async fn a_poison_document_goes_to_the_dead_letter_file_and_the_rest_are_deliver
     let r = consumer
         .run(
             &mut sink,
-            RunOptions {
-                until_idle: Some(Duration::from_millis(600)),
-                ..RunOptions::default()
-            },
+            RunOptions::default().with_until_idle(Duration::from_millis(600)),
             std::future::pending(),
         )
         .await;

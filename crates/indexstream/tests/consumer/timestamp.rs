@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use indexstream::{
-    Consumer, ConsumerBuilder, Error, MemorySink, Mode, OnMissingTimestamp, Record, RunOptions,
-    StartFrom,
+    Consumer, ConsumerBuilder, Error, MemorySink, OnMissingTimestamp, Record, RunOptions,
+    StartFrom, TimestampSettings,
 };
 use serde_json::{json, Value};
 
@@ -20,15 +20,18 @@ pub(super) fn ts_builder(
     group: &str,
     window: Duration,
 ) -> ConsumerBuilder {
-    let mut cfg = Consumer::builder(t.client_config(), index, group)
+    Consumer::builder(t.client_config(), index, group)
         .with_poll_interval(Duration::from_millis(50))
         .with_commit_every(200, Duration::from_millis(200))
         .with_offsets_index(t.name("offsets"))
-        .build_config();
-    cfg.mode = Mode::Timestamp;
-    cfg.safety_window = window;
-    cfg.missed_late_check_every = Duration::from_millis(100);
-    ConsumerBuilder::from_config(cfg)
+        .timestamp(ts_settings(window))
+}
+
+/// Timestamp settings with this window and a short missed-late check interval.
+pub(super) fn ts_settings(window: Duration) -> TimestampSettings {
+    TimestampSettings::default()
+        .with_safety_window(window)
+        .with_missed_late_check_every(Duration::from_millis(100))
 }
 
 /// Runs a builder until idle for `idle`; returns what it delivered.
@@ -41,11 +44,9 @@ async fn run_until_idle(
     let r = consumer
         .run(
             &mut sink,
-            RunOptions {
-                until_idle: Some(idle),
-                max_consecutive_failures: 0,
-                ..RunOptions::default()
-            },
+            RunOptions::default()
+                .with_until_idle(idle)
+                .with_max_consecutive_failures(0),
             std::future::pending(),
         )
         .await;
@@ -103,13 +104,13 @@ async fn ten_thousand_documents_sharing_one_timestamp_in_batches_of_100_none_ski
     }
     t.call("POST", &format!("/{index}/_refresh"), None).await;
     let group = t.name("g");
-    let builder = ts_builder(&t, &index, &group, Duration::from_secs(30)).with_batch_size(100);
+    let builder = ts_builder(&t, &index, &group, Duration::from_secs(30)).with_page_size(100);
     let got = run_until_idle(builder, Duration::from_millis(500))
         .await
         .unwrap();
     assert_each_once(&got, docs.iter().map(|(id, _)| id.clone()));
     // The window (all 10,000 keys) was committed: a restart delivers none of them again.
-    let builder = ts_builder(&t, &index, &group, Duration::from_secs(30)).with_batch_size(100);
+    let builder = ts_builder(&t, &index, &group, Duration::from_secs(30)).with_page_size(100);
     let again = run_until_idle(builder, Duration::from_millis(300))
         .await
         .unwrap();
@@ -160,10 +161,7 @@ async fn late_documents_inside_the_window_are_delivered_once_counted_and_survive
     let telemetry = consumer.telemetry();
     let run = Running::start(
         consumer,
-        RunOptions {
-            until_idle: Some(Duration::from_millis(400)),
-            ..RunOptions::default()
-        },
+        RunOptions::default().with_until_idle(Duration::from_millis(400)),
     );
     wait_for(|| run.records.lock().unwrap().len() >= 10).await;
     let records = run.records.clone();
@@ -372,7 +370,7 @@ async fn nested_and_dotted_fields_iso_offsets_epoch_millis_and_date_nanos_compar
     .await;
     match r {
         Err(Error::Config {
-            field: "timestamp-field",
+            field: "timestamp_field",
             reason,
         }) => {
             assert!(
@@ -424,13 +422,10 @@ async fn documents_without_a_timestamp_are_counted_and_skipped_or_stop_the_consu
         ),
         3.0
     );
-    let mut cfg = ts_builder(&t, &index, &t.name("fail"), Duration::from_secs(30)).build_config();
-    cfg.on_missing_timestamp = OnMissingTimestamp::Fail;
-    let r = run_until_idle(
-        ConsumerBuilder::from_config(cfg),
-        Duration::from_millis(300),
-    )
-    .await;
+    let builder = ts_builder(&t, &index, &t.name("fail"), Duration::from_secs(30)).timestamp(
+        ts_settings(Duration::from_secs(30)).with_on_missing_timestamp(OnMissingTimestamp::Fail),
+    );
+    let r = run_until_idle(builder, Duration::from_millis(300)).await;
     match r {
         Err(Error::MissingTimestamp { id, reason, .. }) => {
             assert!(["none", "nul", "bad"].contains(&id.as_str()), "{id}");
@@ -454,11 +449,9 @@ async fn the_window_cap_bounds_memory_without_delivering_twice() {
     t.write(&index, &docs).await;
     t.call("POST", &format!("/{index}/_refresh"), None).await;
     let cap_cfg = || {
-        let mut cfg = ts_builder(&t, &index, &group, Duration::from_secs(60))
-            .with_batch_size(40)
-            .build_config();
-        cfg.window_cap = 50;
-        ConsumerBuilder::from_config(cfg)
+        ts_builder(&t, &index, &group, Duration::from_secs(60))
+            .with_page_size(40)
+            .timestamp(ts_settings(Duration::from_secs(60)).with_window_cap(50))
     };
     let consumer = cap_cfg().build().await.unwrap();
     let telemetry = consumer.telemetry();
@@ -498,16 +491,15 @@ async fn a_query_filter_and_a_start_time_select_what_is_read() {
         .collect();
     t.write(&index, &docs).await;
     t.call("POST", &format!("/{index}/_refresh"), None).await;
-    let mut cfg = ts_builder(&t, &index, &t.name("g"), Duration::from_secs(30))
+    let builder = ts_builder(&t, &index, &t.name("g"), Duration::from_secs(30))
         .with_start(StartFrom::Time(T0 + 20_000))
-        .build_config();
-    cfg.query = Some(json!({"term": {"outcome": "failure"}}));
-    let got = run_until_idle(
-        ConsumerBuilder::from_config(cfg),
-        Duration::from_millis(400),
-    )
-    .await
-    .unwrap();
+        .timestamp(
+            ts_settings(Duration::from_secs(30))
+                .with_query(Some(json!({"term": {"outcome": "failure"}}))),
+        );
+    let got = run_until_idle(builder, Duration::from_millis(400))
+        .await
+        .unwrap();
     assert_each_once(&got, (20..40).step_by(2).map(|i| format!("q{i}")));
 }
 
@@ -628,16 +620,12 @@ async fn a_keyword_tiebreaker_orders_documents_sharing_a_timestamp() {
         .collect();
     t.write(&index, &docs).await;
     t.call("POST", &format!("/{index}/_refresh"), None).await;
-    let mut cfg = ts_builder(&t, &index, &t.name("g"), Duration::from_secs(30))
-        .with_batch_size(50)
-        .build_config();
-    cfg.tiebreaker_field = "uid".into();
-    let got = run_until_idle(
-        ConsumerBuilder::from_config(cfg),
-        Duration::from_millis(400),
-    )
-    .await
-    .unwrap();
+    let builder = ts_builder(&t, &index, &t.name("g"), Duration::from_secs(30))
+        .with_page_size(50)
+        .timestamp(ts_settings(Duration::from_secs(30)).with_tiebreaker_field("uid"));
+    let got = run_until_idle(builder, Duration::from_millis(400))
+        .await
+        .unwrap();
     assert_each_once(&got, docs.iter().map(|(id, _)| id.clone()));
     let order: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
     let expected: Vec<String> = (0..500).map(|i| format!("id{:03}", 499 - i)).collect();

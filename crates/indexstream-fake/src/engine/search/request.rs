@@ -359,10 +359,9 @@ impl SearchRequest {
                         req.slice = Some((id, max));
                     }
                     "timeout" | "stored_fields" | "docvalue_fields" | "fields" | "explain"
-                    | "highlight" | "profile" | "terminate_after" | "ext" | "indices_boost"
-                    | "stats" => {}
+                    | "profile" | "terminate_after" | "ext" | "indices_boost" | "stats" => {}
                     "aggs" | "aggregations" | "collapse" | "rescore" | "suggest"
-                    | "script_fields" | "knn" => {
+                    | "script_fields" | "knn" | "highlight" => {
                         return Err(ApiError::illegal_argument(format!("[{key}] is not supported by the indexstream fake cluster (see the fake crate's README)")));
                     }
                     other => {
@@ -411,7 +410,7 @@ impl SearchRequest {
                 "version" => req.version = parse_bool(k, &sv)?,
                 "track_total_hits" => req.track_total_hits = parse_track_total(&sv)?,
                 "track_scores" => req.track_scores = parse_bool(k, &sv)?,
-                "q" => req.query = query_string(v),
+                "q" => req.query = query_string(v)?,
                 _ => {}
             }
         }
@@ -447,11 +446,34 @@ impl SearchRequest {
 }
 
 /// The `q=` URL parameter, in its simplest forms: `*`, `field:value`, or a bare term.
-pub(super) fn query_string(q: &str) -> Query {
+/// `q=`: only `*` and `field:value` (a match query); the rest of the query-string syntax is
+/// refused by name rather than read as a match.
+pub(super) fn query_string(q: &str) -> Result<Query, ApiError> {
     if q == "*" || q == "*:*" {
-        return Query::MatchAll;
+        return Ok(Query::MatchAll);
     }
-    match q.split_once(':') {
+    let beyond = [
+        ("[", "ranges"),
+        ("{", "ranges"),
+        (" TO ", "ranges"),
+        (" AND ", "boolean operators"),
+        (" OR ", "boolean operators"),
+        ("NOT ", "boolean operators"),
+        ("(", "groups"),
+        ("\"", "phrases"),
+        ("*", "wildcards"),
+        ("?", "wildcards"),
+        ("~", "fuzzy and proximity searches"),
+        (">", "ranges"),
+        ("<", "ranges"),
+        ("^", "boosts"),
+    ];
+    if let Some((_, what)) = beyond.iter().find(|(t, _)| q.contains(t)) {
+        return Err(ApiError::illegal_argument(format!(
+            "q={q:?} uses query-string {what}, which the indexstream fake cluster does not support (only q=* and q=field:value; send a query DSL body instead)"
+        )));
+    }
+    Ok(match q.split_once(':') {
         Some((f, v)) => Query::Match {
             field: f.to_string(),
             query: Value::String(v.to_string()),
@@ -464,5 +486,5 @@ pub(super) fn query_string(q: &str) -> Query {
             all_terms: false,
             minimum_should_match: None,
         },
-    }
+    })
 }
