@@ -22,6 +22,7 @@ use crate::telemetry::Telemetry;
 
 mod config;
 mod exact_read;
+mod reader;
 mod run;
 mod timestamp_pages;
 mod timestamp_read;
@@ -29,9 +30,8 @@ pub use config::{
     default_member_id, ConsumerBuilder, ConsumerConfig, ExactSettings, OnMissingTimestamp,
     ReadMode, RefreshPolicy, StartFrom, TimestampSettings,
 };
-use exact_read::ExactReader;
+use reader::{CommitSnapshot, HandedOut, Reader};
 pub use run::{RunOptions, RunSummary, StopReason};
-use timestamp_read::TimestampReader;
 
 /// Counters of what the consumer did (for reports and metrics).
 #[derive(Debug, Clone, Default)]
@@ -65,6 +65,8 @@ enum Pending {
 #[derive(Debug)]
 struct Batch {
     records: Vec<Record>,
+    /// Exact mode: the partition they were read from (a batch holds one partition's records).
+    partition: Option<PartitionId>,
     /// Exact mode: once these records are handed out, everything up to this `_seq_no` of the
     /// partition has been (the reader's safe point when it queued them).
     marks: Vec<(PartitionId, i64)>,
@@ -101,13 +103,6 @@ pub struct Consumer {
     telemetry: std::sync::Arc<Telemetry>,
 }
 
-/// The reader of the consumer's mode.
-#[derive(Debug)]
-enum Reader {
-    Exact(Box<ExactReader>),
-    Timestamp(Box<TimestampReader>),
-}
-
 impl Consumer {
     /// A builder for a consumer reading `index` as `group` (see [`ConsumerBuilder`]).
     pub fn builder(
@@ -138,12 +133,7 @@ impl Consumer {
             Err(e) => return Err(e.into()),
             Ok(_) => {}
         }
-        let observer = {
-            let t = telemetry.clone();
-            crate::client::RetryObserver(std::sync::Arc::new(move |op, n, d, e| {
-                t.retried(op, n, d, e)
-            }))
-        };
+        let observer: std::sync::Arc<dyn crate::client::ObserveRetries> = telemetry.clone();
         let fetch_breaker = std::sync::Arc::new(crate::breaker::CircuitBreaker::new(
             "fetch",
             config.breaker.clone(),
@@ -184,13 +174,7 @@ impl Consumer {
         )
         .await?;
         tracing::info!(group = %config.group, member = %config.member_id, index = %config.index, "joined group");
-        let reader = match &config.mode {
-            ReadMode::Exact(s) => Reader::Exact(Box::new(ExactReader::new(s.clone()))),
-            ReadMode::Timestamp(s) => Reader::Timestamp(Box::new(TimestampReader::new(
-                &config.timestamp_field,
-                s.clone(),
-            ))),
-        };
+        let reader = Reader::new(&config.mode, &config.timestamp_field);
         Ok(Consumer {
             telemetry,
             config,
@@ -227,27 +211,17 @@ impl Consumer {
     /// Timestamp mode: the newest timestamp handed out (nanoseconds since the epoch) and the
     /// number of keys the safety window holds. `None` in exact mode.
     pub fn timestamp_position(&self) -> Option<(Option<i64>, usize)> {
-        match &self.reader {
-            Reader::Timestamp(t) => Some(t.position()),
-            Reader::Exact(_) => None,
-        }
+        self.reader.timestamp_position()
     }
 
     /// Position and lag of every partition (exact mode; empty in timestamp mode).
     pub fn status(&self) -> Vec<PartitionStatus> {
-        match &self.reader {
-            Reader::Exact(r) => r.status(),
-            Reader::Timestamp(_) => Vec::new(),
-        }
+        self.reader.status()
     }
 
     /// Whether everything up to every partition's checkpoint has been handed out and confirmed.
     pub fn caught_up(&self) -> bool {
-        self.pending.is_empty()
-            && match &self.reader {
-                Reader::Exact(r) => r.caught_up(),
-                Reader::Timestamp(ts) => !ts.in_round() && ts.last_round().is_some(),
-            }
+        self.pending.is_empty() && self.reader.caught_up()
     }
 
     /// When the next poll can find something new, if it would wait.
@@ -255,18 +229,7 @@ impl Consumer {
         if !self.pending.is_empty() {
             return Duration::ZERO;
         }
-        match &self.reader {
-            Reader::Exact(r) => r.next_poll_in(self.config.poll_interval),
-            Reader::Timestamp(ts) => {
-                if ts.in_round() {
-                    return Duration::ZERO;
-                }
-                match ts.last_round() {
-                    None => Duration::ZERO,
-                    Some(t) => self.config.poll_interval.saturating_sub(t.elapsed()),
-                }
-            }
-        }
+        self.reader.next_poll_in(self.config.poll_interval)
     }
 
     /// Returns the next batch (at most `max` records), or an empty one when there is nothing to
@@ -281,10 +244,7 @@ impl Consumer {
                 }
             }
             let (reader, mut cx) = self.split();
-            let read = match reader {
-                Reader::Timestamp(ts) => ts.timestamp_step(&mut cx).await?,
-                Reader::Exact(r) => r.step(&mut cx).await?,
-            };
+            let read = reader.step(&mut cx).await?;
             if !read && self.pending.is_empty() {
                 return Ok(Vec::new());
             }
@@ -310,42 +270,44 @@ impl Consumer {
 
     /// Hands out up to `max` records of the first pending read (`None` when it held none).
     fn hand_out(&mut self, max: usize) -> Option<Vec<Record>> {
-        let (records, keys, marks) = match self.pending.front_mut()? {
+        let mut out = match self.pending.front_mut()? {
             Pending::Batch(front) if front.records.len() > max && max > 0 => {
                 let rest = front.records.split_off(max);
                 let keys_rest = front.keys.split_off(max.min(front.keys.len()));
-                (
-                    std::mem::replace(&mut front.records, rest),
-                    std::mem::replace(&mut front.keys, keys_rest),
-                    Vec::new(),
-                )
+                HandedOut {
+                    records: std::mem::replace(&mut front.records, rest),
+                    keys: std::mem::replace(&mut front.keys, keys_rest),
+                    partition: front.partition.clone(),
+                    marks: Vec::new(),
+                }
             }
             _ => match self.pending.pop_front()? {
-                Pending::Batch(b) => (b.records, b.keys, b.marks),
-                Pending::Marks(marks) => (Vec::new(), Vec::new(), marks),
+                Pending::Batch(b) => HandedOut {
+                    records: b.records,
+                    keys: b.keys,
+                    partition: b.partition,
+                    marks: b.marks,
+                },
+                Pending::Marks(marks) => HandedOut {
+                    marks,
+                    ..HandedOut::default()
+                },
             },
         };
-        if !records.is_empty() {
+        if !out.records.is_empty() {
             self.stats.batches += 1;
-            self.stats.delivered += records.len() as u64;
-            match self.split() {
-                (Reader::Timestamp(ts), cx) => ts.timestamp_handed_out(&cx, &keys),
-                (Reader::Exact(r), _) => r.note_handed_out(&records),
-            }
+            self.stats.delivered += out.records.len() as u64;
+            let (reader, cx) = self.split();
+            reader.handed_out(&cx, &out);
         }
         // The marks apply once every record queued with them is handed out.
-        if let Reader::Exact(r) = &mut self.reader {
-            r.apply_marks(marks);
-        }
-        (!records.is_empty()).then_some(records)
+        self.reader.apply_marks(std::mem::take(&mut out.marks));
+        (!out.records.is_empty()).then_some(out.records)
     }
 
     /// Documents handed out whose offsets are not committed yet.
     pub fn uncommitted(&self) -> u64 {
-        match &self.reader {
-            Reader::Timestamp(ts) => ts.uncommitted(),
-            Reader::Exact(r) => r.uncommitted(),
-        }
+        self.reader.uncommitted()
     }
 
     /// Delivered events that make a commit due, in both modes (a timestamp-mode commit writes
@@ -356,10 +318,7 @@ impl Consumer {
 
     /// Whether a commit now would write anything.
     fn has_committable(&self) -> bool {
-        match &self.reader {
-            Reader::Timestamp(ts) => ts.dirty(),
-            Reader::Exact(r) => r.has_committable(),
-        }
+        self.reader.has_committable()
     }
 
     /// Commits, per partition, the offset up to which everything handed out so far is covered.
@@ -372,20 +331,7 @@ impl Consumer {
     /// What a commit would write now: take it when the sink's flush starts, commit it once the
     /// flush has finished (what is handed out meanwhile is not in it).
     fn commit_snapshot(&mut self) -> CommitSnapshot {
-        let entries = match &mut self.reader {
-            Reader::Timestamp(ts) => {
-                return match ts.timestamp_snapshot() {
-                    Some(c) => CommitSnapshot::Timestamp(Box::new(c)),
-                    None => CommitSnapshot::Nothing,
-                }
-            }
-            Reader::Exact(r) => r.snapshot(),
-        };
-        if entries.is_empty() {
-            CommitSnapshot::Nothing
-        } else {
-            CommitSnapshot::Exact(entries)
-        }
+        self.reader.snapshot()
     }
 
     async fn commit_from(&mut self, snapshot: CommitSnapshot) -> Result<usize> {
@@ -394,31 +340,8 @@ impl Consumer {
         if let Some(lease) = self.lease.as_ref() {
             lease.check()?;
         }
-        let entries = match snapshot {
-            CommitSnapshot::Nothing => return Ok(0),
-            CommitSnapshot::Timestamp(c) => {
-                let done = match self.split() {
-                    (Reader::Timestamp(ts), mut cx) => ts.commit_timestamp(&mut cx, *c).await,
-                    (Reader::Exact(_), _) => Ok(0),
-                };
-                if let Ok(n) = &done {
-                    tracing::debug!(group = %self.config.group, documents = n, "committed the timestamp offset");
-                }
-                return done;
-            }
-            CommitSnapshot::Exact(entries) => entries,
-        };
-        let offsets: Vec<crate::offset::StoredOffset> =
-            entries.iter().map(|(o, _)| o.clone()).collect();
-        self.offsets
-            .commit(self.config.mode.kind(), &offsets)
-            .await?;
-        if let Reader::Exact(r) = &mut self.reader {
-            r.committed(&entries);
-        }
-        self.stats.commits += 1;
-        tracing::debug!(group = %self.config.group, partitions = entries.len(), offsets = ?offsets.iter().map(|o| (o.partition.to_string(), o.seq_no)).collect::<Vec<_>>(), "committed offsets");
-        Ok(entries.len())
+        let (reader, mut cx) = self.split();
+        reader.commit(&mut cx, snapshot).await
     }
 
     /// Releases the group's lease.
@@ -428,13 +351,4 @@ impl Consumer {
         }
         Ok(())
     }
-}
-
-/// What one commit writes, taken when the sink's flush for it starts.
-#[derive(Debug)]
-enum CommitSnapshot {
-    Nothing,
-    /// The offsets, each with the version of its partition's handed-out state it covers.
-    Exact(Vec<(crate::offset::StoredOffset, u64)>),
-    Timestamp(Box<timestamp_read::TimestampCommit>),
 }

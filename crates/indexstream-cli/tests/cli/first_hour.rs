@@ -55,32 +55,33 @@ fn wrong_input_is_one_line_naming_the_cause_with_exit_2() {
     let c = cluster(&[]);
     let url = c.url.as_str();
     let index = unique("first");
+    let group = unique("g");
     audit_docs(url, &index, 5);
     let host = url.trim_start_matches("http://");
     let https = format!("https://{host}");
     let base_path = format!("{url}/opensearch");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
-            vec!["consume", "nosuchindex-first", "g", "--url", url],
+            vec!["consume", "nosuchindex-first", &group, "--url", url],
             "no index matches \"nosuchindex-first\"",
         ),
         (
-            vec!["consume", &index, "g", "--url", host],
+            vec!["consume", &index, &group, "--url", host],
             "no scheme: write http://",
         ),
         (
-            vec!["consume", &index, "g", "--url", &https],
+            vec!["consume", &index, &group, "--url", &https],
             "answered the TLS handshake in plain HTTP: use http://",
         ),
         (
-            vec!["consume", &index, "g", "--url", &base_path],
+            vec!["consume", &index, &group, "--url", &base_path],
             "base path",
         ),
         (
             vec![
                 "consume",
                 &index,
-                "g",
+                &group,
                 "--url",
                 url,
                 "--mode",
@@ -94,7 +95,7 @@ fn wrong_input_is_one_line_naming_the_cause_with_exit_2() {
             vec![
                 "consume",
                 &index,
-                "g",
+                &group,
                 "--url",
                 url,
                 "--sink",
@@ -116,7 +117,7 @@ fn wrong_input_is_one_line_naming_the_cause_with_exit_2() {
     let (_, stderr) = run(&[
         "consume",
         &index,
-        "g",
+        &group,
         "--url",
         url,
         "--mode",
@@ -129,7 +130,7 @@ fn wrong_input_is_one_line_naming_the_cause_with_exit_2() {
         "{stderr}"
     );
     // A refused start leaves no lease behind: the group is free at once.
-    let (code, stderr) = run(&until_idle(&index, "g", url));
+    let (code, stderr) = run(&until_idle(&index, &group, url));
     assert_eq!(code, 0, "{stderr}");
 }
 
@@ -138,12 +139,13 @@ fn json_logs_stay_json_with_the_report_the_summary_and_errors() {
     let c = cluster(&[]);
     let url = c.url.as_str();
     let index = unique("jsonlogs");
+    let group = unique("g");
     audit_docs(url, &index, 7);
     let out = Command::new(BIN)
         .args([
             "consume",
             &index,
-            "g",
+            &group,
             "--url",
             url,
             "--sink",
@@ -201,7 +203,7 @@ fn json_logs_stay_json_with_the_report_the_summary_and_errors() {
         .args([
             "consume",
             "nosuchindex-json",
-            "g",
+            &group,
             "--url",
             url,
             "--log-format",
@@ -229,8 +231,10 @@ fn text_output_speaks_words_and_shows_the_report_only_when_asked() {
     let c = cluster(&[]);
     let url = c.url.as_str();
     let index = unique("words");
+    let group = unique("g");
+    let group2 = unique("g2");
     audit_docs(url, &index, 3);
-    let mut common = until_idle(&index, "g", url);
+    let mut common = until_idle(&index, &group, url);
     common.extend(["--commit-interval", "1000"]);
     let (code, stderr) = run(&common);
     assert_eq!(code, 0, "{stderr}");
@@ -254,7 +258,7 @@ fn text_output_speaks_words_and_shows_the_report_only_when_asked() {
     // With --report-interval the report is printed at exit, its partitions without the uuid.
     let mut with_report = common.clone();
     with_report.extend(["--report-interval", "1h"]);
-    with_report[2] = "g2";
+    with_report[2] = &group2;
     let (code, stderr) = run(&with_report);
     assert_eq!(code, 0, "{stderr}");
     assert!(stderr.contains("CONSUMER METRICS REPORT"), "{stderr}");
@@ -270,7 +274,7 @@ fn text_output_speaks_words_and_shows_the_report_only_when_asked() {
     }
     // A reset to the start reads as that, not as offset -1.
     let (code, stdout, stderr) =
-        run_out(&["groups", "reset", "g", "--to", "earliest", "--url", url]);
+        run_out(&["groups", "reset", &group, "--to", "earliest", "--url", url]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("from the start") && !stdout.contains("offset -1"),

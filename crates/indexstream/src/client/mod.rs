@@ -6,6 +6,7 @@
 mod config;
 mod decode;
 mod error;
+mod mapping;
 mod nodes;
 mod response;
 mod retry;
@@ -33,17 +34,10 @@ pub(crate) enum Body {
     NdJson(String),
 }
 
-/// Told about every retry: operation, retry number (1-based), delay, and the error.
-#[derive(Clone)]
-pub(crate) struct RetryObserver(pub std::sync::Arc<RetryCallback>);
-
-/// `(operation, retry number, delay, error)`.
-pub(crate) type RetryCallback = dyn Fn(&'static str, u32, Duration, &ClientError) + Send + Sync;
-
-impl fmt::Debug for RetryObserver {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("RetryObserver")
-    }
+/// Told about every retry a client makes (the consumer's telemetry counts and logs them).
+pub(crate) trait ObserveRetries: fmt::Debug + Send + Sync {
+    /// Operation `op` is retried after `delay`; `retry` counts from 1.
+    fn retried(&self, op: &'static str, retry: u32, delay: Duration, error: &ClientError);
 }
 
 /// The typed cluster client. Cheap to clone. Every request goes through its retry policy and,
@@ -56,7 +50,7 @@ pub struct Client {
     timeout: Duration,
     retry: RetryPolicy,
     breaker: Option<std::sync::Arc<crate::breaker::CircuitBreaker>>,
-    observer: Option<RetryObserver>,
+    observer: Option<std::sync::Arc<dyn ObserveRetries>>,
 }
 
 /// What a path segment keeps as is: letters, digits, and the marks index expressions and ids
@@ -115,7 +109,10 @@ impl Client {
         self
     }
 
-    pub(crate) fn with_retry_observer(mut self, observer: RetryObserver) -> Self {
+    pub(crate) fn with_retry_observer(
+        mut self,
+        observer: std::sync::Arc<dyn ObserveRetries>,
+    ) -> Self {
         self.observer = Some(observer);
         self
     }
@@ -181,7 +178,7 @@ impl Client {
                 let n = attempt.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
                 tracing::debug!(op, retry = n, delay = ?d, error = %e, "retrying");
                 if let Some(o) = &self.observer {
-                    (o.0)(op, n, d, e);
+                    o.retried(op, n, d, e);
                 }
             })
             .await;
@@ -759,63 +756,6 @@ impl Client {
         }
         Ok(out)
     }
-
-    /// The mapped type of `field` (a dotted path) in every concrete index behind `expr`;
-    /// `None` where the index does not map it (yet).
-    pub(crate) async fn field_types(
-        &self,
-        expr: &str,
-        field: &str,
-    ) -> Result<Vec<(String, Option<String>)>, ClientError> {
-        let mut out = Vec::new();
-        if let Value::Object(indices) = self.mappings(expr).await? {
-            for (index, m) in indices {
-                out.push((index, mapped_type(&m["mappings"], field)));
-            }
-        }
-        out.sort();
-        Ok(out)
-    }
-
-    /// `GET <expr>/_mapping`: index name to its mapping.
-    async fn mappings(&self, expr: &str) -> Result<Value, ClientError> {
-        self.json(
-            "mapping",
-            Method::GET,
-            &format!("/{}/_mapping", encode(expr)),
-            &[("allow_no_indices", "true".into())],
-            None,
-        )
-        .await
-    }
-
-    /// The `date` and `date_nanos` fields mapped in any index behind `expr`, dotted, sorted.
-    pub(crate) async fn date_fields(&self, expr: &str) -> Result<Vec<String>, ClientError> {
-        let mut out = std::collections::BTreeSet::new();
-        if let Value::Object(indices) = self.mappings(expr).await? {
-            for m in indices.values() {
-                collect_date_fields(&m["mappings"], "", &mut out);
-            }
-        }
-        Ok(out.into_iter().collect())
-    }
-}
-
-fn collect_date_fields(
-    mapping: &Value,
-    prefix: &str,
-    out: &mut std::collections::BTreeSet<String>,
-) {
-    let Some(props) = mapping["properties"].as_object() else {
-        return;
-    };
-    for (name, m) in props {
-        let path = format!("{prefix}{name}");
-        if matches!(m["type"].as_str(), Some("date" | "date_nanos")) {
-            out.insert(path.clone());
-        }
-        collect_date_fields(m, &format!("{path}."), out);
-    }
 }
 
 /// An OpenSearch time value (`500ms`, `1s`, `2m`, `1h`, `1d`, `-1` for "never"); `None` for
@@ -836,16 +776,6 @@ fn parse_time_value(v: &str) -> Option<Duration> {
         _ => return None,
     };
     Some(Duration::from_secs_f64(secs))
-}
-
-/// The type of a dotted field path in a mapping: `a.b` as an object `a` with a property `b`, or
-/// as a property literally named `a.b`.
-fn mapped_type(mapping: &Value, field: &str) -> Option<String> {
-    if let Some(t) = mapping["properties"][field]["type"].as_str() {
-        return Some(t.to_string());
-    }
-    let (head, rest) = field.split_once('.')?;
-    mapped_type(&mapping["properties"][head], rest)
 }
 
 #[cfg(test)]

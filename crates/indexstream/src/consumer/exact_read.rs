@@ -524,6 +524,7 @@ impl ExactReader {
             // One queued page per partition: handing it out makes its mark committable.
             cx.pending.push_back(Pending::Batch(Batch {
                 records,
+                partition: Some(pid.clone()),
                 marks,
                 keys: Vec::new(),
             }));
@@ -636,6 +637,7 @@ impl ExactReader {
             }
             cx.pending.push_back(Pending::Batch(Batch {
                 records,
+                partition: Some(pid.clone()),
                 marks: Vec::new(),
                 keys: Vec::new(),
             }));
@@ -646,28 +648,31 @@ impl ExactReader {
     }
 
     /// Records what a batch handed out: what the next commit covers and the uncommitted backlog.
-    pub(super) fn note_handed_out(&mut self, records: &[Record]) {
-        // Batches come partition by partition: look the partition up once per run of records.
-        for run in records.chunk_by(|a, b| a.index == b.index && a.shard == b.shard) {
-            let (Some(shard), Some(uuid)) = (run[0].shard, self.uuid_of.get(&run[0].index)) else {
-                continue;
-            };
-            let pid = PartitionId {
-                index: run[0].index.clone(),
-                uuid: uuid.clone(),
-                shard,
-            };
-            let handed = self.handed.get_mut(&pid);
-            let set = self.handed_out.entry(pid).or_default();
-            for seq in run.iter().filter_map(|r| r.seq_no) {
-                set.insert(seq);
-            }
-            if let Some(h) = handed {
-                for seq in run.iter().filter_map(|r| r.seq_no) {
-                    h.record(seq);
-                }
+    pub(super) fn note_handed_out(&mut self, pid: &PartitionId, records: &[Record]) {
+        let handed = self.handed.get_mut(pid);
+        let set = self.handed_out.entry(pid.clone()).or_default();
+        for seq in records.iter().filter_map(|r| r.seq_no) {
+            set.insert(seq);
+        }
+        if let Some(h) = handed {
+            for seq in records.iter().filter_map(|r| r.seq_no) {
+                h.record(seq);
             }
         }
+    }
+
+    /// Writes `entries` (a [`ExactReader::snapshot`]) to the offsets index.
+    pub(super) async fn commit(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        entries: Vec<(StoredOffset, u64)>,
+    ) -> Result<usize> {
+        let offsets: Vec<StoredOffset> = entries.iter().map(|(o, _)| o.clone()).collect();
+        cx.offsets.commit(cx.config.mode.kind(), &offsets).await?;
+        self.committed(&entries);
+        cx.stats.commits += 1;
+        tracing::debug!(group = %cx.config.group, partitions = entries.len(), offsets = ?offsets.iter().map(|o| (o.partition.to_string(), o.seq_no)).collect::<Vec<_>>(), "committed offsets");
+        Ok(entries.len())
     }
 }
 

@@ -423,6 +423,7 @@ impl TimestampReader {
         if !records.is_empty() {
             cx.pending.push_back(Pending::Batch(Batch {
                 records,
+                partition: None,
                 marks: Vec::new(),
                 keys,
             }));

@@ -597,6 +597,18 @@ fn error_kind(e: &Error) -> String {
     }
 }
 
+impl crate::client::ObserveRetries for Telemetry {
+    fn retried(
+        &self,
+        op: &'static str,
+        retry: u32,
+        delay: Duration,
+        error: &crate::client::ClientError,
+    ) {
+        Telemetry::retried(self, op, retry, delay, error);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
