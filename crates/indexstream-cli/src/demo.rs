@@ -1,17 +1,18 @@
 //! `indexstream demo`: the whole thing in one command. A fake cluster in-process (or `--url`),
 //! a producer writing audit events (some late, some held invisible for a while), an exact-mode
-//! consumer writing to a file, a live status line, and a verdict: produced N, delivered N,
-//! missing 0, duplicates 0.
+//! consumer (`indexstream consume`, a child process) writing to a file and killed with SIGKILL
+//! halfway, then started again, a live status line, and a verdict: produced N, delivered N,
+//! missing 0, and how many the restart delivered again (at most what was not yet committed).
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::io::{Read, Seek};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use indexstream::{AnySink, PendingFlush, SinkError};
-use indexstream::{Client, ConsumerBuilder, RunOptions, Sink, SinkSpec};
+use indexstream::Client;
 use tokio::time::Instant;
 
 use crate::common::{parse_duration, ConnArgs};
@@ -36,30 +37,16 @@ pub struct DemoArgs {
     /// How often the status line is printed.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     report_interval: Duration,
+    /// Do not kill the consumer halfway (by default it is killed with SIGKILL once half the
+    /// events are delivered, and started again).
+    #[arg(long)]
+    no_crash: bool,
 }
 
-/// Counts what passes through to the real sink.
-struct Counting {
-    inner: AnySink,
-    delivered: Arc<AtomicU64>,
-}
-
-impl Sink for Counting {
-    async fn write(&mut self, records: &[indexstream::Record]) -> Result<(), SinkError> {
-        self.inner.write(records).await?;
-        self.delivered
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), SinkError> {
-        self.inner.flush().await
-    }
-
-    async fn start_flush(&mut self) -> Result<PendingFlush, SinkError> {
-        self.inner.start_flush().await
-    }
-}
+/// The consumer's commit interval in the demo, and its page: a restart after a crash delivers
+/// again at most their sum.
+const COMMIT_INTERVAL: u64 = 2000;
+const PAGE_SIZE: u64 = 500;
 
 /// What the output file holds, against what was produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -143,12 +130,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let count = (args.rate * args.duration.as_secs_f64()).round() as u64;
     let group = format!("demo-{}", crate::common::now_ms());
     eprintln!("demo: producing {count} audit events at {}/s (10% timestamped up to 20s late); consumer group {group} writes to {}", args.rate, out.display());
-    let mut consumer = ConsumerBuilder::new(client_config.clone(), &args.index, &group)
-        .with_page_size(500)
-        .with_poll_interval(Duration::from_millis(200))
-        .with_commit_every(2000, Duration::from_secs(1))
-        .build()
-        .await?;
     let produced = Arc::new(AtomicU64::new(0));
     let delivered = Arc::new(AtomicU64::new(0));
     let producer = {
@@ -169,6 +150,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .await
         })
     };
+    let counter = {
+        let (out, delivered) = (out.clone(), delivered.clone());
+        tokio::spawn(async move {
+            let mut lines = LineCounter::default();
+            loop {
+                delivered.store(lines.count(&out), Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
     let reporter = {
         let (produced, delivered) = (produced.clone(), delivered.clone());
         let every = args.report_interval;
@@ -181,46 +172,125 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     delivered.load(Ordering::Relaxed),
                 );
                 eprintln!(
-                    "[{:>5.1}s] produced {p:>8}  delivered {d:>8}  behind {:>6}",
+                    "[{:>5.1}s] produced {p:>8}  output lines {d:>8}  behind {:>6}",
                     started.elapsed().as_secs_f64(),
                     p.saturating_sub(d)
                 );
             }
         })
     };
-    let mut sink = Counting {
-        inner: SinkSpec::File(out.clone()).open()?,
-        delivered: delivered.clone(),
+    let consumer = ConsumerChild {
+        url: client_config.url.clone(),
+        index: args.index.clone(),
+        group,
+        out: out.clone(),
     };
     let deadline = Instant::now() + args.duration + Duration::from_secs(60);
-    let done = {
-        let (produced, delivered) = (produced.clone(), delivered.clone());
-        async move {
-            loop {
-                let p = produced.load(Ordering::Relaxed);
-                if (p >= count && delivered.load(Ordering::Relaxed) >= count)
-                    || Instant::now() >= deadline
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut child = consumer.spawn()?;
+    let mut crashed_at = None;
+    if !args.no_crash {
+        // Half the events delivered: SIGKILL, no flush, no commit, the lease left behind.
+        while delivered.load(Ordering::Relaxed) < count / 2 && Instant::now() < deadline {
+            if child.try_wait()?.is_some() {
+                break;
             }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        if child.try_wait()?.is_none() {
+            child.kill().await.context("kill the consumer")?;
+            let at = LineCounter::default().count(&out);
+            eprintln!("demo: killed the consumer with SIGKILL after {at} events; starting it again (it resumes from its last commit)");
+            crashed_at = Some(at);
+            child = consumer.spawn()?;
+        }
+    }
+    let status = tokio::select! {
+        s = child.wait() => Some(s.context("wait for the consumer")?),
+        _ = tokio::time::sleep_until(deadline) => None,
     };
-    let run = consumer.run(&mut sink, RunOptions::default(), done).await;
     reporter.abort();
-    let stats = consumer.stats().clone();
-    consumer.close().await?;
-    run?;
+    counter.abort();
+    match status {
+        Some(s) if s.success() => {}
+        Some(s) => anyhow::bail!("the consumer failed: {s}"),
+        None => {
+            let _ = child.kill().await;
+            anyhow::bail!("the consumer did not catch up within 60 s of the producer's end");
+        }
+    }
     let written = producer.await.context("producer task")??.written;
     let text = std::fs::read_to_string(&out).with_context(|| format!("read {}", out.display()))?;
     let v = verdict(written, &text);
-    eprintln!("demo: consumer made {} commits, {} explicit refreshes, {} gap reads (late-visible documents caught)", stats.commits, stats.explicit_refreshes, stats.gap_reads);
     println!("{v}");
-    if v.missing > 0 || v.duplicates > 0 {
+    let bound = if crashed_at.is_some() {
+        COMMIT_INTERVAL + PAGE_SIZE
+    } else {
+        0
+    };
+    if let Some(at) = crashed_at {
+        println!("crash: killed after {at} events and restarted; delivered again {} (what was delivered after the last commit; at most {bound}: the commit interval {COMMIT_INTERVAL} and a page of {PAGE_SIZE})", v.duplicates);
+    }
+    if v.missing > 0 || v.duplicates > bound {
         anyhow::bail!("the demo lost or repeated events: {v}");
     }
     Ok(())
+}
+
+/// `indexstream consume` of the demo's group, as a child process of this one.
+struct ConsumerChild {
+    url: String,
+    index: String,
+    group: String,
+    out: PathBuf,
+}
+
+impl ConsumerChild {
+    fn spawn(&self) -> anyhow::Result<tokio::process::Child> {
+        let exe = std::env::current_exe().context("find the indexstream executable")?;
+        tokio::process::Command::new(exe)
+            .args(["consume", &self.index, &self.group, "--url", &self.url])
+            .arg("--sink")
+            .arg(format!("file:{}", self.out.display()))
+            .args(["--page-size", &PAGE_SIZE.to_string()])
+            .args(["--commit-interval", &COMMIT_INTERVAL.to_string()])
+            .args([
+                "--commit-every",
+                "1s",
+                "--poll-interval",
+                "200ms",
+                "--until-idle",
+                "3s",
+            ])
+            .env("INDEXSTREAM_LOG", "warn")
+            .env_remove("INDEXSTREAM_CONFIG")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .context("start the consumer")
+    }
+}
+
+/// Counts the complete lines of a growing file, reading only what was added since last time.
+#[derive(Debug, Default)]
+struct LineCounter {
+    read: u64,
+    lines: u64,
+}
+
+impl LineCounter {
+    fn count(&mut self, path: &Path) -> u64 {
+        if let Ok(mut f) = std::fs::File::open(path) {
+            if f.seek(std::io::SeekFrom::Start(self.read)).is_ok() {
+                let mut buf = Vec::new();
+                if f.read_to_end(&mut buf).is_ok() {
+                    self.read += buf.len() as u64;
+                    self.lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+                }
+            }
+        }
+        self.lines
+    }
 }
 
 #[cfg(test)]

@@ -244,17 +244,35 @@ fn print_exact(group: &str, member: Option<&str>, rows: &[PartitionLag], format:
                 member.unwrap_or("none (not running)")
             );
             println!(
-                "{:<30} {:<24} {:>5} {:>12} {:>12} {:>10}  STATE",
-                "INDEX", "UUID", "SHARD", "COMMITTED", "CHECKPOINT", "LAG"
+                "{:<30} {:>5} {:>12} {:>12} {:>10}  STATE",
+                "INDEX", "SHARD", "COMMITTED", "CHECKPOINT", "LAG"
             );
             let show = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
+            // The uuid only tells apart an index and its recreation (`--format json` always
+            // has it): shown beside the name when one name has two uuids.
+            let uuids = |name: &str| {
+                rows.iter()
+                    .filter(|r| r.partition.index == name)
+                    .map(|r| &r.partition.uuid)
+                    .collect::<std::collections::HashSet<_>>()
+                    .len()
+            };
             for r in rows {
+                let name = if uuids(&r.partition.index) > 1 {
+                    format!("{}[{}]", r.partition.index, r.partition.uuid)
+                } else {
+                    r.partition.index.clone()
+                };
+                let committed = if r.committed < 0 {
+                    "none".to_string()
+                } else {
+                    r.committed.to_string()
+                };
                 println!(
-                    "{:<30} {:<24} {:>5} {:>12} {:>12} {:>10}  {}",
-                    r.partition.index,
-                    r.partition.uuid,
+                    "{:<30} {:>5} {:>12} {:>12} {:>10}  {}",
+                    name,
                     r.partition.shard,
-                    r.committed,
+                    committed,
                     show(r.checkpoint),
                     show(r.lag),
                     state(r)

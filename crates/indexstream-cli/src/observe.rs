@@ -129,18 +129,28 @@ pub fn reporter(every: Duration, telemetry: Arc<Telemetry>) -> JoinHandle<()> {
     })
 }
 
+/// A progress bar style whose `{rate}` reads `1845/s` (indicatif's `{per_sec}` gives
+/// `1,844.8404/s`).
+pub fn bar_style(template: &str) -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(template)
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}/s", s.per_sec());
+            },
+        )
+}
+
 /// A progress bar of the documents still to deliver, only when stderr is a terminal.
 pub fn progress(telemetry: Arc<Telemetry>) -> Option<(JoinHandle<()>, indicatif::ProgressBar)> {
     if !std::io::stderr().is_terminal() {
         return None;
     }
     let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "catching up {bar:40} {pos}/{len} ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
+    bar.set_style(bar_style(
+        "catching up {bar:40} {pos}/{len} ({rate}, eta {eta})",
+    ));
     let b = bar.clone();
     let task = tokio::spawn(async move {
         loop {

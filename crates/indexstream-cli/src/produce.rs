@@ -240,12 +240,9 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<()> {
     ensure_index(&client, &args.index).await?;
     let progress = std::io::stderr().is_terminal().then(|| {
         let p = indicatif::ProgressBar::new(args.count);
-        p.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} events ({per_sec}, eta {eta})",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
+        p.set_style(crate::observe::bar_style(
+            "{bar:40} {pos}/{len} events ({rate}, eta {eta})",
+        ));
         p
     });
     let mut generator = Generator::new(args.seed, args.late_fraction, args.max_lateness);

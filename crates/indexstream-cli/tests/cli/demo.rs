@@ -1,11 +1,12 @@
-//! `indexstream demo`, short: it must end with a clean verdict.
+//! `indexstream demo`, short: it must end with a clean verdict, after its crash and restart
+//! and without one.
 
 use std::process::Command;
 
 use super::support::{unique, BIN};
 
-#[test]
-fn a_short_demo_ends_with_a_clean_verdict() {
+/// Runs a 2 s demo at 1000/s; returns its stdout.
+fn demo(extra: &[&str]) -> String {
     let file = std::env::temp_dir().join(format!("{}.jsonl", unique("demo")));
     let out = Command::new(BIN)
         .args([
@@ -19,22 +20,51 @@ fn a_short_demo_ends_with_a_clean_verdict() {
             "--out",
             file.to_str().unwrap(),
         ])
+        .args(extra)
         .env("INDEXSTREAM_LOG", "warn")
         .output()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
         out.status.success(),
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The demo keeps its output for the user to look at; the test does not.
+    assert!(file.exists(), "the demo wrote {}", file.display());
+    std::fs::remove_file(&file).unwrap();
+    stdout
+}
+
+#[test]
+fn a_short_demo_survives_its_crash_and_ends_with_a_clean_verdict() {
+    let stdout = demo(&[]);
+    let verdict = stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("verdict: produced 2000, delivered 2000, missing 0, duplicates ")
+        })
+        .unwrap_or_else(|| panic!("no clean verdict: {stdout}"));
+    let again: u64 = verdict.parse().unwrap();
+    assert!(again <= 2500, "{stdout}");
+    let crash = stdout
+        .lines()
+        .find(|l| l.starts_with("crash: killed after "))
+        .unwrap_or_else(|| panic!("no crash line: {stdout}"));
+    assert!(
+        crash.contains(&format!("delivered again {again} ")),
+        "{crash}"
+    );
+}
+
+#[test]
+fn without_the_crash_nothing_is_delivered_twice() {
+    let stdout = demo(&["--no-crash"]);
     assert!(
         stdout
             .lines()
             .any(|l| l == "verdict: produced 2000, delivered 2000, missing 0, duplicates 0"),
         "{stdout}"
     );
-    // The demo keeps its output for the user to look at; the test does not.
-    assert!(file.exists(), "the demo wrote {}", file.display());
-    std::fs::remove_file(&file).unwrap();
+    assert!(!stdout.contains("crash:"), "{stdout}");
 }

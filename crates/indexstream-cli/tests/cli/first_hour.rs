@@ -272,6 +272,14 @@ fn text_output_speaks_words_and_shows_the_report_only_when_asked() {
         let (ix, shard) = name.rsplit_once('/').unwrap();
         assert!(ix == index && shard.parse::<u32>().is_ok(), "{l}");
     }
+    // `groups describe` shows partitions by index name and shard, without the uuid.
+    let (code, stdout, stderr) = run_out(&["groups", "describe", &group, "--url", url]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stdout.contains("UUID"), "{stdout}");
+    assert!(
+        stdout.lines().any(|l| l.starts_with(&format!("{index} "))),
+        "{stdout}"
+    );
     // A reset to the start reads as that, not as offset -1.
     let (code, stdout, stderr) =
         run_out(&["groups", "reset", &group, "--to", "earliest", "--url", url]);
