@@ -523,9 +523,14 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     for t in tasks {
         t.abort();
     }
-    // The report once more at shutdown when it was asked for, whatever stopped the consumer.
+    // The report once more at shutdown when it was asked for, whatever stopped the consumer;
+    // after the error line when an error stopped it.
     if settings.report_interval.is_some() {
-        crate::observe::print_report(&telemetry);
+        if result.is_ok() {
+            crate::observe::print_report(&telemetry);
+        } else {
+            crate::observe::report_after_error(&telemetry);
+        }
     }
     let stats = consumer.stats().clone();
     let close = consumer.close().await;

@@ -182,6 +182,7 @@ fn main() -> ExitCode {
             } else {
                 eprintln!("error: {one_line}");
             }
+            observe::print_after_error();
             ExitCode::from(status)
         }
     }

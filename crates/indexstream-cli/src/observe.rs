@@ -101,19 +101,36 @@ pub fn say(text: &str, fields: serde_json::Value) {
     }
 }
 
-/// Prints the status report to stderr: the text report, or one JSON log line.
-pub fn print_report(telemetry: &Telemetry) {
+/// The status report as printed to stderr: the text report, or one JSON log line.
+fn report_text(telemetry: &Telemetry) -> String {
     if json_logs() {
-        eprintln!(
-            "{}",
-            json_line(
-                "INFO",
-                "status report",
-                serde_json::json!({"report": telemetry.report_json()})
-            )
+        let line = json_line(
+            "INFO",
+            "status report",
+            serde_json::json!({"report": telemetry.report_json()}),
         );
+        format!("{line}\n")
     } else {
-        eprint!("{}", telemetry.report());
+        telemetry.report()
+    }
+}
+
+/// Prints the status report to stderr.
+pub fn print_report(telemetry: &Telemetry) {
+    eprint!("{}", report_text(telemetry));
+}
+
+static AFTER_ERROR: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Keeps the final report to print after the error line, so that the error comes first.
+pub fn report_after_error(telemetry: &Telemetry) {
+    *AFTER_ERROR.lock().unwrap_or_else(|p| p.into_inner()) = Some(report_text(telemetry));
+}
+
+/// Prints what [`report_after_error`] kept, if anything.
+pub fn print_after_error() {
+    if let Some(text) = AFTER_ERROR.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        eprint!("{text}");
     }
 }
 

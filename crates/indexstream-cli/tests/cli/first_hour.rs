@@ -129,6 +129,28 @@ fn wrong_input_is_one_line_naming_the_cause_with_exit_2() {
         stderr.contains("@timestamp") && stderr.contains("event.ingested"),
         "{stderr}"
     );
+    // With --report-interval, an error that stops a running consumer comes first, the report
+    // after it.
+    let (code, stderr) = run(&[
+        "consume",
+        &index,
+        &group,
+        "--url",
+        url,
+        "--mode",
+        "timestamp",
+        "--timestamp-field",
+        "ts",
+        "--report-interval",
+        "1h",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    let first = stderr.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("error: ") && first.contains("\"ts\" is not mapped"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("CONSUMER METRICS REPORT"), "{stderr}");
     // A refused start leaves no lease behind: the group is free at once.
     let (code, stderr) = run(&until_idle(&index, &group, url));
     assert_eq!(code, 0, "{stderr}");
