@@ -8,6 +8,11 @@
 //! once; a second live process with the same member id on the same host is refused. The default
 //! member id is the host name, so a restarted process reclaims its lease with default settings.
 
+// Several members per group (issue 17): the assignment is built and tested first; the
+// membership protocol that calls it is not written yet.
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) mod assign;
+
 use std::time::Duration;
 
 use serde_json::Value;
