@@ -158,7 +158,10 @@ fn plain(message: &str) -> String {
     for ty in ["usize", "u64", "u32", "u16", "u8", "i64", "i32"] {
         m = m.replace(&format!("expected {ty}"), "expected a whole number");
     }
-    m
+    m.replace(
+        "data did not match any variant of untagged enum Either",
+        "expected text or a date-time (earliest, latest, 2024-05-01T10:00:00Z)",
+    )
 }
 
 fn one_line(s: &str) -> String {
@@ -174,6 +177,25 @@ fn line_col(text: &str, at: usize) -> (usize, usize) {
         .map_or(before.len(), |i| before.len() - i - 1)
         + 1;
     (line, col)
+}
+
+/// A text setting that TOML may also hold as a date-time (`start = 2024-05-01T10:00:00Z`,
+/// unquoted): the date-time as RFC 3339 text.
+pub fn text_or_datetime<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Text(String),
+        DateTime(toml::value::Datetime),
+    }
+    Ok(
+        <Option<Either> as serde::Deserialize>::deserialize(d)?.map(|e| match e {
+            Either::Text(t) => t,
+            Either::DateTime(dt) => dt.to_string(),
+        }),
+    )
 }
 
 /// `Option<Duration>` as humantime text (`"500ms"`, `"30s"`) in the file and in merged tables.

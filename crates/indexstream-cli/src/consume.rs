@@ -85,7 +85,10 @@ pub struct ConsumeArgs {
     mode: Option<ModeArg>,
     /// Where a group without a committed offset starts: earliest, latest, or an RFC 3339 time [default: earliest]
     #[arg(long, env = "INDEXSTREAM_START", help_heading = READING)]
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "config_file::text_or_datetime"
+    )]
     start: Option<String>,
     /// Timestamp field (timestamp mode; --start <time> in exact mode) [default: @timestamp]
     #[arg(long, env = "INDEXSTREAM_TIMESTAMP_FIELD", help_heading = READING)]
@@ -247,6 +250,9 @@ pub struct ConsumeArgs {
     report_interval: Option<Duration>,
 }
 
+/// Whether a setting is given in a [`ConsumeArgs`].
+type Given = fn(&ConsumeArgs) -> bool;
+
 /// The flag of a [`ConsumerConfig`] field that [`ConsumerConfig::validate`] (or the consumer at
 /// start) names in an error.
 const FLAG_OF_FIELD: &[(&str, &str)] = &[
@@ -298,20 +304,18 @@ impl ConsumeArgs {
     /// Flags and environment over the config file, checked and turned into the library's
     /// settings. Nothing touches the cluster.
     pub fn settings(&self) -> anyhow::Result<Settings> {
-        let usage = |m: String| -> anyhow::Error { UsageError(m).into() };
-        if self.index_pos.is_some() && self.index.is_some() && self.index_pos != self.index {
-            return Err(usage(
-                "the index is given twice (positional and --index) with different values".into(),
-            ));
-        }
-        if self.group_pos.is_some() && self.group.is_some() && self.group_pos != self.group {
-            return Err(usage(
-                "the group is given twice (positional and --group) with different values".into(),
-            ));
-        }
         let mut flags = self.clone();
-        flags.index = self.index_pos.clone().or(flags.index);
-        flags.group = self.group_pos.clone().or(flags.group);
+        // Positional arguments win over --index/--group and their environment variables; with
+        // --index (or INDEXSTREAM_INDEX) and one positional argument, that one is the group.
+        match (&self.index_pos, &self.group_pos) {
+            (Some(one), None) if self.index.is_some() && self.group.is_none() => {
+                flags.group = Some(one.clone());
+            }
+            (index, group) => {
+                flags.index = index.clone().or(flags.index);
+                flags.group = group.clone().or(flags.group);
+            }
+        }
         let a = match &self.config {
             Some(path) => {
                 let mut file = ConfigFile::load(path)?;
@@ -320,34 +324,55 @@ impl ConsumeArgs {
             }
             None => config_file::no_file(&flags)?,
         };
-        a.resolve()
+        a.resolve(&flags)
     }
 
-    /// The merged settings as the library's.
-    fn resolve(&self) -> anyhow::Result<Settings> {
+    /// The merged settings as the library's. `flags` are the flags and environment alone: a
+    /// setting of the other mode is refused when it was given there, or in the file with the
+    /// mode; one in the file while the flags chose the mode is left out with a warning (a
+    /// file written for one mode still serves a run of the other).
+    fn resolve(&self, flags: &ConsumeArgs) -> anyhow::Result<Settings> {
         let usage = |m: String| -> anyhow::Error { UsageError(m).into() };
+        let mode = self.mode.unwrap_or(ModeArg::Exact);
+        let foreign = |flag: &str, given: Given| -> anyhow::Result<bool> {
+            if !given(self) {
+                return Ok(false);
+            }
+            let (this, other) = match mode {
+                ModeArg::Exact => ("exact", "timestamp"),
+                ModeArg::Timestamp => ("timestamp", "exact"),
+            };
+            if given(flags) || flags.mode.is_none() {
+                return Err(usage(format!(
+                    "--{flag} applies to --mode {other} only; this consumer runs in {this} mode"
+                )));
+            }
+            tracing::warn!(
+                key = flag,
+                mode = this,
+                "the config file's `{flag}` applies to {other} mode only; left out"
+            );
+            Ok(true)
+        };
         let index = self.index.clone().ok_or_else(|| {
             usage("no index: give INDEX, --index or `index` in the config file".into())
         })?;
         let group = self.group.clone().ok_or_else(|| {
             usage("no group: give GROUP, --group or `group` in the config file".into())
         })?;
-        let mode = match self.mode.unwrap_or(ModeArg::Exact) {
+        let timestamp_only: [(&str, Given); 7] = [
+            ("safety-window", |a| a.safety_window.is_some()),
+            ("tiebreaker-field", |a| a.tiebreaker_field.is_some()),
+            ("on-missing-timestamp", |a| a.on_missing_timestamp.is_some()),
+            ("query", |a| a.query.is_some()),
+            ("window-cap", |a| a.window_cap.is_some()),
+            ("missed-late-horizon", |a| a.missed_late_horizon.is_some()),
+            ("missed-late-check", |a| a.missed_late_check.is_some()),
+        ];
+        let mode = match mode {
             ModeArg::Exact => {
-                for (flag, given) in [
-                    ("safety-window", self.safety_window.is_some()),
-                    ("tiebreaker-field", self.tiebreaker_field.is_some()),
-                    ("on-missing-timestamp", self.on_missing_timestamp.is_some()),
-                    ("query", self.query.is_some()),
-                    ("window-cap", self.window_cap.is_some()),
-                    ("missed-late-horizon", self.missed_late_horizon.is_some()),
-                    ("missed-late-check", self.missed_late_check.is_some()),
-                ] {
-                    if given {
-                        return Err(usage(format!(
-                            "--{flag} applies to --mode timestamp only; this consumer runs in exact mode"
-                        )));
-                    }
+                for (flag, given) in timestamp_only {
+                    foreign(flag, given)?;
                 }
                 let mut e = ExactSettings::default();
                 if self.refresh_policy == Some(RefreshArg::Force) {
@@ -356,11 +381,7 @@ impl ConsumeArgs {
                 ReadMode::Exact(e)
             }
             ModeArg::Timestamp => {
-                if self.refresh_policy.is_some() {
-                    return Err(usage(
-                        "--refresh-policy applies to --mode exact only; this consumer runs in timestamp mode".into(),
-                    ));
-                }
+                foreign("refresh-policy", |a| a.refresh_policy.is_some())?;
                 let mut t = TimestampSettings::default();
                 if let Some(v) = self.safety_window {
                     t = t.with_safety_window(v);

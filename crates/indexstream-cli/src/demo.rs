@@ -150,13 +150,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .await
         })
     };
+    let distinct = Arc::new(AtomicU64::new(0));
     let counter = {
-        let (out, delivered) = (out.clone(), delivered.clone());
+        let (out, delivered, distinct) = (out.clone(), delivered.clone(), distinct.clone());
         tokio::spawn(async move {
             let mut lines = LineCounter::default();
             loop {
-                delivered.store(lines.count(&out), Ordering::Relaxed);
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                lines.read(&out);
+                delivered.store(lines.lines, Ordering::Relaxed);
+                distinct.store(lines.ids.len() as u64, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         })
     };
@@ -180,6 +183,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         })
     };
     let consumer = ConsumerChild {
+        conn: args.conn.clone(),
         url: client_config.url.clone(),
         index: args.index.clone(),
         group,
@@ -188,36 +192,44 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + args.duration + Duration::from_secs(60);
     let mut child = consumer.spawn()?;
     let mut crashed_at = None;
-    if !args.no_crash {
-        // Half the events delivered: SIGKILL, no flush, no commit, the lease left behind.
-        while delivered.load(Ordering::Relaxed) < count / 2 && Instant::now() < deadline {
-            if child.try_wait()?.is_some() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut last_full = Instant::now();
+    // The consumer runs until everything produced is in the file (then SIGTERM: a graceful
+    // stop), killed once with SIGKILL halfway (no flush, no commit, the lease left behind) and
+    // started again.
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("the consumer stopped by itself: {status}");
         }
-        if child.try_wait()?.is_none() {
+        let lines = delivered.load(Ordering::Relaxed);
+        if !args.no_crash && crashed_at.is_none() && lines >= count / 2 {
             child.kill().await.context("kill the consumer")?;
-            let at = LineCounter::default().count(&out);
+            let at = LineCounter::default().read(&out).lines;
             eprintln!("demo: killed the consumer with SIGKILL after {at} events; starting it again (it resumes from its last commit)");
             crashed_at = Some(at);
             child = consumer.spawn()?;
+            continue;
         }
-    }
-    let status = tokio::select! {
-        s = child.wait() => Some(s.context("wait for the consumer")?),
-        _ = tokio::time::sleep_until(deadline) => None,
-    };
-    reporter.abort();
-    counter.abort();
-    match status {
-        Some(s) if s.success() => {}
-        Some(s) => anyhow::bail!("the consumer failed: {s}"),
-        None => {
+        // The running count may have glued a line torn by the kill to the next one; a fresh
+        // read of the whole file decides.
+        if producer.is_finished()
+            && distinct.load(Ordering::Relaxed) >= produced.load(Ordering::Relaxed)
+            || producer.is_finished() && last_full.elapsed() >= Duration::from_secs(1)
+        {
+            last_full = Instant::now();
+            let all = LineCounter::default().read(&out).ids.len() as u64;
+            if all >= produced.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        if Instant::now() >= deadline {
             let _ = child.kill().await;
             anyhow::bail!("the consumer did not catch up within 60 s of the producer's end");
         }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    stop_gracefully(&mut child).await?;
+    reporter.abort();
+    counter.abort();
     let written = producer.await.context("producer task")??.written;
     let text = std::fs::read_to_string(&out).with_context(|| format!("read {}", out.display()))?;
     let v = verdict(written, &text);
@@ -236,8 +248,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// SIGTERM, and the exit status it must then have: 0.
+async fn stop_gracefully(child: &mut tokio::process::Child) -> anyhow::Result<()> {
+    if let Some(pid) = child.id() {
+        // tokio sends only SIGKILL; `kill` is in every Unix userland.
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+    }
+    let status = tokio::time::timeout(Duration::from_secs(40), child.wait())
+        .await
+        .context("the consumer did not stop within 40 s of SIGTERM")??;
+    if !status.success() {
+        anyhow::bail!("the consumer failed: {status}");
+    }
+    Ok(())
+}
+
 /// `indexstream consume` of the demo's group, as a child process of this one.
 struct ConsumerChild {
+    /// Credentials and timeout go to the child in its environment, never on its command line.
+    conn: ConnArgs,
     url: String,
     index: String,
     group: String,
@@ -247,22 +278,35 @@ struct ConsumerChild {
 impl ConsumerChild {
     fn spawn(&self) -> anyhow::Result<tokio::process::Child> {
         let exe = std::env::current_exe().context("find the indexstream executable")?;
-        tokio::process::Command::new(exe)
-            .args(["consume", &self.index, &self.group, "--url", &self.url])
+        let mut cmd = tokio::process::Command::new(exe);
+        // None of this process's INDEXSTREAM_* settings may change the child's.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("INDEXSTREAM_") {
+                cmd.env_remove(&k);
+            }
+        }
+        let c = &self.conn;
+        for (var, value) in [
+            ("INDEXSTREAM_USERNAME", c.username.clone()),
+            ("INDEXSTREAM_PASSWORD", c.password.clone()),
+            ("INDEXSTREAM_API_KEY", c.api_key.clone()),
+            (
+                "INDEXSTREAM_REQUEST_TIMEOUT",
+                c.request_timeout
+                    .map(|d| humantime::format_duration(d).to_string()),
+            ),
+        ] {
+            if let Some(v) = value {
+                cmd.env(var, v);
+            }
+        }
+        cmd.args(["consume", &self.index, &self.group, "--url", &self.url])
             .arg("--sink")
             .arg(format!("file:{}", self.out.display()))
             .args(["--page-size", &PAGE_SIZE.to_string()])
             .args(["--commit-interval", &COMMIT_INTERVAL.to_string()])
-            .args([
-                "--commit-every",
-                "1s",
-                "--poll-interval",
-                "200ms",
-                "--until-idle",
-                "3s",
-            ])
+            .args(["--commit-every", "1s", "--poll-interval", "200ms"])
             .env("INDEXSTREAM_LOG", "warn")
-            .env_remove("INDEXSTREAM_CONFIG")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .kill_on_drop(true)
@@ -271,25 +315,46 @@ impl ConsumerChild {
     }
 }
 
-/// Counts the complete lines of a growing file, reading only what was added since last time.
+/// The complete lines of a growing JSON Lines file and the distinct ids in them, reading only
+/// what was added since last time.
 #[derive(Debug, Default)]
 struct LineCounter {
     read: u64,
+    partial: Vec<u8>,
     lines: u64,
+    ids: HashSet<String>,
 }
 
 impl LineCounter {
-    fn count(&mut self, path: &Path) -> u64 {
-        if let Ok(mut f) = std::fs::File::open(path) {
-            if f.seek(std::io::SeekFrom::Start(self.read)).is_ok() {
-                let mut buf = Vec::new();
-                if f.read_to_end(&mut buf).is_ok() {
-                    self.read += buf.len() as u64;
-                    self.lines += buf.iter().filter(|b| **b == b'\n').count() as u64;
+    fn read(&mut self, path: &Path) -> &Self {
+        let Ok(mut f) = std::fs::File::open(path) else {
+            return self;
+        };
+        let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+        if len < self.read {
+            // Cut back (the file sink drops a torn last line when it opens): read it again.
+            *self = LineCounter::default();
+        }
+        let mut buf = Vec::new();
+        if f.seek(std::io::SeekFrom::Start(self.read)).is_err() || f.read_to_end(&mut buf).is_err()
+        {
+            return self;
+        }
+        self.read += buf.len() as u64;
+        self.partial.extend_from_slice(&buf);
+        let Some(end) = self.partial.iter().rposition(|b| *b == b'\n') else {
+            return self;
+        };
+        let complete: Vec<u8> = self.partial.drain(..=end).collect();
+        for line in complete.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+            self.lines += 1;
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(line) {
+                if let Some(id) = v["id"].as_str() {
+                    self.ids.insert(id.to_string());
                 }
             }
         }
-        self.lines
+        self
     }
 }
 

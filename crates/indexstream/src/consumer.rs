@@ -124,14 +124,18 @@ impl Consumer {
         let info = base.info().await?;
         // Checked before the group is joined: a consumer refused for its input must leave no
         // lease behind (the offsets' mode is checked below, before the lease too).
-        match base.shard_stats(&config.index).await {
-            Err(crate::client::ClientError::Status { status: 404, .. }) => {
-                return Err(crate::Error::NoSuchIndex {
-                    pattern: config.index.clone(),
-                })
+        // (Exact mode reads shard stats anyway; timestamp mode, which needs no stats privilege,
+        // finds a missing index in its first round.)
+        if config.mode.kind() == crate::offset::Mode::Exact {
+            match base.shard_stats(&config.index).await {
+                Err(crate::client::ClientError::Status { status: 404, .. }) => {
+                    return Err(crate::Error::NoSuchIndex {
+                        pattern: config.index.clone(),
+                    })
+                }
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
             }
-            Err(e) => return Err(e.into()),
-            Ok(_) => {}
         }
         let observer: std::sync::Arc<dyn crate::client::ObserveRetries> = telemetry.clone();
         let fetch_breaker = std::sync::Arc::new(crate::breaker::CircuitBreaker::new(

@@ -7,6 +7,11 @@ use super::support::{unique, BIN};
 
 /// Runs a 2 s demo at 1000/s; returns its stdout.
 fn demo(extra: &[&str]) -> String {
+    demo_with_env(extra, &[])
+}
+
+/// The same with environment variables set for the demo.
+fn demo_with_env(extra: &[&str], env: &[(&str, &str)]) -> String {
     let file = std::env::temp_dir().join(format!("{}.jsonl", unique("demo")));
     let out = Command::new(BIN)
         .args([
@@ -21,6 +26,7 @@ fn demo(extra: &[&str]) -> String {
             file.to_str().unwrap(),
         ])
         .args(extra)
+        .envs(env.iter().copied())
         .env("INDEXSTREAM_LOG", "warn")
         .output()
         .unwrap();
@@ -59,7 +65,8 @@ fn a_short_demo_survives_its_crash_and_ends_with_a_clean_verdict() {
 
 #[test]
 fn without_the_crash_nothing_is_delivered_twice() {
-    let stdout = demo(&["--no-crash"]);
+    // The demo's own INDEXSTREAM_* settings must not reach its consumer.
+    let stdout = demo_with_env(&["--no-crash"], &[("INDEXSTREAM_MAX_EVENTS", "1")]);
     assert!(
         stdout
             .lines()

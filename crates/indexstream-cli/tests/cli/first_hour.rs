@@ -59,6 +59,7 @@ fn wrong_input_is_one_line_naming_the_cause_with_exit_2() {
     audit_docs(url, &index, 5);
     let host = url.trim_start_matches("http://");
     let https = format!("https://{host}");
+    let https_upper = format!("HTTPS://{host}");
     let base_path = format!("{url}/opensearch");
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (
@@ -71,6 +72,10 @@ fn wrong_input_is_one_line_naming_the_cause_with_exit_2() {
         ),
         (
             vec!["consume", &index, &group, "--url", &https],
+            "answered the TLS handshake in plain HTTP: use http://",
+        ),
+        (
+            vec!["consume", &index, &group, "--url", &https_upper],
             "answered the TLS handshake in plain HTTP: use http://",
         ),
         (
@@ -452,4 +457,75 @@ fn completions_man_page_and_the_systemd_unit_are_what_people_install() {
         stderr.contains("cannot connect to http://127.0.0.1:1"),
         "{stderr}"
     );
+}
+
+#[test]
+fn one_config_file_serves_both_modes_and_positional_arguments_win() {
+    let c = cluster(&[]);
+    let url = c.url.as_str();
+    let index = unique("twomodes");
+    audit_docs(url, &index, 4);
+    let tmp = TempDir::new("twomodes");
+    let cfg = tmp.path().join("c.toml");
+    let group = unique("g");
+    // A file written for timestamp mode, with an unquoted TOML date-time for `start`.
+    std::fs::write(
+        &cfg,
+        format!(
+            "url = \"{url}\"\nindex = \"{index}\"\ngroup = \"{group}\"\nmode = \"timestamp\"\nsafety-window = \"5s\"\nstart = 2024-05-01T00:00:00Z\nsink = \"null\"\nuntil-idle = \"300ms\"\npoll-interval = \"50ms\"\n"
+        ),
+    )
+    .unwrap();
+    let (code, stderr) = run(&["consume", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stderr}");
+    // The same file for an exact-mode run: its timestamp-only key is left out, not an error.
+    let exact_group = unique("g");
+    let (code, stderr) = run(&[
+        "consume",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--mode",
+        "exact",
+        "--group",
+        &exact_group,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    // Given on the command line, it is refused.
+    let (code, stderr) = run(&[
+        "consume",
+        "--config",
+        cfg.to_str().unwrap(),
+        "--mode",
+        "exact",
+        "--safety-window",
+        "5s",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    only_an_error_line(&stderr, "--safety-window applies to --mode timestamp only");
+    // A positional group wins over INDEXSTREAM_GROUP; with --index, one positional is the group.
+    let (positional, with_index) = (unique("g"), unique("g"));
+    let out = Command::new(BIN)
+        .args(until_idle(&index, &positional, url))
+        .env("INDEXSTREAM_GROUP", "not-this-one")
+        .env("INDEXSTREAM_LOG", "error")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut args = until_idle(&index, &with_index, url);
+    args[1] = "--index";
+    args.insert(2, &index);
+    let (code, stderr) = run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    for g in [&positional, &with_index] {
+        let (code, _, stderr) = run_out(&["groups", "describe", g, "--url", url]);
+        assert_eq!(code, 0, "group {g} was used: {stderr}");
+    }
+    let (code, _, _) = run_out(&["groups", "describe", "not-this-one", "--url", url]);
+    assert_eq!(code, 2, "the environment's group was not used");
 }

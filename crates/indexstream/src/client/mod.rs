@@ -186,6 +186,8 @@ impl Client {
             if admitted.load(std::sync::atomic::Ordering::Relaxed) {
                 match &result {
                     // Let through, then stopped by the breaker: the attempts it made failed.
+                    // Refused by the breaker on a retry: a failure, but not a new cause.
+                    Err(e @ ClientError::BreakerOpen { .. }) if e.is_retriable() => b.on_failure(),
                     Err(e) if e.is_retriable() => b.on_failure_because(e),
                     _ => b.on_success(),
                 }
@@ -324,7 +326,9 @@ impl Client {
     fn transport_error(&self, op: &'static str, base: &str, e: reqwest::Error) -> ClientError {
         let cause = root_cause(&e);
         // rustls reading a plain-HTTP answer to its handshake; no retry helps.
-        if base.starts_with("https://")
+        if base
+            .get(..8)
+            .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
             && (cause.contains("InvalidContentType") || cause.contains("corrupt message"))
         {
             return ClientError::InvalidUrl {
@@ -382,7 +386,8 @@ impl Client {
         });
         let not_a_cluster = |e: ClientError| {
             match (with_path, &e) {
-            (Some(url), ClientError::Status { status: 400..=499, .. } | ClientError::Decode { .. }) => {
+            // Not found or no such route (a 401, 403 or 429 is the cluster's answer, kept as is).
+            (Some(url), ClientError::Status { status: 400 | 404 | 405, .. } | ClientError::Decode { .. }) => {
                 ClientError::InvalidUrl {
                     url: url.clone(),
                     reason: format!("its path is sent as a base path before every request, and GET on it did not answer as OpenSearch or Elasticsearch ({e}); give the node's root URL, or the reverse proxy's base path that leads to it"),

@@ -652,16 +652,18 @@ async fn the_error_of_an_open_breaker_names_the_failure_that_opened_it() {
     let t = target("breaker-cause").await;
     let fake = t.fault_api();
     let index = t.name("o");
-    t.create_index(&index, 1, "100ms").await;
-    t.write_n(&index, "a", 5).await;
+    // Three shards: three searches at once, so that one's retry meets the breaker another opened.
+    t.create_index(&index, 3, "100ms").await;
+    t.write_n(&index, "a", 30).await;
     let mut config = Consumer::builder(t.client_config(), &index, t.name("g"))
         .with_poll_interval(Duration::from_millis(20))
         .with_offsets_index(t.name("offsets"))
         .build_config();
     config.breaker = BreakerConfig::new(1, Duration::from_secs(60));
     config.retry = RetryPolicy::builder()
-        .max_attempts(1)
-        .base_delay(Duration::from_millis(5))
+        .max_attempts(3)
+        .base_delay(Duration::from_millis(20))
+        .max_delay(Duration::from_millis(40))
         .build();
     let mut consumer = ConsumerBuilder::from_config(config).build().await.unwrap();
     fake.add_fault(
@@ -670,17 +672,11 @@ async fn the_error_of_an_open_breaker_names_the_failure_that_opened_it() {
             .index(&index),
     )
     .unwrap();
-    fake.add_fault(
-        FaultRule::new("stats", FaultAction::Error)
-            .status(503)
-            .index(&index),
-    )
-    .unwrap();
     let mut sink = MemorySink::default();
     let r = consumer
         .run(
             &mut sink,
-            RunOptions::default().with_max_consecutive_failures(3),
+            RunOptions::default().with_max_consecutive_failures(6),
             std::future::pending(),
         )
         .await;
@@ -691,5 +687,10 @@ async fn the_error_of_an_open_breaker_names_the_failure_that_opened_it() {
     assert!(
         text.contains("circuit breaker is open") && text.contains("the last: HTTP 503"),
         "{text}"
+    );
+    assert_eq!(
+        text.matches("circuit breaker is open").count(),
+        1,
+        "a refusal by the breaker is not a new cause: {text}"
     );
 }
