@@ -84,22 +84,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .map_err(|e| format!("invalid duration {s:?}: {e} (examples: 500ms, 2s, 1m)"))
 }
 
-/// Parses an RFC 3339 time (`2024-05-01T10:00:00Z`, `2024-05-01T12:00:00+02:00`) into epoch ms.
-/// Parses an RFC 3339 time into epoch milliseconds; without an offset it is taken as UTC.
-pub fn parse_time(s: &str) -> Result<i64, String> {
-    let s = s.trim();
-    let err = || format!("invalid time {s:?}: expected RFC 3339, e.g. 2024-05-01T10:00:00Z");
-    let ts = match s.parse::<jiff::Timestamp>() {
-        Ok(ts) => ts,
-        Err(_) => s
-            .parse::<jiff::civil::DateTime>()
-            .and_then(|dt| dt.to_zoned(jiff::tz::TimeZone::UTC))
-            .map_err(|_| err())?
-            .timestamp(),
-    };
-    Ok(ts.as_millisecond())
-}
-
 pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
@@ -134,19 +118,6 @@ pub async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn times_parse_with_offsets() {
-        assert_eq!(parse_time("1970-01-01T00:00:01Z").unwrap(), 1000);
-        assert_eq!(parse_time("1970-01-01T01:00:01+01:00").unwrap(), 1000);
-        assert_eq!(
-            parse_time("2019-10-21T08:30:04.828Z").unwrap(),
-            1_571_646_604_828
-        );
-        assert_eq!(parse_time("1970-01-01 00:00:02").unwrap(), 2000);
-        assert_eq!(parse_time("1969-12-31T23:59:59.999Z").unwrap(), -1);
-        assert!(parse_time("yesterday").unwrap_err().contains("yesterday"));
-    }
 
     #[test]
     fn durations_name_the_bad_input() {

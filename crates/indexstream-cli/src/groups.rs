@@ -7,10 +7,10 @@ use indexstream::{
     Admin, Description, GroupSummary, PartitionLag, Reset, ResetDone, ResetTo,
     TimestampDescription, WhenHeld,
 };
-use indexstream::{Mode, DEFAULT_OFFSETS_INDEX};
+use indexstream::{Mode, StartFrom, DEFAULT_OFFSETS_INDEX};
 use serde_json::json;
 
-use crate::common::{parse_time, ConnArgs};
+use crate::common::ConnArgs;
 use crate::UsageError;
 
 #[derive(Debug, clap::Args)]
@@ -142,13 +142,15 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
             timestamp_field,
             mode,
         } => {
-            let target = match to.as_str() {
-                "earliest" => ResetTo::Earliest,
-                "latest" => ResetTo::Latest,
-                t => ResetTo::Time {
-                    epoch_ms: parse_time(t)
-                        .map_err(|e| UsageError(format!("--to: {e}, or earliest, or latest")))?,
-                },
+            // The same positions as `consume --start`, parsed by the library.
+            let target = match to
+                .parse::<StartFrom>()
+                .map_err(|e| UsageError(format!("invalid --to: {e}")))?
+            {
+                StartFrom::Earliest => ResetTo::Earliest,
+                StartFrom::Latest => ResetTo::Latest,
+                StartFrom::Time(epoch_ms) => ResetTo::Time { epoch_ms },
+                other => return Err(UsageError(format!("invalid --to: {other:?}")).into()),
             };
             let mut reset = Reset::new(target)
                 .with_timestamp_field(timestamp_field)

@@ -694,5 +694,15 @@ mod tests {
         );
         let e = "yesterday".parse::<StartFrom>().unwrap_err();
         assert!(e.contains("yesterday"), "{e}");
+        // Offsets, fractions, before the epoch, and no offset (UTC) (the CLI's `groups reset
+        // --to` parses with it too).
+        let at = |s: &str| match s.parse::<StartFrom>() {
+            Ok(StartFrom::Time(ms)) => ms,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(at("1970-01-01T01:00:01+01:00"), 1000);
+        assert_eq!(at("2019-10-21T08:30:04.828Z"), 1_571_646_604_828);
+        assert_eq!(at("1970-01-01 00:00:02"), 2000);
+        assert_eq!(at("1969-12-31T23:59:59.999Z"), -1);
     }
 }
