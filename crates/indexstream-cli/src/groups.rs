@@ -4,7 +4,7 @@ use anyhow::Context;
 use indexstream::iso_nanos;
 use indexstream::Client;
 use indexstream::{
-    Admin, Description, GroupSummary, PartitionLag, Reset, ResetDone, ResetTo,
+    Admin, Description, GroupSummary, MemberInfo, PartitionLag, Reset, ResetDone, ResetTo,
     TimestampDescription, WhenHeld,
 };
 use indexstream::{Mode, StartFrom, DEFAULT_OFFSETS_INDEX};
@@ -39,11 +39,12 @@ enum Format {
 
 #[derive(Debug, clap::Subcommand)]
 enum GroupsCommand {
-    /// Every group with committed offsets.
+    /// Every group with committed offsets, with its live members.
     List,
-    /// Per partition: committed offset, global checkpoint and lag.
+    /// The live members (host, pid, heartbeat, partitions), and per partition: committed
+    /// offset, global checkpoint, lag, owner and ownership epoch.
     Describe { group: String },
-    /// Move a group's offsets. The group must not be running.
+    /// Move a group's offsets. No member of the group may be running.
     Reset {
         group: String,
         /// earliest, latest, or an RFC 3339 time (the first document at or after it, by the timestamp field).
@@ -109,16 +110,24 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
             let groups = admin.list().await?;
             let mode = |g: &GroupSummary| g.mode.map(Mode::as_str).unwrap_or_default();
             match args.format {
-                Format::Json => println!("{}", json!(groups.iter().map(|g| json!({"group": g.group, "partitions": g.partitions, "mode": mode(g), "member": g.member})).collect::<Vec<_>>())),
+                Format::Json => println!("{}", json!(groups.iter().map(|g| json!({"group": g.group, "partitions": g.partitions, "mode": mode(g), "member_count": g.members.len(), "members": g.members})).collect::<Vec<_>>())),
                 Format::Text => {
-                    println!("{:<30} {:<10} {:>10}  MEMBER", "GROUP", "MODE", "PARTITIONS");
+                    println!(
+                        "{:<30} {:<10} {:>10} {:>8}  LIVE",
+                        "GROUP", "MODE", "PARTITIONS", "MEMBERS"
+                    );
                     for g in &groups {
                         println!(
-                            "{:<30} {:<10} {:>10}  {}",
+                            "{:<30} {:<10} {:>10} {:>8}  {}",
                             g.group,
                             mode(g),
                             g.partitions,
-                            g.member.as_deref().unwrap_or("-")
+                            g.members.len(),
+                            if g.members.is_empty() {
+                                "-".to_string()
+                            } else {
+                                g.members.join(",")
+                            }
                         );
                     }
                 }
@@ -127,8 +136,10 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
         GroupsCommand::Describe { group } => match admin.describe(group).await {
             Ok(Description::Timestamp(d)) => print_timestamp(&d, args.format),
             Ok(Description::Exact {
-                member, partitions, ..
-            }) => print_exact(group, member.as_deref(), &partitions, args.format),
+                members,
+                partitions,
+                ..
+            }) => print_exact(group, &members, &partitions, args.format),
             Ok(other) => println!("{other:?}"),
             Err(e @ indexstream::Error::NoOffsets { .. }) => {
                 return Err(UsageError(e.to_string()).into())
@@ -227,7 +238,7 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_exact(group: &str, member: Option<&str>, rows: &[PartitionLag], format: Format) {
+fn print_exact(group: &str, members: &[MemberInfo], rows: &[PartitionLag], format: Format) {
     let state = |r: &PartitionLag| {
         if r.checkpoint.is_some() {
             "ok"
@@ -238,16 +249,43 @@ fn print_exact(group: &str, member: Option<&str>, rows: &[PartitionLag], format:
     match format {
         Format::Json => println!(
             "{}",
-            json!({"group": group, "member": member, "partitions": rows.iter().map(|r| json!({"index": r.partition.index, "uuid": r.partition.uuid, "shard": r.partition.shard, "committed": r.committed, "checkpoint": r.checkpoint, "lag": r.lag, "state": state(r)})).collect::<Vec<_>>()})
+            json!({"group": group,
+                "members": members.iter().map(|m| json!({"member": m.member, "host": m.host, "pid": m.pid, "heartbeat_age_ms": m.heartbeat_age_ms, "partitions": m.partitions.iter().map(|p| json!({"index": p.index, "uuid": p.uuid, "shard": p.shard})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+                "partitions": rows.iter().map(|r| json!({"index": r.partition.index, "uuid": r.partition.uuid, "shard": r.partition.shard, "committed": r.committed, "checkpoint": r.checkpoint, "lag": r.lag, "owner": r.owner, "epoch": r.epoch, "state": state(r)})).collect::<Vec<_>>()})
         ),
         Format::Text => {
+            if members.is_empty() {
+                println!("group {group}: no live members (not running)");
+            } else {
+                println!(
+                    "group {group}: {}",
+                    crate::consume::plural(members.len() as u64, "live member")
+                );
+                println!(
+                    "  {:<24} {:<24} {:>8} {:>10}  PARTITIONS",
+                    "MEMBER", "HOST", "PID", "HEARTBEAT"
+                );
+                for m in members {
+                    let parts: Vec<String> = m.partitions.iter().map(|p| p.to_string()).collect();
+                    println!(
+                        "  {:<24} {:<24} {:>8} {:>10}  {}",
+                        m.member,
+                        m.host,
+                        m.pid,
+                        m.heartbeat_age_ms
+                            .map(|a| format!("{:.1}s ago", a as f64 / 1000.0))
+                            .unwrap_or_else(|| "-".into()),
+                        if parts.is_empty() {
+                            "-".into()
+                        } else {
+                            parts.join(" ")
+                        }
+                    );
+                }
+            }
             println!(
-                "group {group}: member {}",
-                member.unwrap_or("none (not running)")
-            );
-            println!(
-                "{:<30} {:>5} {:>12} {:>12} {:>10}  STATE",
-                "INDEX", "SHARD", "COMMITTED", "CHECKPOINT", "LAG"
+                "{:<30} {:>5} {:>12} {:>12} {:>10}  {:<16} {:>5}  STATE",
+                "INDEX", "SHARD", "COMMITTED", "CHECKPOINT", "LAG", "OWNER", "EPOCH"
             );
             let show = |v: Option<i64>| v.map(|x| x.to_string()).unwrap_or_else(|| "-".into());
             // The uuid only tells apart an index and its recreation (`--format json` always
@@ -271,12 +309,14 @@ fn print_exact(group: &str, member: Option<&str>, rows: &[PartitionLag], format:
                     r.committed.to_string()
                 };
                 println!(
-                    "{:<30} {:>5} {:>12} {:>12} {:>10}  {}",
+                    "{:<30} {:>5} {:>12} {:>12} {:>10}  {:<16} {:>5}  {}",
                     name,
                     r.partition.shard,
                     committed,
                     show(r.checkpoint),
                     show(r.lag),
+                    r.owner.as_deref().unwrap_or("-"),
+                    r.epoch.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
                     state(r)
                 );
             }

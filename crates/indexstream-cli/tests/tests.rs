@@ -10,6 +10,7 @@ mod cli {
     mod failover;
     mod faults;
     mod first_hour;
+    mod group;
     mod observe;
     pub mod support;
     mod timestamp;

@@ -332,6 +332,9 @@ pub struct RequestRecord {
     /// The answer's status; `None` for a dropped connection.
     pub status: Option<u16>,
     pub faults: Vec<String>,
+    /// The request's `X-Opaque-Id` header (who sent it), when it had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opaque_id: Option<String>,
 }
 
 /// A bounded log of recent requests (the oldest are forgotten past `capacity`).

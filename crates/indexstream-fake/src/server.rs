@@ -71,6 +71,11 @@ async fn serve_one(
     let method = req.method().as_str().to_string();
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
+    let opaque_id = req
+        .headers()
+        .get("x-opaque-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let declared = req
         .headers()
         .get("content-length")
@@ -101,6 +106,7 @@ async fn serve_one(
         indices,
         status: None,
         faults: verdict.fired.clone(),
+        opaque_id,
     };
     if let Some(d) = verdict.delay {
         tokio::time::sleep(d).await;

@@ -48,8 +48,25 @@ pub struct GroupSummary {
     pub mode: Option<Mode>,
     /// Offset documents: one per partition in exact mode, one in timestamp mode.
     pub partitions: usize,
-    /// The member holding a live lease, if one does.
-    pub member: Option<String>,
+    /// The live members: of an exact-mode group, every member whose heartbeat has not
+    /// expired; of a timestamp-mode group, the holder of its lease.
+    pub members: Vec<String>,
+}
+
+/// A live member of an exact-mode group, as [`Admin::describe`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MemberInfo {
+    /// Its member id.
+    pub member: String,
+    /// The host it runs on, and its process id there.
+    pub host: String,
+    /// Its process id.
+    pub pid: u32,
+    /// The partitions it owns (live claims).
+    pub partitions: Vec<PartitionId>,
+    /// Milliseconds since its last heartbeat; `None` when the document does not say.
+    pub heartbeat_age_ms: Option<i64>,
 }
 
 /// What [`Admin::describe`] tells of a group.
@@ -60,9 +77,9 @@ pub enum Description {
     Exact {
         /// The group's name.
         group: String,
-        /// The member holding a live lease, if one does.
-        member: Option<String>,
-        /// Each partition it has an offset for, with its lag.
+        /// The live members, by member id, with what they own.
+        members: Vec<MemberInfo>,
+        /// Each partition it has an offset for, with its lag and owner.
         partitions: Vec<PartitionLag>,
     },
     /// A group whose offset is in timestamp mode.
@@ -82,6 +99,10 @@ pub struct PartitionLag {
     /// Operations up to the checkpoint not yet delivered (the committed ranges above the offset
     /// left out); `None` with the checkpoint.
     pub lag: Option<i64>,
+    /// The member owning it now (a live claim); `None` when no member does.
+    pub owner: Option<String>,
+    /// The ownership epoch of its live claim, or else of its last commit.
+    pub epoch: Option<u64>,
 }
 
 /// A timestamp-mode group: where its cursor stands and how much is newer.
@@ -226,13 +247,74 @@ impl Stored {
     }
 }
 
-/// The member holding a live lease among a group's documents.
-fn live_holder(docs: &[Stored]) -> Option<String> {
+/// The live members among a group's documents: the holder of a live lease, and every member
+/// document whose heartbeat has not expired, by member id.
+fn live_members(docs: &[Stored]) -> Vec<String> {
     let now = now_millis();
-    docs.iter()
+    let names: std::collections::BTreeSet<String> = docs
+        .iter()
         .filter_map(|d| d.doc.as_ref())
-        .find(|d| d.is_live_lease(now))
+        .filter(|d| matches!(d.kind, DocKind::Lease | DocKind::Member) && d.is_live(now))
         .map(|d| d.member.clone().unwrap_or_default())
+        .collect();
+    names.into_iter().collect()
+}
+
+/// [`Error::GroupRunning`] when a member is alive.
+fn refuse_if_running(group: &str, docs: &[Stored]) -> Result<()> {
+    let members = live_members(docs);
+    if members.is_empty() {
+        return Ok(());
+    }
+    Err(Error::GroupRunning {
+        group: group.to_string(),
+        members,
+    })
+}
+
+/// The live members of an exact-mode group with their claims, and each partition's owner.
+fn members_and_owners(docs: &[Stored]) -> (Vec<MemberInfo>, BTreeMap<PartitionId, (String, u64)>) {
+    let now = now_millis();
+    let mut owners = BTreeMap::new();
+    for d in docs.iter().filter_map(|d| d.doc.as_ref()) {
+        if d.kind == DocKind::Claim && d.is_live(now) {
+            if let (Some(index), Some(uuid), Some(shard)) = (&d.index, &d.index_uuid, d.shard) {
+                let p = PartitionId {
+                    index: index.clone(),
+                    uuid: uuid.clone(),
+                    shard,
+                };
+                owners.insert(
+                    p,
+                    (d.member.clone().unwrap_or_default(), d.epoch.unwrap_or(0)),
+                );
+            }
+        }
+    }
+    let members = docs
+        .iter()
+        .filter_map(|d| d.doc.as_ref())
+        .filter(|d| d.kind == DocKind::Member && d.is_live(now))
+        .map(|d| {
+            let member = d.member.clone().unwrap_or_default();
+            MemberInfo {
+                partitions: owners
+                    .iter()
+                    .filter(|(_, (m, _))| *m == member)
+                    .map(|(p, _)| p.clone())
+                    .collect(),
+                member,
+                host: d.host.clone().unwrap_or_default(),
+                pid: d.pid.unwrap_or(0),
+                heartbeat_age_ms: d
+                    .updated_at
+                    .as_deref()
+                    .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+                    .map(|t| (now - t.as_millisecond()).max(0)),
+            }
+        })
+        .collect();
+    (members, owners)
 }
 
 impl Admin {
@@ -307,10 +389,13 @@ impl Admin {
                     group: d.group.clone(),
                     mode: None,
                     partitions: 0,
-                    member: None,
+                    members: Vec::new(),
                 });
             match d.kind {
-                DocKind::Lease if d.is_live_lease(now) => g.member = d.member.clone(),
+                DocKind::Lease | DocKind::Member if d.is_live(now) => {
+                    g.members.extend(d.member.clone());
+                    g.members.sort();
+                }
                 DocKind::Offset => {
                     g.partitions += 1;
                     g.mode = d.mode;
@@ -325,7 +410,6 @@ impl Admin {
     /// timestamp mode. [`Error::NoOffsets`] when the offsets index holds nothing of it.
     pub async fn describe(&self, group: &str) -> Result<Description> {
         let docs = self.docs(Some(group)).await?;
-        let member = live_holder(&docs);
         if docs.is_empty() {
             return Err(self.no_offsets(group));
         }
@@ -333,8 +417,10 @@ impl Admin {
             .iter()
             .find(|d| d.is_offset() && d.mode() == Some(Mode::Timestamp))
         {
+            let member = live_members(&docs).into_iter().next();
             return self.describe_timestamp(group, d, member).await;
         }
+        let (members, owners) = members_and_owners(&docs);
         let mut partitions = Vec::new();
         let mut stats: BTreeMap<String, Vec<IndexShards>> = BTreeMap::new();
         for d in docs.iter().filter(|d| d.is_offset()) {
@@ -360,16 +446,21 @@ impl Admin {
                     .sum()
             };
             let checkpoint = current.map(|s| s.global_checkpoint);
+            let owner = owners.get(p);
             partitions.push(PartitionLag {
                 partition: p.clone(),
                 committed: stored.seq_no,
                 checkpoint,
                 lag: checkpoint.map(|cp| (cp - stored.seq_no - delivered_below(cp)).max(0)),
+                owner: owner.map(|(m, _)| m.clone()),
+                epoch: owner
+                    .map(|(_, e)| *e)
+                    .or_else(|| d.doc.as_ref().and_then(|d| d.epoch)),
             });
         }
         Ok(Description::Exact {
             group: group.to_string(),
-            member,
+            members,
             partitions,
         })
     }
@@ -413,12 +504,7 @@ impl Admin {
     /// fail ([`Error::ResetConflict`]) rather than be overwritten.
     pub async fn reset(&self, group: &str, reset: &Reset) -> Result<ResetDone> {
         let docs = self.docs(Some(group)).await?;
-        if let Some(member) = live_holder(&docs) {
-            return Err(Error::GroupRunning {
-                group: group.to_string(),
-                member,
-            });
-        }
+        refuse_if_running(group, &docs)?;
         let ts_doc = docs
             .iter()
             .find(|d| d.is_offset() && d.mode() == Some(Mode::Timestamp));
@@ -478,7 +564,7 @@ impl Admin {
                         Some(d) => d.replace_action(oi),
                         None => json!({"create": {"_index": oi, "_id": id}}),
                     };
-                    let doc = offset_doc(group, Mode::Exact, &p, seq, &[], ADMIN_MEMBER);
+                    let doc = offset_doc(group, Mode::Exact, &p, seq, &[], ADMIN_MEMBER, None);
                     body.push_str(&format!("{action}\n{doc}\n"));
                     set.push((p, seq));
                 }
@@ -555,17 +641,13 @@ impl Admin {
         })
     }
 
-    /// Deletes every document of a group (offsets, window parts, lease); returns how many.
+    /// Deletes every document of a group (offsets, window parts, lease, members and claims);
+    /// returns how many.
     /// Each is deleted only if unchanged since it was read.
     pub async fn delete(&self, group: &str, when_held: WhenHeld) -> Result<usize> {
         let docs = self.docs(Some(group)).await?;
-        if let Some(member) = live_holder(&docs) {
-            if when_held == WhenHeld::Refuse {
-                return Err(Error::GroupRunning {
-                    group: group.to_string(),
-                    member,
-                });
-            }
+        if when_held == WhenHeld::Refuse {
+            refuse_if_running(group, &docs)?;
         }
         for d in &docs {
             let cas = Cas::Match {

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use crate::client::{Client, ClientConfig, ServerInfo};
 use crate::error::Result;
+use crate::group::members::Membership;
 use crate::group::{Lease, LeaseKeeper};
 use crate::offset::OffsetStore;
 use crate::partition::{PartitionId, PartitionStatus};
@@ -74,6 +75,39 @@ struct Batch {
     keys: Vec<(u64, i64)>,
 }
 
+/// How a consumer holds its group.
+#[derive(Debug)]
+enum Hold {
+    /// Timestamp mode: the group's one lease.
+    Lease(LeaseKeeper),
+    /// Exact mode: a membership, owning some of the group's partitions.
+    Members(Membership),
+}
+
+impl Hold {
+    /// Fails with [`crate::Error::Fenced`] once the group (or the membership) is lost.
+    fn check(&self) -> Result<()> {
+        match self {
+            Hold::Lease(l) => l.check(),
+            Hold::Members(m) => m.check(),
+        }
+    }
+
+    fn members(&self) -> Option<&Membership> {
+        match self {
+            Hold::Members(m) => Some(m),
+            Hold::Lease(_) => None,
+        }
+    }
+
+    async fn release(self) -> Result<()> {
+        match self {
+            Hold::Lease(l) => l.release().await,
+            Hold::Members(m) => m.leave().await,
+        }
+    }
+}
+
 /// What a reader uses of its consumer while it reads: the settings, the clients, the offsets,
 /// the counters, and the queue it hands its reads to.
 struct Ctx<'a> {
@@ -81,13 +115,14 @@ struct Ctx<'a> {
     client: &'a Client,
     info: &'a ServerInfo,
     offsets: &'a mut OffsetStore,
-    lease: Option<&'a LeaseKeeper>,
+    hold: Option<&'a Hold>,
     stats: &'a mut ConsumerStats,
     telemetry: &'a Telemetry,
     pending: &'a mut VecDeque<Pending>,
 }
 
-/// A running consumer. It holds the group's lease: call [`Consumer::close`] to release it.
+/// A running consumer. It is a member of its group (exact mode) or holds the group's lease
+/// (timestamp mode): call [`Consumer::close`] to leave.
 #[derive(Debug)]
 #[must_use = "a consumer holds its group's lease until closed"]
 pub struct Consumer {
@@ -95,7 +130,9 @@ pub struct Consumer {
     client: Client,
     info: ServerInfo,
     offsets: OffsetStore,
-    lease: Option<LeaseKeeper>,
+    hold: Option<Hold>,
+    /// The partition of the records the last poll returned (exact mode).
+    last_partition: Option<PartitionId>,
     pending: VecDeque<Pending>,
     /// The mode's reader and its state.
     reader: Reader,
@@ -120,7 +157,10 @@ impl Consumer {
             &config.index,
             config.health.clone(),
         ));
-        let base = Client::new(&config.client)?.with_retry(config.retry.clone());
+        let opaque_id = format!("indexstream:{}:{}", config.group, config.member_id);
+        let base = Client::new(&config.client)?
+            .with_retry(config.retry.clone())
+            .with_opaque_id(&opaque_id);
         let info = base.info().await?;
         // Checked before the group is joined: a consumer refused for its input must leave no
         // lease behind (the offsets' mode is checked below, before the lease too).
@@ -168,15 +208,31 @@ impl Consumer {
         // and connections no other task holds up.
         let lease_client = Client::new(&config.client)?
             .with_retry(config.retry.clone())
+            .with_opaque_id(&opaque_id)
             .with_retry_observer(observer_for_lease);
-        let lease = Lease::acquire(
-            lease_client,
-            &config.offsets_index,
-            &config.group,
-            &config.member_id,
-            config.lease_ttl,
-        )
-        .await?;
+        let hold = match config.mode.kind() {
+            crate::offset::Mode::Exact => Hold::Members(
+                Membership::join(
+                    lease_client,
+                    &config.offsets_index,
+                    &config.group,
+                    &config.member_id,
+                    config.lease_ttl,
+                    telemetry.clone(),
+                )
+                .await?,
+            ),
+            crate::offset::Mode::Timestamp => Hold::Lease(LeaseKeeper::start(
+                Lease::acquire(
+                    lease_client,
+                    &config.offsets_index,
+                    &config.group,
+                    &config.member_id,
+                    config.lease_ttl,
+                )
+                .await?,
+            )),
+        };
         tracing::info!(group = %config.group, member = %config.member_id, index = %config.index, "joined group");
         let reader = Reader::new(&config.mode, &config.timestamp_field);
         Ok(Consumer {
@@ -185,7 +241,8 @@ impl Consumer {
             client,
             info,
             offsets,
-            lease: Some(LeaseKeeper::start(lease)),
+            hold: Some(hold),
+            last_partition: None,
             pending: VecDeque::new(),
             stats: ConsumerStats::default(),
             reader,
@@ -241,6 +298,7 @@ impl Consumer {
     /// half-way (the records it read would be lost to this process, though never committed).
     pub async fn poll(&mut self, max: usize) -> Result<Vec<Record>> {
         loop {
+            self.drop_lost_partitions();
             if !self.pending.is_empty() {
                 match self.hand_out(max) {
                     Some(batch) => return Ok(batch),
@@ -264,7 +322,7 @@ impl Consumer {
                 client: &self.client,
                 info: &self.info,
                 offsets: &mut self.offsets,
-                lease: self.lease.as_ref(),
+                hold: self.hold.as_ref(),
                 stats: &mut self.stats,
                 telemetry: &self.telemetry,
                 pending: &mut self.pending,
@@ -298,6 +356,14 @@ impl Consumer {
                 },
             },
         };
+        if let (Some(pid), Some(m)) = (&out.partition, self.hold.as_ref().and_then(Hold::members)) {
+            if !m.owns(pid) {
+                // Lost since it was read: nothing more of it is delivered.
+                self.drop_lost_partitions();
+                return None;
+            }
+        }
+        self.last_partition = out.partition.clone();
         if !out.records.is_empty() {
             self.stats.batches += 1;
             self.stats.delivered += out.records.len() as u64;
@@ -339,19 +405,75 @@ impl Consumer {
     }
 
     async fn commit_from(&mut self, snapshot: CommitSnapshot) -> Result<usize> {
-        // A member that lost its lease must not move offsets (the cluster's CAS refuses it too
-        // once the new holder has written; this refuses it before that).
-        if let Some(lease) = self.lease.as_ref() {
-            lease.check()?;
+        // A member that lost the group must not move offsets (the cluster's CAS refuses it too
+        // once the new holder has written; this refuses it before that). Partitions lost one by
+        // one are left to the CAS: their commit is refused and they are dropped.
+        if let Some(hold) = self.hold.as_ref() {
+            hold.check()?;
         }
         let (reader, mut cx) = self.split();
-        reader.commit(&mut cx, snapshot).await
+        let n = reader.commit(&mut cx, snapshot).await?;
+        self.finish_handover().await?;
+        Ok(n)
     }
 
-    /// Releases the group's lease.
+    /// Exact mode: stops the partitions the membership lost (their queued reads dropped):
+    /// nothing more of them is delivered; the next commit writes what was, if the cluster still
+    /// lets it.
+    fn drop_lost_partitions(&mut self) {
+        let Some(m) = self.hold.as_ref().and_then(Hold::members) else {
+            return;
+        };
+        let lost = m.take_lost();
+        for (pid, why) in lost {
+            tracing::warn!(group = %self.config.group, member = %self.config.member_id, partition = %pid, reason = %why, "partition lost: delivering nothing more of it");
+            let (reader, mut cx) = self.split();
+            reader.lose_partition(&mut cx, &pid);
+        }
+    }
+
+    /// Whether the records the last poll returned still belong to a partition we own (exact
+    /// mode; always true in timestamp mode). Ask right before delivering them: a member that was
+    /// paused past its TTL learns here that it lost them.
+    pub fn owns_last_batch(&mut self) -> bool {
+        let owned = match (
+            &self.last_partition,
+            self.hold.as_ref().and_then(Hold::members),
+        ) {
+            (Some(pid), Some(m)) => m.owns(pid),
+            _ => true,
+        };
+        if !owned {
+            self.drop_lost_partitions();
+        }
+        owned
+    }
+
+    /// Exact mode: partitions handed over to another member wait for a commit; whether some do.
+    pub fn handover_pending(&self) -> bool {
+        self.reader.handover_pending()
+    }
+
+    /// Releases the handed-over partitions whose deliveries are all committed.
+    async fn finish_handover(&mut self) -> Result<()> {
+        let done = self.reader.handed_over();
+        if done.is_empty() {
+            return Ok(());
+        }
+        for pid in &done {
+            self.offsets.forget(pid);
+        }
+        if let Some(m) = self.hold.as_ref().and_then(Hold::members) {
+            m.release(&done).await?;
+        }
+        Ok(())
+    }
+
+    /// Leaves the group (exact mode: gives the partitions up at once, for the other members to
+    /// take over) or releases its lease (timestamp mode).
     pub async fn close(mut self) -> Result<()> {
-        if let Some(lease) = self.lease.take() {
-            lease.release().await?;
+        if let Some(hold) = self.hold.take() {
+            hold.release().await?;
         }
         Ok(())
     }

@@ -129,14 +129,14 @@ pub enum Error {
         /// The offsets index that was searched.
         offsets_index: String,
     },
-    /// An admin operation that changes a group's documents was refused because a member holds
-    /// the group's live lease.
-    #[error("group {group:?} is running (member {member}); stop it first")]
+    /// An admin operation that changes a group's documents was refused because members of the
+    /// group are alive.
+    #[error("group {group:?} is running (live {}: {}); stop {} first", if members.len() == 1 { "member" } else { "members" }, members.join(", "), if members.len() == 1 { "it" } else { "them" })]
     GroupRunning {
         /// The consumer group.
         group: String,
-        /// The member id holding the lease.
-        member: String,
+        /// The live members' ids.
+        members: Vec<String>,
     },
     /// A reset's conditional writes did not all land (a document changed since it was read,
     /// for example because a consumer started meanwhile).

@@ -19,7 +19,7 @@ mod source;
 mod telemetry;
 
 pub use admin::{
-    Admin, Description, GroupSummary, PartitionLag, Reset, ResetDone, ResetTo,
+    Admin, Description, GroupSummary, MemberInfo, PartitionLag, Reset, ResetDone, ResetTo,
     TimestampDescription, WhenHeld,
 };
 pub use backoff::Backoff;

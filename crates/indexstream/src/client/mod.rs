@@ -51,6 +51,9 @@ pub struct Client {
     retry: RetryPolicy,
     breaker: Option<std::sync::Arc<crate::breaker::CircuitBreaker>>,
     observer: Option<std::sync::Arc<dyn ObserveRetries>>,
+    /// Sent as `X-Opaque-Id`: the cluster's task list, slow logs and audit logs name the
+    /// consumer (group and member) that sent a request.
+    opaque_id: Option<std::sync::Arc<str>>,
 }
 
 /// What a path segment keeps as is: letters, digits, and the marks index expressions and ids
@@ -91,7 +94,15 @@ impl Client {
             retry: RetryPolicy::default(),
             breaker: None,
             observer: None,
+            opaque_id: None,
         })
+    }
+
+    /// The same client, sending `id` as `X-Opaque-Id` with every request (how the cluster's
+    /// task list, slow logs and audit logs tell who sent a request).
+    pub fn with_opaque_id(mut self, id: impl Into<String>) -> Self {
+        self.opaque_id = Some(id.into().into());
+        self
     }
 
     /// The same client with another retry policy.
@@ -292,6 +303,9 @@ impl Client {
             Auth::Basic { username, password } => req.basic_auth(username, Some(password.expose())),
             Auth::ApiKey(key) => req.header("authorization", format!("ApiKey {}", key.expose())),
         };
+        if let Some(id) = &self.opaque_id {
+            req = req.header("x-opaque-id", id.as_ref());
+        }
         if let Some((content_type, body)) = body {
             req = req.header("content-type", content_type).body(body);
         }

@@ -81,6 +81,9 @@ pub(super) struct ExactReader {
     /// A partition had more to read than one round's pages.
     more: bool,
     first_round: bool,
+    /// Partitions the group's assignment gave to another member: no longer read, released
+    /// once what was delivered of them is committed.
+    revoking: std::collections::BTreeSet<PartitionId>,
 }
 
 impl ExactReader {
@@ -97,7 +100,63 @@ impl ExactReader {
             last_round: None,
             more: false,
             first_round: true,
+            revoking: Default::default(),
         }
+    }
+
+    /// Forgets a partition (lost to another member, or handed over): its state, its queued
+    /// reads, the page reads under way (started from a state that no longer holds).
+    pub(super) fn drop_partition(&mut self, cx: &mut Ctx<'_>, pid: &PartitionId) {
+        self.stop_reading(cx, pid);
+        self.handed.remove(pid);
+        self.handed_out.remove(pid);
+        self.revoking.remove(pid);
+        cx.offsets.forget(pid);
+    }
+
+    /// A partition the membership lost (taken by another member, or its claim lapsed): nothing
+    /// more of it is read or handed out; what was handed out is committed if the cluster still
+    /// lets us (its CAS refuses it once a new owner has fenced the partition), then forgotten.
+    pub(super) fn lose_partition(&mut self, cx: &mut Ctx<'_>, pid: &PartitionId) {
+        self.stop_reading(cx, pid);
+        self.revoking.insert(pid.clone());
+    }
+
+    /// Stops reading a partition: drops its read state and what of it is queued but not yet
+    /// handed out (the next owner reads it from the committed offset). What was handed out
+    /// stays, for a commit.
+    fn stop_reading(&mut self, cx: &mut Ctx<'_>, pid: &PartitionId) {
+        self.partitions.remove(pid);
+        self.confirm.remove(pid);
+        self.inflight = None;
+        cx.pending.retain_mut(|p| match p {
+            Pending::Batch(b) => b.partition.as_ref() != Some(pid),
+            Pending::Marks(m) => {
+                m.retain(|(q, _)| q != pid);
+                !m.is_empty()
+            }
+        });
+    }
+
+    /// Whether partitions handed over wait for a commit.
+    pub(super) fn handover_pending(&self) -> bool {
+        !self.revoking.is_empty()
+    }
+
+    /// The handed-over partitions with nothing left to commit, forgotten.
+    pub(super) fn handed_over(&mut self) -> Vec<PartitionId> {
+        let done: Vec<PartitionId> = self
+            .revoking
+            .iter()
+            .filter(|p| self.handed.get(*p).is_none_or(|h| h.to_commit().is_none()))
+            .cloned()
+            .collect();
+        for p in &done {
+            self.revoking.remove(p);
+            self.handed.remove(p);
+            self.handed_out.remove(p);
+        }
+        done
     }
 
     /// One step of a round: the shard stats, a fast-path page of every partition, or the gap
@@ -183,7 +242,7 @@ impl ExactReader {
     pub(super) fn snapshot(&self) -> Vec<(StoredOffset, u64)> {
         self.handed
             .iter()
-            .filter(|(pid, _)| self.partitions.contains_key(*pid))
+            .filter(|(pid, _)| self.partitions.contains_key(*pid) || self.revoking.contains(*pid))
             .filter_map(|(pid, h)| {
                 let c = h.to_commit()?;
                 Some((
@@ -219,8 +278,8 @@ impl ExactReader {
     }
 
     async fn start_round(&mut self, cx: &mut Ctx<'_>) -> Result<()> {
-        if let Some(lease) = cx.lease {
-            lease.check()?;
+        if let Some(hold) = cx.hold {
+            hold.check()?;
         }
         let stats = match cx.client.shard_stats(&cx.config.index).await {
             Ok(s) => s,
@@ -234,6 +293,7 @@ impl ExactReader {
         };
         self.more = false;
         cx.stats.rounds += 1;
+        let stats = self.rebalance(cx, stats).await?;
         self.reconcile(cx, &stats).await?;
         self.first_round = false;
         self.last_round = Some(Instant::now());
@@ -290,6 +350,78 @@ impl ExactReader {
             }
         }
         Ok(())
+    }
+
+    /// Agrees with the other members of the group on who reads what: hands over what the
+    /// assignment gives to others, claims what it gives us. Returns the shard stats of what we
+    /// own (every index kept, so that deleted and recreated ones are still told apart).
+    async fn rebalance(
+        &mut self,
+        cx: &mut Ctx<'_>,
+        mut stats: Vec<IndexShards>,
+    ) -> Result<Vec<IndexShards>> {
+        let Some(members) = cx.hold.and_then(|h| h.members()) else {
+            return Ok(stats);
+        };
+        for (pid, why) in members.take_lost() {
+            tracing::warn!(partition = %pid, reason = %why, "partition lost: delivering nothing more of it");
+            self.lose_partition(cx, &pid);
+        }
+        let all: std::collections::BTreeSet<PartitionId> = stats
+            .iter()
+            .flat_map(|i| {
+                i.shards.iter().map(|s| PartitionId {
+                    index: i.index.clone(),
+                    uuid: i.uuid.clone(),
+                    shard: s.shard,
+                })
+            })
+            .collect();
+        let change = members.rebalance(&all, cx.offsets).await?;
+        for (pid, _) in &change.gained {
+            // Lost and claimed back before its handover commit: read afresh from its offset
+            // (what was handed out under the old claim and not committed is read again).
+            if self.revoking.remove(pid) {
+                self.handed.remove(pid);
+                self.handed_out.remove(pid);
+            }
+        }
+        for pid in change.revoke {
+            if self.revoking.insert(pid.clone()) {
+                tracing::info!(partition = %pid, "partition assigned to another member: handing it over after the next commit");
+                self.stop_reading(cx, &pid);
+            }
+        }
+        // Handed over with nothing to commit: released at once.
+        let done = self.handed_over();
+        if !done.is_empty() {
+            for pid in &done {
+                cx.offsets.forget(pid);
+            }
+            members.release(&done).await?;
+        }
+        let owned = members.owned();
+        for index in &mut stats {
+            index.shards.retain(|s| {
+                let pid = PartitionId {
+                    index: index.index.clone(),
+                    uuid: index.uuid.clone(),
+                    shard: s.shard,
+                };
+                owned.contains_key(&pid) && !self.revoking.contains(&pid)
+            });
+        }
+        // Ours in our state but no longer in the assignment's view (an index deleted).
+        let stale: Vec<PartitionId> = self
+            .partitions
+            .keys()
+            .filter(|p| !owned.contains_key(*p))
+            .cloned()
+            .collect();
+        for pid in stale {
+            self.drop_partition(cx, &pid);
+        }
+        Ok(stats)
     }
 
     /// Adds partitions of new indices, drops those of deleted ones, and reports recreated ones.
@@ -668,7 +800,19 @@ impl ExactReader {
         entries: Vec<(StoredOffset, u64)>,
     ) -> Result<usize> {
         let offsets: Vec<StoredOffset> = entries.iter().map(|(o, _)| o.clone()).collect();
-        cx.offsets.commit(cx.config.mode.kind(), &offsets).await?;
+        let refused = cx.offsets.commit(cx.config.mode.kind(), &offsets).await?;
+        let mut entries = entries;
+        if !refused.is_empty() {
+            let members = cx.hold.and_then(|h| h.members());
+            for pid in &refused {
+                tracing::warn!(partition = %pid, "commit refused by the cluster: another member owns the partition in a newer epoch; delivering nothing more of it");
+                if let Some(m) = members {
+                    m.refused(pid);
+                }
+                self.drop_partition(cx, pid);
+            }
+            entries.retain(|(o, _)| !refused.contains(&o.partition));
+        }
         self.committed(&entries);
         cx.stats.commits += 1;
         tracing::debug!(group = %cx.config.group, partitions = entries.len(), offsets = ?offsets.iter().map(|o| (o.partition.to_string(), o.seq_no)).collect::<Vec<_>>(), "committed offsets");

@@ -158,6 +158,31 @@ impl Reader {
         }
     }
 
+    /// Exact mode: stops reading a partition the membership lost and drops its queued reads;
+    /// what was handed out of it is committed if the cluster still lets us.
+    pub(super) fn lose_partition(&mut self, cx: &mut Ctx<'_>, pid: &PartitionId) {
+        if let Reader::Exact(r) = self {
+            r.lose_partition(cx, pid);
+        }
+    }
+
+    /// Exact mode: whether partitions handed over to another member wait for a commit.
+    pub(super) fn handover_pending(&self) -> bool {
+        match self {
+            Reader::Exact(r) => r.handover_pending(),
+            Reader::Timestamp(_) => false,
+        }
+    }
+
+    /// Exact mode: the handed-over partitions whose deliveries are all committed, forgotten
+    /// (release their claims).
+    pub(super) fn handed_over(&mut self) -> Vec<PartitionId> {
+        match self {
+            Reader::Exact(r) => r.handed_over(),
+            Reader::Timestamp(_) => Vec::new(),
+        }
+    }
+
     /// Position and lag of every partition (exact mode; empty in timestamp mode).
     pub(super) fn status(&self) -> Vec<PartitionStatus> {
         match self {

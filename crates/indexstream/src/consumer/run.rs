@@ -340,6 +340,13 @@ impl<S: Sink> Runner<'_, '_, S> {
                     self.finish_commit(f).await?;
                 }
             }
+            // A member paused past its lease (or cut off) learns here that the partition is
+            // no longer its own: the batch is not delivered.
+            let batch = if !batch.is_empty() && !self.consumer.owns_last_batch() {
+                Vec::new()
+            } else {
+                batch
+            };
             if !batch.is_empty() {
                 let written_at = Instant::now();
                 self.deliver(&batch).await?;
@@ -411,6 +418,7 @@ impl<S: Sink> Runner<'_, '_, S> {
     async fn start_commit_if_due(&mut self) -> Result<()> {
         let c = &self.consumer;
         let due = self.since_commit >= c.commit_threshold()
+            || c.handover_pending()
             || (self.last_commit.elapsed() >= c.config.commit_every
                 && (self.since_commit > 0 || c.has_committable()));
         if due && self.in_flight.is_none() && Instant::now() >= self.retry_commit_at {

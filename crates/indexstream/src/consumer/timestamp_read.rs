@@ -171,8 +171,8 @@ impl TimestampReader {
     }
 
     async fn start_timestamp_round(&mut self, cx: &mut Ctx<'_>) -> Result<()> {
-        if let Some(lease) = cx.lease {
-            lease.check()?;
+        if let Some(hold) = cx.hold {
+            hold.check()?;
         }
         cx.stats.rounds += 1;
         let first = self.first_round;

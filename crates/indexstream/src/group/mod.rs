@@ -1,4 +1,5 @@
-//! Group membership: one live member holds a group at a time, through a lease document in the
+//! Group membership. Exact mode: several members share a group's partitions ([`members`]).
+//! Timestamp mode: one live member holds a group at a time, through a lease document in the
 //! offsets index that it renews (heartbeats) on a timer of its own ([`LeaseKeeper`]) and that
 //! expires when it stops renewing.
 //!
@@ -8,10 +9,8 @@
 //! once; a second live process with the same member id on the same host is refused. The default
 //! member id is the host name, so a restarted process reclaims its lease with default settings.
 
-// Several members per group (issue 17): the assignment is built and tested first; the
-// membership protocol that calls it is not written yet.
-#[cfg_attr(not(test), allow(dead_code))]
 pub(crate) mod assign;
+pub(crate) mod members;
 
 use std::time::Duration;
 

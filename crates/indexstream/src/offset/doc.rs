@@ -50,7 +50,10 @@ pub fn offsets_mapping_additions() -> Value {
             "process": {"type": "keyword", "index": false},
             "instance": {"type": "keyword", "index": false},
             // Exact mode: `_seq_no` ranges delivered above `seq_no` (see `StoredOffset`).
-            "delivered": {"type": "object", "enabled": false}
+            "delivered": {"type": "object", "enabled": false},
+            // Several members per group: the ownership epoch of a partition's claim, and of the
+            // offset its owner wrote (see `group::members`).
+            "epoch": {"type": "long"}
         }
     })
 }
@@ -64,8 +67,12 @@ pub enum DocKind {
     Offset,
     /// A base or delta part of a timestamp-mode window.
     Window,
-    /// The group's lease.
+    /// The group's lease (timestamp mode: one member holds the group).
     Lease,
+    /// A member of an exact-mode group, with its heartbeat.
+    Member,
+    /// A member's claim on one partition, with its ownership epoch.
+    Claim,
     /// A kind this version does not know (written by a newer one): listed, never changed.
     #[serde(other)]
     Unknown,
@@ -113,6 +120,9 @@ pub struct StoreDoc {
     pub process: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// A claim, and the offset its owner wrote: the partition's ownership epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
     /// RFC 3339 time of the write.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<String>,
@@ -137,6 +147,7 @@ impl StoreDoc {
             pid: None,
             process: None,
             instance: None,
+            epoch: None,
             updated_at: Some(crate::date::now_iso()),
         }
     }
@@ -162,7 +173,12 @@ impl StoreDoc {
 
     /// A lease whose expiry is still ahead of `now_ms`.
     pub fn is_live_lease(&self, now_ms: i64) -> bool {
-        self.kind == DocKind::Lease && self.expires_at_ms.unwrap_or(0) > now_ms
+        self.kind == DocKind::Lease && self.is_live(now_ms)
+    }
+
+    /// A lease, member or claim whose expiry is still ahead of `now_ms`.
+    pub fn is_live(&self, now_ms: i64) -> bool {
+        self.expires_at_ms.unwrap_or(0) > now_ms
     }
 }
 
@@ -196,7 +212,11 @@ mod tests {
             instance: Some("x".into()),
             ..StoreDoc::new("g", DocKind::Lease, "m")
         };
-        for v in [v, lease.to_value()] {
+        let claim = StoreDoc {
+            epoch: Some(3),
+            ..lease.clone()
+        };
+        for v in [v, lease.to_value(), claim.to_value()] {
             for k in v.as_object().unwrap().keys() {
                 assert!(props.contains_key(k), "{k} is not mapped");
             }

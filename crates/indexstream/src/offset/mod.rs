@@ -139,7 +139,8 @@ pub fn parse_offset_doc(
 }
 
 /// An exact-mode offset document: `seq_no`, and the ranges delivered above it (at most
-/// [`MAX_DELIVERED_RANGES`], the lowest).
+/// [`MAX_DELIVERED_RANGES`], the lowest), written by `member` owning the partition in `epoch`
+/// (`None`: an admin's write).
 pub fn offset_doc(
     group: &str,
     mode: Mode,
@@ -147,6 +148,7 @@ pub fn offset_doc(
     seq_no: i64,
     delivered: &[(i64, i64)],
     member: &str,
+    epoch: Option<u64>,
 ) -> Value {
     StoreDoc {
         mode: Some(mode),
@@ -160,6 +162,7 @@ pub fn offset_doc(
                 .take(MAX_DELIVERED_RANGES)
                 .collect::<Vec<_>>())
         }),
+        epoch,
         ..StoreDoc::new(group, DocKind::Offset, member)
     }
     .to_value()
@@ -174,6 +177,19 @@ pub struct OffsetStore {
     member: String,
     /// `(seq_no, primary_term)` of each offset document as last read or written by us.
     versions: HashMap<String, (i64, i64)>,
+    /// The ownership epoch of each partition we own (by offset document id; see
+    /// [`OffsetStore::fence`]).
+    epochs: HashMap<String, u64>,
+}
+
+/// What [`OffsetStore::fence`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// The partition's offset document now carries our epoch (or there is none yet): a member
+    /// of an older epoch can no longer write it.
+    Ours,
+    /// It carries a newer epoch than ours: another member claimed the partition after us.
+    Newer(u64),
 }
 
 impl OffsetStore {
@@ -184,7 +200,72 @@ impl OffsetStore {
             group: group.to_string(),
             member: member.to_string(),
             versions: HashMap::new(),
+            epochs: HashMap::new(),
         }
+    }
+
+    /// The epoch stored in a partition's offset document (0 when it has none, or no document).
+    pub async fn stored_epoch(&self, p: &PartitionId) -> Result<u64> {
+        let id = p.offset_doc_id(&self.group);
+        Ok(self
+            .client
+            .get_doc(&self.index, &id)
+            .await?
+            .and_then(|d| d.source["epoch"].as_u64())
+            .unwrap_or(0))
+    }
+
+    /// Takes a partition's offset document over for `epoch`, the epoch of our new claim on it:
+    /// rewrites it, offsets unchanged, with our epoch, conditionally on its version, so that a
+    /// commit by the previous owner (a paused or cut-off member still holding the old version)
+    /// is refused by the cluster from now on. Commits of the partition then carry the epoch.
+    pub async fn fence(&mut self, p: &PartitionId, epoch: u64) -> Result<Fence> {
+        let id = p.offset_doc_id(&self.group);
+        for _ in 0..5 {
+            let Some(current) = self.client.get_doc(&self.index, &id).await? else {
+                // Nothing committed yet: our first commit creates it; one of an older epoch
+                // that gets there first is overwritten (see `write_docs`).
+                self.versions.remove(&id);
+                self.epochs.insert(id, epoch);
+                return Ok(Fence::Ours);
+            };
+            let stored = current.source["epoch"].as_u64().unwrap_or(0);
+            if stored > epoch {
+                return Ok(Fence::Newer(stored));
+            }
+            let mut doc = current.source.clone();
+            doc["epoch"] = epoch.into();
+            doc["member"] = self.member.clone().into();
+            let cas = crate::client::types::Cas::Match {
+                seq_no: current.seq_no,
+                primary_term: current.primary_term,
+            };
+            match self
+                .client
+                .put_doc(&self.index, &id, &doc, cas, false)
+                .await
+            {
+                Ok(w) => {
+                    self.versions.insert(id.clone(), (w.seq_no, w.primary_term));
+                    self.epochs.insert(id, epoch);
+                    return Ok(Fence::Ours);
+                }
+                // The old owner committed between our read and our write: read again.
+                Err(ClientError::Status { status: 409, .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Error::Fenced {
+            group: self.group.clone(),
+            detail: format!("offset document {id} kept changing while it was taken over"),
+        })
+    }
+
+    /// Forgets a partition we no longer own (released or lost).
+    pub fn forget(&mut self, p: &PartitionId) {
+        let id = p.offset_doc_id(&self.group);
+        self.versions.remove(&id);
+        self.epochs.remove(&id);
     }
 
     /// Creates the offsets index with its mapping when it does not exist yet, and adds the
@@ -233,14 +314,21 @@ impl OffsetStore {
         Ok(out)
     }
 
-    /// Commits offsets in one `_bulk`, each conditional on the version we last saw. A version
-    /// conflict means another member wrote the group's offsets: we are fenced.
-    pub async fn commit(&mut self, mode: Mode, entries: &[StoredOffset]) -> Result<()> {
+    /// Commits offsets in one `_bulk`, each conditional on the version we last saw, and
+    /// returns the partitions whose commit the cluster refused: a member of a newer ownership
+    /// epoch took them over (we are fenced from them; the others are committed).
+    pub async fn commit(
+        &mut self,
+        mode: Mode,
+        entries: &[StoredOffset],
+    ) -> Result<Vec<PartitionId>> {
         let docs = entries
             .iter()
             .map(|e| {
+                let id = e.partition.offset_doc_id(&self.group);
+                let epoch = self.epochs.get(&id).copied();
                 (
-                    e.partition.offset_doc_id(&self.group),
+                    id,
                     offset_doc(
                         &self.group,
                         mode,
@@ -248,11 +336,17 @@ impl OffsetStore {
                         e.seq_no,
                         &e.delivered,
                         &self.member,
+                        epoch,
                     ),
                 )
             })
             .collect();
-        self.write_docs(docs).await
+        let refused = self.write_docs(docs).await?;
+        Ok(entries
+            .iter()
+            .filter(|e| refused.contains(&e.partition.offset_doc_id(&self.group)))
+            .map(|e| e.partition.clone())
+            .collect())
     }
 
     /// The id of a timestamp-mode group's one offset document.
@@ -345,7 +439,13 @@ impl OffsetStore {
             .await;
         // Parts are written once: no version to keep for them.
         self.versions.remove(&part_id);
-        result
+        match result?.first() {
+            None => Ok(()),
+            Some(id) => Err(Error::Fenced {
+                group: self.group.clone(),
+                detail: format!("offset document {id} changed under us"),
+            }),
+        }
     }
 
     /// Deletes parts of a window that a compaction replaced (best effort: a part left behind
@@ -390,21 +490,68 @@ impl OffsetStore {
         Ok(())
     }
 
-    /// Writes offset documents in one `_bulk`, each conditional on the version we last saw. A
-    /// version conflict means another member wrote the group's offsets (we are fenced), unless
-    /// the document now holds exactly what we wrote: then an earlier attempt of this same
-    /// commit landed and only its answer was lost (a node died after the write), and the retry
-    /// met our own write.
-    async fn write_docs(&mut self, docs: Vec<(String, Value)>) -> Result<()> {
-        if docs.is_empty() {
-            return Ok(());
+    /// Writes offset documents in one `_bulk`, each conditional on the version we last saw, and
+    /// returns the ids the cluster refused because another member wrote them. A version
+    /// conflict is not a refusal when the document now holds exactly what we wrote (an earlier
+    /// attempt of this same commit landed and only its answer was lost: a node died after the
+    /// write), nor when it carries an older ownership epoch than ours (its previous owner
+    /// committed before our takeover reached it): that one is overwritten.
+    async fn write_docs(&mut self, docs: Vec<(String, Value)>) -> Result<Vec<String>> {
+        let mut refused = Vec::new();
+        let mut docs = docs;
+        // Two passes at most: the second overwrites what an older epoch wrote.
+        for _ in 0..2 {
+            if docs.is_empty() {
+                break;
+            }
+            let conflicts = self.write_once(&docs).await?;
+            let mut again = Vec::new();
+            if !conflicts.is_empty() {
+                let current = self.client.mget(&self.index, &conflicts).await?;
+                for (id, doc) in conflicts.iter().zip(current) {
+                    let written = docs.iter().find(|(i, _)| i == id).map(|(_, d)| d);
+                    let ours = self.epochs.get(id).copied();
+                    match doc {
+                        Some(doc) if Some(&doc.source) == written => {
+                            tracing::debug!(id = %id, "a retried commit met its own earlier attempt");
+                            self.versions
+                                .insert(id.clone(), (doc.seq_no, doc.primary_term));
+                        }
+                        Some(doc)
+                            if ours
+                                .is_some_and(|e| doc.source["epoch"].as_u64().unwrap_or(0) < e) =>
+                        {
+                            self.versions
+                                .insert(id.clone(), (doc.seq_no, doc.primary_term));
+                            if let Some(w) = written {
+                                again.push((id.clone(), w.clone()));
+                            }
+                        }
+                        None if ours.is_some() => {
+                            self.versions.remove(id);
+                            if let Some(w) = written {
+                                again.push((id.clone(), w.clone()));
+                            }
+                        }
+                        _ => {
+                            self.versions.remove(id);
+                            refused.push(id.clone());
+                        }
+                    }
+                }
+            }
+            docs = again;
         }
+        // Still conflicting after the overwrite: someone keeps writing it.
+        refused.extend(docs.into_iter().map(|(id, _)| id));
+        Ok(refused)
+    }
+
+    /// One conditional `_bulk` of `docs`; returns the ids that met a version conflict.
+    async fn write_once(&mut self, docs: &[(String, Value)]) -> Result<Vec<String>> {
         let mut body = String::new();
-        let mut ids = Vec::new();
-        let mut written: HashMap<String, Value> = HashMap::new();
         for (id, doc) in docs {
-            written.insert(id.clone(), doc.clone());
-            let meta = match self.versions.get(&id) {
+            let meta = match self.versions.get(id) {
                 Some((s, t)) => {
                     json!({"index": {"_index": self.index, "_id": id, "if_seq_no": s, "if_primary_term": t}})
                 }
@@ -414,23 +561,17 @@ impl OffsetStore {
             body.push('\n');
             body.push_str(&doc.to_string());
             body.push('\n');
-            ids.push(id);
         }
         let resp = self.client.bulk_to(Some(&self.index), body, false).await?;
-        let mut first_error: Option<Error> = None;
         let mut conflicts = Vec::new();
-        for (id, item) in ids.iter().zip(resp.results()) {
+        let mut first_error = None;
+        for ((id, _), item) in docs.iter().zip(resp.results()) {
             match (item.status, item.seq_no, item.primary_term) {
                 (200 | 201, Some(s), Some(t)) => {
                     self.versions.insert(id.clone(), (s, t));
                 }
                 (409, _, _) => conflicts.push(id.clone()),
                 (status, _, _) => {
-                    let reason = item
-                        .error
-                        .as_ref()
-                        .map(|e| e.to_string())
-                        .unwrap_or_default();
                     first_error.get_or_insert(Error::Client(ClientError::Status {
                         op: "commit",
                         status,
@@ -440,34 +581,19 @@ impl OffsetStore {
                             .and_then(|e| e["type"].as_str())
                             .unwrap_or_default()
                             .to_string(),
-                        reason,
+                        reason: item
+                            .error
+                            .as_ref()
+                            .map(|e| e.to_string())
+                            .unwrap_or_default(),
                         retry_after: None,
                     }));
                 }
             }
         }
-        if !conflicts.is_empty() {
-            let current = self.client.mget(&self.index, &conflicts).await?;
-            for (id, doc) in conflicts.iter().zip(current) {
-                match doc {
-                    Some(doc) if Some(&doc.source) == written.get(id) => {
-                        tracing::debug!(id = %id, "a retried commit met its own earlier attempt");
-                        self.versions
-                            .insert(id.clone(), (doc.seq_no, doc.primary_term));
-                    }
-                    _ => {
-                        self.versions.remove(id);
-                        first_error.get_or_insert(Error::Fenced {
-                            group: self.group.clone(),
-                            detail: format!("offset document {id} changed under us"),
-                        });
-                    }
-                }
-            }
-        }
         match first_error {
             Some(e) => Err(e),
-            None => Ok(()),
+            None => Ok(conflicts),
         }
     }
 }
@@ -483,7 +609,15 @@ mod tests {
             uuid: "u".into(),
             shard: 2,
         };
-        let doc = offset_doc("g", Mode::Exact, &p, 41, &[(43, 50), (52, 52)], "m");
+        let doc = offset_doc(
+            "g",
+            Mode::Exact,
+            &p,
+            41,
+            &[(43, 50), (52, 52)],
+            "m",
+            Some(2),
+        );
         assert_eq!(
             parse_offset_doc("o", "id", &doc, Mode::Exact).unwrap(),
             StoredOffset {

@@ -41,6 +41,60 @@ struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    group: String,
+    reason: String,
+}
+
+/// Several members per group: what this member owns and how that changed.
+#[derive(Debug)]
+struct MembershipMetrics {
+    assigned: Gauge,
+    rebalances: Counter,
+    gained: Counter,
+    lost: Family<ReasonLabels, Counter>,
+    renewals: Family<ResultLabels, Counter>,
+}
+
+impl MembershipMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let m = MembershipMetrics {
+            assigned: Gauge::default(),
+            rebalances: Counter::default(),
+            gained: Counter::default(),
+            lost: Family::default(),
+            renewals: Family::default(),
+        };
+        registry.register(
+            "assigned_partitions",
+            "Exact mode: partitions this member of the group owns",
+            m.assigned.clone(),
+        );
+        registry.register(
+            "rebalances",
+            "Exact mode: rebalances that changed this member's partitions",
+            m.rebalances.clone(),
+        );
+        registry.register(
+            "partitions_gained",
+            "Exact mode: partitions this member claimed",
+            m.gained.clone(),
+        );
+        registry.register(
+            "partitions_lost",
+            "Exact mode: partitions this member gave up, by reason (released, lost)",
+            m.lost.clone(),
+        );
+        registry.register(
+            "lease_renewals",
+            "Renewals of the group membership (member document and claims), by result",
+            m.renewals.clone(),
+        );
+        m
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BreakerLabels {
     group: String,
     breaker: String,
@@ -122,6 +176,7 @@ pub struct Telemetry {
     missed_late_horizon: Gauge,
     missing_timestamp: Counter,
     primary_changes: Family<PartitionLabels, Counter>,
+    membership: MembershipMetrics,
     breakers: Mutex<Vec<(std::sync::Arc<crate::breaker::CircuitBreaker>, u64)>>,
     state: Mutex<State>,
 }
@@ -251,7 +306,9 @@ impl Telemetry {
             "Exact mode: times a partition's primary copy moved to another node (failover or relocation)",
             primary_changes.clone(),
         );
+        let membership = MembershipMetrics::register(&mut registry);
         Telemetry {
+            membership,
             group: group.to_string(),
             index: index.to_string(),
             started: Instant::now(),
@@ -532,7 +589,40 @@ impl Telemetry {
         self.state().timestamp.missing_timestamp += n;
     }
 
-    /// The partitions' positions after a round or a commit.
+    /// The number of partitions this member owns now.
+    pub fn assigned_partitions(&self, n: usize) {
+        self.membership.assigned.set(n as i64);
+    }
+
+    /// A rebalance changed this member's partitions; `gained` of them are new.
+    pub fn rebalanced(&self, gained: usize) {
+        self.membership.rebalances.inc();
+        self.membership.gained.inc_by(gained as u64);
+    }
+
+    /// Partitions given up: `released` (handed over, or at shutdown) or `lost` (taken by
+    /// another member, refused at a commit, or not renewed in time).
+    pub fn partitions_lost(&self, n: usize, reason: &str) {
+        self.membership
+            .lost
+            .get_or_create(&ReasonLabels {
+                group: self.group.clone(),
+                reason: reason.to_string(),
+            })
+            .inc_by(n as u64);
+    }
+
+    /// A renewal of the membership (member document and claims) succeeded or failed.
+    pub fn lease_renewed(&self, ok: bool) {
+        self.membership
+            .renewals
+            .get_or_create(&ResultLabels {
+                group: self.group.clone(),
+                result: if ok { "ok" } else { "error" }.into(),
+            })
+            .inc();
+    }
+
     /// A partition's primary copy moved to another node: logged and counted.
     pub fn primary_moved(&self, partition: &crate::partition::PartitionId, from: &str, to: &str) {
         tracing::warn!(partition = %partition, from_node = %from, to_node = %to, "primary moved to another node (failover or relocation): confirming visibility on the new primary");

@@ -25,17 +25,23 @@ async fn groups_are_listed_described_reset_and_deleted_and_a_held_group_is_left_
     let listed = admin.list().await.unwrap();
     let mine = listed.iter().find(|g| g.group == group).expect("listed");
     assert_eq!(
-        (mine.mode, mine.partitions, mine.member.clone()),
-        (Some(Mode::Exact), 2, None)
+        (mine.mode, mine.partitions, mine.members.clone()),
+        (Some(Mode::Exact), 2, vec![])
     );
 
     let Description::Exact {
-        partitions, member, ..
+        partitions,
+        members,
+        ..
     } = admin.describe(&group).await.unwrap()
     else {
         panic!("an exact-mode group")
     };
-    assert_eq!(member, None);
+    assert_eq!(members, vec![]);
+    assert!(
+        partitions.iter().all(|p| p.owner.is_none()),
+        "{partitions:?}"
+    );
     assert_eq!(partitions.len(), 2);
     assert!(
         partitions
@@ -78,6 +84,7 @@ async fn groups_are_listed_described_reset_and_deleted_and_a_held_group_is_left_
 
     // A running member holds the group: no reset, no delete unless forced.
     let consumer = Consumer::builder(t.client_config(), &index, &group)
+        .with_member_id("admin-test-member")
         .with_poll_interval(Duration::from_millis(50))
         .with_offsets_index(&offsets)
         .build()
@@ -85,16 +92,52 @@ async fn groups_are_listed_described_reset_and_deleted_and_a_held_group_is_left_
         .unwrap();
     let running = Running::start(consumer, RunOptions::default());
     match admin.reset(&group, &Reset::new(ResetTo::Earliest)).await {
-        Err(Error::GroupRunning { group: g, .. }) => assert_eq!(g, group),
+        Err(Error::GroupRunning { group: g, members }) => {
+            assert_eq!(g, group);
+            assert_eq!(
+                members,
+                ["admin-test-member"],
+                "the refusal names the member"
+            );
+        }
         other => panic!("expected GroupRunning, got {other:?}"),
     }
+    // Described while running: the member, and its claims on both partitions.
+    let owned = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Ok(Description::Exact {
+                members,
+                partitions,
+                ..
+            }) = admin.describe(&group).await
+            {
+                if members.len() == 1 && members[0].partitions.len() == 2 {
+                    return (members, partitions);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the running member's claims are described");
+    assert_eq!(owned.0[0].member, "admin-test-member");
+    assert!(owned.0[0].heartbeat_age_ms.is_some_and(|a| a < 30_000));
+    assert!(
+        owned
+            .1
+            .iter()
+            .all(|p| p.owner.as_deref() == Some("admin-test-member") && p.epoch >= Some(1)),
+        "{:?}",
+        owned.1
+    );
     assert!(matches!(
         admin.delete(&group, WhenHeld::Refuse).await,
         Err(Error::GroupRunning { .. })
     ));
     let held = admin.list().await.unwrap();
     assert!(
-        held.iter().any(|g| g.group == group && g.member.is_some()),
+        held.iter()
+            .any(|g| g.group == group && g.members == ["admin-test-member"]),
         "{held:?}"
     );
     running.stop().await.unwrap();

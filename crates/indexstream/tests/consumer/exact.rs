@@ -4,11 +4,11 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use indexstream::{Consumer, Error, ExactSettings, MemorySink, RunOptions, StartFrom};
+use indexstream::{Consumer, Error, ExactSettings, MemorySink, Record, RunOptions, StartFrom};
 use indexstream_fake::VisibilityRule;
 use serde_json::json;
 
-use super::harness::{counts, target};
+use super::harness::{counts, target, Running};
 
 /// 100k documents from 4 concurrent producers into 3 shards while the consumer runs, 10% of
 /// the writes held invisible (and holding the checkpoint back) for a while: every id once.
@@ -203,35 +203,204 @@ async fn a_stalled_refresh_counter_falls_back_to_explicit_refresh() {
     assert_eq!(counts(&got).len(), 30);
 }
 
-#[tokio::test]
-async fn a_second_member_of_a_running_group_is_refused_with_the_holder_named() {
-    let t = target("lease").await;
+/// Two members of one group share its partitions (each reads only its own), and when one
+/// leaves, the other takes its partitions over from their commits: every document once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_share_the_partitions_and_one_takes_over_when_the_other_leaves() {
+    let t = target("members").await;
     let index = t.name("x");
-    t.create_index(&index, 1, "100ms").await;
+    let offsets = t.name("offsets");
+    t.create_index(&index, 4, "100ms").await;
+    t.write_n(&index, "a", 200).await;
     let group = t.name("g");
-    let first = Consumer::builder(t.client_config(), &index, &group)
-        .with_member_id("member-one")
-        .with_offsets_index(t.name("offsets"))
+    let member = |id: &str| {
+        Consumer::builder(t.client_config(), &index, &group)
+            .with_member_id(id)
+            .with_poll_interval(Duration::from_millis(50))
+            .with_commit_every(1000, Duration::from_millis(100))
+            .with_offsets_index(&offsets)
+            .build()
+    };
+    // Both join before either reads: the first round of each sees two members.
+    let (first, second) = (member("one").await.unwrap(), member("two").await.unwrap());
+    let metrics = second.telemetry();
+    let one = Running::start(first, RunOptions::default());
+    let two = Running::start(second, RunOptions::default());
+    let admin = indexstream::Admin::new(
+        indexstream::Client::new(&t.client_config()).unwrap(),
+        &offsets,
+    );
+    // Balanced: two partitions each, every partition owned once.
+    let split = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(indexstream::Description::Exact { members, .. }) =
+                admin.describe(&group).await
+            {
+                let counts: Vec<usize> = members.iter().map(|m| m.partitions.len()).collect();
+                if counts == [2, 2] {
+                    return members;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the four partitions are split two and two");
+    let mut all: Vec<_> = split.iter().flat_map(|m| m.partitions.clone()).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 4, "no partition owned twice: {split:?}");
+    // The membership metrics of a member: what it owns, how it got there.
+    let metric = |name: &str| -> f64 {
+        let text = metrics.encode_metrics();
+        text.lines()
+            .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+            .sum()
+    };
+    assert_eq!(metric("indexstream_assigned_partitions"), 2.0);
+    assert!(metric("indexstream_partitions_gained_total") >= 2.0);
+    assert!(metric("indexstream_rebalances_total") >= 1.0);
+    t.write_n(&index, "b", 200).await;
+    // Each member delivers only from its own partitions.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let one_records = one.records.lock().unwrap().clone();
+    one.stop().await.unwrap();
+    // The other takes over the leaver's partitions and reads what comes next.
+    t.write_n(&index, "c", 200).await;
+    let took_over = tokio::time::timeout(Duration::from_secs(20), async {
+        // (The leaver's partitions reach the other member in one of its rounds.)
+        loop {
+            if let Ok(indexstream::Description::Exact { members, .. }) =
+                admin.describe(&group).await
+            {
+                if members.len() == 1 && members[0].partitions.len() == 4 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        took_over.is_ok(),
+        "the remaining member took every partition"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let two_records = two.records.lock().unwrap().clone();
+    two.stop().await.unwrap();
+    let mut both = one_records.clone();
+    both.extend(two_records.clone());
+    let c = counts(&both);
+    assert_eq!(c.len(), 600, "every document delivered");
+    assert!(
+        c.values().all(|n| *n == 1),
+        "none twice: {:?}",
+        c.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    let shards = |r: &[Record]| {
+        r.iter()
+            .filter_map(|r| r.shard)
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(
+        shards(&one_records).len(),
+        2,
+        "member one read its two partitions only"
+    );
+    assert_eq!(
+        shards(&two_records).len(),
+        4,
+        "member two read all four after the takeover"
+    );
+}
+
+/// A zombie's commit is refused by the cluster: once a new owner has taken a partition over
+/// (its claim and the fenced offset document written as a new owner writes them), the old
+/// owner's commit, sent with the version it held, is refused, the offset stays the new owner's,
+/// and the old owner delivers nothing more of the partition.
+#[tokio::test]
+async fn a_commit_by_a_member_that_lost_the_partition_is_refused_by_the_cluster() {
+    let t = target("zombie-commit").await;
+    let index = t.name("x");
+    let offsets = t.name("offsets");
+    t.create_index(&index, 1, "100ms").await;
+    t.write_n(&index, "d", 50).await;
+    let group = t.name("g");
+    let mut old = Consumer::builder(t.client_config(), &index, &group)
+        .with_member_id("old")
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(&offsets)
         .build()
         .await
         .unwrap();
-    let second = Consumer::builder(t.client_config(), &index, &group)
-        .with_member_id("member-two")
-        .with_offsets_index(t.name("offsets"))
-        .build()
-        .await;
-    match second {
-        Err(Error::GroupHeld { holder, .. }) => assert_eq!(holder, "member-one"),
-        other => panic!("expected GroupHeld, got {other:?}"),
+    let mut got = Vec::new();
+    while got.len() < 20 {
+        got.extend(old.poll(20 - got.len()).await.unwrap());
     }
-    first.close().await.unwrap();
-    let third = Consumer::builder(t.client_config(), &index, &group)
-        .with_member_id("member-two")
-        .with_offsets_index(t.name("offsets"))
-        .build()
+    old.commit().await.unwrap();
+    while got.len() < 30 {
+        got.extend(old.poll(30 - got.len()).await.unwrap());
+    }
+    // A new owner takes the partition over: a claim of a newer epoch, then the offset
+    // document rewritten with that epoch (what `fence` writes).
+    let admin = indexstream::Admin::new(
+        indexstream::Client::new(&t.client_config()).unwrap(),
+        &offsets,
+    );
+    let indexstream::Description::Exact { partitions, .. } = admin.describe(&group).await.unwrap()
+    else {
+        panic!()
+    };
+    let p = partitions[0].partition.clone();
+    let epoch = partitions[0].epoch.unwrap();
+    let offset_id = format!("{group}%7C{}%7C0", p.uuid);
+    let mut doc = t
+        .call("GET", &format!("/{offsets}/_doc/{offset_id}"), None)
+        .await["_source"]
+        .clone();
+    doc["epoch"] = json!(epoch + 1);
+    doc["member"] = json!("new");
+    let far = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 3_600_000;
+    t.call(
+        "PUT",
+        &format!("/{offsets}/_doc/{group}%7Cclaim%7C{}%7C0?refresh=true", p.uuid),
+        Some(json!({"group": group, "kind": "claim", "member": "new", "index": p.index, "index_uuid": p.uuid, "shard": 0, "epoch": epoch + 1, "expires_at_ms": far})),
+    )
+    .await;
+    t.call(
+        "PUT",
+        &format!("/{offsets}/_doc/{offset_id}?refresh=true"),
+        Some(doc.clone()),
+    )
+    .await;
+    // The old owner commits what it delivered since: refused by the cluster's CAS.
+    old.commit()
         .await
-        .unwrap();
-    third.close().await.unwrap();
+        .expect("a refused partition is dropped, not an error");
+    let now = t
+        .call("GET", &format!("/{offsets}/_doc/{offset_id}"), None)
+        .await["_source"]
+        .clone();
+    assert_eq!(now, doc, "the zombie did not move the offset");
+    assert!(
+        old.status().is_empty(),
+        "the old owner dropped the partition: {:?}",
+        old.status()
+    );
+    t.write_n(&index, "more", 5).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        assert!(
+            old.poll(100).await.unwrap().is_empty(),
+            "nothing more delivered"
+        );
+    }
+    old.close().await.unwrap();
 }
 
 #[tokio::test]
@@ -690,18 +859,55 @@ async fn a_lease_left_by_a_dead_process_of_this_member_is_taken_over_at_once() {
         Some(json!({"group": group, "kind": "lease", "member": member, "host": member, "pid": 1, "process": "gone:0", "instance": "crashed", "expires_at_ms": expires, "updated_at": "2026-01-01T00:00:00Z"})),
     )
     .await;
+    // And its member document and claim on the one partition (what a member of this
+    // version leaves behind when killed).
+    let uuid = t.call("GET", &format!("/{index}/_settings"), None).await[&index]["settings"]
+        ["index"]["uuid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    t.call(
+        "PUT",
+        &format!("/{offsets}/_doc/{group}%7Cmember%7C{member}?refresh=true"),
+        Some(json!({"group": group, "kind": "member", "member": member, "host": member, "pid": 1, "process": "gone:0", "instance": "crashed", "expires_at_ms": expires, "updated_at": "2026-01-01T00:00:00Z"})),
+    )
+    .await;
+    t.call(
+        "PUT",
+        &format!("/{offsets}/_doc/{group}%7Cclaim%7C{uuid}%7C0?refresh=true"),
+        Some(json!({"group": group, "kind": "claim", "member": member, "index": index, "index_uuid": uuid, "shard": 0, "epoch": 4, "instance": "crashed", "expires_at_ms": expires})),
+    )
+    .await;
+    t.write_n(&index, "d", 3).await;
     let started = std::time::Instant::now();
-    let consumer = Consumer::builder(t.client_config(), &index, &group)
+    let mut consumer = Consumer::builder(t.client_config(), &index, &group)
         .with_offsets_index(&offsets)
         .build()
         .await
         .expect("the dead process's lease is taken over");
+    // Static membership: the partition the dead process claimed is taken back at once, with a
+    // newer epoch, not after the hour its claim had left.
+    let mut got = Vec::new();
+    while got.len() < 3 && started.elapsed() < Duration::from_secs(5) {
+        got.extend(consumer.poll(10).await.unwrap());
+    }
+    assert_eq!(got.len(), 3, "read at once");
     assert!(started.elapsed() < Duration::from_secs(5));
+    consumer.commit().await.unwrap();
+    let admin = indexstream::Admin::new(
+        indexstream::Client::new(&t.client_config()).unwrap(),
+        &offsets,
+    );
+    let indexstream::Description::Exact { partitions, .. } = admin.describe(&group).await.unwrap()
+    else {
+        panic!()
+    };
+    assert_eq!(partitions[0].epoch, Some(5), "{partitions:?}");
     consumer.close().await.unwrap();
 }
 
-/// A sink that blocks for three lease TTLs: the lease is renewed meanwhile on its own timer,
-/// so another member asking for the group is refused the whole time.
+/// A sink that blocks for three lease TTLs: the membership and its claims are renewed meanwhile
+/// on their own timer, so another member joining the whole time gets none of the partition.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lease_is_renewed_while_the_sink_blocks() {
     let t = target("renew").await;
@@ -750,21 +956,22 @@ async fn the_lease_is_renewed_while_the_sink_blocks() {
     while !blocked.load(std::sync::atomic::Ordering::SeqCst) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for _ in 0..5 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let other = Consumer::builder(t.client_config(), &index, &group)
-            .with_member_id("other")
-            .with_offsets_index(&offsets)
-            .build()
-            .await;
-        match other {
-            Err(Error::GroupHeld { holder, .. }) => assert_eq!(holder, "slow"),
-            Ok(c) => {
-                c.close().await.unwrap();
-                panic!("the lease lapsed while the sink blocked");
-            }
-            Err(e) => panic!("{e}"),
-        }
+    let mut other = Consumer::builder(t.client_config(), &index, &group)
+        .with_member_id("other")
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(&offsets)
+        .build()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    while started.elapsed() < Duration::from_millis(2500) {
+        assert!(
+            other.poll(10).await.unwrap().is_empty(),
+            "the claim lapsed while the sink blocked"
+        );
+        assert!(other.status().is_empty());
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    other.close().await.unwrap();
     task.await.unwrap().unwrap();
 }

@@ -694,3 +694,69 @@ async fn the_error_of_an_open_breaker_names_the_failure_that_opened_it() {
         "a refusal by the breaker is not a new cause: {text}"
     );
 }
+
+/// A member paused (or its renewals cut off) past its lease TTL stops delivering at once when
+/// it resumes: its claims lapsed, so the batch it had read is not handed out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_whose_claims_lapsed_hands_out_nothing_more() {
+    let t = target("lapsed").await;
+    let index = t.name("x");
+    let offsets = t.name("offsets");
+    t.create_index(&index, 1, "100ms").await;
+    t.write_n(&index, "d", 50).await;
+    let group = t.name("g");
+    let mut member = Consumer::builder(t.client_config(), &index, &group)
+        .with_member_id("paused")
+        .with_retry(
+            RetryPolicy::builder()
+                .max_attempts(2)
+                .base_delay(Duration::from_millis(10))
+                .build(),
+        )
+        .with_lease_ttl(Duration::from_secs(1))
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(&offsets)
+        .build()
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < 10 {
+        got.extend(member.poll(10 - got.len()).await.unwrap());
+    }
+    // The offsets index fails every request: renewals fail, the claim lapses after its TTL
+    // (and cannot be claimed again while the offsets index is down).
+    let rule = t
+        .fault_api()
+        .add_fault(
+            FaultRule::new("*", FaultAction::Error)
+                .status(503)
+                .index(&offsets),
+        )
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for _ in 0..5 {
+        if let Ok(batch) = member.poll(10).await {
+            assert!(
+                batch.is_empty(),
+                "nothing handed out after the claim lapsed"
+            );
+        }
+    }
+    assert!(member.status().is_empty(), "{:?}", member.status());
+    let metrics = member.telemetry().encode_metrics();
+    let has = |prefix: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with(prefix) && l.rsplit(' ').next().unwrap().parse::<f64>().unwrap() >= 1.0
+        })
+    };
+    assert!(
+        has("indexstream_lease_renewals_total{group=") && metrics.contains("result=\"error\""),
+        "failed renewals are counted: {metrics}"
+    );
+    assert!(
+        has("indexstream_partitions_lost_total{") && metrics.contains("reason=\"lost\""),
+        "the lapsed partition is counted as lost: {metrics}"
+    );
+    t.fault_api().remove_fault(rule);
+    member.close().await.unwrap();
+}
