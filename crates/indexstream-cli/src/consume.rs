@@ -167,7 +167,7 @@ pub struct ConsumeArgs {
     #[arg(long, env = "INDEXSTREAM_MEMBER_ID", help_heading = COMMITS)]
     #[serde(skip_serializing_if = "Option::is_none")]
     member_id: Option<String>,
-    /// How long the group lease lives without a heartbeat [default: 30s]
+    /// How long a member's claims (timestamp mode: the group lease) live without a heartbeat; renewed every third of it [default: 30s]
     #[arg(long, env = "INDEXSTREAM_LEASE_TTL", value_parser = parse_duration, help_heading = COMMITS)]
     #[serde(
         with = "config_file::duration",

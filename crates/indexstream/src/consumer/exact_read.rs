@@ -377,15 +377,18 @@ impl ExactReader {
                 })
             })
             .collect();
-        let change = members.rebalance(&all, cx.offsets).await?;
-        for (pid, _) in &change.gained {
-            // Lost and claimed back before its handover commit: read afresh from its offset
-            // (what was handed out under the old claim and not committed is read again).
-            if self.revoking.remove(pid) {
-                self.handed.remove(pid);
-                self.handed_out.remove(pid);
-            }
-        }
+        // What we lost or hand over is settled first: its commit goes out (or is refused by the
+        // new owner's fence) before we claim anything again, so a member back from a pause
+        // never claims back a partition with a commit of its old epoch still to make.
+        let change = if self.revoking.is_empty() {
+            members.rebalance(&all, cx.offsets).await?
+        } else {
+            tracing::debug!(
+                handing_over = self.revoking.len(),
+                "rebalance deferred until the handover commit"
+            );
+            Default::default()
+        };
         for pid in change.revoke {
             if self.revoking.insert(pid.clone()) {
                 tracing::info!(partition = %pid, "partition assigned to another member: handing it over after the next commit");

@@ -20,6 +20,11 @@
 //! - **Losing a partition.** A member stops delivering a partition as soon as a renewal finds its
 //!   claim taken, a commit is refused, or the claim went a whole TTL without a renewal (the clock
 //!   is monotonic, so a member resumed after `SIGSTOP` knows at once, before its next delivery).
+//!   It settles what it lost before it claims anything again (the reader defers its rebalance
+//!   until the commit of the lost and handed-over partitions is out): that commit is refused if a
+//!   new owner fenced the partition, written if nobody took it; so a member back from a pause
+//!   neither reads again what it delivered and could still commit, nor makes a commit of its old
+//!   epoch under a new claim.
 //! - **Handing over.** A partition given to another member is no longer read; once what was
 //!   delivered of it is committed its claim is expired (kept, so that the next epoch counts
 //!   from it), and the new owner claims it in its next round (within a poll interval). A member

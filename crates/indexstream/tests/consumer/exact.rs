@@ -403,6 +403,190 @@ async fn a_commit_by_a_member_that_lost_the_partition_is_refused_by_the_cluster(
     old.close().await.unwrap();
 }
 
+/// A member whose claim lapsed (paused, cut off) settles what it delivered of the partition
+/// before it claims anything again: nothing is delivered until its commit is out; when nobody
+/// took the partition over meanwhile the commit goes through, and claiming the partition back
+/// continues from it, so what was delivered and committed is not delivered again.
+#[tokio::test]
+async fn a_member_whose_claim_lapsed_commits_what_it_delivered_before_claiming_again() {
+    let t = target("lapsed-claim").await;
+    let index = t.name("x");
+    let offsets = t.name("offsets");
+    t.create_index(&index, 1, "100ms").await;
+    t.write_n(&index, "d", 50).await;
+    let group = t.name("g");
+    let mut member = Consumer::builder(t.client_config(), &index, &group)
+        .with_member_id("m")
+        .with_poll_interval(Duration::from_millis(50))
+        .with_lease_ttl(Duration::from_secs(1))
+        .with_offsets_index(&offsets)
+        .build()
+        .await
+        .unwrap();
+    let mut got: Vec<Record> = Vec::new();
+    while got.len() < 20 {
+        got.extend(member.poll(20 - got.len()).await.unwrap());
+    }
+    member.commit().await.unwrap();
+    while got.len() < 30 {
+        got.extend(member.poll(30 - got.len()).await.unwrap());
+    }
+    // The claim lapses: rewritten, expired, under the member's feet (its next renewal meets a
+    // conflict, as after a pause past the TTL). Nobody else takes the partition.
+    let admin = indexstream::Admin::new(
+        indexstream::Client::new(&t.client_config()).unwrap(),
+        &offsets,
+    );
+    let indexstream::Description::Exact { partitions, .. } = admin.describe(&group).await.unwrap()
+    else {
+        panic!()
+    };
+    let p = partitions[0].partition.clone();
+    let epoch = partitions[0].epoch.unwrap();
+    t.call(
+        "PUT",
+        &format!("/{offsets}/_doc/{group}%7Cclaim%7C{}%7C0?refresh=true", p.uuid),
+        Some(json!({"group": group, "kind": "claim", "member": "m", "index": p.index, "index_uuid": p.uuid, "shard": 0, "epoch": epoch, "expires_at_ms": 0})),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    t.write_n(&index, "more", 5).await;
+    // Lost, and not claimed back while what it delivered waits for a commit.
+    for _ in 0..5 {
+        let more = member.poll(100).await.unwrap();
+        assert!(
+            more.is_empty(),
+            "nothing delivered before the handover commit: {:?}",
+            more.iter().map(|r| &r.id).collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    assert!(
+        member.handover_pending(),
+        "the lost partition waits for its commit"
+    );
+    member.commit().await.unwrap();
+    assert!(!member.handover_pending());
+    // Claimed back from the offset just committed: the rest, and nothing of the first 30.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while got.len() < 55 && std::time::Instant::now() < deadline {
+        got.extend(member.poll(100).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    got.extend(member.poll(100).await.unwrap());
+    let ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    let distinct: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(distinct.len(), 55, "every document delivered: {ids:?}");
+    assert_eq!(ids.len(), 55, "none delivered twice: {ids:?}");
+    let indexstream::Description::Exact { partitions, .. } = admin.describe(&group).await.unwrap()
+    else {
+        panic!()
+    };
+    assert!(
+        partitions[0].epoch.unwrap() > epoch,
+        "claimed back in a newer epoch: {:?}",
+        partitions[0]
+    );
+    member.close().await.unwrap();
+}
+
+/// A member whose claim lapsed while another took the partition over, read all of it,
+/// committed and let it go: when the first one comes back its commit (of its old epoch) is
+/// refused before it claims anything again, so the other's offset is not rewound, and claiming
+/// the partition back continues from the other's offset.
+#[tokio::test]
+async fn a_member_back_from_a_lapse_does_not_rewind_the_offset_of_the_member_that_took_over() {
+    let t = target("lapsed-takeover").await;
+    let index = t.name("x");
+    let offsets = t.name("offsets");
+    t.create_index(&index, 1, "100ms").await;
+    t.write_n(&index, "d", 50).await;
+    let group = t.name("g");
+    let mut member = Consumer::builder(t.client_config(), &index, &group)
+        .with_member_id("m")
+        .with_poll_interval(Duration::from_millis(50))
+        .with_lease_ttl(Duration::from_secs(1))
+        .with_offsets_index(&offsets)
+        .build()
+        .await
+        .unwrap();
+    let mut got: Vec<Record> = Vec::new();
+    while got.len() < 20 {
+        got.extend(member.poll(20 - got.len()).await.unwrap());
+    }
+    member.commit().await.unwrap();
+    while got.len() < 30 {
+        got.extend(member.poll(30 - got.len()).await.unwrap());
+    }
+    // Meanwhile another member claimed it in the next epoch, fenced the offset document, read
+    // all 50, committed and released it (its claim kept, expired), all as members write them.
+    let admin = indexstream::Admin::new(
+        indexstream::Client::new(&t.client_config()).unwrap(),
+        &offsets,
+    );
+    let indexstream::Description::Exact { partitions, .. } = admin.describe(&group).await.unwrap()
+    else {
+        panic!()
+    };
+    let p = partitions[0].partition.clone();
+    let epoch = partitions[0].epoch.unwrap();
+    let last = partitions[0].checkpoint.expect("the shard's checkpoint");
+    t.call(
+        "PUT",
+        &format!("/{offsets}/_doc/{group}%7Cclaim%7C{}%7C0?refresh=true", p.uuid),
+        Some(json!({"group": group, "kind": "claim", "member": "new", "index": p.index, "index_uuid": p.uuid, "shard": 0, "epoch": epoch + 1, "expires_at_ms": 0})),
+    )
+    .await;
+    let offset_id = format!("{group}%7C{}%7C0", p.uuid);
+    let mut doc = t
+        .call("GET", &format!("/{offsets}/_doc/{offset_id}"), None)
+        .await["_source"]
+        .clone();
+    doc["epoch"] = json!(epoch + 1);
+    doc["member"] = json!("new");
+    doc["seq_no"] = json!(last);
+    doc.as_object_mut().unwrap().remove("delivered");
+    t.call(
+        "PUT",
+        &format!("/{offsets}/_doc/{offset_id}?refresh=true"),
+        Some(doc.clone()),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    t.write_n(&index, "more", 5).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut after: Vec<Record> = Vec::new();
+    while after.len() < 5 && std::time::Instant::now() < deadline {
+        after.extend(member.poll(100).await.unwrap());
+        if member.handover_pending() {
+            member.commit().await.unwrap();
+        }
+    }
+    let indexstream::Description::Exact { partitions, .. } = admin.describe(&group).await.unwrap()
+    else {
+        panic!()
+    };
+    assert!(
+        partitions[0].committed >= last,
+        "the other member's offset {last} was not rewound: {:?}",
+        partitions[0]
+    );
+    assert!(
+        partitions[0].epoch.unwrap() > epoch + 1,
+        "claimed back in a newer epoch: {:?}",
+        partitions[0]
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    after.extend(member.poll(100).await.unwrap());
+    let ids: Vec<&str> = after.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["more0", "more1", "more2", "more3", "more4"],
+        "claimed back from the other's offset: only what came after it"
+    );
+    member.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn an_offset_document_of_the_other_mode_or_corrupt_is_an_error_not_a_reset() {
     let t = target("corrupt").await;
