@@ -315,50 +315,127 @@ async fn two_members_share_the_partitions_and_one_takes_over_when_the_other_leav
     );
 }
 
+/// A member of a group on a one-shard index of 50 documents that has delivered 30 of them and
+/// committed the first 20: where the tests of a partition lost under a member's feet start.
+struct HalfCommitted {
+    t: super::harness::Target,
+    index: String,
+    group: String,
+    offsets: String,
+    member: Consumer,
+    got: Vec<Record>,
+    admin: indexstream::Admin,
+    /// The partition as `describe` showed it once the 30 were delivered.
+    at_start: indexstream::PartitionLag,
+}
+
+/// The one partition of an exact-mode group, as `groups describe` shows it.
+async fn only_partition(admin: &indexstream::Admin, group: &str) -> indexstream::PartitionLag {
+    let indexstream::Description::Exact { partitions, .. } = admin.describe(group).await.unwrap()
+    else {
+        panic!("an exact-mode group")
+    };
+    partitions[0].clone()
+}
+
+impl HalfCommitted {
+    async fn start(name: &str, member_id: &str, lease_ttl: Duration) -> Self {
+        let t = target(name).await;
+        let index = t.name("x");
+        let offsets = t.name("offsets");
+        t.create_index(&index, 1, "100ms").await;
+        t.write_n(&index, "d", 50).await;
+        let group = t.name("g");
+        let mut member = Consumer::builder(t.client_config(), &index, &group)
+            .with_member_id(member_id)
+            .with_poll_interval(Duration::from_millis(50))
+            .with_lease_ttl(lease_ttl)
+            .with_offsets_index(&offsets)
+            .build()
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        while got.len() < 20 {
+            got.extend(member.poll(20 - got.len()).await.unwrap());
+        }
+        member.commit().await.unwrap();
+        while got.len() < 30 {
+            got.extend(member.poll(30 - got.len()).await.unwrap());
+        }
+        let admin = indexstream::Admin::new(
+            indexstream::Client::new(&t.client_config()).unwrap(),
+            &offsets,
+        );
+        let at_start = only_partition(&admin, &group).await;
+        HalfCommitted {
+            t,
+            index,
+            group,
+            offsets,
+            member,
+            got,
+            admin,
+            at_start,
+        }
+    }
+
+    /// The partition as `groups describe` shows it now.
+    async fn describe(&self) -> indexstream::PartitionLag {
+        only_partition(&self.admin, &self.group).await
+    }
+
+    fn epoch(&self) -> u64 {
+        self.at_start.epoch.expect("an epoch")
+    }
+
+    fn offset_doc_path(&self) -> String {
+        format!(
+            "/{}/_doc/{}%7C{}%7C0",
+            self.offsets, self.group, self.at_start.partition.uuid
+        )
+    }
+
+    async fn offset_doc(&self) -> serde_json::Value {
+        self.t.call("GET", &self.offset_doc_path(), None).await["_source"].clone()
+    }
+
+    async fn put_offset_doc(&self, doc: &serde_json::Value) {
+        self.t
+            .call(
+                "PUT",
+                &format!("{}?refresh=true", self.offset_doc_path()),
+                Some(doc.clone()),
+            )
+            .await;
+    }
+
+    /// Writes the partition's claim document as a member writes it.
+    async fn put_claim(&self, member: &str, epoch: u64, expires_at_ms: i64) {
+        let p = &self.at_start.partition;
+        self.t
+            .call(
+                "PUT",
+                &format!(
+                    "/{}/_doc/{}%7Cclaim%7C{}%7C0?refresh=true",
+                    self.offsets, self.group, p.uuid
+                ),
+                Some(json!({"group": self.group, "kind": "claim", "member": member, "index": p.index, "index_uuid": p.uuid, "shard": 0, "epoch": epoch, "expires_at_ms": expires_at_ms})),
+            )
+            .await;
+    }
+}
+
 /// A zombie's commit is refused by the cluster: once a new owner has taken a partition over
 /// (its claim and the fenced offset document written as a new owner writes them), the old
 /// owner's commit, sent with the version it held, is refused, the offset stays the new owner's,
 /// and the old owner delivers nothing more of the partition.
 #[tokio::test]
 async fn a_commit_by_a_member_that_lost_the_partition_is_refused_by_the_cluster() {
-    let t = target("zombie-commit").await;
-    let index = t.name("x");
-    let offsets = t.name("offsets");
-    t.create_index(&index, 1, "100ms").await;
-    t.write_n(&index, "d", 50).await;
-    let group = t.name("g");
-    let mut old = Consumer::builder(t.client_config(), &index, &group)
-        .with_member_id("old")
-        .with_poll_interval(Duration::from_millis(50))
-        .with_offsets_index(&offsets)
-        .build()
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    while got.len() < 20 {
-        got.extend(old.poll(20 - got.len()).await.unwrap());
-    }
-    old.commit().await.unwrap();
-    while got.len() < 30 {
-        got.extend(old.poll(30 - got.len()).await.unwrap());
-    }
+    let mut s = HalfCommitted::start("zombie-commit", "old", Duration::from_secs(30)).await;
     // A new owner takes the partition over: a claim of a newer epoch, then the offset
     // document rewritten with that epoch (what `fence` writes).
-    let admin = indexstream::Admin::new(
-        indexstream::Client::new(&t.client_config()).unwrap(),
-        &offsets,
-    );
-    let indexstream::Description::Exact { partitions, .. } = admin.describe(&group).await.unwrap()
-    else {
-        panic!()
-    };
-    let p = partitions[0].partition.clone();
-    let epoch = partitions[0].epoch.unwrap();
-    let offset_id = format!("{group}%7C{}%7C0", p.uuid);
-    let mut doc = t
-        .call("GET", &format!("/{offsets}/_doc/{offset_id}"), None)
-        .await["_source"]
-        .clone();
+    let epoch = s.epoch();
+    let mut doc = s.offset_doc().await;
     doc["epoch"] = json!(epoch + 1);
     doc["member"] = json!("new");
     let far = std::time::SystemTime::now()
@@ -366,41 +443,29 @@ async fn a_commit_by_a_member_that_lost_the_partition_is_refused_by_the_cluster(
         .unwrap()
         .as_millis() as i64
         + 3_600_000;
-    t.call(
-        "PUT",
-        &format!("/{offsets}/_doc/{group}%7Cclaim%7C{}%7C0?refresh=true", p.uuid),
-        Some(json!({"group": group, "kind": "claim", "member": "new", "index": p.index, "index_uuid": p.uuid, "shard": 0, "epoch": epoch + 1, "expires_at_ms": far})),
-    )
-    .await;
-    t.call(
-        "PUT",
-        &format!("/{offsets}/_doc/{offset_id}?refresh=true"),
-        Some(doc.clone()),
-    )
-    .await;
+    s.put_claim("new", epoch + 1, far).await;
+    s.put_offset_doc(&doc).await;
     // The old owner commits what it delivered since: refused by the cluster's CAS.
-    old.commit()
+    s.member
+        .commit()
         .await
         .expect("a refused partition is dropped, not an error");
-    let now = t
-        .call("GET", &format!("/{offsets}/_doc/{offset_id}"), None)
-        .await["_source"]
-        .clone();
+    let now = s.offset_doc().await;
     assert_eq!(now, doc, "the zombie did not move the offset");
     assert!(
-        old.status().is_empty(),
+        s.member.status().is_empty(),
         "the old owner dropped the partition: {:?}",
-        old.status()
+        s.member.status()
     );
-    t.write_n(&index, "more", 5).await;
+    s.t.write_n(&s.index, "more", 5).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     for _ in 0..5 {
         assert!(
-            old.poll(100).await.unwrap().is_empty(),
+            s.member.poll(100).await.unwrap().is_empty(),
             "nothing more delivered"
         );
     }
-    old.close().await.unwrap();
+    s.member.close().await.unwrap();
 }
 
 /// A member whose claim lapsed (paused, cut off) settles what it delivered of the partition
@@ -409,51 +474,16 @@ async fn a_commit_by_a_member_that_lost_the_partition_is_refused_by_the_cluster(
 /// continues from it, so what was delivered and committed is not delivered again.
 #[tokio::test]
 async fn a_member_whose_claim_lapsed_commits_what_it_delivered_before_claiming_again() {
-    let t = target("lapsed-claim").await;
-    let index = t.name("x");
-    let offsets = t.name("offsets");
-    t.create_index(&index, 1, "100ms").await;
-    t.write_n(&index, "d", 50).await;
-    let group = t.name("g");
-    let mut member = Consumer::builder(t.client_config(), &index, &group)
-        .with_member_id("m")
-        .with_poll_interval(Duration::from_millis(50))
-        .with_lease_ttl(Duration::from_secs(1))
-        .with_offsets_index(&offsets)
-        .build()
-        .await
-        .unwrap();
-    let mut got: Vec<Record> = Vec::new();
-    while got.len() < 20 {
-        got.extend(member.poll(20 - got.len()).await.unwrap());
-    }
-    member.commit().await.unwrap();
-    while got.len() < 30 {
-        got.extend(member.poll(30 - got.len()).await.unwrap());
-    }
+    let mut s = HalfCommitted::start("lapsed-claim", "m", Duration::from_secs(1)).await;
     // The claim lapses: rewritten, expired, under the member's feet (its next renewal meets a
     // conflict, as after a pause past the TTL). Nobody else takes the partition.
-    let admin = indexstream::Admin::new(
-        indexstream::Client::new(&t.client_config()).unwrap(),
-        &offsets,
-    );
-    let indexstream::Description::Exact { partitions, .. } = admin.describe(&group).await.unwrap()
-    else {
-        panic!()
-    };
-    let p = partitions[0].partition.clone();
-    let epoch = partitions[0].epoch.unwrap();
-    t.call(
-        "PUT",
-        &format!("/{offsets}/_doc/{group}%7Cclaim%7C{}%7C0?refresh=true", p.uuid),
-        Some(json!({"group": group, "kind": "claim", "member": "m", "index": p.index, "index_uuid": p.uuid, "shard": 0, "epoch": epoch, "expires_at_ms": 0})),
-    )
-    .await;
+    let epoch = s.epoch();
+    s.put_claim("m", epoch, 0).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    t.write_n(&index, "more", 5).await;
+    s.t.write_n(&s.index, "more", 5).await;
     // Lost, and not claimed back while what it delivered waits for a commit.
     for _ in 0..5 {
-        let more = member.poll(100).await.unwrap();
+        let more = s.member.poll(100).await.unwrap();
         assert!(
             more.is_empty(),
             "nothing delivered before the handover commit: {:?}",
@@ -462,32 +492,28 @@ async fn a_member_whose_claim_lapsed_commits_what_it_delivered_before_claiming_a
         tokio::time::sleep(Duration::from_millis(60)).await;
     }
     assert!(
-        member.handover_pending(),
+        s.member.handover_pending(),
         "the lost partition waits for its commit"
     );
-    member.commit().await.unwrap();
-    assert!(!member.handover_pending());
+    s.member.commit().await.unwrap();
+    assert!(!s.member.handover_pending());
     // Claimed back from the offset just committed: the rest, and nothing of the first 30.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while got.len() < 55 && std::time::Instant::now() < deadline {
-        got.extend(member.poll(100).await.unwrap());
+    while s.got.len() < 55 && std::time::Instant::now() < deadline {
+        s.got.extend(s.member.poll(100).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    got.extend(member.poll(100).await.unwrap());
-    let ids: Vec<&str> = got.iter().map(|r| r.id.as_str()).collect();
+    s.got.extend(s.member.poll(100).await.unwrap());
+    let ids: Vec<&str> = s.got.iter().map(|r| r.id.as_str()).collect();
     let distinct: HashSet<&str> = ids.iter().copied().collect();
     assert_eq!(distinct.len(), 55, "every document delivered: {ids:?}");
     assert_eq!(ids.len(), 55, "none delivered twice: {ids:?}");
-    let indexstream::Description::Exact { partitions, .. } = admin.describe(&group).await.unwrap()
-    else {
-        panic!()
-    };
+    let now = s.describe().await;
     assert!(
-        partitions[0].epoch.unwrap() > epoch,
-        "claimed back in a newer epoch: {:?}",
-        partitions[0]
+        now.epoch.unwrap() > epoch,
+        "claimed back in a newer epoch: {now:?}"
     );
-    member.close().await.unwrap();
+    s.member.close().await.unwrap();
 }
 
 /// A member whose claim lapsed while another took the partition over, read all of it,
@@ -496,95 +522,46 @@ async fn a_member_whose_claim_lapsed_commits_what_it_delivered_before_claiming_a
 /// the partition back continues from the other's offset.
 #[tokio::test]
 async fn a_member_back_from_a_lapse_does_not_rewind_the_offset_of_the_member_that_took_over() {
-    let t = target("lapsed-takeover").await;
-    let index = t.name("x");
-    let offsets = t.name("offsets");
-    t.create_index(&index, 1, "100ms").await;
-    t.write_n(&index, "d", 50).await;
-    let group = t.name("g");
-    let mut member = Consumer::builder(t.client_config(), &index, &group)
-        .with_member_id("m")
-        .with_poll_interval(Duration::from_millis(50))
-        .with_lease_ttl(Duration::from_secs(1))
-        .with_offsets_index(&offsets)
-        .build()
-        .await
-        .unwrap();
-    let mut got: Vec<Record> = Vec::new();
-    while got.len() < 20 {
-        got.extend(member.poll(20 - got.len()).await.unwrap());
-    }
-    member.commit().await.unwrap();
-    while got.len() < 30 {
-        got.extend(member.poll(30 - got.len()).await.unwrap());
-    }
+    let mut s = HalfCommitted::start("lapsed-takeover", "m", Duration::from_secs(1)).await;
     // Meanwhile another member claimed it in the next epoch, fenced the offset document, read
     // all 50, committed and released it (its claim kept, expired), all as members write them.
-    let admin = indexstream::Admin::new(
-        indexstream::Client::new(&t.client_config()).unwrap(),
-        &offsets,
-    );
-    let indexstream::Description::Exact { partitions, .. } = admin.describe(&group).await.unwrap()
-    else {
-        panic!()
-    };
-    let p = partitions[0].partition.clone();
-    let epoch = partitions[0].epoch.unwrap();
-    let last = partitions[0].checkpoint.expect("the shard's checkpoint");
-    t.call(
-        "PUT",
-        &format!("/{offsets}/_doc/{group}%7Cclaim%7C{}%7C0?refresh=true", p.uuid),
-        Some(json!({"group": group, "kind": "claim", "member": "new", "index": p.index, "index_uuid": p.uuid, "shard": 0, "epoch": epoch + 1, "expires_at_ms": 0})),
-    )
-    .await;
-    let offset_id = format!("{group}%7C{}%7C0", p.uuid);
-    let mut doc = t
-        .call("GET", &format!("/{offsets}/_doc/{offset_id}"), None)
-        .await["_source"]
-        .clone();
+    let epoch = s.epoch();
+    let last = s.at_start.checkpoint.expect("the shard's checkpoint");
+    s.put_claim("new", epoch + 1, 0).await;
+    let mut doc = s.offset_doc().await;
     doc["epoch"] = json!(epoch + 1);
     doc["member"] = json!("new");
     doc["seq_no"] = json!(last);
     doc.as_object_mut().unwrap().remove("delivered");
-    t.call(
-        "PUT",
-        &format!("/{offsets}/_doc/{offset_id}?refresh=true"),
-        Some(doc.clone()),
-    )
-    .await;
+    s.put_offset_doc(&doc).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    t.write_n(&index, "more", 5).await;
+    s.t.write_n(&s.index, "more", 5).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     let mut after: Vec<Record> = Vec::new();
     while after.len() < 5 && std::time::Instant::now() < deadline {
-        after.extend(member.poll(100).await.unwrap());
-        if member.handover_pending() {
-            member.commit().await.unwrap();
+        after.extend(s.member.poll(100).await.unwrap());
+        if s.member.handover_pending() {
+            s.member.commit().await.unwrap();
         }
     }
-    let indexstream::Description::Exact { partitions, .. } = admin.describe(&group).await.unwrap()
-    else {
-        panic!()
-    };
+    let now = s.describe().await;
     assert!(
-        partitions[0].committed >= last,
-        "the other member's offset {last} was not rewound: {:?}",
-        partitions[0]
+        now.committed >= last,
+        "the other member's offset {last} was not rewound: {now:?}"
     );
     assert!(
-        partitions[0].epoch.unwrap() > epoch + 1,
-        "claimed back in a newer epoch: {:?}",
-        partitions[0]
+        now.epoch.unwrap() > epoch + 1,
+        "claimed back in a newer epoch: {now:?}"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    after.extend(member.poll(100).await.unwrap());
+    after.extend(s.member.poll(100).await.unwrap());
     let ids: Vec<&str> = after.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(
         ids,
         ["more0", "more1", "more2", "more3", "more4"],
         "claimed back from the other's offset: only what came after it"
     );
-    member.close().await.unwrap();
+    s.member.close().await.unwrap();
 }
 
 #[tokio::test]
