@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use indexstream::{
     ConsumerConfig, ExactSettings, OnMissingTimestamp, ReadMode, RefreshPolicy, RunOptions,
-    SinkSpec, StartFrom, TimestampSettings,
+    SinkSpec, StartFrom, TimestampPartitions, TimestampSettings,
 };
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +23,15 @@ use crate::UsageError;
 pub enum ModeArg {
     Exact,
     Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PartitionsArg {
+    /// The whole expression is one partition, read by one member of the group at a time.
+    One,
+    /// Every shard is a partition with its own cursor: the group's members share them.
+    Shards,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
@@ -117,7 +126,11 @@ pub struct ConsumeArgs {
         skip_serializing_if = "Option::is_none"
     )]
     safety_window: Option<Duration>,
-    /// Timestamp mode: unique tiebreaker field [default: _id]
+    /// Timestamp mode: one partition for the whole expression (one member reads it), or one per shard (several members share them; `_seq_no` breaks ties) [default: one]
+    #[arg(long, env = "INDEXSTREAM_TIMESTAMP_PARTITIONS", value_enum, help_heading = TIMESTAMP)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timestamp_partitions: Option<PartitionsArg>,
+    /// Timestamp mode: unique tiebreaker field [default: _id; _seq_no with --timestamp-partitions shards]
     #[arg(long, env = "INDEXSTREAM_TIEBREAKER_FIELD", help_heading = TIMESTAMP)]
     #[serde(skip_serializing_if = "Option::is_none")]
     tiebreaker_field: Option<String>,
@@ -269,6 +282,7 @@ const FLAG_OF_FIELD: &[(&str, &str)] = &[
     ("retry.max_attempts", "retry-attempts"),
     ("breaker.failure_threshold", "breaker-threshold"),
     ("mode.tiebreaker_field", "tiebreaker-field"),
+    ("mode.partitions", "timestamp-partitions"),
     ("mode.safety_window", "safety-window"),
     ("mode.window_cap", "window-cap"),
     ("mode.query", "query"),
@@ -360,8 +374,9 @@ impl ConsumeArgs {
         let group = self.group.clone().ok_or_else(|| {
             usage("no group: give GROUP, --group or `group` in the config file".into())
         })?;
-        let timestamp_only: [(&str, Given); 7] = [
+        let timestamp_only: [(&str, Given); 8] = [
             ("safety-window", |a| a.safety_window.is_some()),
+            ("timestamp-partitions", |a| a.timestamp_partitions.is_some()),
             ("tiebreaker-field", |a| a.tiebreaker_field.is_some()),
             ("on-missing-timestamp", |a| a.on_missing_timestamp.is_some()),
             ("query", |a| a.query.is_some()),
@@ -385,6 +400,9 @@ impl ConsumeArgs {
                 let mut t = TimestampSettings::default();
                 if let Some(v) = self.safety_window {
                     t = t.with_safety_window(v);
+                }
+                if self.timestamp_partitions == Some(PartitionsArg::Shards) {
+                    t = t.with_partitions(TimestampPartitions::Shards);
                 }
                 if let Some(v) = &self.tiebreaker_field {
                     t = t.with_tiebreaker_field(v);

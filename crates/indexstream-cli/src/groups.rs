@@ -5,7 +5,7 @@ use indexstream::iso_nanos;
 use indexstream::Client;
 use indexstream::{
     Admin, Description, GroupSummary, MemberInfo, PartitionLag, Reset, ResetDone, ResetTo,
-    TimestampDescription, WhenHeld,
+    TimestampDescription, TimestampPartitionLag, WhenHeld,
 };
 use indexstream::{Mode, StartFrom, DEFAULT_OFFSETS_INDEX};
 use serde_json::json;
@@ -140,6 +140,11 @@ pub async fn run(args: GroupsArgs) -> anyhow::Result<()> {
                 partitions,
                 ..
             }) => print_exact(group, &members, &partitions, args.format),
+            Ok(Description::TimestampShards {
+                members,
+                partitions,
+                ..
+            }) => print_timestamp_shards(group, &members, &partitions, args.format),
             Ok(other) => println!("{other:?}"),
             Err(e @ indexstream::Error::NoOffsets { .. }) => {
                 return Err(UsageError(e.to_string()).into())
@@ -250,39 +255,11 @@ fn print_exact(group: &str, members: &[MemberInfo], rows: &[PartitionLag], forma
         Format::Json => println!(
             "{}",
             json!({"group": group,
-                "members": members.iter().map(|m| json!({"member": m.member, "host": m.host, "pid": m.pid, "heartbeat_age_ms": m.heartbeat_age_ms, "partitions": m.partitions.iter().map(|p| json!({"index": p.index, "uuid": p.uuid, "shard": p.shard})).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+                "members": members_json(members),
                 "partitions": rows.iter().map(|r| json!({"index": r.partition.index, "uuid": r.partition.uuid, "shard": r.partition.shard, "committed": r.committed, "checkpoint": r.checkpoint, "lag": r.lag, "owner": r.owner, "epoch": r.epoch, "state": state(r)})).collect::<Vec<_>>()})
         ),
         Format::Text => {
-            if members.is_empty() {
-                println!("group {group}: no live members (not running)");
-            } else {
-                println!(
-                    "group {group}: {}",
-                    crate::consume::plural(members.len() as u64, "live member")
-                );
-                println!(
-                    "  {:<24} {:<24} {:>8} {:>10}  PARTITIONS",
-                    "MEMBER", "HOST", "PID", "HEARTBEAT"
-                );
-                for m in members {
-                    let parts: Vec<String> = m.partitions.iter().map(|p| p.to_string()).collect();
-                    println!(
-                        "  {:<24} {:<24} {:>8} {:>10}  {}",
-                        m.member,
-                        m.host,
-                        m.pid,
-                        m.heartbeat_age_ms
-                            .map(|a| format!("{:.1}s ago", a as f64 / 1000.0))
-                            .unwrap_or_else(|| "-".into()),
-                        if parts.is_empty() {
-                            "-".into()
-                        } else {
-                            parts.join(" ")
-                        }
-                    );
-                }
-            }
+            print_members(group, members);
             println!(
                 "{:<30} {:>5} {:>12} {:>12} {:>10}  {:<16} {:>5}  STATE",
                 "INDEX", "SHARD", "COMMITTED", "CHECKPOINT", "LAG", "OWNER", "EPOCH"
@@ -318,6 +295,81 @@ fn print_exact(group: &str, members: &[MemberInfo], rows: &[PartitionLag], forma
                     r.owner.as_deref().unwrap_or("-"),
                     r.epoch.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
                     state(r)
+                );
+            }
+        }
+    }
+}
+
+/// The live members of a group as `describe --format json` shows them.
+fn members_json(members: &[MemberInfo]) -> serde_json::Value {
+    members.iter().map(|m| json!({"member": m.member, "host": m.host, "pid": m.pid, "heartbeat_age_ms": m.heartbeat_age_ms, "partitions": m.partitions.iter().map(|p| json!({"index": p.index, "uuid": p.uuid, "shard": p.shard})).collect::<Vec<_>>()})).collect()
+}
+
+/// The live members of a group, one line each, as `describe` shows them.
+fn print_members(group: &str, members: &[MemberInfo]) {
+    if members.is_empty() {
+        println!("group {group}: no live members (not running)");
+    } else {
+        println!(
+            "group {group}: {}",
+            crate::consume::plural(members.len() as u64, "live member")
+        );
+        println!(
+            "  {:<24} {:<24} {:>8} {:>10}  PARTITIONS",
+            "MEMBER", "HOST", "PID", "HEARTBEAT"
+        );
+        for m in members {
+            let parts: Vec<String> = m.partitions.iter().map(|p| p.to_string()).collect();
+            println!(
+                "  {:<24} {:<24} {:>8} {:>10}  {}",
+                m.member,
+                m.host,
+                m.pid,
+                m.heartbeat_age_ms
+                    .map(|a| format!("{:.1}s ago", a as f64 / 1000.0))
+                    .unwrap_or_else(|| "-".into()),
+                if parts.is_empty() {
+                    "-".into()
+                } else {
+                    parts.join(" ")
+                }
+            );
+        }
+    }
+}
+
+/// `describe` of a timestamp-mode group read by shard: its members, and each partition's
+/// cursor, floor and owner.
+fn print_timestamp_shards(
+    group: &str,
+    members: &[MemberInfo],
+    rows: &[TimestampPartitionLag],
+    format: Format,
+) {
+    let time = |v: Option<i64>| v.map(iso_nanos);
+    match format {
+        Format::Json => println!(
+            "{}",
+            json!({"group": group, "mode": "timestamp", "timestamp_partitions": "shards",
+                "members": members_json(members),
+                "partitions": rows.iter().map(|r| json!({"index": r.partition.index, "uuid": r.partition.uuid, "shard": r.partition.shard, "timestamp_field": r.timestamp_field, "cursor": time(r.cursor_ns), "floor": time(r.floor_ns), "lag": r.newer, "owner": r.owner, "epoch": r.epoch})).collect::<Vec<_>>()})
+        ),
+        Format::Text => {
+            print_members(group, members);
+            println!(
+                "{:<30} {:>5} {:<32} {:>10}  {:<16} {:>5}",
+                "INDEX", "SHARD", "CURSOR", "LAG", "OWNER", "EPOCH"
+            );
+            for r in rows {
+                println!(
+                    "{:<30} {:>5} {:<32} {:>10}  {:<16} {:>5}",
+                    r.partition.index,
+                    r.partition.shard,
+                    time(r.cursor_ns).unwrap_or_else(|| "- (nothing delivered)".into()),
+                    r.newer.map(|n| n.to_string()).unwrap_or_else(|| "-".into()),
+                    r.owner.as_deref().unwrap_or("-"),
+                    r.epoch.map(|e| e.to_string()).unwrap_or_else(|| "-".into()),
                 );
             }
         }

@@ -84,6 +84,36 @@ pub enum Description {
     },
     /// A group whose offset is in timestamp mode.
     Timestamp(TimestampDescription),
+    /// A timestamp-mode group read by shard: a cursor per partition, shared by members.
+    TimestampShards {
+        /// The group's name.
+        group: String,
+        /// The live members, by member id, with what they own.
+        members: Vec<MemberInfo>,
+        /// Each partition it has an offset for, with its cursor and owner.
+        partitions: Vec<TimestampPartitionLag>,
+    },
+}
+
+/// A partition of a timestamp-mode group read by shard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TimestampPartitionLag {
+    /// The partition (index, index uuid and shard).
+    pub partition: PartitionId,
+    /// The timestamp field the offset was written for.
+    pub timestamp_field: String,
+    /// The newest timestamp delivered, in nanoseconds; `None` before anything was.
+    pub cursor_ns: Option<i64>,
+    /// Nothing at or before it is read (set by a reset or `--start`); nanoseconds.
+    pub floor_ns: Option<i64>,
+    /// Documents of the shard newer than the cursor (or the floor); `None` when the count
+    /// failed (the index is gone).
+    pub newer: Option<u64>,
+    /// The member owning it now (a live claim); `None` when no member does.
+    pub owner: Option<String>,
+    /// The ownership epoch of its live claim, or else of its last commit.
+    pub epoch: Option<u64>,
 }
 
 /// An exact-mode partition: its committed offset against the shard's global checkpoint.
@@ -239,6 +269,13 @@ impl Stored {
 
     fn is_offset(&self) -> bool {
         self.kind() == Some(DocKind::Offset)
+    }
+
+    /// A timestamp-mode offset of one partition (timestamp partitions by shard).
+    fn is_timestamp_partition(&self) -> bool {
+        self.is_offset()
+            && self.mode() == Some(Mode::Timestamp)
+            && self.doc.as_ref().is_some_and(|d| d.shard.is_some())
     }
 
     /// The bulk action that replaces it only if nobody changed it since it was read.
@@ -413,6 +450,9 @@ impl Admin {
         if docs.is_empty() {
             return Err(self.no_offsets(group));
         }
+        if docs.iter().any(Stored::is_timestamp_partition) {
+            return self.describe_timestamp_shards(group, &docs).await;
+        }
         if let Some(d) = docs
             .iter()
             .find(|d| d.is_offset() && d.mode() == Some(Mode::Timestamp))
@@ -465,6 +505,46 @@ impl Admin {
         })
     }
 
+    async fn describe_timestamp_shards(&self, group: &str, docs: &[Stored]) -> Result<Description> {
+        let (members, owners) = members_and_owners(docs);
+        let mut partitions = Vec::new();
+        for d in docs.iter().filter(|d| d.is_timestamp_partition()) {
+            let offset = self.stored_timestamp_offset(d)?;
+            let Some(sd) = d.doc.as_ref() else { continue };
+            let p = PartitionId {
+                index: sd.index.clone().unwrap_or_default(),
+                uuid: sd.index_uuid.clone().unwrap_or_default(),
+                shard: sd.shard.unwrap_or_default(),
+            };
+            let mut filter = vec![json!({"exists": {"field": offset.field}})];
+            if let Some(from) = offset.cursor_ns.or(offset.floor_ns) {
+                filter.push(json!({"range": {offset.field.clone(): {"gt": iso_nanos(from)}}}));
+            }
+            let pref = [("preference", format!("_shards:{}", p.shard))];
+            let newer = self
+                .client
+                .count_with(&p.index, &pref, json!({"bool": {"filter": filter}}))
+                .await
+                .ok();
+            let owner = owners.get(&p);
+            partitions.push(TimestampPartitionLag {
+                timestamp_field: offset.field,
+                cursor_ns: offset.cursor_ns,
+                floor_ns: offset.floor_ns,
+                newer,
+                owner: owner.map(|(m, _)| m.clone()),
+                epoch: owner.map(|(_, e)| *e).or(sd.epoch),
+                partition: p,
+            });
+        }
+        partitions.sort_by(|a, b| a.partition.cmp(&b.partition));
+        Ok(Description::TimestampShards {
+            group: group.to_string(),
+            members,
+            partitions,
+        })
+    }
+
     async fn describe_timestamp(
         &self,
         group: &str,
@@ -505,6 +585,9 @@ impl Admin {
     pub async fn reset(&self, group: &str, reset: &Reset) -> Result<ResetDone> {
         let docs = self.docs(Some(group)).await?;
         refuse_if_running(group, &docs)?;
+        if docs.iter().any(Stored::is_timestamp_partition) {
+            return self.reset_timestamp_shards(group, &docs, reset).await;
+        }
         let ts_doc = docs
             .iter()
             .find(|d| d.is_offset() && d.mode() == Some(Mode::Timestamp));
@@ -616,15 +699,7 @@ impl Admin {
         offset.floor_ns = match reset.to {
             ResetTo::Earliest => None,
             ResetTo::Time { epoch_ms } => Some(epoch_ms.saturating_mul(1_000_000) - 1),
-            ResetTo::Latest => {
-                let types = self.client.field_types(&expr, &field).await?;
-                let unit = types
-                    .iter()
-                    .find_map(|(_, t)| t.as_deref().and_then(TimeUnit::of_field_type))
-                    .unwrap_or(TimeUnit::Millis);
-                let exists = vec![json!({"exists": {"field": field}})];
-                newest_timestamp(&self.client, &expr, &field, exists, unit).await?
-            }
+            ResetTo::Latest => self.newest_of(&expr, &field).await?,
         };
         let oi = &self.offsets_index;
         let id = crate::offset::OffsetStore::timestamp_doc_id(group);
@@ -639,6 +714,65 @@ impl Admin {
             index: expr,
             floor_ns: offset.floor_ns,
         })
+    }
+
+    /// Resets every partition of a timestamp-mode group read by shard that has an offset: its
+    /// window emptied, its floor at `reset.to` (for `latest`, the newest timestamp of its
+    /// index). Partitions without an offset start by the consumer's `--start`.
+    async fn reset_timestamp_shards(
+        &self,
+        group: &str,
+        docs: &[Stored],
+        reset: &Reset,
+    ) -> Result<ResetDone> {
+        let oi = &self.offsets_index;
+        let mut body = String::new();
+        let mut indices = std::collections::BTreeSet::new();
+        let mut floors = Vec::new();
+        let mut newest: BTreeMap<String, Option<i64>> = BTreeMap::new();
+        for d in docs.iter().filter(|d| d.is_timestamp_partition()) {
+            let old = self.stored_timestamp_offset(d)?;
+            let Some(sd) = d.doc.clone() else { continue };
+            let index = sd.index.clone().unwrap_or_default();
+            let mut offset = TimestampOffset::new(&old.field, &old.tiebreaker);
+            offset.floor_ns = match reset.to {
+                ResetTo::Earliest => None,
+                ResetTo::Time { epoch_ms } => Some(epoch_ms.saturating_mul(1_000_000) - 1),
+                ResetTo::Latest => match newest.get(&index) {
+                    Some(n) => *n,
+                    None => {
+                        let n = self.newest_of(&index, &old.field).await?;
+                        newest.insert(index.clone(), n);
+                        n
+                    }
+                },
+            };
+            floors.push(offset.floor_ns);
+            let doc = StoreDoc {
+                cursor: Some(offset.to_json()),
+                member: Some(ADMIN_MEMBER.to_string()),
+                updated_at: Some(crate::date::now_iso()),
+                ..sd
+            };
+            body.push_str(&format!("{}\n{}\n", d.replace_action(oi), doc.to_value()));
+            indices.insert(index);
+        }
+        self.write(group, body).await?;
+        Ok(ResetDone::Timestamp {
+            index: indices.into_iter().collect::<Vec<_>>().join(","),
+            floor_ns: floors.into_iter().flatten().min(),
+        })
+    }
+
+    /// The newest timestamp in `index` by `field` (nanoseconds), `None` when it holds none.
+    async fn newest_of(&self, index: &str, field: &str) -> Result<Option<i64>> {
+        let types = self.client.field_types(index, field).await?;
+        let unit = types
+            .iter()
+            .find_map(|(_, t)| t.as_deref().and_then(TimeUnit::of_field_type))
+            .unwrap_or(TimeUnit::Millis);
+        let exists = vec![json!({"exists": {"field": field}})];
+        Ok(newest_timestamp(&self.client, index, field, exists, unit).await?)
     }
 
     /// Deletes every document of a group (offsets, window parts, lease, members and claims);

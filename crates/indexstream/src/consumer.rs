@@ -21,15 +21,17 @@ use crate::partition::{PartitionId, PartitionStatus};
 use crate::record::Record;
 use crate::telemetry::Telemetry;
 
+mod assignment;
 mod config;
 mod exact_read;
 mod reader;
 mod run;
 mod timestamp_pages;
 mod timestamp_read;
+mod timestamp_shards;
 pub use config::{
     default_member_id, ConsumerBuilder, ConsumerConfig, ExactSettings, OnMissingTimestamp,
-    ReadMode, RefreshPolicy, StartFrom, TimestampSettings,
+    ReadMode, RefreshPolicy, StartFrom, TimestampPartitions, TimestampSettings,
 };
 use reader::{CommitSnapshot, HandedOut, Reader};
 pub use run::{RunOptions, RunSummary, StopReason};
@@ -75,12 +77,25 @@ struct Batch {
     keys: Vec<(u64, i64)>,
 }
 
+/// Drops what of a partition is queued but not handed out (it was lost or handed over: the next
+/// owner reads it from the committed offset).
+fn drop_queued(pending: &mut VecDeque<Pending>, pid: &PartitionId) {
+    pending.retain_mut(|p| match p {
+        Pending::Batch(b) => b.partition.as_ref() != Some(pid),
+        Pending::Marks(m) => {
+            m.retain(|(q, _)| q != pid);
+            !m.is_empty()
+        }
+    });
+}
+
 /// How a consumer holds its group.
 #[derive(Debug)]
 enum Hold {
-    /// Timestamp mode: the group's one lease.
+    /// Timestamp mode with one partition: the group's one lease.
     Lease(LeaseKeeper),
-    /// Exact mode: a membership, owning some of the group's partitions.
+    /// Exact mode, and timestamp mode by shard: a membership, owning some of the group's
+    /// partitions.
     Members(Membership),
 }
 
@@ -164,9 +179,10 @@ impl Consumer {
         let info = base.info().await?;
         // Checked before the group is joined: a consumer refused for its input must leave no
         // lease behind (the offsets' mode is checked below, before the lease too).
-        // (Exact mode reads shard stats anyway; timestamp mode, which needs no stats privilege,
-        // finds a missing index in its first round.)
-        if config.mode.kind() == crate::offset::Mode::Exact {
+        // (Exact mode and timestamp mode by shard read shard stats anyway; timestamp mode with
+        // one partition, which needs no stats privilege, finds a missing index in its first
+        // round.)
+        if config.mode.has_members() {
             match base.shard_stats(&config.index).await {
                 Err(crate::client::ClientError::Status { status: 404, .. }) => {
                     return Err(crate::Error::NoSuchIndex {
@@ -204,14 +220,17 @@ impl Consumer {
         );
         offsets.ensure_index().await?;
         offsets.check_mode(config.mode.kind()).await?;
+        if let ReadMode::Timestamp(t) = &config.mode {
+            offsets.check_partitions(t.partitions).await?;
+        }
         // The lease has a client of its own: no breaker (an open one must not stop renewals)
         // and connections no other task holds up.
         let lease_client = Client::new(&config.client)?
             .with_retry(config.retry.clone())
             .with_opaque_id(&opaque_id)
             .with_retry_observer(observer_for_lease);
-        let hold = match config.mode.kind() {
-            crate::offset::Mode::Exact => Hold::Members(
+        let hold = match config.mode.has_members() {
+            true => Hold::Members(
                 Membership::join(
                     lease_client,
                     &config.offsets_index,
@@ -222,7 +241,7 @@ impl Consumer {
                 )
                 .await?,
             ),
-            crate::offset::Mode::Timestamp => Hold::Lease(LeaseKeeper::start(
+            false => Hold::Lease(LeaseKeeper::start(
                 Lease::acquire(
                     lease_client,
                     &config.offsets_index,

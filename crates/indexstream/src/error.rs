@@ -79,6 +79,21 @@ pub enum Error {
         /// The mode this consumer runs in.
         expected: String,
     },
+    /// The group's timestamp-mode offsets were written with another partitioning than the
+    /// consumer reads with (one partition for the whole expression, or one per shard).
+    #[error("group {group:?} has timestamp offsets written {found}, but this consumer reads {expected}; run with --timestamp-partitions {found_flag}, or start the group over: {how}")]
+    PartitionsMismatch {
+        /// The group.
+        group: String,
+        /// How the stored offsets are partitioned, in words.
+        found: String,
+        /// How this consumer reads, in words.
+        expected: String,
+        /// The `--timestamp-partitions` value that reads the stored offsets.
+        found_flag: String,
+        /// How to start over from where the stored offsets stand.
+        how: String,
+    },
     /// An index has sequence numbers disabled, so exact mode cannot read it.
     #[error("index {index:?} has sequence numbers disabled (index.disable_sequence_numbers); exact mode cannot read it: read it in timestamp mode")]
     SequenceNumbersDisabled {
@@ -177,6 +192,7 @@ impl Error {
             Error::Config { .. }
                 | Error::NoSuchIndex { .. }
                 | Error::ModeMismatch { .. }
+                | Error::PartitionsMismatch { .. }
                 | Error::MemberIdInUse { .. }
                 | Error::NoOffsets { .. }
         ) || matches!(self, Error::Client(ClientError::InvalidUrl { .. }))

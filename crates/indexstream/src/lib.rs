@@ -20,7 +20,7 @@ mod telemetry;
 
 pub use admin::{
     Admin, Description, GroupSummary, MemberInfo, PartitionLag, Reset, ResetDone, ResetTo,
-    TimestampDescription, WhenHeld,
+    TimestampDescription, TimestampPartitionLag, WhenHeld,
 };
 pub use backoff::Backoff;
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker};
@@ -34,7 +34,7 @@ pub use client::{
 pub use consumer::{
     default_member_id, Consumer, ConsumerBuilder, ConsumerConfig, ConsumerStats, ExactSettings,
     OnMissingTimestamp, ReadMode, RefreshPolicy, RunOptions, RunSummary, StartFrom, StopReason,
-    TimestampSettings,
+    TimestampPartitions, TimestampSettings,
 };
 pub use date::{iso_millis, iso_nanos};
 pub use error::{Error, Result};

@@ -11,4 +11,5 @@ mod consumer {
     pub mod harness;
     mod resilience;
     mod timestamp;
+    mod timestamp_shards;
 }

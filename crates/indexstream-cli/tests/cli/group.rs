@@ -264,9 +264,6 @@ fn check_request_log(url: &str, index: &str, group: &str) -> Option<usize> {
     Some(searches)
 }
 
-/// `--commit-interval 500` (with `--batch-size 200` from [`common`]).
-const INTERVAL: &[&str] = &["--commit-interval", "500"];
-
 fn create(url: &str, index: &str, shards: u32) {
     call(
         url,
@@ -361,21 +358,67 @@ fn common(url: &str, index: &str, group: &str, offsets: &str) -> Vec<String> {
     .collect()
 }
 
-/// A producer thread writing `total` documents `{prefix}N` in bulks over about `over`.
+/// How the members of a test read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Exact,
+    /// Timestamp mode by shard, with a 30 s window.
+    TimestampByShard,
+}
+
+impl Reading {
+    /// The flags of `consume` for it, with `--commit-interval 500` (and `--batch-size 200`
+    /// from [`common`]).
+    fn flags(self) -> Vec<&'static str> {
+        self.with_commit_interval("500")
+    }
+
+    fn with_commit_interval(self, n: &'static str) -> Vec<&'static str> {
+        let mut flags = vec!["--commit-interval", n];
+        flags.extend_from_slice(match self {
+            Reading::Exact => &[],
+            Reading::TimestampByShard => &[
+                "--mode",
+                "timestamp",
+                "--timestamp-partitions",
+                "shards",
+                "--safety-window",
+                "30s",
+            ],
+        });
+        flags
+    }
+}
+
+/// A producer thread writing `total` documents `{prefix}N` in bulks over about `over`. In
+/// timestamp mode every document has an `@timestamp`: now, or for one in five, 2 to 10 s ago
+/// (late: older than what the members have delivered, inside their 30 s window).
 fn produce(
     url: &str,
     index: &str,
     prefix: &str,
     total: usize,
     over: Duration,
+    reading: Reading,
 ) -> std::thread::JoinHandle<()> {
     let (url, index, prefix) = (url.to_string(), index.to_string(), prefix.to_string());
     std::thread::spawn(move || {
         let bulks = 50;
         let per = total / bulks;
         for b in 0..bulks {
+            let now = now_ms();
             let docs: Vec<_> = (0..per)
-                .map(|i| (format!("{prefix}{}", b * per + i), json!({"n": i})))
+                .map(|i| {
+                    let n = b * per + i;
+                    let doc = match reading {
+                        Reading::Exact => json!({"n": i}),
+                        Reading::TimestampByShard => {
+                            let late = if n % 5 == 0 { 2000 + (n % 8000) as i64 } else { 0 };
+                            json!({"n": i, "@timestamp": jiff::Timestamp::from_millisecond(now - late).unwrap().to_string()})
+                        }
+                    };
+                    (format!("{prefix}{n}"), doc)
+                })
                 .collect();
             write(&url, &index, &docs);
             std::thread::sleep(over / bulks as u32);
@@ -425,6 +468,17 @@ fn wait_for_all(members: &[&Member], total: usize, within: Duration) {
 /// owned (or, on the fake, searched) by two members at once.
 #[test]
 fn members_share_a_six_shard_index_through_a_kill_a_join_and_a_leave() {
+    kill_join_leave(Reading::Exact);
+}
+
+/// The same in timestamp mode by shard, with one document in five written late (older than
+/// what was delivered, inside the window): every one of them is delivered too.
+#[test]
+fn timestamp_members_share_a_six_shard_index_through_a_kill_a_join_and_a_leave() {
+    kill_join_leave(Reading::TimestampByShard);
+}
+
+fn kill_join_leave(reading: Reading) {
     let c = cluster(&[]);
     let url = c.url.as_str();
     let index = unique("members");
@@ -434,10 +488,10 @@ fn members_share_a_six_shard_index_through_a_kill_a_join_and_a_leave() {
     let tmp = TempDir::new("members");
     let args = common(url, &index, &group, &offsets);
     const TOTAL: usize = 100_000;
-    let producer = produce(url, &index, "d", TOTAL, Duration::from_secs(20));
-    let mut m1 = Member::start(tmp.path(), "m1", &args, INTERVAL);
-    let mut m2 = Member::start(tmp.path(), "m2", &args, INTERVAL);
-    let mut m3 = Member::start(tmp.path(), "m3", &args, INTERVAL);
+    let producer = produce(url, &index, "d", TOTAL, Duration::from_secs(20), reading);
+    let mut m1 = Member::start(tmp.path(), "m1", &args, &reading.flags());
+    let mut m2 = Member::start(tmp.path(), "m2", &args, &reading.flags());
+    let mut m3 = Member::start(tmp.path(), "m3", &args, &reading.flags());
     let split = wait_for_split(
         url,
         &group,
@@ -462,7 +516,7 @@ fn members_share_a_six_shard_index_through_a_kill_a_join_and_a_leave() {
         Duration::from_secs(30),
     );
     eprintln!("after the kill: {two}");
-    let mut m4 = Member::start(tmp.path(), "m4", &args, INTERVAL);
+    let mut m4 = Member::start(tmp.path(), "m4", &args, &reading.flags());
     let three = wait_for_split(
         url,
         &group,
@@ -523,6 +577,33 @@ fn members_share_a_six_shard_index_through_a_kill_a_join_and_a_leave() {
 /// them, its late commit is refused by the cluster, and nothing is lost.
 #[test]
 fn a_member_paused_past_its_lease_is_fenced_and_delivers_nothing_more_of_what_it_lost() {
+    paused_past_its_lease(Reading::Exact);
+}
+
+/// The same in timestamp mode by shard.
+#[test]
+fn a_timestamp_member_paused_past_its_lease_is_fenced_and_delivers_nothing_more_of_what_it_lost() {
+    paused_past_its_lease(Reading::TimestampByShard);
+}
+
+/// Each shard's global checkpoint, from the primaries' shard stats.
+fn checkpoints(url: &str, index: &str) -> HashMap<u64, i64> {
+    let stats = call(url, "GET", &format!("/{index}/_stats?level=shards"), None);
+    let mut out = HashMap::new();
+    for (shard, copies) in stats["indices"][index]["shards"].as_object().unwrap() {
+        for copy in copies.as_array().unwrap() {
+            if copy["routing"]["primary"] == true {
+                out.insert(
+                    shard.parse().unwrap(),
+                    copy["seq_no"]["global_checkpoint"].as_i64().unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+fn paused_past_its_lease(reading: Reading) {
     let c = cluster(&[]);
     let url = c.url.as_str();
     let index = unique("zombie");
@@ -532,7 +613,7 @@ fn a_member_paused_past_its_lease_is_fenced_and_delivers_nothing_more_of_what_it
     let tmp = TempDir::new("zombie");
     let args = common(url, &index, &group, &offsets);
     const TOTAL: usize = 40_000;
-    let producer = produce(url, &index, "z", TOTAL, Duration::from_secs(16));
+    let producer = produce(url, &index, "z", TOTAL, Duration::from_secs(16), reading);
     // The zombie commits on its timer only (every second) while documents keep coming, so it
     // holds uncommitted deliveries when it is paused and has a commit to make when it resumes.
     // (Its file sink is flushed at each commit: the test reads what it delivered from there.)
@@ -540,9 +621,9 @@ fn a_member_paused_past_its_lease_is_fenced_and_delivers_nothing_more_of_what_it
         tmp.path(),
         "zombie",
         &args,
-        &["--commit-interval", "1000000"],
+        &reading.with_commit_interval("1000000"),
     );
-    let mut other = Member::start(tmp.path(), "other", &args, INTERVAL);
+    let mut other = Member::start(tmp.path(), "other", &args, &reading.flags());
     let split = wait_for_split(
         url,
         &group,
@@ -568,17 +649,7 @@ fn a_member_paused_past_its_lease_is_fenced_and_delivers_nothing_more_of_what_it
     // Nothing the zombie read before its pause lies above each shard's checkpoint a second
     // later (writes go on, so the global checkpoint passes what existed at the pause).
     std::thread::sleep(Duration::from_secs(1));
-    let at_pause: HashMap<u64, i64> = describe(url, &group, &offsets)["partitions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| {
-            (
-                p["shard"].as_u64().unwrap(),
-                p["checkpoint"].as_i64().unwrap(),
-            )
-        })
-        .collect();
+    let at_pause = checkpoints(url, &index);
     let resumed_at = now_ms();
     signal(zombie.child.as_ref().unwrap(), "CONT");
     producer.join().unwrap();
@@ -601,11 +672,18 @@ fn a_member_paused_past_its_lease_is_fenced_and_delivers_nothing_more_of_what_it
     );
     // After it resumed it delivered nothing more of what it lost: every line of a lost shard
     // is either from before the pause (at most the shard's checkpoint then) or, for a shard it
-    // claimed back after resuming, from after the offset it claimed it back at.
+    // claimed back after resuming, from after the offset it claimed it back at. (In timestamp
+    // mode the offset is a cursor, not a `_seq_no`: a shard claimed back is not checked.)
     let reclaimed: HashMap<u64, i64> = events
         .iter()
         .filter(|e| message(e) == "partition assigned" && event_ms(e) >= resumed_at)
-        .filter_map(|e| Some((shard_of(e)?, e["fields"]["committed"].as_i64()?)))
+        .filter_map(|e| {
+            let committed = match reading {
+                Reading::Exact => e["fields"]["committed"].as_i64()?,
+                Reading::TimestampByShard => -1,
+            };
+            Some((shard_of(e)?, committed))
+        })
         .collect();
     eprintln!(
         "lost {lost:?}, checkpoints at the pause {at_pause:?}, claimed back at {reclaimed:?}"

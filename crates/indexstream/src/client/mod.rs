@@ -500,13 +500,23 @@ impl Client {
     }
 
     pub(crate) async fn count(&self, index: &str, query: Value) -> Result<u64, ClientError> {
+        self.count_with(index, &[], query).await
+    }
+
+    /// [`Client::count`] with query parameters (a shard preference).
+    pub(crate) async fn count_with(
+        &self,
+        index: &str,
+        params: &[(&str, String)],
+        query: Value,
+    ) -> Result<u64, ClientError> {
         let path = format!("/{}/_count", encode(index));
         let v: Value = self
             .json(
                 "count",
                 Method::POST,
                 &path,
-                &[],
+                params,
                 Some(Body::Json(serde_json::json!({ "query": query }))),
             )
             .await?;

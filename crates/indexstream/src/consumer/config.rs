@@ -137,7 +137,12 @@ pub struct TimestampSettings {
     /// most 7 days).
     #[serde(with = "crate::serde_duration")]
     pub safety_window: Duration,
-    /// The unique field that orders documents sharing a timestamp (default `_id`).
+    /// How the expression is split into partitions (default: one partition, held by one member).
+    pub partitions: TimestampPartitions,
+    /// The unique field that orders documents sharing a timestamp; empty (the default): `_id`,
+    /// or `_seq_no` with [`TimestampPartitions::Shards`], where it is unique within each
+    /// partition and needs no `_id` field data, which Elasticsearch 8 refuses to sort on. See
+    /// [`TimestampSettings::tiebreaker`].
     pub tiebreaker_field: String,
     /// An extra filter (query DSL, a JSON object) for every read.
     pub query: Option<Value>,
@@ -160,7 +165,8 @@ impl Default for TimestampSettings {
     fn default() -> Self {
         TimestampSettings {
             safety_window: Duration::from_secs(30),
-            tiebreaker_field: "_id".into(),
+            partitions: TimestampPartitions::One,
+            tiebreaker_field: String::new(),
             query: None,
             on_missing_timestamp: OnMissingTimestamp::Skip,
             window_cap: 100_000,
@@ -175,6 +181,22 @@ impl TimestampSettings {
     pub fn with_safety_window(mut self, window: Duration) -> Self {
         self.safety_window = window;
         self
+    }
+
+    /// How the expression is split into partitions.
+    pub fn with_partitions(mut self, partitions: TimestampPartitions) -> Self {
+        self.partitions = partitions;
+        self
+    }
+
+    /// The tiebreaker it reads by: the one set, or else the partitioning's default (`_id` for
+    /// one partition, `_seq_no` by shard).
+    pub fn tiebreaker(&self) -> &str {
+        match (self.tiebreaker_field.trim(), self.partitions) {
+            ("", TimestampPartitions::One) => "_id",
+            ("", TimestampPartitions::Shards) => "_seq_no",
+            (field, _) => field,
+        }
     }
 
     /// The unique field ordering documents that share a timestamp.
@@ -214,6 +236,30 @@ impl TimestampSettings {
     }
 }
 
+/// How timestamp mode splits the index expression into partitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum TimestampPartitions {
+    /// The whole expression is one partition with one cursor: the group's lease lets one
+    /// member read it (the default).
+    #[default]
+    One,
+    /// Every shard of every index is a partition `(index uuid, shard)` with its own cursor and
+    /// window, read with a shard preference: the group's members share them like in exact mode.
+    Shards,
+}
+
+impl TimestampPartitions {
+    /// As `--timestamp-partitions` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimestampPartitions::One => "one",
+            TimestampPartitions::Shards => "shards",
+        }
+    }
+}
+
 /// How the consumer reads, with the settings that only that way of reading has. In a config
 /// file: a `[mode]` table with `kind = "exact"` or `kind = "timestamp"` and that mode's keys.
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -246,6 +292,15 @@ impl ReadMode {
     /// Timestamp mode with every setting at its default.
     pub fn timestamp() -> Self {
         ReadMode::Timestamp(TimestampSettings::default())
+    }
+
+    /// Whether the group's partitions are shared by members (exact mode, and timestamp mode by
+    /// shard) rather than held whole under one lease.
+    pub fn has_members(&self) -> bool {
+        match self {
+            ReadMode::Exact(_) => true,
+            ReadMode::Timestamp(t) => t.partitions == TimestampPartitions::Shards,
+        }
     }
 
     /// Which mode it is, as offsets record it.
@@ -439,8 +494,11 @@ impl ConsumerConfig {
                 }
             }
             ReadMode::Timestamp(t) => {
-                if t.tiebreaker_field.trim().is_empty() {
-                    return bad("mode.tiebreaker_field", "must name a unique field".into());
+                if t.tiebreaker() == "_seq_no" && t.partitions == TimestampPartitions::One {
+                    return bad(
+                        "mode.tiebreaker_field",
+                        "_seq_no is unique only within one shard; it can break ties with timestamp partitions by shard only".into(),
+                    );
                 }
                 if t.safety_window > Duration::from_secs(7 * 86_400) {
                     return bad(
@@ -638,6 +696,27 @@ mod tests {
         assert_eq!(t.on_missing_timestamp, OnMissingTimestamp::Fail);
         assert_eq!(t.window_cap, TimestampSettings::default().window_cap);
         assert!(c.exact().is_none());
+        // The tiebreaker follows the partitioning unless one is set.
+        let by = |mode: Value| {
+            let c = read(json!({"client": {"url": "http://x:9200"}, "index": "i", "group": "g", "mode": mode})).unwrap();
+            (
+                c.validate().map_err(|e| e.to_string()),
+                c.timestamp().unwrap().tiebreaker().to_string(),
+            )
+        };
+        assert_eq!(by(json!({"kind": "timestamp"})), (Ok(()), "_id".into()));
+        assert_eq!(
+            by(json!({"kind": "timestamp", "partitions": "shards"})),
+            (Ok(()), "_seq_no".into())
+        );
+        assert_eq!(
+            by(json!({"kind": "timestamp", "partitions": "shards", "tiebreaker-field": "_id"})),
+            (Ok(()), "_id".into())
+        );
+        let (refused, _) = by(json!({"kind": "timestamp", "tiebreaker-field": "_seq_no"}));
+        assert!(refused
+            .unwrap_err()
+            .contains("unique only within one shard"));
         // Defaults: exact mode with its own defaults.
         let d =
             read(json!({"client": {"url": "http://x:9200"}, "index": "i", "group": "g"})).unwrap();

@@ -22,7 +22,8 @@ use crate::record::{Record, Source};
 use crate::source::exact::{ExactPartition, HandedOut};
 use crate::source::intervals::IntervalSet;
 
-fn shard_preference(info: &ServerInfo, shard: u32, node: &str) -> String {
+/// The preference that sends a search of `shard` to its primary copy (on `node`).
+pub(super) fn shard_preference(info: &ServerInfo, shard: u32, node: &str) -> String {
     if info.supports_primary_preference() || node.is_empty() {
         format!("_shards:{shard}|_primary")
     } else {
@@ -129,13 +130,7 @@ impl ExactReader {
         self.partitions.remove(pid);
         self.confirm.remove(pid);
         self.inflight = None;
-        cx.pending.retain_mut(|p| match p {
-            Pending::Batch(b) => b.partition.as_ref() != Some(pid),
-            Pending::Marks(m) => {
-                m.retain(|(q, _)| q != pid);
-                !m.is_empty()
-            }
-        });
+        super::drop_queued(cx.pending, pid);
     }
 
     /// Whether partitions handed over wait for a commit.
@@ -293,7 +288,7 @@ impl ExactReader {
         };
         self.more = false;
         cx.stats.rounds += 1;
-        let stats = self.rebalance(cx, stats).await?;
+        let stats = super::assignment::rebalance(self, cx, stats).await?;
         self.reconcile(cx, &stats).await?;
         self.first_round = false;
         self.last_round = Some(Instant::now());
@@ -350,81 +345,6 @@ impl ExactReader {
             }
         }
         Ok(())
-    }
-
-    /// Agrees with the other members of the group on who reads what: hands over what the
-    /// assignment gives to others, claims what it gives us. Returns the shard stats of what we
-    /// own (every index kept, so that deleted and recreated ones are still told apart).
-    async fn rebalance(
-        &mut self,
-        cx: &mut Ctx<'_>,
-        mut stats: Vec<IndexShards>,
-    ) -> Result<Vec<IndexShards>> {
-        let Some(members) = cx.hold.and_then(|h| h.members()) else {
-            return Ok(stats);
-        };
-        for (pid, why) in members.take_lost() {
-            tracing::warn!(partition = %pid, reason = %why, "partition lost: delivering nothing more of it");
-            self.lose_partition(cx, &pid);
-        }
-        let all: std::collections::BTreeSet<PartitionId> = stats
-            .iter()
-            .flat_map(|i| {
-                i.shards.iter().map(|s| PartitionId {
-                    index: i.index.clone(),
-                    uuid: i.uuid.clone(),
-                    shard: s.shard,
-                })
-            })
-            .collect();
-        // What we lost or hand over is settled first: its commit goes out (or is refused by the
-        // new owner's fence) before we claim anything again, so a member back from a pause
-        // never claims back a partition with a commit of its old epoch still to make.
-        let change = if self.revoking.is_empty() {
-            members.rebalance(&all, cx.offsets).await?
-        } else {
-            tracing::debug!(
-                handing_over = self.revoking.len(),
-                "rebalance deferred until the handover commit"
-            );
-            Default::default()
-        };
-        for pid in change.revoke {
-            if self.revoking.insert(pid.clone()) {
-                tracing::info!(partition = %pid, "partition assigned to another member: handing it over after the next commit");
-                self.stop_reading(cx, &pid);
-            }
-        }
-        // Handed over with nothing to commit: released at once.
-        let done = self.handed_over();
-        if !done.is_empty() {
-            for pid in &done {
-                cx.offsets.forget(pid);
-            }
-            members.release(&done).await?;
-        }
-        let owned = members.owned();
-        for index in &mut stats {
-            index.shards.retain(|s| {
-                let pid = PartitionId {
-                    index: index.index.clone(),
-                    uuid: index.uuid.clone(),
-                    shard: s.shard,
-                };
-                owned.contains_key(&pid) && !self.revoking.contains(&pid)
-            });
-        }
-        // Ours in our state but no longer in the assignment's view (an index deleted).
-        let stale: Vec<PartitionId> = self
-            .partitions
-            .keys()
-            .filter(|p| !owned.contains_key(*p))
-            .cloned()
-            .collect();
-        for pid in stale {
-            self.drop_partition(cx, &pid);
-        }
-        Ok(stats)
     }
 
     /// Adds partitions of new indices, drops those of deleted ones, and reports recreated ones.
@@ -820,6 +740,40 @@ impl ExactReader {
         cx.stats.commits += 1;
         tracing::debug!(group = %cx.config.group, partitions = entries.len(), offsets = ?offsets.iter().map(|o| (o.partition.to_string(), o.seq_no)).collect::<Vec<_>>(), "committed offsets");
         Ok(entries.len())
+    }
+}
+
+impl super::assignment::Assigned for ExactReader {
+    fn lose_partition(&mut self, cx: &mut Ctx<'_>, pid: &PartitionId) {
+        ExactReader::lose_partition(self, cx, pid);
+    }
+
+    fn handing_over(&self) -> usize {
+        self.revoking.len()
+    }
+
+    fn revoke(&mut self, cx: &mut Ctx<'_>, pid: &PartitionId) -> bool {
+        if !self.revoking.insert(pid.clone()) {
+            return false;
+        }
+        self.stop_reading(cx, pid);
+        true
+    }
+
+    fn is_revoking(&self, pid: &PartitionId) -> bool {
+        self.revoking.contains(pid)
+    }
+
+    fn handed_over(&mut self) -> Vec<PartitionId> {
+        ExactReader::handed_over(self)
+    }
+
+    fn reading(&self) -> Vec<PartitionId> {
+        self.partitions.keys().cloned().collect()
+    }
+
+    fn drop_partition(&mut self, cx: &mut Ctx<'_>, pid: &PartitionId) {
+        ExactReader::drop_partition(self, cx, pid);
     }
 }
 

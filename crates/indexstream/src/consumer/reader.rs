@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use super::exact_read::ExactReader;
 use super::timestamp_read::{TimestampCommit, TimestampReader};
-use super::{Ctx, ReadMode};
+use super::timestamp_shards::ShardTimestampReader;
+use super::{Ctx, ReadMode, TimestampPartitions};
 use crate::error::Result;
 use crate::offset::StoredOffset;
 use crate::partition::{PartitionId, PartitionStatus};
@@ -19,6 +20,8 @@ use crate::record::Record;
 pub(super) enum Reader {
     Exact(Box<ExactReader>),
     Timestamp(Box<TimestampReader>),
+    /// Timestamp mode by shard.
+    TimestampShards(Box<ShardTimestampReader>),
 }
 
 /// What one commit writes, taken when the sink's flush for it starts.
@@ -28,6 +31,7 @@ pub(super) enum CommitSnapshot {
     /// The offsets, each with the version of its partition's handed-out state it covers.
     Exact(Vec<(StoredOffset, u64)>),
     Timestamp(Box<TimestampCommit>),
+    TimestampShards(Vec<(PartitionId, TimestampCommit)>),
 }
 
 /// What was handed out of one queued read.
@@ -47,6 +51,12 @@ impl Reader {
     pub(super) fn new(mode: &ReadMode, timestamp_field: &str) -> Self {
         match mode {
             ReadMode::Exact(s) => Reader::Exact(Box::new(ExactReader::new(s.clone()))),
+            ReadMode::Timestamp(s) if s.partitions == TimestampPartitions::Shards => {
+                Reader::TimestampShards(Box::new(ShardTimestampReader::new(
+                    timestamp_field,
+                    s.clone(),
+                )))
+            }
             ReadMode::Timestamp(s) => {
                 Reader::Timestamp(Box::new(TimestampReader::new(timestamp_field, s.clone())))
             }
@@ -58,6 +68,7 @@ impl Reader {
         match self {
             Reader::Exact(r) => r.step(cx).await,
             Reader::Timestamp(r) => r.timestamp_step(cx).await,
+            Reader::TimestampShards(r) => r.step(cx).await,
         }
     }
 
@@ -72,6 +83,11 @@ impl Reader {
             Reader::Timestamp(r) => {
                 if !out.keys.is_empty() {
                     r.timestamp_handed_out(cx, &out.keys)
+                }
+            }
+            Reader::TimestampShards(r) => {
+                if let (Some(pid), false) = (&out.partition, out.keys.is_empty()) {
+                    r.handed_out(cx, pid, &out.keys);
                 }
             }
         }
@@ -89,6 +105,7 @@ impl Reader {
         match self {
             Reader::Exact(r) => r.caught_up(),
             Reader::Timestamp(r) => !r.in_round() && r.last_round().is_some(),
+            Reader::TimestampShards(r) => r.caught_up(),
         }
     }
 
@@ -101,6 +118,7 @@ impl Reader {
                 None => Duration::ZERO,
                 Some(t) => poll_interval.saturating_sub(t.elapsed()),
             },
+            Reader::TimestampShards(r) => r.next_poll_in(poll_interval),
         }
     }
 
@@ -109,6 +127,7 @@ impl Reader {
         match self {
             Reader::Exact(r) => r.uncommitted(),
             Reader::Timestamp(r) => r.uncommitted(),
+            Reader::TimestampShards(r) => r.uncommitted(),
         }
     }
 
@@ -117,6 +136,7 @@ impl Reader {
         match self {
             Reader::Exact(r) => r.has_committable(),
             Reader::Timestamp(r) => r.dirty(),
+            Reader::TimestampShards(r) => r.has_committable(),
         }
     }
 
@@ -127,6 +147,14 @@ impl Reader {
                 Some(c) => CommitSnapshot::Timestamp(Box::new(c)),
                 None => CommitSnapshot::Nothing,
             },
+            Reader::TimestampShards(r) => {
+                let entries = r.snapshot();
+                if entries.is_empty() {
+                    CommitSnapshot::Nothing
+                } else {
+                    CommitSnapshot::TimestampShards(entries)
+                }
+            }
             Reader::Exact(r) => {
                 let entries = r.snapshot();
                 if entries.is_empty() {
@@ -153,6 +181,9 @@ impl Reader {
                 tracing::debug!(group = %cx.config.group, "committed the timestamp offset");
                 Ok(n)
             }
+            (Reader::TimestampShards(r), CommitSnapshot::TimestampShards(entries)) => {
+                r.commit(cx, entries).await
+            }
             // A snapshot is always taken from the same reader.
             _ => Ok(0),
         }
@@ -161,8 +192,12 @@ impl Reader {
     /// Exact mode: stops reading a partition the membership lost and drops its queued reads;
     /// what was handed out of it is committed if the cluster still lets us.
     pub(super) fn lose_partition(&mut self, cx: &mut Ctx<'_>, pid: &PartitionId) {
-        if let Reader::Exact(r) = self {
-            r.lose_partition(cx, pid);
+        match self {
+            Reader::Exact(r) => r.lose_partition(cx, pid),
+            Reader::TimestampShards(r) => {
+                super::assignment::Assigned::lose_partition(&mut **r, cx, pid)
+            }
+            Reader::Timestamp(_) => {}
         }
     }
 
@@ -170,6 +205,7 @@ impl Reader {
     pub(super) fn handover_pending(&self) -> bool {
         match self {
             Reader::Exact(r) => r.handover_pending(),
+            Reader::TimestampShards(r) => r.handover_pending(),
             Reader::Timestamp(_) => false,
         }
     }
@@ -179,6 +215,7 @@ impl Reader {
     pub(super) fn handed_over(&mut self) -> Vec<PartitionId> {
         match self {
             Reader::Exact(r) => r.handed_over(),
+            Reader::TimestampShards(r) => super::assignment::Assigned::handed_over(&mut **r),
             Reader::Timestamp(_) => Vec::new(),
         }
     }
@@ -187,7 +224,7 @@ impl Reader {
     pub(super) fn status(&self) -> Vec<PartitionStatus> {
         match self {
             Reader::Exact(r) => r.status(),
-            Reader::Timestamp(_) => Vec::new(),
+            Reader::Timestamp(_) | Reader::TimestampShards(_) => Vec::new(),
         }
     }
 
@@ -195,6 +232,7 @@ impl Reader {
     pub(super) fn timestamp_position(&self) -> Option<(Option<i64>, usize)> {
         match self {
             Reader::Timestamp(r) => Some(r.position()),
+            Reader::TimestampShards(r) => Some(r.position()),
             Reader::Exact(_) => None,
         }
     }

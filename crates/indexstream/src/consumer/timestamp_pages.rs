@@ -34,6 +34,11 @@ impl Drop for Round {
 #[derive(Debug, Clone)]
 pub(super) struct PageSpec {
     pub(super) index: String,
+    /// Query parameters of every page (a partition's shard preference).
+    pub(super) params: Vec<(&'static str, String)>,
+    /// Whether hits carry `_seq_no` and `_primary_term` (a partition's reads: its records say
+    /// where in the shard they are).
+    pub(super) seq_no: bool,
     pub(super) field: String,
     pub(super) tiebreaker: String,
     pub(super) query: Option<Value>,
@@ -69,6 +74,9 @@ impl PageSpec {
         if let Some(a) = after {
             body["search_after"] = Value::Array(a);
         }
+        if self.seq_no {
+            body["seq_no_primary_term"] = Value::Bool(true);
+        }
         body
     }
 
@@ -93,7 +101,7 @@ impl PageSpec {
                     .unwrap_or_else(|e| Err(stopped("the request made ahead", e))),
                 None => {
                     client
-                        .search_text(&spec.index, &[], spec.body(after.take()))
+                        .search_text(&spec.index, &params_of(&spec), spec.body(after.take()))
                         .await
                 }
             };
@@ -111,7 +119,9 @@ impl PageSpec {
                     ahead = Some(Ahead {
                         after: guess,
                         request: tokio::spawn(async move {
-                            client.search_text(&spec2.index, &[], body).await
+                            client
+                                .search_text(&spec2.index, &params_of(&spec2), body)
+                                .await
                         }),
                     });
                 }
@@ -149,6 +159,10 @@ impl PageSpec {
             }
         }
     }
+}
+
+fn params_of(spec: &PageSpec) -> Vec<(&str, String)> {
+    spec.params.iter().map(|(k, v)| (*k, v.clone())).collect()
 }
 
 /// A page asked for before the previous one was read, from the position guessed for it. When

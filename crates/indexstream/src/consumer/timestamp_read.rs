@@ -14,6 +14,7 @@ use super::{Batch, Ctx, OnMissingTimestamp, Pending, StartFrom, TimestampSetting
 use crate::client::types::{Hit, SortValues};
 use crate::client::ClientError;
 use crate::error::{Error, Result};
+use crate::partition::PartitionId;
 use crate::record::{Record, Source};
 use crate::source::timestamp::{
     event_key, newest_timestamp, window_part_json, Accepted, MissedLate, TimeUnit, TimestampOffset,
@@ -30,19 +31,29 @@ const MISSING_REMEMBERED: usize = 10_000;
 /// what it then stands for.
 #[derive(Debug)]
 pub(super) struct TimestampCommit {
-    head: Value,
-    part_name: String,
-    part: Value,
-    parts: WindowParts,
+    pub(super) head: Value,
+    pub(super) part_name: String,
+    pub(super) part: Value,
+    pub(super) parts: WindowParts,
     /// Parts of the previous base that a compaction replaces (deleted once it succeeded).
-    replaced: Vec<String>,
-    handed: u64,
-    version: u64,
+    pub(super) replaced: Vec<String>,
+    pub(super) handed: u64,
+    pub(super) version: u64,
 }
 
-/// The timestamp-mode part of a consumer.
+/// What a reader of one partition (timestamp partitions by shard) reads: one shard of one
+/// concrete index, through a shard preference.
+#[derive(Debug, Clone)]
+pub(super) struct Scope {
+    pub(super) pid: PartitionId,
+    pub(super) preference: String,
+}
+
+/// The timestamp-mode part of a consumer: of the whole expression, or of one partition.
 #[derive(Debug)]
 pub(super) struct TimestampReader {
+    /// `None`: the whole index expression, committed as the group's one offset.
+    scope: Option<Scope>,
     /// Timestamp mode's own settings.
     settings: TimestampSettings,
     /// What has been handed out (committed as it is when the caller commits).
@@ -80,8 +91,27 @@ pub(super) struct TimestampReader {
 
 impl TimestampReader {
     pub(super) fn new(field: &str, settings: TimestampSettings) -> Self {
+        Self::with_scope(field, settings, None)
+    }
+
+    /// A reader of one partition only.
+    pub(super) fn of_partition(field: &str, settings: TimestampSettings, scope: Scope) -> Self {
+        Self::with_scope(field, settings, Some(scope))
+    }
+
+    fn with_scope(field: &str, settings: TimestampSettings, scope: Option<Scope>) -> Self {
+        let unique = format!(
+            "{:x}",
+            crate::date::now_nanos().unsigned_abs() ^ u128::from(std::process::id()) << 64
+        );
+        // Part names are unique in the group: a partition's carry its uuid and shard.
+        let part_prefix = match &scope {
+            Some(s) => format!("{}.{}.{unique}", s.pid.uuid, s.pid.shard),
+            None => unique,
+        };
         TimestampReader {
-            offset: TimestampOffset::new(field, &settings.tiebreaker_field),
+            scope,
+            offset: TimestampOffset::new(field, settings.tiebreaker()),
             settings,
             loaded: false,
             dirty: false,
@@ -90,10 +120,7 @@ impl TimestampReader {
             parts: None,
             added: Vec::new(),
             must_compact: false,
-            part_prefix: format!(
-                "{:x}",
-                crate::date::now_nanos().unsigned_abs() ^ u128::from(std::process::id()) << 64
-            ),
+            part_prefix,
             compactions: 0,
             unit: None,
             round: None,
@@ -128,6 +155,35 @@ impl TimestampReader {
     pub(super) fn position(&self) -> (Option<i64>, usize) {
         (self.offset.cursor_ns, self.offset.window.len())
     }
+
+    /// Stops the round under way (its pages are not read; the next one starts again from the
+    /// cursor).
+    pub(super) fn stop_round(&mut self) {
+        self.round = None;
+    }
+
+    /// What reads and counts go to: the partition's index, or the whole expression.
+    fn target<'c>(&'c self, cx: &'c Ctx<'_>) -> &'c str {
+        match &self.scope {
+            Some(s) => &s.pid.index,
+            None => &cx.config.index,
+        }
+    }
+
+    /// Points the partition's reads at the shard's current primary copy.
+    pub(super) fn set_preference(&mut self, preference: String) {
+        if let Some(s) = self.scope.as_mut() {
+            s.preference = preference;
+        }
+    }
+
+    /// The query parameters of every read and count: the partition's shard preference.
+    fn params(&self) -> Vec<(&'static str, String)> {
+        match &self.scope {
+            Some(s) => vec![("preference", s.preference.clone())],
+            None => Vec::new(),
+        }
+    }
 }
 
 impl TimestampReader {
@@ -135,11 +191,17 @@ impl TimestampReader {
     /// `false` when a round has just ended or there is nothing to do before the poll interval
     /// (counted from the end of the last round) has passed.
     pub(super) async fn timestamp_step(&mut self, cx: &mut Ctx<'_>) -> Result<bool> {
+        let due = self
+            .last_round()
+            .is_none_or(|t| t.elapsed() >= cx.config.poll_interval);
+        self.step_when(cx, due).await
+    }
+
+    /// [`TimestampReader::timestamp_step`] with the decision whether a new round is due made by
+    /// the caller (a partition's round starts when its shard changed).
+    pub(super) async fn step_when(&mut self, cx: &mut Ctx<'_>, due: bool) -> Result<bool> {
         let in_round = self.in_round();
         if !in_round {
-            let due = self
-                .last_round()
-                .is_none_or(|t| t.elapsed() >= cx.config.poll_interval);
             if !due {
                 return Ok(false);
             }
@@ -198,9 +260,11 @@ impl TimestampReader {
             ts.offset.start_round();
             let from = ts.offset.read_from(window);
             let spec = PageSpec {
-                index: cx.config.index.clone(),
+                index: self.target(cx).to_string(),
+                params: self.params(),
+                seq_no: self.scope.is_some(),
                 field: cx.config.timestamp_field.clone(),
-                tiebreaker: self.settings.tiebreaker_field.clone(),
+                tiebreaker: self.settings.tiebreaker().to_string(),
                 query: self.settings.query.clone(),
                 size: cx.config.page_size,
                 unit: unit.unwrap_or(TimeUnit::Millis),
@@ -229,9 +293,10 @@ impl TimestampReader {
     /// The unit of the timestamp field across the indices behind the expression.
     async fn learn_unit(&mut self, cx: &mut Ctx<'_>, first: bool) -> Result<Option<TimeUnit>> {
         let field = cx.config.timestamp_field.clone();
-        let types = match cx.client.field_types(&cx.config.index, &field).await {
+        let target = self.target(cx).to_string();
+        let types = match cx.client.field_types(&target, &field).await {
             Ok(t) => t,
-            Err(ClientError::Status { status: 404, .. }) if first => {
+            Err(ClientError::Status { status: 404, .. }) if first && self.scope.is_none() => {
                 return Err(Error::NoSuchIndex {
                     pattern: cx.config.index.clone(),
                 })
@@ -242,12 +307,9 @@ impl TimestampReader {
         if first && !types.is_empty() && types.iter().all(|(_, ty)| ty.is_none()) {
             // Not mapped anywhere: fine for indices still empty (the mapping comes with the
             // first document), a mistake (a typo, another field name) once documents exist.
-            let docs = cx
-                .client
-                .count(&cx.config.index, json!({"match_all": {}}))
-                .await?;
+            let docs = cx.client.count(&target, json!({"match_all": {}})).await?;
             if docs > 0 {
-                let dates = cx.client.date_fields(&cx.config.index).await?;
+                let dates = cx.client.date_fields(&target).await?;
                 let dates = if dates.is_empty() {
                     "it maps no date field".to_string()
                 } else {
@@ -256,8 +318,7 @@ impl TimestampReader {
                 return Err(Error::Config {
                     field: "timestamp_field",
                     reason: format!(
-                        "{field:?} is not mapped in {:?}, which holds {docs} documents, so none could be read by it; {dates}",
-                        cx.config.index
+                        "{field:?} is not mapped in {target:?}, which holds {docs} documents, so none could be read by it; {dates}"
                     ),
                 });
             }
@@ -307,10 +368,13 @@ impl TimestampReader {
         cx: &mut Ctx<'_>,
         unit: Option<TimeUnit>,
     ) -> Result<()> {
-        let stored = cx.offsets.load_timestamp(&cx.config.index).await?;
+        let stored = match &self.scope {
+            Some(s) => cx.offsets.load_timestamp_partition(&s.pid).await?,
+            None => cx.offsets.load_timestamp(&cx.config.index).await?,
+        };
         let (field, tiebreaker) = (
             cx.config.timestamp_field.clone(),
-            self.settings.tiebreaker_field.clone(),
+            self.settings.tiebreaker().to_string(),
         );
         let offset = match stored {
             Some((mut o, _parts)) => {
@@ -322,7 +386,8 @@ impl TimestampReader {
                 }
                 // Keys of the stored parts that slid out of the window since they were written.
                 o.slide(self.settings.safety_window, self.settings.window_cap);
-                tracing::info!(group = %cx.config.group, cursor = ?o.cursor_ns.map(iso_nanos), window_keys = o.window.len(), "resuming from the committed timestamp offset");
+                let partition = self.scope.as_ref().map(|s| s.pid.to_string());
+                tracing::info!(group = %cx.config.group, partition = ?partition, cursor = ?o.cursor_ns.map(iso_nanos), window_keys = o.window.len(), "resuming from the committed timestamp offset");
                 o
             }
             None => {
@@ -334,7 +399,7 @@ impl TimestampReader {
                         Some(unit) => {
                             newest_timestamp(
                                 cx.client,
-                                &cx.config.index,
+                                self.target(cx),
                                 &cx.config.timestamp_field,
                                 self.timestamp_filters(cx, None),
                                 unit,
@@ -418,12 +483,14 @@ impl TimestampReader {
                 continue;
             }
             keys.push((key, ts_ns));
-            records.push(timestamp_record(hit, ts_ns, unit, &mut iso));
+            let mut record = timestamp_record(hit, ts_ns, unit, &mut iso);
+            record.shard = self.scope.as_ref().map(|s| s.pid.shard);
+            records.push(record);
         }
         if !records.is_empty() {
             cx.pending.push_back(Pending::Batch(Batch {
                 records,
-                partition: None,
+                partition: self.scope.as_ref().map(|s| s.pid.clone()),
                 marks: Vec::new(),
                 keys,
             }));
@@ -516,14 +583,20 @@ impl TimestampReader {
             .commit_timestamp(&cx.config.index, c.head, &c.part_name, c.part)
             .await?;
         cx.offsets.delete_window_parts(&c.replaced).await;
-        let ts = &mut *self;
-        ts.parts = Some(c.parts);
-        ts.must_compact = false;
-        ts.uncommitted = ts.uncommitted.saturating_sub(c.handed);
-        // Handed out since the snapshot: still to commit.
-        ts.dirty = ts.version != c.version;
+        self.committed(c.parts, c.handed, c.version);
         cx.stats.commits += 1;
         Ok(1)
+    }
+
+    /// Takes note of a commit that was written: where its window's parts are now, what it
+    /// covered.
+    pub(super) fn committed(&mut self, parts: WindowParts, handed: u64, version: u64) {
+        let ts = &mut *self;
+        ts.parts = Some(parts);
+        ts.must_compact = false;
+        ts.uncommitted = ts.uncommitted.saturating_sub(handed);
+        // Handed out since the snapshot: still to commit.
+        ts.dirty = ts.version != version;
     }
 
     /// Counts documents without a usable timestamp (on the first read, then at most every
@@ -542,7 +615,9 @@ impl TimestampReader {
             filter.push(q.clone());
         }
         let query = json!({"bool": {"filter": filter, "must_not": [{"exists": {"field": field}}]}});
-        let count = match cx.client.count(&cx.config.index, query.clone()).await {
+        let target = self.target(cx).to_string();
+        let params = self.params();
+        let count = match cx.client.count_with(&target, &params, query.clone()).await {
             Ok(n) => n,
             Err(ClientError::Status { status: 404, .. }) => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -555,8 +630,8 @@ impl TimestampReader {
         self.missing_counted = count;
         cx.telemetry.missing_timestamps(new);
         let body = json!({"size": 100, "track_total_hits": false,
-            "sort": [{self.settings.tiebreaker_field.clone(): "desc"}], "query": query});
-        let resp = cx.client.search(&cx.config.index, &[], body).await?;
+            "sort": [{self.settings.tiebreaker(): "desc"}], "query": query});
+        let resp = cx.client.search(&target, &params, body).await?;
         for hit in resp.hits.hits {
             let reason = missing_reason(&hit, &field);
             if self.settings.on_missing_timestamp == OnMissingTimestamp::Fail {
@@ -601,7 +676,9 @@ impl TimestampReader {
         // One count over the whole horizon; per bucket only when it shows something new.
         let known: u64 = due.iter().map(|r| r.delivered + r.missed).sum();
         let query = json!({"bool": {"filter": self.timestamp_filters(cx, Some(unit.range_between(first.from_ns, last.to_ns)))}});
-        match cx.client.count(&cx.config.index, query).await {
+        let target = self.target(cx).to_string();
+        let params = self.params();
+        match cx.client.count_with(&target, &params, query).await {
             Ok(n) if n > known => {}
             Ok(_) => return Ok(()),
             Err(e) => {
@@ -611,7 +688,7 @@ impl TimestampReader {
         }
         for range in due {
             let query = json!({"bool": {"filter": self.timestamp_filters(cx, Some(unit.range_between(range.from_ns, range.to_ns)))}});
-            let count = match cx.client.count(&cx.config.index, query).await {
+            let count = match cx.client.count_with(&target, &params, query).await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::debug!(error = %e, "cannot count documents behind the window");

@@ -1,5 +1,5 @@
-//! Several members per group (exact mode): membership and partition ownership kept in the
-//! offsets index, enforced by the cluster's compare-and-set.
+//! Several members per group (exact mode, and timestamp mode by shard): membership and partition
+//! ownership kept in the offsets index, enforced by the cluster's compare-and-set.
 //!
 //! # The protocol
 //! - **Members.** Each member writes a member document (`{group}|member|{member id}`: host,

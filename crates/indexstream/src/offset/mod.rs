@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use serde_json::{json, Value};
 
 use crate::client::{Client, ClientError};
+use crate::consumer::TimestampPartitions;
 use crate::error::{Error, Result};
 use crate::partition::PartitionId;
 use crate::source::timestamp::{TimestampOffset, WindowParts};
@@ -166,6 +167,17 @@ pub fn offset_doc(
         ..StoreDoc::new(group, DocKind::Offset, member)
     }
     .to_value()
+}
+
+/// One partition's part of [`OffsetStore::commit_timestamp_partitions`].
+#[derive(Debug)]
+pub struct TimestampPartitionCommit {
+    pub partition: PartitionId,
+    /// [`TimestampOffset::head_json`].
+    pub head: Value,
+    /// The window part's unique name, and the part.
+    pub part_name: String,
+    pub part: Value,
 }
 
 /// The offsets of one group, with the versions needed to write them conditionally.
@@ -368,6 +380,25 @@ impl OffsetStore {
         target: &str,
     ) -> Result<Option<(TimestampOffset, Option<WindowParts>)>> {
         let id = Self::timestamp_doc_id(&self.group);
+        self.load_timestamp_doc(id, target, None).await
+    }
+
+    /// Reads the timestamp offset of one partition (timestamp partitions by shard), like
+    /// [`OffsetStore::load_timestamp`]; its document is the partition's offset document.
+    pub async fn load_timestamp_partition(
+        &mut self,
+        p: &PartitionId,
+    ) -> Result<Option<(TimestampOffset, Option<WindowParts>)>> {
+        let id = p.offset_doc_id(&self.group);
+        self.load_timestamp_doc(id, &p.index, Some(p)).await
+    }
+
+    async fn load_timestamp_doc(
+        &mut self,
+        id: String,
+        target: &str,
+        partition: Option<&PartitionId>,
+    ) -> Result<Option<(TimestampOffset, Option<WindowParts>)>> {
         let docs = self
             .client
             .mget(&self.index, std::slice::from_ref(&id))
@@ -406,7 +437,16 @@ impl OffsetStore {
                     .map_err(|r| corrupt(part_id, r))?;
             }
         }
-        if doc.source["index"].as_str() != Some(target) {
+        if let Some(p) = partition {
+            if doc.source["index_uuid"].as_str() != Some(p.uuid.as_str())
+                || doc.source["shard"].as_u64() != Some(u64::from(p.shard))
+            {
+                return Err(corrupt(
+                    &id,
+                    "its index_uuid or shard does not match its id".into(),
+                ));
+            }
+        } else if doc.source["index"].as_str() != Some(target) {
             tracing::warn!(group = %self.group, stored = %doc.source["index"], target, "the group's offset was written while reading another index expression; continuing from it");
         }
         self.versions.insert(id, (doc.seq_no, doc.primary_term));
@@ -446,6 +486,109 @@ impl OffsetStore {
                 detail: format!("offset document {id} changed under us"),
             }),
         }
+    }
+
+    /// Commits the timestamp offsets of several partitions (timestamp partitions by shard) in
+    /// one `_bulk`: each one's window part, then its offset naming it, conditionally and with
+    /// our ownership epoch. Returns the partitions whose commit the cluster refused (another
+    /// member owns them in a newer epoch); the others are committed.
+    pub async fn commit_timestamp_partitions(
+        &mut self,
+        entries: Vec<TimestampPartitionCommit>,
+    ) -> Result<Vec<PartitionId>> {
+        let mut docs = Vec::with_capacity(entries.len() * 2);
+        let mut part_ids = Vec::with_capacity(entries.len());
+        for e in &entries {
+            let part_id = Self::window_part_id(&self.group, &e.part_name);
+            let part_doc = StoreDoc {
+                mode: Some(Mode::Timestamp),
+                cursor: Some(e.part.clone()),
+                ..StoreDoc::new(&self.group, DocKind::Window, &self.member)
+            };
+            let id = e.partition.offset_doc_id(&self.group);
+            let head = StoreDoc {
+                index_uuid: Some(e.partition.uuid.clone()),
+                shard: Some(e.partition.shard),
+                epoch: self.epochs.get(&id).copied(),
+                ..StoreDoc::timestamp_offset(
+                    &self.group,
+                    &e.partition.index,
+                    e.head.clone(),
+                    &self.member,
+                )
+            };
+            docs.push((part_id.clone(), part_doc.to_value()));
+            docs.push((id, head.to_value()));
+            part_ids.push(part_id);
+        }
+        let result = self.write_docs(docs).await;
+        for id in &part_ids {
+            self.versions.remove(id);
+        }
+        let refused = result?;
+        Ok(entries
+            .into_iter()
+            .filter(|e| refused.contains(&e.partition.offset_doc_id(&self.group)))
+            .map(|e| e.partition)
+            .collect())
+    }
+
+    /// Whether the group has timestamp offsets of the other partitioning than `partitions`:
+    /// the single offset of [`TimestampPartitions::One`], or offsets by shard. Fails with
+    /// [`Error::PartitionsMismatch`], saying how to start over, when it has.
+    pub async fn check_partitions(&self, partitions: TimestampPartitions) -> Result<()> {
+        let (found, found_flag, expected, cursor) = match partitions {
+            TimestampPartitions::Shards => {
+                let id = Self::timestamp_doc_id(&self.group);
+                let docs = self.client.mget(&self.index, &[id]).await?;
+                let Some(doc) = docs.into_iter().next().flatten() else {
+                    return Ok(());
+                };
+                (
+                    "for the whole expression as one partition",
+                    "one",
+                    "by shard",
+                    doc.source["cursor"]["cursor"].clone(),
+                )
+            }
+            TimestampPartitions::One => {
+                self.client.refresh(&self.index).await?;
+                let body = json!({"size": 1, "track_total_hits": false, "sort": [{"updated_at": "desc"}], "query": {"bool": {"filter": [
+                    {"term": {"group": self.group}}, {"term": {"kind": "offset"}},
+                    {"term": {"mode": Mode::Timestamp.as_str()}}, {"exists": {"field": "shard"}}
+                ]}}});
+                let resp = self.client.search(&self.index, &[], body).await?;
+                let Some(hit) = resp.hits.hits.first() else {
+                    return Ok(());
+                };
+                let source: Value = hit
+                    .source
+                    .as_ref()
+                    .and_then(|s| serde_json::from_str(s.get()).ok())
+                    .unwrap_or(Value::Null);
+                (
+                    "by shard",
+                    "shards",
+                    "the whole expression as one partition",
+                    source["cursor"]["cursor"].clone(),
+                )
+            }
+        };
+        let at = match cursor.as_str() {
+            Some(c) => format!(" (a cursor stood at {c})"),
+            None => String::new(),
+        };
+        Err(Error::PartitionsMismatch {
+            group: self.group.clone(),
+            found: found.into(),
+            expected: expected.into(),
+            found_flag: found_flag.into(),
+            how: format!(
+                "`indexstream groups delete {}`, then consume with --timestamp-partitions {} and --start set to where it should resume{at}",
+                self.group,
+                partitions.as_str()
+            ),
+        })
     }
 
     /// Deletes parts of a window that a compaction replaced (best effort: a part left behind
