@@ -304,7 +304,13 @@ impl TimestampReader {
             Err(ClientError::Status { status: 404, .. }) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
-        if first && !types.is_empty() && types.iter().all(|(_, ty)| ty.is_none()) {
+        // (Checked for the whole expression only: one index of a pattern without the field,
+        // read by shard, is a partition with nothing to read, not a mistake.)
+        if first
+            && self.scope.is_none()
+            && !types.is_empty()
+            && types.iter().all(|(_, ty)| ty.is_none())
+        {
             // Not mapped anywhere: fine for indices still empty (the mapping comes with the
             // first document), a mistake (a typo, another field name) once documents exist.
             let docs = cx.client.count(&target, json!({"match_all": {}})).await?;

@@ -65,6 +65,9 @@ struct ShardPartition {
     watch: ShardWatch,
     /// Its shard changed since: a round of it is due.
     wanted: bool,
+    /// Its shard changed while a round was under way: another round follows that one (what
+    /// the change made visible may sort before where the round is).
+    again: bool,
 }
 
 /// The reader of timestamp mode by shard.
@@ -76,7 +79,7 @@ pub(super) struct ShardTimestampReader {
     /// Partitions the assignment gave to another member (or that were lost): not read, released
     /// once what was handed out of them is committed.
     revoking: BTreeSet<PartitionId>,
-    /// The partition whose round is under way.
+    /// The partition read last (the next turn goes to the one after it).
     current: Option<PartitionId>,
     last_pass: Option<Instant>,
     first_pass: bool,
@@ -99,39 +102,48 @@ impl ShardTimestampReader {
     /// next changed partition's round, or a new pass when the poll interval has passed.
     /// `false` when there is nothing to do before the next pass.
     pub(super) async fn step(&mut self, cx: &mut Ctx<'_>) -> Result<bool> {
-        if self.current.is_none() {
-            self.current = self
-                .partitions
-                .iter()
-                .find(|(pid, p)| p.wanted && !self.revoking.contains(*pid))
-                .map(|(pid, _)| pid.clone());
-        }
-        if let Some(pid) = self.current.clone() {
-            let Some(p) = self.partitions.get_mut(&pid) else {
-                self.current = None;
-                return Ok(true);
-            };
-            let result = p.reader.step_when(cx, true).await;
-            if result.is_err() || !p.reader.in_round() {
-                self.current = None;
-            }
-            match result {
-                Ok(_) if !p.reader.in_round() => p.wanted = false,
-                Ok(_) => {}
-                // Searched again once the poll is retried.
-                Err(e) => return Err(e),
-            }
-            return Ok(true);
-        }
+        // A pass is due every poll interval, also while partitions are still being read: the
+        // assignment, new indices, lost claims and the primaries' nodes do not wait for a
+        // backlog to drain.
         let due = self.first_pass
             || self
                 .last_pass
                 .is_none_or(|t| t.elapsed() >= cx.config.poll_interval);
-        if !due {
-            return Ok(false);
+        if due {
+            self.start_pass(cx).await?;
+            return Ok(self.partitions.values().any(|p| p.wanted));
         }
-        self.start_pass(cx).await?;
-        Ok(self.partitions.values().any(|p| p.wanted))
+        // One page of each partition with something new in turn: fresh data in one shard does
+        // not wait behind another's backlog.
+        let next = {
+            let wanted = |(pid, p): &(&PartitionId, &ShardPartition)| {
+                p.wanted && !self.revoking.contains(*pid)
+            };
+            let after = self.current.as_ref().and_then(|c| {
+                self.partitions
+                    .range::<PartitionId, _>((
+                        std::ops::Bound::Excluded(c),
+                        std::ops::Bound::Unbounded,
+                    ))
+                    .find(wanted)
+            });
+            after
+                .or_else(|| self.partitions.iter().find(wanted))
+                .map(|(pid, _)| pid.clone())
+        };
+        let Some(pid) = next else {
+            return Ok(false);
+        };
+        self.current = Some(pid.clone());
+        let Some(p) = self.partitions.get_mut(&pid) else {
+            return Ok(true);
+        };
+        // Searched again at its next turn when this fails.
+        p.reader.step_when(cx, true).await?;
+        if !p.reader.in_round() {
+            p.wanted = std::mem::take(&mut p.again);
+        }
+        Ok(true)
     }
 
     /// Reads the shard stats, agrees on the assignment, and marks the partitions whose shard
@@ -187,10 +199,12 @@ impl ShardTimestampReader {
                         ),
                         watch: ShardWatch::default(),
                         wanted: false,
+                        again: false,
                     }
                 });
                 p.reader.set_preference(preference);
                 if p.watch.search_due(s) {
+                    p.again = p.reader.in_round();
                     p.wanted = true;
                 }
                 searched += usize::from(p.wanted);
@@ -206,14 +220,12 @@ impl ShardTimestampReader {
 
     /// Whether every partition's changes have been read and handed out.
     pub(super) fn caught_up(&self) -> bool {
-        self.last_pass.is_some()
-            && self.current.is_none()
-            && !self.partitions.values().any(|p| p.wanted)
+        self.last_pass.is_some() && !self.partitions.values().any(|p| p.wanted)
     }
 
     /// How long until a step can find something new.
     pub(super) fn next_poll_in(&self, poll_interval: Duration) -> Duration {
-        if self.current.is_some() || self.partitions.values().any(|p| p.wanted) {
+        if self.partitions.values().any(|p| p.wanted) {
             return Duration::ZERO;
         }
         match self.last_pass {
@@ -325,9 +337,7 @@ impl ShardTimestampReader {
         if let Some(p) = self.partitions.get_mut(pid) {
             p.reader.stop_round();
             p.wanted = false;
-        }
-        if self.current.as_ref() == Some(pid) {
-            self.current = None;
+            p.again = false;
         }
         drop_queued(cx.pending, pid);
     }

@@ -553,29 +553,35 @@ impl OffsetStore {
             }
             TimestampPartitions::One => {
                 self.client.refresh(&self.index).await?;
-                let body = json!({"size": 1, "track_total_hits": false, "sort": [{"updated_at": "desc"}], "query": {"bool": {"filter": [
+                let body = json!({"size": 1000, "track_total_hits": false, "query": {"bool": {"filter": [
                     {"term": {"group": self.group}}, {"term": {"kind": "offset"}},
                     {"term": {"mode": Mode::Timestamp.as_str()}}, {"exists": {"field": "shard"}}
                 ]}}});
                 let resp = self.client.search(&self.index, &[], body).await?;
-                let Some(hit) = resp.hits.hits.first() else {
+                if resp.hits.hits.is_empty() {
                     return Ok(());
-                };
-                let source: Value = hit
-                    .source
-                    .as_ref()
-                    .and_then(|s| serde_json::from_str(s.get()).ok())
-                    .unwrap_or(Value::Null);
+                }
+                // The oldest partition's cursor: starting there skips nothing any shard had
+                // still to deliver (RFC 3339 UTC with nanoseconds sorts as text).
+                let oldest = resp
+                    .hits
+                    .hits
+                    .iter()
+                    .filter_map(|h| {
+                        let v: Value = serde_json::from_str(h.source.as_ref()?.get()).ok()?;
+                        v["cursor"]["cursor"].as_str().map(str::to_string)
+                    })
+                    .min();
                 (
                     "by shard",
                     "shards",
                     "the whole expression as one partition",
-                    source["cursor"]["cursor"].clone(),
+                    oldest.map(Value::String).unwrap_or(Value::Null),
                 )
             }
         };
         let at = match cursor.as_str() {
-            Some(c) => format!(" (a cursor stood at {c})"),
+            Some(c) => format!(" (the oldest cursor stood at {c})"),
             None => String::new(),
         };
         Err(Error::PartitionsMismatch {

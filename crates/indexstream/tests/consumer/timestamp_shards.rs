@@ -387,3 +387,30 @@ async fn a_reset_moves_every_partition_of_a_group_read_by_shard() {
     };
     assert_eq!(partitions.len(), 3);
 }
+
+/// An index of the pattern whose documents have no timestamp field is a partition with nothing
+/// to read, not an error: the other indices are read (with one partition for the whole
+/// expression, a field mapped nowhere is refused; here it is mapped in one index).
+#[tokio::test]
+async fn an_index_of_the_pattern_without_the_field_does_not_stop_the_others() {
+    let t = target("ts-unmapped").await;
+    let (with, without) = (t.name("p-with"), t.name("p-without"));
+    t.create_index(&with, 2, "100ms").await;
+    t.create_index(&without, 2, "100ms").await;
+    t.write(&with, &docs("a", 20, 0, 10)).await;
+    t.write_n(&without, "n", 10).await;
+    t.call("POST", &format!("/{with},{without}/_refresh"), None)
+        .await;
+    let pattern = t.name("p-*");
+    let group = t.name("g");
+    let got = t
+        .consume(&pattern, &group, Duration::from_millis(400), |_| {
+            member(&t, &pattern, &group, "m")
+        })
+        .await;
+    let c = counts(&got);
+    assert!(
+        c.len() == 20 && c.keys().all(|id| id.starts_with('a')),
+        "{c:?}"
+    );
+}
