@@ -617,18 +617,15 @@ fn paused_past_its_lease(reading: Reading) {
     // The zombie commits on its timer only (every second) while documents keep coming, so it
     // holds uncommitted deliveries when it is paused and has a commit to make when it resumes.
     // (Its file sink is flushed at each commit: the test reads what it delivered from there.)
-    // In timestamp mode a partition has nothing to commit once what was delivered of it is
-    // (exact mode's checkpoints move a round after each delivery), and a new owner has nothing
-    // to fence before the first commit: there the zombie commits every 2 s, and is paused about
-    // a second after its first commit, with deliveries since then to commit when it resumes.
-    let zombie_args: Vec<String> = match reading {
-        Reading::Exact => args.clone(),
-        Reading::TimestampByShard => {
-            let at = args.iter().position(|a| a == "--commit-every").unwrap() + 1;
-            let mut a = args.clone();
-            a[at] = "2s".into();
-            a
-        }
+    // A partition has nothing to commit once what was delivered of it is, and a new owner has
+    // nothing to fence before the first commit: the zombie commits every 4 s and is paused
+    // about a second after one of its commits, with deliveries since then to commit when it
+    // resumes (paused at a random moment, it sometimes had none, and nothing was refused).
+    let zombie_args: Vec<String> = {
+        let at = args.iter().position(|a| a == "--commit-every").unwrap() + 1;
+        let mut a = args.clone();
+        a[at] = "4s".into();
+        a
     };
     let mut zombie = Member::start(
         tmp.path(),
@@ -655,30 +652,36 @@ fn paused_past_its_lease(reading: Reading) {
         .iter()
         .filter_map(|p| p["shard"].as_u64())
         .collect();
-    match reading {
-        Reading::Exact => std::thread::sleep(Duration::from_secs(2)),
-        Reading::TimestampByShard => {
-            let started = Instant::now();
-            loop {
-                let committed: BTreeSet<u64> = describe(url, &group, &offsets)["partitions"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter(|p| p["owner"] == "zombie" && !p["cursor"].is_null())
-                    .filter_map(|p| p["shard"].as_u64())
-                    .collect();
-                if committed == lost {
-                    break;
-                }
-                assert!(
-                    started.elapsed() < Duration::from_secs(20),
-                    "the zombie never committed its partitions {lost:?}: {committed:?}"
-                );
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            std::thread::sleep(Duration::from_secs(1));
+    // The zombie's committed positions (the `_seq_no` or the cursor) as `describe` shows them.
+    let positions = || -> BTreeMap<u64, String> {
+        describe(url, &group, &offsets)["partitions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|p| p["owner"] == "zombie")
+            .filter(|p| !p["cursor"].is_null() || p["committed"].as_i64().unwrap_or(-1) >= 0)
+            .filter_map(|p| {
+                Some((
+                    p["shard"].as_u64()?,
+                    format!("{}{}", p["committed"], p["cursor"]),
+                ))
+            })
+            .collect()
+    };
+    let before = positions();
+    let started = Instant::now();
+    loop {
+        let now = positions();
+        if now.keys().copied().collect::<BTreeSet<u64>>() == lost && now != before {
+            break;
         }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the zombie never committed its partitions {lost:?}: {now:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     }
+    std::thread::sleep(Duration::from_secs(1));
     signal(zombie.child.as_ref().unwrap(), "STOP");
     // Past its TTL (3 s): the other member claims its partitions.
     wait_for_split(url, &group, &offsets, &["other"], Duration::from_secs(20));
