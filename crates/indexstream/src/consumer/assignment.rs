@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 
 use super::Ctx;
 use crate::client::types::IndexShards;
-use crate::error::Result;
+use crate::client::ClientError;
+use crate::error::{Error, Result};
 use crate::partition::PartitionId;
 
 /// A reader whose partitions come and go with the group's assignment.
@@ -27,6 +28,22 @@ pub(super) trait Assigned {
     fn reading(&self) -> Vec<PartitionId>;
     /// Forgets a partition altogether (its index is gone from the assignment's view).
     fn drop_partition(&mut self, cx: &mut Ctx<'_>, pid: &PartitionId);
+}
+
+/// The hold's check, then the shard stats of the expression the group reads: on the `first`
+/// round a missing expression is [`Error::NoSuchIndex`], later it holds no partitions now.
+pub(super) async fn group_stats(cx: &Ctx<'_>, first: bool) -> Result<Vec<IndexShards>> {
+    if let Some(hold) = cx.hold {
+        hold.check()?;
+    }
+    match cx.client.shard_stats(&cx.config.index).await {
+        Ok(s) => Ok(s),
+        Err(ClientError::Status { status: 404, .. }) if first => Err(Error::NoSuchIndex {
+            pattern: cx.config.index.clone(),
+        }),
+        Err(ClientError::Status { status: 404, .. }) => Ok(Vec::new()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Every partition in a shard-stats answer.

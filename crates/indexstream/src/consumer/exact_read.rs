@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use super::{Batch, Ctx, ExactSettings, Pending, RefreshPolicy, StartFrom};
 use crate::client::types::{Hit, IndexShards};
 use crate::client::{ClientError, ServerInfo};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::offset::StoredOffset;
 use crate::partition::{PartitionId, PartitionStatus};
 use crate::record::{Record, Source};
@@ -273,19 +273,7 @@ impl ExactReader {
     }
 
     async fn start_round(&mut self, cx: &mut Ctx<'_>) -> Result<()> {
-        if let Some(hold) = cx.hold {
-            hold.check()?;
-        }
-        let stats = match cx.client.shard_stats(&cx.config.index).await {
-            Ok(s) => s,
-            Err(ClientError::Status { status: 404, .. }) if self.first_round => {
-                return Err(Error::NoSuchIndex {
-                    pattern: cx.config.index.clone(),
-                })
-            }
-            Err(ClientError::Status { status: 404, .. }) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
+        let stats = super::assignment::group_stats(cx, self.first_round).await?;
         self.more = false;
         cx.stats.rounds += 1;
         let stats = super::assignment::rebalance(self, cx, stats).await?;

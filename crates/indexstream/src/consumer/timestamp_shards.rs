@@ -22,8 +22,7 @@ use super::exact_read::shard_preference;
 use super::timestamp_read::{Scope, TimestampCommit, TimestampReader};
 use super::{drop_queued, Ctx, TimestampSettings};
 use crate::client::types::ShardStat;
-use crate::client::ClientError;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::offset::TimestampPartitionCommit;
 use crate::partition::PartitionId;
 
@@ -149,19 +148,7 @@ impl ShardTimestampReader {
     /// Reads the shard stats, agrees on the assignment, and marks the partitions whose shard
     /// changed since their last search.
     async fn start_pass(&mut self, cx: &mut Ctx<'_>) -> Result<()> {
-        if let Some(hold) = cx.hold {
-            hold.check()?;
-        }
-        let stats = match cx.client.shard_stats(&cx.config.index).await {
-            Ok(s) => s,
-            Err(ClientError::Status { status: 404, .. }) if self.first_pass => {
-                return Err(Error::NoSuchIndex {
-                    pattern: cx.config.index.clone(),
-                })
-            }
-            Err(ClientError::Status { status: 404, .. }) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
+        let stats = assignment::group_stats(cx, self.first_pass).await?;
         self.first_pass = false;
         self.last_pass = Some(Instant::now());
         let stats = assignment::rebalance(self, cx, stats).await?;
