@@ -445,9 +445,9 @@ impl Consumer {
         };
         let lost = m.take_lost();
         for (pid, why) in lost {
-            tracing::warn!(group = %self.config.group, member = %self.config.member_id, partition = %pid, reason = %why, "partition lost: delivering nothing more of it");
             let (reader, mut cx) = self.split();
-            reader.lose_partition(&mut cx, &pid);
+            let uncommitted = reader.lose_partition(&mut cx, &pid);
+            tracing::warn!(group = %self.config.group, member = %self.config.member_id, partition = %pid, reason = %why, uncommitted, "partition lost: delivering nothing more of it");
         }
     }
 
@@ -480,6 +480,7 @@ impl Consumer {
             return Ok(());
         }
         for pid in &done {
+            tracing::info!(partition = %pid, "partition released: all delivered of it is committed");
             self.offsets.forget(pid);
         }
         if let Some(m) = self.hold.as_ref().and_then(Hold::members) {

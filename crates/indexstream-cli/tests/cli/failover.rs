@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::support::{call, http, unique, TempDir, BIN};
+use super::support::{call, free_port, metric_sum, unique, TempDir, BIN};
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/real-cluster");
 const COMMIT_INTERVAL: usize = 200;
@@ -183,19 +183,6 @@ fn held(url: &str, index: &str) -> HashMap<(u32, i64), (String, i64)> {
     out
 }
 
-fn metric_sum(base: &str, name: &str) -> f64 {
-    let text = http()
-        .get(format!("{base}/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// Kills the test's processes and starts again any node that is down, also when the test
 /// fails: the cluster is left with its three nodes for the next run.
 struct Cleanup {
@@ -224,14 +211,6 @@ impl Drop for Cleanup {
                 .status();
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn spawn(args: &[&str], stderr: &std::path::Path) -> Child {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::support::{call, cluster, unique, write, TempDir, BIN};
+use super::support::{call, cluster, free_port, metric_sum, unique, write, TempDir, BIN};
 
 /// One member process: its output file and its JSON log.
 struct Member {
@@ -100,10 +100,12 @@ impl Member {
         self.lines().into_iter().map(|(id, s, _)| (id, s)).collect()
     }
 
-    /// `(id, shard, seq_no)` of every line delivered, in order.
+    /// `(id, shard, seq_no)` of every line delivered, in order. A line the member is writing
+    /// (no newline yet) is left for the next read.
     fn lines(&self) -> Vec<(String, u64, i64)> {
-        std::fs::read_to_string(&self.out)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete
             .lines()
             .map(|l| {
                 let v: Value = serde_json::from_str(l).unwrap();
@@ -208,10 +210,25 @@ fn assert_no_overlap(members: &[&Member]) {
     }
 }
 
+/// A member paused (`SIGSTOP`) while it held `lost`, which another member took meanwhile.
+struct Paused<'a> {
+    member: &'a str,
+    lost: &'a BTreeSet<u64>,
+}
+
 /// From the fake's request log: every search of a shard of `index` was sent by the member
 /// holding that shard's latest claim (a claim written with `PUT`, as the log records it).
-/// `None` against a real node (no request log).
-fn check_request_log(url: &str, index: &str, group: &str) -> Option<usize> {
+/// With `paused`, that member may still search the shards it lost within 250 ms of its first
+/// request after another member claimed one of them: reads it had started when it was
+/// stopped, sent once it runs again (what they find is not delivered, as the caller checks);
+/// a later search of them fails. `None` against a real node (no request
+/// log); else the number of searches and of such reads.
+fn check_request_log(
+    url: &str,
+    index: &str,
+    group: &str,
+    paused: Option<Paused<'_>>,
+) -> Option<(usize, usize)> {
     let resp = super::support::http()
         .get(format!("{url}/_fake/requests"))
         .send()
@@ -226,7 +243,13 @@ fn check_request_log(url: &str, index: &str, group: &str) -> Option<usize> {
             .into_owned()
     };
     let mut holder: HashMap<u64, String> = HashMap::new();
+    let mut claimed_at: HashMap<u64, f64> = HashMap::new();
     let mut searches = 0;
+    // Whether one of the paused member's shards was taken; when its first request after that
+    // arrived (it was stopped meanwhile: when it ran again).
+    let mut taken = false;
+    let mut resumed_at: Option<f64> = None;
+    let mut in_flight = 0;
     let claim_prefix = format!("{group}|claim|");
     for r in log["requests"].as_array()? {
         let path = decode(r["path"].as_str().unwrap_or(""));
@@ -237,10 +260,20 @@ fn check_request_log(url: &str, index: &str, group: &str) -> Option<usize> {
             .unwrap_or("")
             .to_string();
         let ok = matches!(r["status"].as_u64(), Some(200 | 201));
+        let at_ms = r["at_ms"].as_f64().unwrap_or(0.0);
+        if paused.as_ref().is_some_and(|p| who == p.member) && taken && resumed_at.is_none() {
+            resumed_at = Some(at_ms);
+        }
         if r["method"] == "PUT" && ok {
             if let Some(rest) = path.split_once(&claim_prefix).map(|(_, rest)| rest) {
                 let shard: u64 = rest.rsplit('|').next().unwrap().parse().unwrap();
+                if let Some(p) = &paused {
+                    taken |= p.lost.contains(&shard)
+                        && holder.get(&shard).is_some_and(|h| h == p.member)
+                        && who != p.member;
+                }
                 holder.insert(shard, who.clone());
+                claimed_at.insert(shard, at_ms);
             }
         }
         if path == format!("/{index}/_search") {
@@ -251,17 +284,27 @@ fn check_request_log(url: &str, index: &str, group: &str) -> Option<usize> {
                 .and_then(|s| s.parse::<u64>().ok())
             {
                 searches += 1;
+                let started_before_the_pause = paused.as_ref().is_some_and(|p| {
+                    who == p.member
+                        && p.lost.contains(&shard)
+                        && resumed_at.is_some_and(|t| at_ms - t <= 250.0)
+                });
+                if started_before_the_pause && holder.get(&shard) != Some(&who) {
+                    in_flight += 1;
+                    continue;
+                }
                 assert_eq!(
                     holder.get(&shard),
                     Some(&who),
-                    "{who} searched shard {shard} while the latest claim was {:?}'s (request {})",
+                    "{who} searched shard {shard} while the latest claim was {:?}'s, written {} ms before (request {}: {query})",
                     holder.get(&shard),
+                    at_ms - claimed_at.get(&shard).copied().unwrap_or(0.0),
                     r["seq"]
                 );
             }
         }
     }
-    Some(searches)
+    Some((searches, in_flight))
 }
 
 fn create(url: &str, index: &str, shards: u32) {
@@ -400,12 +443,41 @@ fn produce(
     total: usize,
     over: Duration,
     reading: Reading,
-) -> std::thread::JoinHandle<()> {
+) -> std::thread::JoinHandle<usize> {
+    let bulks = 50;
+    let never = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    produce_until(
+        url,
+        index,
+        prefix,
+        bulks,
+        total / bulks,
+        over / bulks as u32,
+        reading,
+        never,
+    )
+}
+
+/// As [`produce`]: at most `bulks` bulks of `per` documents, one every `every`, ending early
+/// once `stop` is set. Returns how many documents it wrote.
+#[allow(clippy::too_many_arguments)]
+fn produce_until(
+    url: &str,
+    index: &str,
+    prefix: &str,
+    bulks: usize,
+    per: usize,
+    every: Duration,
+    reading: Reading,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<usize> {
     let (url, index, prefix) = (url.to_string(), index.to_string(), prefix.to_string());
     std::thread::spawn(move || {
-        let bulks = 50;
-        let per = total / bulks;
+        let mut written = 0;
         for b in 0..bulks {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
             let now = now_ms();
             let docs: Vec<_> = (0..per)
                 .map(|i| {
@@ -421,8 +493,10 @@ fn produce(
                 })
                 .collect();
             write(&url, &index, &docs);
-            std::thread::sleep(over / bulks as u32);
+            written += docs.len();
+            std::thread::sleep(every);
         }
+        written
     })
 }
 
@@ -566,8 +640,10 @@ fn kill_join_leave(reading: Reading) {
     );
     assert!(repeated <= bound, "repeated {repeated} > {bound}");
     assert_no_overlap(&all);
-    match check_request_log(url, &index, &group) {
-        Some(n) => eprintln!("request log: each of {n} shard searches came from the shard's owner"),
+    match check_request_log(url, &index, &group, None) {
+        Some((n, _)) => {
+            eprintln!("request log: each of {n} shard searches came from the shard's owner")
+        }
         None => eprintln!("request log: not available on a real node (ownership checked from the members' logs only)"),
     }
 }
@@ -612,15 +688,27 @@ fn paused_past_its_lease(reading: Reading) {
     create(url, &index, 6);
     let tmp = TempDir::new("zombie");
     let args = common(url, &index, &group, &offsets);
-    const TOTAL: usize = 40_000;
-    let producer = produce(url, &index, "z", TOTAL, Duration::from_secs(16), reading);
-    // The zombie commits on its timer only (every second) while documents keep coming, so it
-    // holds uncommitted deliveries when it is paused and has a commit to make when it resumes.
-    // (Its file sink is flushed at each commit: the test reads what it delivered from there.)
-    // A partition has nothing to commit once what was delivered of it is, and a new owner has
-    // nothing to fence before the first commit: the zombie commits every 4 s and is paused
-    // about a second after one of its commits, with deliveries since then to commit when it
-    // resumes (paused at a random moment, it sometimes had none, and nothing was refused).
+    // Writes go on until a few seconds after the zombie resumed (about 2,500 documents a
+    // second), so that it has delivered something uncommitted when it is paused, however long
+    // the start took. (With a fixed amount, a slow start sometimes let it read and commit all
+    // of it before the pause, and it had nothing to commit, so nothing was refused.)
+    let stop_writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let producer = produce_until(
+        url,
+        &index,
+        "z",
+        400,
+        800,
+        Duration::from_millis(320),
+        reading,
+        stop_writing.clone(),
+    );
+    // The zombie commits on its timer only (every 4 s), and is paused right after it delivered
+    // something its last commit does not cover (seen on its metrics): it has a commit to make
+    // when it resumes, and the new owner has an offset document to fence. (Paused a second
+    // after a commit, it had sometimes delivered nothing meanwhile on a loaded node.) Its file
+    // sink is flushed at each commit: the test reads what it delivered from there.
+    let zombie_metrics = format!("127.0.0.1:{}", free_port());
     let zombie_args: Vec<String> = {
         let at = args.iter().position(|a| a == "--commit-every").unwrap() + 1;
         let mut a = args.clone();
@@ -631,7 +719,11 @@ fn paused_past_its_lease(reading: Reading) {
         tmp.path(),
         "zombie",
         &zombie_args,
-        &reading.with_commit_interval("1000000"),
+        &[
+            reading.with_commit_interval("1000000"),
+            vec!["--metrics-addr", &zombie_metrics],
+        ]
+        .concat(),
     );
     let mut other = Member::start(tmp.path(), "other", &args, &reading.flags());
     let split = wait_for_split(
@@ -681,7 +773,27 @@ fn paused_past_its_lease(reading: Reading) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_secs(1));
+    let zombie_metrics = format!("http://{zombie_metrics}");
+    let sample = || {
+        (
+            metric_sum(&zombie_metrics, "indexstream_offset_commits_total"),
+            metric_sum(&zombie_metrics, "indexstream_events_processed_total"),
+        )
+    };
+    let (mut commits, mut delivered) = sample();
+    loop {
+        let (c, d) = sample();
+        if c != commits {
+            (commits, delivered) = (c, d);
+        } else if d > delivered {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "the zombie delivered nothing after its commit {commits}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     signal(zombie.child.as_ref().unwrap(), "STOP");
     // Past its TTL (3 s): the other member claims its partitions.
     wait_for_split(url, &group, &offsets, &["other"], Duration::from_secs(20));
@@ -691,8 +803,10 @@ fn paused_past_its_lease(reading: Reading) {
     let at_pause = checkpoints(url, &index);
     let resumed_at = now_ms();
     signal(zombie.child.as_ref().unwrap(), "CONT");
-    producer.join().unwrap();
-    wait_for_all(&[&zombie, &other], TOTAL, Duration::from_secs(90));
+    std::thread::sleep(Duration::from_secs(3));
+    stop_writing.store(true, std::sync::atomic::Ordering::SeqCst);
+    let total = producer.join().unwrap();
+    wait_for_all(&[&zombie, &other], total, Duration::from_secs(90));
     std::thread::sleep(Duration::from_secs(2));
     zombie.stop();
     other.stop();
@@ -744,10 +858,25 @@ fn paused_past_its_lease(reading: Reading) {
         .chain(other.delivered())
         .map(|(id, _)| id)
         .collect();
-    assert_eq!(ids.len(), TOTAL, "nothing lost");
+    assert_eq!(ids.len(), total, "nothing lost");
     assert_no_overlap_but_the_pause(&zombie, &other, resumed_at);
-    match check_request_log(url, &index, &group) {
-        Some(n) => eprintln!("request log: each of {n} shard searches came from the shard's owner"),
+    // What the zombie did once resumed (shown when a check below fails).
+    let after_resume: Vec<String> = events
+        .iter()
+        .filter(|e| event_ms(e) >= resumed_at)
+        .take(30)
+        .map(|e| e.to_string())
+        .collect();
+    eprintln!(
+        "the zombie resumed at {resumed_at} ms; its log since:\n{}",
+        after_resume.join("\n")
+    );
+    let paused = Paused {
+        member: "zombie",
+        lost: &lost,
+    };
+    match check_request_log(url, &index, &group, Some(paused)) {
+        Some((n, in_flight)) => eprintln!("request log: each of {n} shard searches came from the shard's owner, but {in_flight} the zombie had started when it was paused"),
         None => eprintln!("request log: not available on a real node"),
     }
 }

@@ -78,6 +78,29 @@ pub fn http() -> reqwest::blocking::Client {
         .unwrap()
 }
 
+/// A port free on loopback now (for a listener a child process opens).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The sum of every series of the metric `name` on the listener at `base`.
+pub fn metric_sum(base: &str, name: &str) -> f64 {
+    let text = http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// One request; panics unless it succeeds.
 pub fn call(url: &str, method: &str, path: &str, body: Option<Value>) -> Value {
     let mut req = http().request(

@@ -9,7 +9,9 @@ use std::time::Duration;
 use indexstream::{event_key, TimestampOffset};
 use serde_json::{json, Value};
 
-use super::support::{call, cluster, http, rng, run_killed, run_ok, unique, write, TempDir, BIN};
+use super::support::{
+    call, cluster, free_port, http, rng, run_killed, run_ok, unique, write, TempDir, BIN,
+};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -231,11 +233,7 @@ fn a_five_second_window_misses_late_events_and_the_metric_says_how_many() {
     let out = dir.join("out.jsonl");
     let group = unique("tsmissgroup");
     let sink = format!("file:{}", out.display());
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let metrics_addr = format!("127.0.0.1:{port}");
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(BIN)
         .args([
             "consume",

@@ -8,6 +8,7 @@ use super::Ctx;
 use crate::client::types::IndexShards;
 use crate::client::ClientError;
 use crate::error::{Error, Result};
+use crate::group::members::Membership;
 use crate::partition::PartitionId;
 
 /// A reader whose partitions come and go with the group's assignment.
@@ -22,6 +23,8 @@ pub(super) trait Assigned {
     fn revoke(&mut self, cx: &mut Ctx<'_>, pid: &PartitionId) -> bool;
     /// Whether a partition waits for its handover commit.
     fn is_revoking(&self, pid: &PartitionId) -> bool;
+    /// Whether something handed out of a partition is not committed yet.
+    fn has_uncommitted(&self, pid: &PartitionId) -> bool;
     /// The handed-over partitions with nothing left to commit, forgotten.
     fn handed_over(&mut self) -> Vec<PartitionId>;
     /// The partitions it reads.
@@ -43,6 +46,25 @@ pub(super) async fn group_stats(cx: &Ctx<'_>, first: bool) -> Result<Vec<IndexSh
         }),
         Err(ClientError::Status { status: 404, .. }) => Ok(Vec::new()),
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether a partition is still ours to read: always without a membership; with one, while
+/// its claim is fenced and renewed within the TTL. Asked before each search, so that a member
+/// back from a pause past its TTL sends no read of a partition it lost (what it read would not
+/// be delivered, but it would load the shard another member now reads).
+pub(super) fn still_ours(cx: &Ctx<'_>, pid: &PartitionId) -> bool {
+    cx.hold
+        .and_then(|h| h.members())
+        .is_none_or(|m| m.owns(pid))
+}
+
+/// Stops reading the partitions the membership lost; what was handed out of them stays for a
+/// commit (`uncommitted` in the log: the cluster refuses it if a new owner fenced them).
+fn lose<R: Assigned>(reader: &mut R, cx: &mut Ctx<'_>, members: &Membership) {
+    for (pid, why) in members.take_lost() {
+        reader.lose_partition(cx, &pid);
+        tracing::warn!(partition = %pid, reason = %why, uncommitted = reader.has_uncommitted(&pid), "partition lost: delivering nothing more of it");
     }
 }
 
@@ -69,16 +91,17 @@ pub(super) async fn rebalance<R: Assigned>(
     let Some(members) = cx.hold.and_then(|h| h.members()) else {
         return Ok(stats);
     };
-    for (pid, why) in members.take_lost() {
-        tracing::warn!(partition = %pid, reason = %why, "partition lost: delivering nothing more of it");
-        reader.lose_partition(cx, &pid);
-    }
+    lose(reader, cx, members);
     let all: BTreeSet<PartitionId> = partitions_of(&stats).collect();
     // What we lost or hand over is settled first: its commit goes out (or is refused by the
     // new owner's fence) before we claim anything again, so a member back from a pause never
     // claims back a partition with a commit of its old epoch still to make.
     let change = if reader.handing_over() == 0 {
-        members.rebalance(&all, cx.offsets).await?
+        let change = members.rebalance(&all, cx.offsets).await?;
+        // Claims this rebalance found taken (a member back from a pause learns it here): lost
+        // like the others, kept for their commit, not dropped below as gone from the view.
+        lose(reader, cx, members);
+        change
     } else {
         tracing::debug!(
             handing_over = reader.handing_over(),
@@ -95,6 +118,7 @@ pub(super) async fn rebalance<R: Assigned>(
     let done = reader.handed_over();
     if !done.is_empty() {
         for pid in &done {
+            tracing::info!(partition = %pid, "partition released: all delivered of it is committed");
             cx.offsets.forget(pid);
         }
         members.release(&done).await?;

@@ -138,12 +138,19 @@ impl ExactReader {
         !self.revoking.is_empty()
     }
 
+    /// Whether something handed out of a partition is not committed yet.
+    fn has_uncommitted(&self, pid: &PartitionId) -> bool {
+        self.handed
+            .get(pid)
+            .is_some_and(|h| h.to_commit().is_some())
+    }
+
     /// The handed-over partitions with nothing left to commit, forgotten.
     pub(super) fn handed_over(&mut self) -> Vec<PartitionId> {
         let done: Vec<PartitionId> = self
             .revoking
             .iter()
-            .filter(|p| self.handed.get(*p).is_none_or(|h| h.to_commit().is_none()))
+            .filter(|p| !self.has_uncommitted(p))
             .cloned()
             .collect();
         for p in &done {
@@ -481,6 +488,9 @@ impl ExactReader {
     fn spawn_fast_reads(&self, cx: &Ctx<'_>) -> FastReads {
         let mut set = JoinSet::new();
         for p in self.partitions.values() {
+            if !super::assignment::still_ours(cx, &p.id) {
+                continue;
+            }
             let Some((after, upto)) = p.fast_range() else {
                 continue;
             };
@@ -596,7 +606,9 @@ impl ExactReader {
                     confirmed = None;
                 }
             }
-            if outcome.is_err() {
+            // Not read after an error, nor once the claim lapsed or was taken (the poll loses
+            // the partition next): its checkpoint is confirmed again another time.
+            if outcome.is_err() || !super::assignment::still_ours(cx, &pid) {
                 if let Some(cp) = confirmed {
                     self.confirm.insert(pid, cp);
                 }
@@ -750,6 +762,10 @@ impl super::assignment::Assigned for ExactReader {
 
     fn is_revoking(&self, pid: &PartitionId) -> bool {
         self.revoking.contains(pid)
+    }
+
+    fn has_uncommitted(&self, pid: &PartitionId) -> bool {
+        ExactReader::has_uncommitted(self, pid)
     }
 
     fn handed_over(&mut self) -> Vec<PartitionId> {

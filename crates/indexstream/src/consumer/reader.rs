@@ -189,15 +189,21 @@ impl Reader {
         }
     }
 
-    /// Exact mode: stops reading a partition the membership lost and drops its queued reads;
-    /// what was handed out of it is committed if the cluster still lets us.
-    pub(super) fn lose_partition(&mut self, cx: &mut Ctx<'_>, pid: &PartitionId) {
+    /// Partitions shared by members: stops reading a partition the membership lost and drops
+    /// its queued reads; what was handed out of it is committed if the cluster still lets us.
+    /// Whether something of it waits for that commit.
+    pub(super) fn lose_partition(&mut self, cx: &mut Ctx<'_>, pid: &PartitionId) -> bool {
+        use super::assignment::Assigned;
         match self {
-            Reader::Exact(r) => r.lose_partition(cx, pid),
-            Reader::TimestampShards(r) => {
-                super::assignment::Assigned::lose_partition(&mut **r, cx, pid)
+            Reader::Exact(r) => {
+                Assigned::lose_partition(&mut **r, cx, pid);
+                Assigned::has_uncommitted(&**r, pid)
             }
-            Reader::Timestamp(_) => {}
+            Reader::TimestampShards(r) => {
+                Assigned::lose_partition(&mut **r, cx, pid);
+                Assigned::has_uncommitted(&**r, pid)
+            }
+            Reader::Timestamp(_) => false,
         }
     }
 

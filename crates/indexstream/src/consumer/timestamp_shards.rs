@@ -137,6 +137,11 @@ impl ShardTimestampReader {
         let Some(p) = self.partitions.get_mut(&pid) else {
             return Ok(true);
         };
+        if !assignment::still_ours(cx, &pid) {
+            // Lapsed or taken: the poll loses it next (its commit still to make), unread.
+            p.wanted = false;
+            return Ok(true);
+        }
         // Searched again at its next turn when this fails.
         p.reader.step_when(cx, true).await?;
         if !p.reader.in_round() {
@@ -354,11 +359,15 @@ impl Assigned for ShardTimestampReader {
         self.revoking.contains(pid)
     }
 
+    fn has_uncommitted(&self, pid: &PartitionId) -> bool {
+        self.partitions.get(pid).is_some_and(|s| s.reader.dirty())
+    }
+
     fn handed_over(&mut self) -> Vec<PartitionId> {
         let done: Vec<PartitionId> = self
             .revoking
             .iter()
-            .filter(|p| self.partitions.get(*p).is_none_or(|s| !s.reader.dirty()))
+            .filter(|p| !self.has_uncommitted(p))
             .cloned()
             .collect();
         for pid in &done {

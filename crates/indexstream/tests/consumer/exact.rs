@@ -516,6 +516,69 @@ async fn a_member_whose_claim_lapsed_commits_what_it_delivered_before_claiming_a
     s.member.close().await.unwrap();
 }
 
+/// A member that learns from a rebalance (before its lease renewal does) that another member
+/// claimed its partition keeps what it delivered for a commit, and makes it before it claims
+/// anything again: here the new owner has not fenced the offset yet, so the cluster takes the
+/// commit, and the new owner will continue from it. Nothing written after the takeover is
+/// delivered. (A rebalance once dropped such a partition as if its index were gone: its
+/// deliveries were forgotten, and no commit was tried.)
+#[tokio::test]
+async fn a_partition_found_taken_at_a_rebalance_commits_what_was_delivered_of_it() {
+    // A 30 s lease is renewed every 10 s: the rebalance of the next poll sees the new claim first.
+    let mut s = HalfCommitted::start("taken-at-rebalance", "old", Duration::from_secs(30)).await;
+    let epoch = s.epoch();
+    let far = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 3_600_000;
+    s.put_claim("new", epoch + 1, far).await;
+    s.t.write_n(&s.index, "more", 5).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut delivered: Vec<String> = s.got.iter().map(|r| r.id.clone()).collect();
+    while !s.member.handover_pending() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the taken partition never waited for its commit: {:?}",
+            s.member.status()
+        );
+        // What it had read before the takeover may still be handed out (it does not know
+        // yet); nothing written after it is.
+        let more = s.member.poll(100).await.unwrap();
+        assert!(
+            more.iter().all(|r| r.id.starts_with('d')),
+            "nothing written after the takeover delivered: {:?}",
+            more.iter().map(|r| &r.id).collect::<Vec<_>>()
+        );
+        delivered.extend(more.into_iter().map(|r| r.id));
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    s.member.commit().await.unwrap();
+    assert!(!s.member.handover_pending(), "settled by the commit");
+    // The offset document as the commit left it: the old epoch (nobody fenced it), and a
+    // `_seq_no` that covers every document delivered (their `_seq_no`s are 0..).
+    let now = s.offset_doc().await;
+    let seq_no = now["seq_no"].as_i64().unwrap();
+    assert!(
+        seq_no + 1 >= delivered.len() as i64 && seq_no > s.at_start.committed,
+        "the commit covers the {} delivered (the 20 committed before and what came after): {now}",
+        delivered.len()
+    );
+    assert_eq!(
+        now["epoch"],
+        json!(epoch),
+        "written in the old epoch: {now}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        assert!(
+            s.member.poll(100).await.unwrap().is_empty(),
+            "nothing more delivered"
+        );
+    }
+    s.member.close().await.unwrap();
+}
+
 /// A member whose claim lapsed while another took the partition over, read all of it,
 /// committed and let it go: when the first one comes back its commit (of its old epoch) is
 /// refused before it claims anything again, so the other's offset is not rewound, and claiming
@@ -666,6 +729,9 @@ async fn a_graceful_stop_commits_everything_delivered_when_it_can_prove_it() {
 }
 
 /// Indices that start matching the pattern while the consumer runs are read without a restart.
+/// The run ends once everything arrived (or after 20 s), not after an idle spell: on a loaded
+/// real node creating the second index can take longer than any idle limit short enough for a
+/// test, and the consumer then stopped before it existed.
 #[tokio::test]
 async fn indices_that_start_matching_are_picked_up_while_running() {
     let t = target("rollover").await;
@@ -673,45 +739,25 @@ async fn indices_that_start_matching_are_picked_up_while_running() {
     t.create_index(&first, 1, "100ms").await;
     t.write_n(&first, "a", 10).await;
     let pattern = format!("{}-logs-*", t.prefix);
-    let mut consumer = Consumer::builder(t.client_config(), &pattern, t.name("g"))
+    let consumer = Consumer::builder(t.client_config(), &pattern, t.name("g"))
         .with_poll_interval(Duration::from_millis(50))
         .with_offsets_index(t.name("offsets"))
         .build()
         .await
         .unwrap();
-    let mut sink = MemorySink::default();
+    let running = super::harness::Running::start(consumer, RunOptions::default());
+    super::timestamp::wait_for(|| running.records.lock().unwrap().len() >= 10).await;
     let second = t.name("logs-000002");
-    let writer = {
-        let t2 = super::harness::Target {
-            url: t.url.clone(),
-            fake: None,
-            http: t.http.clone(),
-            prefix: t.prefix.clone(),
-        };
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(700)).await;
-            t2.create_index(&second, 2, "100ms").await;
-            t2.write(
-                &second,
-                &(0..10)
-                    .map(|i| (format!("b{i}"), json!({"i": i})))
-                    .collect::<Vec<_>>(),
-            )
-            .await;
-        })
-    };
-    consumer
-        .run(
-            &mut sink,
-            RunOptions::default().with_until_idle(Duration::from_millis(1500)),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
-    writer.await.unwrap();
-    consumer.close().await.unwrap();
-    let c = counts(&sink.records.lock().unwrap());
+    t.create_index(&second, 2, "100ms").await;
+    t.write_n(&second, "b", 10).await;
+    super::timestamp::wait_for(|| running.records.lock().unwrap().len() >= 20).await;
+    // A moment more, so that a repeat would be seen.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let records = running.records.clone();
+    running.stop().await.unwrap();
+    let c = counts(&records.lock().unwrap());
     assert_eq!(c.len(), 20, "{c:?}");
+    assert!(c.values().all(|&n| n == 1), "repeated: {c:?}");
 }
 
 /// `RefreshPolicy::Force` proves visibility by refreshing explicitly: with scheduled refreshes
