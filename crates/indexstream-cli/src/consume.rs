@@ -229,10 +229,17 @@ pub struct ConsumeArgs {
     )]
     shutdown_timeout: Option<Duration>,
 
-    /// Where documents go: stdout, file:PATH or null [default: stdout]
+    /// Where documents go: stdout, file:PATH, null, exec:COMMAND (run once per batch, the
+    /// batch as JSON Lines on stdin, exit 0 acknowledges), index:NAME (an index of this
+    /// cluster) or index:URL/NAME (of another) [default: stdout]
     #[arg(long, env = "INDEXSTREAM_SINK", help_heading = OUTPUT)]
     #[serde(skip_serializing_if = "Option::is_none")]
     sink: Option<String>,
+    /// An option of the sink, KEY=VALUE (repeatable); exec takes timeout (default 30s). In a
+    /// config file: sink-option = ["timeout=10s"]
+    #[arg(long = "sink-option", value_name = "KEY=VALUE", action = clap::ArgAction::Append, help_heading = OUTPUT)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sink_option: Vec<String>,
     /// Where documents the sink keeps failing on go: file:PATH (JSON Lines with the error).
     /// Without it the consumer stops on such a document rather than skip it.
     #[arg(long, env = "INDEXSTREAM_DEAD_LETTER", help_heading = OUTPUT)]
@@ -485,7 +492,19 @@ impl ConsumeArgs {
             indexstream::Error::Config { field, reason } => usage(config_error_text(field, reason)),
             other => usage(other.to_string()),
         })?;
+        let mut options = Vec::with_capacity(self.sink_option.len());
+        for o in &self.sink_option {
+            match o.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => options.push((k.trim(), v.trim())),
+                _ => {
+                    return Err(usage(format!(
+                        "invalid --sink-option {o:?}: expected KEY=VALUE, e.g. timeout=10s"
+                    )))
+                }
+            }
+        }
         let sink = SinkSpec::parse(self.sink.as_deref().unwrap_or("stdout"))
+            .and_then(|s| s.with_options(options))
             .map_err(|e| usage(format!("invalid --sink: {e}")))?;
         let mut run = RunOptions::default();
         run.until_idle = self.until_idle;
@@ -525,7 +544,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
     // Every input is checked (the sink opened, the metrics address bound) before the group is
     // joined: a bad one must not leave the group's lease held for the next, corrected, run.
-    let mut sink = settings.sink.open().map_err(|e| {
+    let mut sink = settings.sink.open(&settings.consumer.client).map_err(|e| {
         UsageError(format!(
             "cannot open the sink {}: {e}",
             args.sink.as_deref().unwrap_or("stdout")

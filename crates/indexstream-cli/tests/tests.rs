@@ -12,6 +12,7 @@ mod cli {
     mod first_hour;
     mod group;
     mod observe;
+    mod sinks;
     pub mod support;
     mod timestamp;
 }

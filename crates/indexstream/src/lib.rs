@@ -42,8 +42,8 @@ pub use offset::{Mode, DEFAULT_OFFSETS_INDEX};
 pub use partition::{PartitionId, PartitionStatus};
 pub use record::{Record, Source};
 pub use sink::{
-    AnySink, FileSink, MemorySink, NullSink, PendingFlush, Sink, SinkError, SinkRetry, SinkSpec,
-    StdoutSink,
+    AnySink, ExecSink, FileSink, IndexSink, MemorySink, NullSink, PendingFlush, Sink, SinkError,
+    SinkRetry, SinkSpec, StdoutSink, DEFAULT_EXEC_TIMEOUT,
 };
 /// The committed position of a timestamp-mode group and the key of an event in its window
 /// (for tools that inspect what a group committed).

@@ -95,7 +95,7 @@ impl Source {
 
     /// Appends the source on one line: as sent, or re-serialized when the cluster sent it across
     /// several lines.
-    fn push_one_line(&self, out: &mut String) {
+    pub(crate) fn push_one_line(&self, out: &mut String) {
         match self.layout {
             Layout::OneLine => out.push_str(self.get()),
             Layout::MultiLine => match self.to_value() {
@@ -163,13 +163,13 @@ fn has_line_break(s: &[u8]) -> bool {
 }
 
 /// Appends `v` in decimal (with `itoa`: the `fmt` machinery costs more than the digits).
-fn push_int(out: &mut String, v: i64) {
+pub(crate) fn push_int(out: &mut String, v: i64) {
     out.push_str(itoa::Buffer::new().format(v));
 }
 
 /// Appends `s` as a JSON string: as is when nothing in it needs escaping (the common case, and
 /// no copy), else escaped by serde_json.
-fn push_str(out: &mut String, s: &str) {
+pub(crate) fn push_str(out: &mut String, s: &str) {
     if crate::scan::plain_run_end(s.as_bytes(), 0) == s.len() {
         out.push('"');
         out.push_str(s);

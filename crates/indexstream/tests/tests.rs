@@ -10,6 +10,7 @@ mod consumer {
     mod faults;
     pub mod harness;
     mod resilience;
+    mod sinks;
     mod timestamp;
     mod timestamp_shards;
 }

@@ -3,14 +3,18 @@
 //! loses it.
 
 mod error;
+mod exec;
 mod file;
+mod index;
 
 use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 pub use error::{SinkError, SinkRetry};
+pub use exec::{ExecSink, DEFAULT_EXEC_TIMEOUT};
 pub use file::FileSink;
+pub use index::IndexSink;
 
 use crate::record::Record;
 
@@ -141,8 +145,10 @@ pub fn dead_letter_entry(record: &Record, error: &SinkError) -> Record {
     }
 }
 
-/// Which sink to build, as `--sink` names it: `stdout`, `file:PATH`, or `null`.
+/// Which sink to build, as `--sink` names it: `stdout`, `file:PATH`, `null`, `exec:COMMAND`,
+/// `index:NAME` or `index:URL/NAME`; [`SinkSpec::with_options`] applies `--sink-option`s.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SinkSpec {
     /// `stdout` (or `-`): JSON Lines on standard output.
     Stdout,
@@ -150,31 +156,154 @@ pub enum SinkSpec {
     File(std::path::PathBuf),
     /// `null`: records are counted and discarded.
     Null,
+    /// `exec:COMMAND`: the command run once per batch (`sh -c`), the batch on its stdin.
+    Exec {
+        /// The shell command.
+        command: String,
+        /// Option `timeout`: a run taking longer is killed and counts as failed.
+        timeout: std::time::Duration,
+    },
+    /// `index:NAME` (the source cluster) or `index:URL/NAME` (another cluster, no auth).
+    Index {
+        /// The other cluster's URL; `None` for the source cluster.
+        cluster: Option<String>,
+        /// The target index.
+        index: String,
+    },
 }
 
 impl SinkSpec {
     /// Parses a `--sink` value; the error message names the value and the forms accepted.
     pub fn parse(s: &str) -> Result<Self, String> {
+        let forms = "expected stdout, file:PATH, null, exec:COMMAND, index:NAME or index:URL/NAME";
         match s {
-            "stdout" | "-" => Ok(SinkSpec::Stdout),
-            "null" => Ok(SinkSpec::Null),
-            other => match other.strip_prefix("file:") {
-                Some(path) if !path.is_empty() => Ok(SinkSpec::File(path.into())),
-                _ => Err(format!(
-                    "unknown sink {other:?}: expected stdout, file:PATH or null"
-                )),
-            },
+            "stdout" | "-" => return Ok(SinkSpec::Stdout),
+            "null" => return Ok(SinkSpec::Null),
+            _ => {}
+        }
+        if let Some(path) = s.strip_prefix("file:") {
+            if !path.is_empty() {
+                return Ok(SinkSpec::File(path.into()));
+            }
+            return Err(format!("sink {s:?} names no file: {forms}"));
+        }
+        if let Some(command) = s.strip_prefix("exec:") {
+            if command.trim().is_empty() {
+                return Err(format!("sink {s:?} names no command: {forms}"));
+            }
+            return Ok(SinkSpec::Exec {
+                command: command.to_string(),
+                timeout: DEFAULT_EXEC_TIMEOUT,
+            });
+        }
+        if let Some(target) = s.strip_prefix("index:") {
+            let (cluster, index) = if target.starts_with("http://")
+                || target.starts_with("https://")
+            {
+                match target.rsplit_once('/') {
+                    Some((url, name)) if !url.ends_with('/') && url.contains("://") && url.len() > "https://".len() => {
+                        (Some(url.to_string()), name)
+                    }
+                    _ => return Err(format!("sink {s:?}: expected index:URL/NAME, e.g. index:http://127.0.0.1:9200/copy")),
+                }
+            } else {
+                (None, target)
+            };
+            check_index_name(index).map_err(|why| format!("sink {s:?}: {why}"))?;
+            return Ok(SinkSpec::Index {
+                cluster,
+                index: index.to_string(),
+            });
+        }
+        Err(format!("unknown sink {s:?}: {forms}"))
+    }
+
+    /// Applies `--sink-option KEY=VALUE` pairs; an option the sink does not take is an error
+    /// naming it and the ones it takes.
+    pub fn with_options<'a>(
+        mut self,
+        options: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, String> {
+        for (key, value) in options {
+            match (&mut self, key) {
+                (SinkSpec::Exec { timeout, .. }, "timeout") => {
+                    *timeout = crate::serde_duration::parse(value)
+                        .map_err(|e| format!("sink option timeout={value:?}: {e}"))?;
+                    if timeout.is_zero() {
+                        return Err(format!(
+                            "sink option timeout={value:?}: must be more than 0"
+                        ));
+                    }
+                }
+                (spec, key) => {
+                    let takes = match spec {
+                        SinkSpec::Exec { .. } => "timeout",
+                        _ => "none",
+                    };
+                    return Err(format!(
+                        "the {} sink takes no option {key:?} (its options: {takes})",
+                        spec.kind()
+                    ));
+                }
+            }
+        }
+        Ok(self)
+    }
+
+    /// The sink's kind, as the part of `--sink` before the colon.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkSpec::Stdout => "stdout",
+            SinkSpec::File(_) => "file",
+            SinkSpec::Null => "null",
+            SinkSpec::Exec { .. } => "exec",
+            SinkSpec::Index { .. } => "index",
         }
     }
 
-    /// Builds the sink (for a file, opens it for appending, creating it if missing).
-    pub fn open(&self) -> std::io::Result<AnySink> {
+    /// Builds the sink (for a file, opens it for appending, creating it if missing). An index
+    /// sink of the source cluster connects as `source` does, with a client of its own.
+    pub fn open(&self, source: &crate::client::ClientConfig) -> Result<AnySink, SinkError> {
         Ok(match self {
             SinkSpec::Stdout => AnySink::Stdout(StdoutSink::default()),
             SinkSpec::File(p) => AnySink::File(FileSink::open(p)?),
             SinkSpec::Null => AnySink::Null(NullSink::default()),
+            SinkSpec::Exec { command, timeout } => {
+                AnySink::Exec(ExecSink::new(command.clone(), *timeout))
+            }
+            SinkSpec::Index { cluster, index } => {
+                let config = match cluster {
+                    None => source.clone(),
+                    Some(url) => crate::client::ClientConfig {
+                        url: url.clone(),
+                        ..crate::client::ClientConfig::new(url.clone())
+                    },
+                };
+                let client = crate::client::Client::new(&config).map_err(SinkError::permanent)?;
+                AnySink::Index(IndexSink::new(client, index.clone()))
+            }
         })
     }
+}
+
+/// The index names a cluster accepts (lowercase, none of `\ / * ? " < > | , #` or a space, not
+/// starting with `-`, `_` or `+`, not `.` or `..`).
+fn check_index_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("no index name".into());
+    }
+    if name == "." || name == ".." || name.starts_with(['-', '_', '+']) {
+        return Err(format!("{name:?} is not a valid index name"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| c.is_uppercase() || "\\/*?\"<>|,# :".contains(*c))
+    {
+        return Err(format!(
+            "{name:?} is not a valid index name: it holds {c:?}"
+        ));
+    }
+    Ok(())
 }
 
 /// One of the built-in sinks, chosen at run time (what [`SinkSpec::open`] gives): the async
@@ -188,6 +317,10 @@ pub enum AnySink {
     File(FileSink),
     /// Counts and discards.
     Null(NullSink),
+    /// A command run once per batch.
+    Exec(ExecSink),
+    /// Written to an index with `_bulk`.
+    Index(IndexSink),
 }
 
 impl Sink for AnySink {
@@ -196,6 +329,8 @@ impl Sink for AnySink {
             AnySink::Stdout(s) => s.write(records).await,
             AnySink::File(s) => s.write(records).await,
             AnySink::Null(s) => s.write(records).await,
+            AnySink::Exec(s) => s.write(records).await,
+            AnySink::Index(s) => s.write(records).await,
         }
     }
 
@@ -204,6 +339,8 @@ impl Sink for AnySink {
             AnySink::Stdout(s) => s.flush().await,
             AnySink::File(s) => s.flush().await,
             AnySink::Null(s) => s.flush().await,
+            AnySink::Exec(s) => s.flush().await,
+            AnySink::Index(s) => s.flush().await,
         }
     }
 
@@ -212,6 +349,8 @@ impl Sink for AnySink {
             AnySink::Stdout(s) => s.start_flush().await,
             AnySink::File(s) => s.start_flush().await,
             AnySink::Null(s) => s.start_flush().await,
+            AnySink::Exec(s) => s.start_flush().await,
+            AnySink::Index(s) => s.start_flush().await,
         }
     }
 
@@ -220,6 +359,8 @@ impl Sink for AnySink {
             AnySink::Stdout(s) => s.write_each(records).await,
             AnySink::File(s) => s.write_each(records).await,
             AnySink::Null(s) => s.write_each(records).await,
+            AnySink::Exec(s) => s.write_each(records).await,
+            AnySink::Index(s) => s.write_each(records).await,
         }
     }
 }
@@ -303,5 +444,56 @@ mod tests {
         );
         assert!(SinkSpec::parse("kafka:x").unwrap_err().contains("kafka:x"));
         assert!(SinkSpec::parse("file:").is_err());
+    }
+
+    #[test]
+    fn exec_and_index_sinks_parse_with_their_options() {
+        assert_eq!(
+            SinkSpec::parse("exec:jq -c . >> out")
+                .unwrap()
+                .with_options([("timeout", "5s")])
+                .unwrap(),
+            SinkSpec::Exec {
+                command: "jq -c . >> out".into(),
+                timeout: std::time::Duration::from_secs(5)
+            }
+        );
+        assert!(SinkSpec::parse("exec: ").is_err());
+        let e = SinkSpec::parse("exec:true")
+            .unwrap()
+            .with_options([("timeout", "0s")])
+            .unwrap_err();
+        assert!(e.contains("more than 0"), "{e}");
+        assert_eq!(
+            SinkSpec::parse("index:copy").unwrap(),
+            SinkSpec::Index {
+                cluster: None,
+                index: "copy".into()
+            }
+        );
+        assert_eq!(
+            SinkSpec::parse("index:https://other:9200/copy").unwrap(),
+            SinkSpec::Index {
+                cluster: Some("https://other:9200".into()),
+                index: "copy".into()
+            }
+        );
+        for bad in [
+            "index:",
+            "index:Copy",
+            "index:_x",
+            "index:a b",
+            "index:http://h:9200/",
+        ] {
+            assert!(SinkSpec::parse(bad).is_err(), "{bad}");
+        }
+        let e = SinkSpec::parse("index:copy")
+            .unwrap()
+            .with_options([("timeout", "5s")])
+            .unwrap_err();
+        assert!(
+            e.contains("the index sink takes no option \"timeout\""),
+            "{e}"
+        );
     }
 }

@@ -1,0 +1,178 @@
+//! Sinks that deliver elsewhere, through the binary: an index copy that survives SIGKILLs, and
+//! the sink options.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::support::{call, cluster, http, rng, run_killed, run_ok, unique, write, BIN};
+
+/// `n → (id, _seq_no or _version)` of the documents of `index` with `n` in `from..to`.
+fn by_n(
+    url: &str,
+    index: &str,
+    from: usize,
+    to: usize,
+    field: &str,
+) -> HashMap<u64, (String, i64)> {
+    let v = call(
+        url,
+        "POST",
+        &format!("/{index}/_search"),
+        Some(
+            json!({"size": to - from, "seq_no_primary_term": true, "version": true,
+            "query": {"range": {"n": {"gte": from, "lt": to}}}}),
+        ),
+    );
+    v["hits"]["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h: &Value| {
+            (
+                h["_source"]["n"].as_u64().unwrap(),
+                (
+                    h["_id"].as_str().unwrap().to_string(),
+                    h[field].as_i64().unwrap(),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// 100,000 documents copied to another index by a consumer killed three times (SIGKILL) and
+/// run to the end: the target holds every source id once (its count is the source's), each at
+/// the version of its source `_seq_no`, redeliveries after the kills having been version
+/// conflicts counted as applied.
+#[test]
+fn an_index_copy_survives_three_sigkills_with_each_document_once_at_its_seq_no() {
+    let c = cluster(&[]);
+    let url = c.url.as_str();
+    let src = unique("copy-src");
+    let dst = unique("copy-dst");
+    call(
+        url,
+        "PUT",
+        &format!("/{src}"),
+        Some(json!({"settings": {"number_of_shards": 3, "number_of_replicas": 0}})),
+    );
+    const TOTAL: usize = 100_000;
+    for b in 0..(TOTAL / 5000) {
+        let docs: Vec<_> = (0..5000)
+            .map(|i| {
+                let n = b * 5000 + i;
+                (
+                    format!("c{n}"),
+                    json!({"n": n, "text": "a copied document"}),
+                )
+            })
+            .collect();
+        write(url, &src, &docs);
+    }
+    let group = unique("copy-g");
+    let offsets = unique("copy-offsets");
+    let sink = format!("index:{dst}");
+    let args = [
+        "consume",
+        &src,
+        &group,
+        "--url",
+        url,
+        "--offsets-index",
+        &offsets,
+        "--sink",
+        &sink,
+        "--batch-size",
+        "1000",
+        "--commit-interval",
+        "5000",
+    ];
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("index copy test seed {seed}");
+    let mut next = rng(seed);
+    let nowhere = std::env::temp_dir().join(unique("no-output"));
+    // What the target holds (0 before its first batch created it).
+    let copied = || {
+        let _ = http().post(format!("{url}/{dst}/_refresh")).send();
+        http()
+            .get(format!("{url}/{dst}/_count"))
+            .send()
+            .ok()
+            .and_then(|r| r.json::<Value>().ok())
+            .and_then(|v| v["count"].as_u64())
+            .unwrap_or(0)
+    };
+    let mut at_kills = Vec::new();
+    for _ in 0..3 {
+        let after = Duration::from_millis(700 + next(1000));
+        run_killed(&args, after, &nowhere);
+        at_kills.push(copied());
+    }
+    eprintln!("copied when killed: {at_kills:?} of {TOTAL}");
+    assert!(
+        at_kills[0] < TOTAL as u64,
+        "the first kill came before the copy was done: {at_kills:?}"
+    );
+    let mut last: Vec<&str> = args.to_vec();
+    last.extend(["--until-idle", "3s"]);
+    run_ok(&last);
+    call(url, "POST", &format!("/{dst}/_refresh"), None);
+    let count = call(url, "GET", &format!("/{dst}/_count"), None)["count"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(count, TOTAL as u64, "the target holds each document once");
+    for from in (0..TOTAL).step_by(10_000) {
+        let source = by_n(url, &src, from, from + 10_000, "_seq_no");
+        let target = by_n(url, &dst, from, from + 10_000, "_version");
+        assert_eq!(source.len(), 10_000);
+        for (n, (id, seq)) in &source {
+            let (tid, version) = target
+                .get(n)
+                .unwrap_or_else(|| panic!("{id} missing from the target"));
+            assert_eq!(tid, id);
+            assert_eq!(
+                version, seq,
+                "{id}: the target's version is the source _seq_no"
+            );
+        }
+    }
+}
+
+/// Bad sinks and sink options are refused before anything is read, naming what is wrong.
+#[test]
+fn a_bad_sink_or_sink_option_is_refused_naming_it() {
+    for (args, expected) in [
+        (
+            vec!["--sink", "exec:true", "--sink-option", "timeout=soon"],
+            "timeout=\"soon\"",
+        ),
+        (
+            vec!["--sink", "exec:true", "--sink-option", "retries=3"],
+            "takes no option \"retries\"",
+        ),
+        (
+            vec!["--sink", "file:/tmp/x", "--sink-option", "timeout=3s"],
+            "the file sink takes no option",
+        ),
+        (
+            vec!["--sink", "exec:true", "--sink-option", "timeout"],
+            "expected KEY=VALUE",
+        ),
+        (vec!["--sink", "index:Bad"], "not a valid index name"),
+        (vec!["--sink", "index:http://h:9200/"], "no index name"),
+        (vec!["--sink", "kafka:x"], "unknown sink"),
+    ] {
+        let o = std::process::Command::new(BIN)
+            .args(["consume", "some-index", "g", "--url", "http://127.0.0.1:9"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}

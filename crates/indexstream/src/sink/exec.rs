@@ -1,0 +1,106 @@
+//! `exec:COMMAND`: runs a command once per batch, the batch as JSON Lines on its standard input.
+//! Exit status 0 acknowledges the batch; any other status, a signal, or the timeout is a failure
+//! that may pass (the consumer retries it, then dead-letters what keeps failing).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use super::{Sink, SinkError};
+use crate::record::Record;
+
+/// How long a run may take when no `timeout` option is given.
+pub const DEFAULT_EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A sink that pipes each batch into a new run of a shell command (`sh -c COMMAND`). The command
+/// inherits the consumer's standard output and error; it sees the batch's size in
+/// `INDEXSTREAM_BATCH_SIZE`.
+#[derive(Debug)]
+pub struct ExecSink {
+    command: String,
+    timeout: Duration,
+    input: Vec<u8>,
+}
+
+impl ExecSink {
+    /// A sink running `command` with `sh -c`, killed when a run takes longer than `timeout`.
+    pub fn new(command: impl Into<String>, timeout: Duration) -> Self {
+        ExecSink {
+            command: command.into(),
+            timeout,
+            input: Vec::new(),
+        }
+    }
+
+    async fn run(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        self.input.clear();
+        let mut line = String::new();
+        for r in records {
+            line.clear();
+            r.to_json_line(&mut line);
+            line.push('\n');
+            self.input.extend_from_slice(line.as_bytes());
+        }
+        let mut child = tokio::process::Command::new("sh")
+            .arg("-c")
+            .arg(&self.command)
+            .env("INDEXSTREAM_BATCH_SIZE", records.len().to_string())
+            .stdin(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                SinkError::transient(format!("cannot start `sh -c {:?}`: {e}", self.command))
+            })?;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        let input = std::mem::take(&mut self.input);
+        let run = async {
+            // A command that exits without reading all of it closes the pipe: its exit status
+            // says whether it took the batch, not the broken pipe.
+            let fed = stdin.write_all(&input).await;
+            drop(stdin);
+            let status = child.wait().await;
+            (fed, status)
+        };
+        let outcome = tokio::time::timeout(self.timeout, run).await;
+        self.input = input;
+        match outcome {
+            Err(_) => {
+                let _ = child.kill().await;
+                Err(SinkError::transient(format!(
+                    "`{}` did not finish within {:?} and was killed",
+                    self.command, self.timeout
+                )))
+            }
+            Ok((_, Err(e))) => Err(SinkError::transient(format!(
+                "cannot wait for `{}`: {e}",
+                self.command
+            ))),
+            Ok((fed, Ok(status))) if status.success() => match fed {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(SinkError::transient(
+                    format!("cannot write the batch to `{}`: {e}", self.command),
+                )),
+                _ => Ok(()),
+            },
+            Ok((_, Ok(status))) => Err(SinkError::transient(format!(
+                "`{}` refused a batch of {}: {status}",
+                self.command,
+                records.len()
+            ))),
+        }
+    }
+}
+
+impl Sink for ExecSink {
+    async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.run(records).await
+    }
+
+    /// Every batch was acknowledged by its run's exit status.
+    async fn flush(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
