@@ -235,8 +235,8 @@ pub struct ConsumeArgs {
     #[arg(long, env = "INDEXSTREAM_SINK", help_heading = OUTPUT)]
     #[serde(skip_serializing_if = "Option::is_none")]
     sink: Option<String>,
-    /// An option of the sink, KEY=VALUE (repeatable); exec takes timeout (default 30s). In a
-    /// config file: sink-option = ["timeout=10s"]
+    /// An option of the sink, KEY=VALUE (repeatable): exec takes timeout (default 30s), index
+    /// takes versioning=external|overwrite. In a config file: sink-option = ["timeout=10s"]
     #[arg(long = "sink-option", value_name = "KEY=VALUE", action = clap::ArgAction::Append, help_heading = OUTPUT)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sink_option: Vec<String>,
@@ -505,6 +505,7 @@ impl ConsumeArgs {
         }
         let sink = SinkSpec::parse(self.sink.as_deref().unwrap_or("stdout"))
             .and_then(|s| s.with_options(options))
+            .and_then(|s| s.check_against(&c.index, &c.offsets_index).map(|()| s))
             .map_err(|e| usage(format!("invalid --sink: {e}")))?;
         let mut run = RunOptions::default();
         run.until_idle = self.until_idle;
@@ -544,12 +545,15 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<()> {
     let settings = args.settings()?;
     // Every input is checked (the sink opened, the metrics address bound) before the group is
     // joined: a bad one must not leave the group's lease held for the next, corrected, run.
-    let mut sink = settings.sink.open(&settings.consumer.client).map_err(|e| {
-        UsageError(format!(
-            "cannot open the sink {}: {e}",
-            args.sink.as_deref().unwrap_or("stdout")
-        ))
-    })?;
+    let mut sink = settings
+        .sink
+        .open(&settings.consumer.client, settings.consumer.mode.kind())
+        .map_err(|e| {
+            UsageError(format!(
+                "cannot open the sink {}: {e}",
+                args.sink.as_deref().unwrap_or("stdout")
+            ))
+        })?;
     let listener = match &settings.metrics_addr {
         Some(addr) => Some(crate::observe::bind(addr).await?),
         None => None,

@@ -43,7 +43,7 @@ pub use partition::{PartitionId, PartitionStatus};
 pub use record::{Record, Source};
 pub use sink::{
     AnySink, ExecSink, FileSink, IndexSink, MemorySink, NullSink, PendingFlush, Sink, SinkError,
-    SinkRetry, SinkSpec, StdoutSink, DEFAULT_EXEC_TIMEOUT,
+    SinkRetry, SinkSpec, StdoutSink, Versioning, DEFAULT_EXEC_TIMEOUT,
 };
 /// The committed position of a timestamp-mode group and the key of an event in its window
 /// (for tools that inspect what a group committed).

@@ -165,6 +165,11 @@ fn a_bad_sink_or_sink_option_is_refused_naming_it() {
         (vec!["--sink", "index:Bad"], "not a valid index name"),
         (vec!["--sink", "index:http://h:9200/"], "no index name"),
         (vec!["--sink", "kafka:x"], "unknown sink"),
+        (vec!["--sink", "index:some-index"], "its own writes"),
+        (
+            vec!["--sink", "index:copy", "--sink-option", "versioning=maybe"],
+            "expected external or overwrite",
+        ),
     ] {
         let o = std::process::Command::new(BIN)
             .args(["consume", "some-index", "g", "--url", "http://127.0.0.1:9"])

@@ -16,7 +16,7 @@ use super::{CommitSnapshot, Consumer};
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::record::Record;
-use crate::sink::{dead_letter_entry, DeadLetterFile, PendingFlush, Sink, SinkError};
+use crate::sink::{dead_letter_entry, DeadLetterFile, PendingFlush, Sink, SinkError, SinkRetry};
 
 /// The run loop's waits: before a record the sink refused is tried again (from 100 ms)...
 const SINK_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(3200));
@@ -170,6 +170,7 @@ impl Consumer {
             retry_commit_at: Instant::now(),
             paused: false,
             in_flight: None,
+            undelivered: false,
         };
         runner.run(shutdown).await
     }
@@ -228,6 +229,8 @@ struct Runner<'c, 's, S> {
     paused: bool,
     /// A commit whose sink flush is under way.
     in_flight: Option<InFlightCommit>,
+    /// A batch handed out was not all delivered: no final commit.
+    undelivered: bool,
 }
 
 type Shutdown<'f, F> = Pin<&'f mut F>;
@@ -249,7 +252,16 @@ impl<S: Sink> Runner<'_, '_, S> {
     async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<RunSummary> {
         tokio::pin!(shutdown);
         let result = self.run_loop(&mut shutdown).await;
-        // Whatever stopped the loop, acknowledge and commit what was delivered, within the
+        if self.undelivered {
+            // A batch was handed out but not all of it reached the sink (a document it refused
+            // with nowhere to dead-letter it, or a refusal of the destination as a whole): a
+            // commit now would move past what was never delivered. What was delivered since
+            // the last commit is delivered again by the next run instead.
+            return Err(result.err().unwrap_or_else(|| {
+                Error::Sink(SinkError::stop("delivery failed"))
+            }));
+        }
+        // Whatever else stopped the loop, acknowledge and commit what was delivered, within the
         // shutdown timeout even when the cluster is failing.
         let final_commit =
             tokio::time::timeout(self.opts.shutdown_timeout, self.final_commit()).await;
@@ -349,7 +361,10 @@ impl<S: Sink> Runner<'_, '_, S> {
             };
             if !batch.is_empty() {
                 let written_at = Instant::now();
-                self.deliver(&batch).await?;
+                if let Err(e) = self.deliver(&batch).await {
+                    self.undelivered = true;
+                    return Err(e);
+                }
                 self.consumer
                     .telemetry
                     .batch_delivered(batch.len(), written_at.elapsed());
@@ -513,6 +528,9 @@ impl<S: Sink> Runner<'_, '_, S> {
             let Err((i, first)) = self.sink.sink.write_each(&batch[start..]).await else {
                 return Ok(());
             };
+            if first.retry() == SinkRetry::Stop {
+                return Err(Error::Sink(first));
+            }
             let at = start + i;
             let mut last = first;
             let mut attempts = 1;
@@ -525,6 +543,7 @@ impl<S: Sink> Runner<'_, '_, S> {
                         taken = true;
                         break;
                     }
+                    Err((_, e)) if e.retry() == SinkRetry::Stop => return Err(Error::Sink(e)),
                     Err((_, e)) => last = e,
                 }
             }

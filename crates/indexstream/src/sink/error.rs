@@ -14,6 +14,10 @@ pub enum SinkRetry {
     /// The destination refused this input and will refuse it again (too large, invalid): the
     /// document goes to the dead-letter destination at once.
     WillNotHelp,
+    /// The destination refuses every document, whatever it holds (no permission, a write
+    /// block, a missing target, a request too large): the consumer stops, naming the cause,
+    /// rather than send the whole stream to the dead letters.
+    Stop,
 }
 
 /// A sink's failure: the cause, and whether a retry can help.
@@ -36,6 +40,14 @@ impl SinkError {
     pub fn permanent(cause: impl Into<BoxError>) -> Self {
         SinkError {
             retry: SinkRetry::WillNotHelp,
+            source: cause.into(),
+        }
+    }
+
+    /// A failure of the destination as a whole: the consumer stops (see [`SinkRetry::Stop`]).
+    pub fn stop(cause: impl Into<BoxError>) -> Self {
+        SinkError {
+            retry: SinkRetry::Stop,
             source: cause.into(),
         }
     }

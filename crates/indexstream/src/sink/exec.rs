@@ -1,6 +1,9 @@
 //! `exec:COMMAND`: runs a command once per batch, the batch as JSON Lines on its standard input.
-//! Exit status 0 acknowledges the batch; any other status, a signal, or the timeout is a failure
-//! that may pass (the consumer retries it, then dead-letters what keeps failing).
+//! Exit status 0 acknowledges the batch, once the command has read all of it; any other status,
+//! a signal, or the timeout is a failure that may pass (the consumer retries it, then
+//! dead-letters what keeps failing). A command cannot say which document it refused: the
+//! consumer tries the batch's first document alone, then the rest, so a timeout that comes from
+//! the batch's size rather than one document makes slow progress (lower `--batch-size`).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -47,6 +50,9 @@ impl ExecSink {
             .arg(&self.command)
             .env("INDEXSTREAM_BATCH_SIZE", records.len().to_string())
             .stdin(Stdio::piped())
+            // Its own process group: a timeout kills the whole command (`a | b`, `a; b`), not
+            // only the shell.
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| {
@@ -66,7 +72,7 @@ impl ExecSink {
         self.input = input;
         match outcome {
             Err(_) => {
-                let _ = child.kill().await;
+                kill_group(&mut child).await;
                 Err(SinkError::transient(format!(
                     "`{}` did not finish within {:?} and was killed",
                     self.command, self.timeout
@@ -76,11 +82,15 @@ impl ExecSink {
                 "cannot wait for `{}`: {e}",
                 self.command
             ))),
+            // Exit 0 acknowledges only a batch the command read to its end: one that stopped
+            // reading (`head`, a pipeline whose first stage died) did not take all of it.
             Ok((fed, Ok(status))) if status.success() => match fed {
-                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(SinkError::transient(
-                    format!("cannot write the batch to `{}`: {e}", self.command),
-                )),
-                _ => Ok(()),
+                Ok(()) => Ok(()),
+                Err(e) => Err(SinkError::transient(format!(
+                    "`{}` exited 0 without reading all of a batch of {}: {e}",
+                    self.command,
+                    records.len()
+                ))),
             },
             Ok((_, Ok(status))) => Err(SinkError::transient(format!(
                 "`{}` refused a batch of {}: {status}",
@@ -89,6 +99,18 @@ impl ExecSink {
             ))),
         }
     }
+}
+
+/// Kills the command's process group (all it started), then reaps the shell.
+async fn kill_group(child: &mut tokio::process::Child) {
+    #[cfg(target_os = "linux")]
+    if let Some(pid) = child
+        .id()
+        .and_then(|id| rustix::process::Pid::from_raw(id as i32))
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+    let _ = child.kill().await;
 }
 
 impl Sink for ExecSink {

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 pub use error::{SinkError, SinkRetry};
 pub use exec::{ExecSink, DEFAULT_EXEC_TIMEOUT};
 pub use file::FileSink;
-pub use index::IndexSink;
+pub use index::{IndexSink, Versioning};
 
 use crate::record::Record;
 
@@ -169,6 +169,9 @@ pub enum SinkSpec {
         cluster: Option<String>,
         /// The target index.
         index: String,
+        /// Option `versioning` (`external` or `overwrite`); `None`: external in exact mode,
+        /// overwrite in timestamp mode.
+        versioning: Option<Versioning>,
     },
 }
 
@@ -201,7 +204,7 @@ impl SinkSpec {
                 || target.starts_with("https://")
             {
                 match target.rsplit_once('/') {
-                    Some((url, name)) if !url.ends_with('/') && url.contains("://") && url.len() > "https://".len() => {
+                    Some((url, name)) if url.split_once("://").is_some_and(|(_, host)| !host.is_empty() && !host.contains('/')) => {
                         (Some(url.to_string()), name)
                     }
                     _ => return Err(format!("sink {s:?}: expected index:URL/NAME, e.g. index:http://127.0.0.1:9200/copy")),
@@ -213,6 +216,7 @@ impl SinkSpec {
             return Ok(SinkSpec::Index {
                 cluster,
                 index: index.to_string(),
+                versioning: None,
             });
         }
         Err(format!("unknown sink {s:?}: {forms}"))
@@ -235,9 +239,21 @@ impl SinkSpec {
                         ));
                     }
                 }
+                (SinkSpec::Index { versioning, .. }, "versioning") => {
+                    *versioning = Some(match value {
+                        "external" => Versioning::External,
+                        "overwrite" => Versioning::Overwrite,
+                        other => {
+                            return Err(format!(
+                                "sink option versioning={other:?}: expected external or overwrite"
+                            ))
+                        }
+                    });
+                }
                 (spec, key) => {
                     let takes = match spec {
                         SinkSpec::Exec { .. } => "timeout",
+                        SinkSpec::Index { .. } => "versioning",
                         _ => "none",
                     };
                     return Err(format!(
@@ -261,9 +277,39 @@ impl SinkSpec {
         }
     }
 
+    /// Refuses an index sink of the source cluster that the consumed `expression` (names,
+    /// comma lists, `*` patterns) or the offsets index names: the consumer would read its own
+    /// writes again. (An alias over the target is not seen here.)
+    pub fn check_against(&self, expression: &str, offsets_index: &str) -> Result<(), String> {
+        let SinkSpec::Index {
+            cluster: None,
+            index,
+            ..
+        } = self
+        else {
+            return Ok(());
+        };
+        if index == offsets_index {
+            return Err(format!("the sink index {index:?} is the offsets index"));
+        }
+        for part in expression.split(',').map(str::trim) {
+            if !part.starts_with('-') && glob_matches(part, index) {
+                return Err(format!(
+                    "the sink index {index:?} is read by the consumed {expression:?}: the consumer would read its own writes"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Builds the sink (for a file, opens it for appending, creating it if missing). An index
-    /// sink of the source cluster connects as `source` does, with a client of its own.
-    pub fn open(&self, source: &crate::client::ClientConfig) -> Result<AnySink, SinkError> {
+    /// sink of the source cluster connects as `source` does, with a client of its own; its
+    /// versioning defaults to external in exact `mode`, overwrite in timestamp mode.
+    pub fn open(
+        &self,
+        source: &crate::client::ClientConfig,
+        mode: crate::offset::Mode,
+    ) -> Result<AnySink, SinkError> {
         Ok(match self {
             SinkSpec::Stdout => AnySink::Stdout(StdoutSink::default()),
             SinkSpec::File(p) => AnySink::File(FileSink::open(p)?),
@@ -271,7 +317,11 @@ impl SinkSpec {
             SinkSpec::Exec { command, timeout } => {
                 AnySink::Exec(ExecSink::new(command.clone(), *timeout))
             }
-            SinkSpec::Index { cluster, index } => {
+            SinkSpec::Index {
+                cluster,
+                index,
+                versioning,
+            } => {
                 let config = match cluster {
                     None => source.clone(),
                     Some(url) => crate::client::ClientConfig {
@@ -280,10 +330,34 @@ impl SinkSpec {
                     },
                 };
                 let client = crate::client::Client::new(&config).map_err(SinkError::permanent)?;
-                AnySink::Index(IndexSink::new(client, index.clone()))
+                let versioning = versioning.unwrap_or(match mode {
+                    crate::offset::Mode::Exact => Versioning::External,
+                    crate::offset::Mode::Timestamp => Versioning::Overwrite,
+                });
+                AnySink::Index(IndexSink::new(client, index.clone(), versioning))
             }
         })
     }
+}
+
+/// Whether `name` matches `pattern`, where `*` stands for any run of characters.
+fn glob_matches(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 /// The index names a cluster accepts (lowercase, none of `\ / * ? " < > | , #` or a space, not
@@ -468,14 +542,16 @@ mod tests {
             SinkSpec::parse("index:copy").unwrap(),
             SinkSpec::Index {
                 cluster: None,
-                index: "copy".into()
+                index: "copy".into(),
+                versioning: None
             }
         );
         assert_eq!(
             SinkSpec::parse("index:https://other:9200/copy").unwrap(),
             SinkSpec::Index {
                 cluster: Some("https://other:9200".into()),
-                index: "copy".into()
+                index: "copy".into(),
+                versioning: None
             }
         );
         for bad in [
@@ -495,5 +571,22 @@ mod tests {
             e.contains("the index sink takes no option \"timeout\""),
             "{e}"
         );
+        assert!(SinkSpec::parse("index:http://h/copy").is_ok());
+        let copy = SinkSpec::parse("index:audit-copy").unwrap();
+        assert!(copy.check_against("audit*", "offsets").is_err());
+        assert!(copy
+            .check_against("logs,audit-*-x,audit-c*y", "offsets")
+            .is_err());
+        assert!(copy.check_against("audit", "offsets").is_ok());
+        assert!(copy
+            .check_against("audit-*-x,-audit-copy", "offsets")
+            .is_ok());
+        assert!(copy.check_against("x", "audit-copy").is_err());
+        let other = SinkSpec::parse("index:http://h:9200/audit-copy").unwrap();
+        assert!(other.check_against("audit*", "offsets").is_ok());
+        assert!(SinkSpec::parse("index:c")
+            .unwrap()
+            .with_options([("versioning", "sometimes")])
+            .is_err());
     }
 }

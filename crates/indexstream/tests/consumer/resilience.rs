@@ -47,6 +47,7 @@ impl indexstream::Sink for Picky {
                     i,
                     match self.refusal {
                         SinkRetry::MayHelp => SinkError::transient(why),
+                        SinkRetry::Stop => SinkError::stop(why),
                         _ => SinkError::permanent(why),
                     },
                 ));
@@ -137,6 +138,27 @@ async fn a_poison_document_goes_to_the_dead_letter_file_and_the_rest_are_deliver
         Err(indexstream::Error::Poison { id, .. }) => assert_eq!(id, "d7"),
         other => panic!("expected a poison error, got {other:?}"),
     }
+    // Nothing was committed past it: a run with a sink that takes it delivers d7 again.
+    let mut again = Consumer::builder(t.client_config(), &index, t.name("g2"))
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let mut memory = indexstream::MemorySink::default();
+    again
+        .run(
+            &mut memory,
+            RunOptions::default().with_until_idle(Duration::from_millis(600)),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    again.close().await.unwrap();
+    assert!(
+        counts(&memory.records.lock().unwrap()).contains_key("d7"),
+        "d7 delivered after the stop"
+    );
 }
 
 /// A refusal the sink says no retry can help goes to the dead-letter file after one attempt.
@@ -153,4 +175,56 @@ async fn a_permanent_refusal_is_dead_lettered_without_retries() {
     let dead = std::fs::read_to_string(&dlq).unwrap();
     assert_eq!(dead.lines().count(), 1);
     assert!(dead.contains("\"id\":\"d3\""), "{dead}");
+}
+
+/// A refusal of the destination as a whole (`SinkRetry::Stop`: no permission, a write block)
+/// stops the consumer with the sink's error: nothing goes to the dead letters, and the refused
+/// document is not committed past (a restart delivers it again).
+#[tokio::test]
+async fn a_refusal_of_the_whole_destination_stops_the_consumer_instead_of_dead_lettering() {
+    let t = target("sink-stop").await;
+    let index = t.name("p");
+    t.create_index(&index, 1, "100ms").await;
+    t.write_n(&index, "d", 20).await;
+    let mut sink = Picky::new("d3", SinkRetry::Stop);
+    let dir = std::env::temp_dir().join(t.name("dlq"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let dlq = dir.join("dead.jsonl");
+    let group = t.name("g");
+    let mut consumer = Consumer::builder(t.client_config(), &index, &group)
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let opts = RunOptions::default()
+        .with_until_idle(Duration::from_millis(600))
+        .with_dead_letter(dlq.clone());
+    let e = consumer
+        .run(&mut sink, opts, std::future::pending())
+        .await
+        .unwrap_err();
+    consumer.close().await.unwrap();
+    assert!(matches!(e, indexstream::Error::Sink(_)), "{e}");
+    assert!(e.to_string().contains("cannot forward d3"), "{e}");
+    assert_eq!(sink.attempts, 1, "not retried");
+    assert_eq!(std::fs::read_to_string(&dlq).unwrap_or_default(), "");
+    // A restart delivers d3 (and whatever followed it) again.
+    let mut again = Consumer::builder(t.client_config(), &index, &group)
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let mut memory = indexstream::MemorySink::default();
+    again
+        .run(
+            &mut memory,
+            RunOptions::default().with_until_idle(Duration::from_millis(600)),
+            std::future::pending(),
+        )
+        .await
+        .unwrap();
+    again.close().await.unwrap();
+    assert!(counts(&memory.records.lock().unwrap()).contains_key("d3"));
 }
