@@ -257,9 +257,9 @@ impl<S: Sink> Runner<'_, '_, S> {
             // with nowhere to dead-letter it, or a refusal of the destination as a whole): a
             // commit now would move past what was never delivered. What was delivered since
             // the last commit is delivered again by the next run instead.
-            return Err(result.err().unwrap_or_else(|| {
-                Error::Sink(SinkError::stop("delivery failed"))
-            }));
+            return Err(result
+                .err()
+                .unwrap_or_else(|| Error::Sink(SinkError::stop("delivery failed"))));
         }
         // Whatever else stopped the loop, acknowledge and commit what was delivered, within the
         // shutdown timeout even when the cluster is failing.

@@ -228,13 +228,15 @@ impl Sink for IndexSink {
                             )),
                         ))
                     }
-                    ItemOutcome::Retry(why) if attempt + 1 >= ITEM_ATTEMPTS => return Err((
-                        i,
-                        SinkError::transient(format!(
+                    ItemOutcome::Retry(why) if attempt + 1 >= ITEM_ATTEMPTS => {
+                        return Err((
+                            i,
+                            SinkError::transient(format!(
                             "the index {} did not take {who} in {ITEM_ATTEMPTS} attempts: {why}",
                             self.index
                         )),
-                    )),
+                        ))
+                    }
                     ItemOutcome::Retry(_) => again.push(i),
                 }
             }
