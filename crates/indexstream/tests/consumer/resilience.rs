@@ -139,24 +139,11 @@ async fn a_poison_document_goes_to_the_dead_letter_file_and_the_rest_are_deliver
         other => panic!("expected a poison error, got {other:?}"),
     }
     // Nothing was committed past it: a run with a sink that takes it delivers d7 again.
-    let mut again = Consumer::builder(t.client_config(), &index, t.name("g2"))
-        .with_poll_interval(Duration::from_millis(50))
-        .with_offsets_index(t.name("offsets"))
-        .build()
-        .await
-        .unwrap();
-    let mut memory = indexstream::MemorySink::default();
-    again
-        .run(
-            &mut memory,
-            RunOptions::default().with_until_idle(Duration::from_millis(600)),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
-    again.close().await.unwrap();
+    let again = t
+        .consume(&index, &t.name("g2"), Duration::from_millis(600), |b| b)
+        .await;
     assert!(
-        counts(&memory.records.lock().unwrap()).contains_key("d7"),
+        counts(&again).contains_key("d7"),
         "d7 delivered after the stop"
     );
 }
@@ -210,21 +197,8 @@ async fn a_refusal_of_the_whole_destination_stops_the_consumer_instead_of_dead_l
     assert_eq!(sink.attempts, 1, "not retried");
     assert_eq!(std::fs::read_to_string(&dlq).unwrap_or_default(), "");
     // A restart delivers d3 (and whatever followed it) again.
-    let mut again = Consumer::builder(t.client_config(), &index, &group)
-        .with_poll_interval(Duration::from_millis(50))
-        .with_offsets_index(t.name("offsets"))
-        .build()
-        .await
-        .unwrap();
-    let mut memory = indexstream::MemorySink::default();
-    again
-        .run(
-            &mut memory,
-            RunOptions::default().with_until_idle(Duration::from_millis(600)),
-            std::future::pending(),
-        )
-        .await
-        .unwrap();
-    again.close().await.unwrap();
-    assert!(counts(&memory.records.lock().unwrap()).contains_key("d3"));
+    let again = t
+        .consume(&index, &group, Duration::from_millis(600), |b| b)
+        .await;
+    assert!(counts(&again).contains_key("d3"));
 }
