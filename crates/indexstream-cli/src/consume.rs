@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use indexstream::{
-    ConsumerConfig, ExactSettings, OnMissingTimestamp, ReadMode, RefreshPolicy, RunOptions,
-    SinkSpec, StartFrom, TimestampPartitions, TimestampSettings,
+    ConsumerConfig, DeadLetter, ExactSettings, OnMissingTimestamp, ReadMode, RefreshPolicy,
+    RunOptions, SinkSpec, StartFrom, TimestampPartitions, TimestampSettings,
 };
 use serde::{Deserialize, Serialize};
 
@@ -231,17 +231,21 @@ pub struct ConsumeArgs {
 
     /// Where documents go: stdout, file:PATH, null, exec:COMMAND (run once per batch, the
     /// batch as JSON Lines on stdin, exit 0 acknowledges), index:NAME (an index of this
-    /// cluster) or index:URL/NAME (of another) [default: stdout]
+    /// cluster), index:URL/NAME (of another), or an http:// or https:// webhook URL (batches
+    /// POSTed as JSON Lines, a 2xx acknowledges) [default: stdout]
     #[arg(long, env = "INDEXSTREAM_SINK", help_heading = OUTPUT)]
     #[serde(skip_serializing_if = "Option::is_none")]
     sink: Option<String>,
-    /// An option of the sink, KEY=VALUE (repeatable): exec takes timeout (default 30s), index
-    /// takes versioning=external|overwrite. In a config file: sink-option = ["timeout=10s"]
+    /// An option of the sink, KEY=VALUE (repeatable): exec takes timeout (default 30s); index
+    /// takes versioning=external|overwrite; a webhook takes format=lines|array, max-records
+    /// (500), max-bytes (4MiB), timeout (10s), header="Name: value", bearer-token,
+    /// basic-auth=USER:PASSWORD. In a config file: sink-option = ["timeout=10s"]
     #[arg(long = "sink-option", value_name = "KEY=VALUE", action = clap::ArgAction::Append, help_heading = OUTPUT)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sink_option: Vec<String>,
-    /// Where documents the sink keeps failing on go: file:PATH (JSON Lines with the error).
-    /// Without it the consumer stops on such a document rather than skip it.
+    /// Where documents the sink keeps failing on go: file:PATH (JSON Lines with the error),
+    /// index:NAME or index:URL/NAME (a document each, with the error and the time). Without it
+    /// the consumer stops on such a document rather than skip it.
     #[arg(long, env = "INDEXSTREAM_DEAD_LETTER", help_heading = OUTPUT)]
     #[serde(skip_serializing_if = "Option::is_none")]
     dead_letter: Option<String>,
@@ -511,14 +515,13 @@ impl ConsumeArgs {
         run.until_idle = self.until_idle;
         run.max_events = self.max_events;
         if let Some(dl) = &self.dead_letter {
-            match dl.strip_prefix("file:") {
-                Some(path) if !path.is_empty() => run.dead_letter = Some(path.into()),
-                _ => {
-                    return Err(usage(format!(
-                        "invalid --dead-letter {dl:?}: expected file:PATH"
-                    )))
-                }
-            }
+            let to = DeadLetter::parse(dl)
+                .and_then(|to| {
+                    to.check_against(&c.index, &c.offsets_index, &sink)
+                        .map(|()| to)
+                })
+                .map_err(|e| usage(format!("invalid --dead-letter: {e}")))?;
+            run.dead_letter = Some(to);
         }
         if let Some(n) = self.max_uncommitted {
             if n == 0 {

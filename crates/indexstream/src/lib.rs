@@ -42,8 +42,9 @@ pub use offset::{Mode, DEFAULT_OFFSETS_INDEX};
 pub use partition::{PartitionId, PartitionStatus};
 pub use record::{Record, Source};
 pub use sink::{
-    AnySink, ExecSink, FileSink, IndexSink, MemorySink, NullSink, PendingFlush, Sink, SinkError,
-    SinkRetry, SinkSpec, StdoutSink, Versioning, DEFAULT_EXEC_TIMEOUT,
+    AnySink, DeadLetter, DeadLetterSink, ExecSink, FileSink, HttpAuth, HttpFormat, HttpSink,
+    HttpSinkConfig, IndexSink, MemorySink, NullSink, PendingFlush, Sink, SinkError, SinkRetry,
+    SinkSpec, StdoutSink, Versioning, DEFAULT_EXEC_TIMEOUT,
 };
 /// The committed position of a timestamp-mode group and the key of an event in its window
 /// (for tools that inspect what a group committed).

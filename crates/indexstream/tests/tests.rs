@@ -13,4 +13,5 @@ mod consumer {
     mod sinks;
     mod timestamp;
     mod timestamp_shards;
+    mod webhook;
 }

@@ -142,7 +142,8 @@ fn an_index_copy_survives_three_sigkills_with_each_document_once_at_its_seq_no()
     }
 }
 
-/// Bad sinks and sink options are refused before anything is read, naming what is wrong.
+/// Bad sinks, sink options and dead-letter destinations are refused before anything is read,
+/// naming what is wrong.
 #[test]
 fn a_bad_sink_or_sink_option_is_refused_naming_it() {
     for (args, expected) in [
@@ -169,6 +170,29 @@ fn a_bad_sink_or_sink_option_is_refused_naming_it() {
         (
             vec!["--sink", "index:copy", "--sink-option", "versioning=maybe"],
             "expected external or overwrite",
+        ),
+        (
+            vec!["--sink", "http://h/x", "--sink-option", "max-records=0"],
+            "max-records=\"0\"",
+        ),
+        (
+            vec!["--sink", "https://h/x", "--sink-option", "brokers=b:9092"],
+            "the http sink takes no option \"brokers\" (its options: format,",
+        ),
+        (vec!["--sink", "http://u:secret@h/x"], "holds credentials"),
+        (
+            vec!["--dead-letter", "/tmp/dl"],
+            "expected file:PATH, index:NAME",
+        ),
+        (vec!["--dead-letter", "index:DLQ"], "not a valid index name"),
+        (
+            vec!["--dead-letter", "index:some-*"],
+            "not a valid index name",
+        ),
+        (vec!["--dead-letter", "index:some-index"], "its own writes"),
+        (
+            vec!["--sink", "index:copy", "--dead-letter", "index:copy"],
+            "the sink's index",
         ),
     ] {
         let o = std::process::Command::new(BIN)

@@ -16,7 +16,9 @@ use super::{CommitSnapshot, Consumer};
 use crate::backoff::Backoff;
 use crate::error::{Error, Result};
 use crate::record::Record;
-use crate::sink::{dead_letter_entry, DeadLetterFile, PendingFlush, Sink, SinkError, SinkRetry};
+use crate::sink::{
+    dead_letter_entry, DeadLetter, DeadLetterSink, PendingFlush, Sink, SinkError, SinkRetry,
+};
 
 /// The run loop's waits: before a record the sink refused is tried again (from 100 ms)...
 const SINK_RETRY: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_millis(3200));
@@ -45,8 +47,9 @@ pub struct RunOptions {
     pub shutdown_timeout: Duration,
     /// Attempts the sink gets on one document before it is poison.
     pub sink_attempts: u32,
-    /// Where poison documents go; `None` stops the consumer on the first one.
-    pub dead_letter: Option<std::path::PathBuf>,
+    /// Where poison documents go (a file or an index); `None` stops the consumer on the first
+    /// one.
+    pub dead_letter: Option<DeadLetter>,
 }
 
 impl Default for RunOptions {
@@ -101,8 +104,8 @@ impl RunOptions {
     }
 
     /// Sets [`RunOptions::dead_letter`].
-    pub fn with_dead_letter(mut self, path: impl Into<std::path::PathBuf>) -> Self {
-        self.dead_letter = Some(path.into());
+    pub fn with_dead_letter(mut self, to: impl Into<DeadLetter>) -> Self {
+        self.dead_letter = Some(to.into());
         self
     }
 }
@@ -153,9 +156,26 @@ impl Consumer {
         shutdown: impl Future<Output = ()>,
     ) -> Result<RunSummary> {
         let dead_letter = match &opts.dead_letter {
-            Some(path) => Some(DeadLetterFile::open(path)?),
+            Some(to) => {
+                if let Err(why) = to.check_against(
+                    &self.config.index,
+                    &self.config.offsets_index,
+                    &crate::sink::SinkSpec::Null,
+                ) {
+                    return Err(Error::Config {
+                        field: "dead_letter",
+                        reason: why,
+                    });
+                }
+                Some(to.open(&self.config.client).await?)
+            }
             None => None,
         };
+        let sink_breaker = std::sync::Arc::new(crate::breaker::CircuitBreaker::new(
+            "sink",
+            self.config.breaker.clone(),
+        ));
+        self.telemetry.watch_breaker(sink_breaker.clone());
         let runner = Runner {
             consumer: self,
             sink: Delivery { sink, dead_letter },
@@ -171,16 +191,17 @@ impl Consumer {
             paused: false,
             in_flight: None,
             undelivered: false,
+            sink_breaker,
         };
         runner.run(shutdown).await
     }
 }
 
-/// The sink of a run with its dead-letter file: flushing one flushes both, so a commit never
+/// The sink of a run with its dead letters: flushing one flushes both, so a commit never
 /// covers a dead letter that is not durable.
 struct Delivery<'a, S> {
     sink: &'a mut S,
-    dead_letter: Option<DeadLetterFile>,
+    dead_letter: Option<DeadLetterSink>,
 }
 
 impl<S: Sink> Delivery<'_, S> {
@@ -231,6 +252,8 @@ struct Runner<'c, 's, S> {
     in_flight: Option<InFlightCommit>,
     /// A batch handed out was not all delivered: no final commit.
     undelivered: bool,
+    /// The sink's circuit breaker (see [`Runner::deliver`]).
+    sink_breaker: std::sync::Arc<crate::breaker::CircuitBreaker>,
 }
 
 type Shutdown<'f, F> = Pin<&'f mut F>;
@@ -252,6 +275,14 @@ impl<S: Sink> Runner<'_, '_, S> {
     async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<RunSummary> {
         tokio::pin!(shutdown);
         let result = self.run_loop(&mut shutdown).await;
+        if self.undelivered && matches!(result, Ok(StopReason::Shutdown)) {
+            tracing::warn!(uncommitted = self.consumer.uncommitted(), "stopped while the sink was down: no final commit; what was delivered since the last commit is delivered again by the next run");
+            return Ok(RunSummary {
+                delivered: self.delivered,
+                elapsed: self.started.elapsed(),
+                stop: StopReason::Shutdown,
+            });
+        }
         if self.undelivered {
             // A batch was handed out but not all of it reached the sink (a document it refused
             // with nowhere to dead-letter it, or a refusal of the destination as a whole): a
@@ -361,9 +392,18 @@ impl<S: Sink> Runner<'_, '_, S> {
             };
             if !batch.is_empty() {
                 let written_at = Instant::now();
-                if let Err(e) = self.deliver(&batch).await {
-                    self.undelivered = true;
-                    return Err(e);
+                match self.deliver(&batch, shutdown).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        // Stopped while waiting for the sink: what was delivered of the batch
+                        // is delivered again by the next run.
+                        self.undelivered = true;
+                        return Ok(StopReason::Shutdown);
+                    }
+                    Err(e) => {
+                        self.undelivered = true;
+                        return Err(e);
+                    }
                 }
                 self.consumer
                     .telemetry
@@ -520,13 +560,21 @@ impl<S: Sink> Runner<'_, '_, S> {
 
     /// Hands a batch to the sink. A record the sink keeps failing on (after `sink_attempts`
     /// attempts on its own, or at once when it says a retry cannot help) goes to the
-    /// dead-letter file and delivery moves on; without one, the consumer stops with
-    /// [`Error::Poison`] rather than skip it silently.
-    async fn deliver(&mut self, batch: &[Record]) -> Result<()> {
+    /// dead letters and delivery moves on; without them, the consumer stops with
+    /// [`Error::Poison`] rather than skip it silently. Failures that may pass count on the
+    /// sink's circuit breaker: once it opens (that many failed writes in a row, whatever the
+    /// record), the sink is down rather than the record bad, so the record is not dead-lettered:
+    /// delivery waits for the breaker's probe and tries it again until the sink takes it (or
+    /// `shutdown`: then `Ok(false)`, the batch not all delivered).
+    async fn deliver<F: Future<Output = ()>>(
+        &mut self,
+        batch: &[Record],
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Result<bool> {
         let mut start = 0;
         while start < batch.len() {
-            let Err((i, first)) = self.sink.sink.write_each(&batch[start..]).await else {
-                return Ok(());
+            let Err((i, first)) = self.write(&batch[start..]).await else {
+                return Ok(true);
             };
             if first.retry() == SinkRetry::Stop {
                 return Err(Error::Sink(first));
@@ -535,12 +583,36 @@ impl<S: Sink> Runner<'_, '_, S> {
             let mut last = first;
             let mut attempts = 1;
             let mut taken = false;
-            while last.is_retriable() && attempts < self.opts.sink_attempts.max(1) {
-                tokio::time::sleep(SINK_RETRY.ceiling(attempts)).await;
+            let mut down = false;
+            while last.is_retriable() && (down || attempts < self.opts.sink_attempts.max(1)) {
+                let kind = self.sink.sink.kind();
+                if self.sink_breaker.state() == crate::breaker::BreakerState::Open {
+                    if !down {
+                        self.consumer.telemetry.sink_down(kind, &last);
+                        down = true;
+                    }
+                    // Waits for the probe the breaker lets through.
+                    while !self.sink_breaker.allow() {
+                        if sleep_or_stop(shutdown, Duration::from_millis(200)).await {
+                            return Ok(false);
+                        }
+                    }
+                } else {
+                    let delay = SINK_RETRY.ceiling(attempts);
+                    self.consumer
+                        .telemetry
+                        .sink_retried(kind, attempts, delay, &last);
+                    if sleep_or_stop(shutdown, delay).await {
+                        return Ok(false);
+                    }
+                }
                 attempts += 1;
-                match self.sink.sink.write_each(&batch[at..at + 1]).await {
+                match self.write(&batch[at..at + 1]).await {
                     Ok(()) => {
                         taken = true;
+                        if down {
+                            self.consumer.telemetry.sink_back(kind);
+                        }
                         break;
                     }
                     Err((_, e)) if e.retry() == SinkRetry::Stop => return Err(Error::Sink(e)),
@@ -566,6 +638,31 @@ impl<S: Sink> Runner<'_, '_, S> {
             }
             start = at + 1;
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// One write to the sink, counted in its metrics and on its breaker.
+    async fn write(&mut self, records: &[Record]) -> std::result::Result<(), (usize, SinkError)> {
+        let began = Instant::now();
+        let r = self.sink.sink.write_each(records).await;
+        let (taken, failure) = match &r {
+            Ok(()) => (records.len(), None),
+            Err((i, e)) => (*i, Some(e)),
+        };
+        self.consumer
+            .telemetry
+            .sink_wrote(self.sink.sink.kind(), began.elapsed(), taken, failure);
+        match failure {
+            Some(e) if e.is_retriable() => {
+                self.sink_breaker.on_failure_because(e);
+                // What went through before the failure says the sink is up.
+                if taken > 0 {
+                    self.sink_breaker.on_success();
+                    self.sink_breaker.on_failure_because(e);
+                }
+            }
+            _ => self.sink_breaker.on_success(),
+        }
+        r
     }
 }

@@ -114,6 +114,10 @@ async fn kill_group(child: &mut tokio::process::Child) {
 }
 
 impl Sink for ExecSink {
+    fn kind(&self) -> &'static str {
+        "exec"
+    }
+
     async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         if records.is_empty() {
             return Ok(());

@@ -113,6 +113,10 @@ fn last_newline_end(file: &mut File, len: u64) -> std::io::Result<u64> {
 }
 
 impl Sink for FileSink {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
     async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         for r in records {
             r.to_json_line(&mut self.buffer);

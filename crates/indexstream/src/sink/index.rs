@@ -183,6 +183,10 @@ fn request_error(index: &str, n: usize, e: ClientError) -> SinkError {
 }
 
 impl Sink for IndexSink {
+    fn kind(&self) -> &'static str {
+        "index"
+    }
+
     async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         self.write_each(records).await.map_err(|(_, e)| e)
     }

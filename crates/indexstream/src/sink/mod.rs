@@ -2,18 +2,22 @@
 //! document the sink has not acknowledged is never committed, so a crash repeats it rather than
 //! loses it.
 
+mod dead_letter;
 mod error;
 mod exec;
 mod file;
+mod http;
 mod index;
 
 use std::future::Future;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+pub use dead_letter::{dead_letter_entry, DeadLetter, DeadLetterSink};
 pub use error::{SinkError, SinkRetry};
 pub use exec::{ExecSink, DEFAULT_EXEC_TIMEOUT};
 pub use file::FileSink;
+pub use http::{HttpAuth, HttpFormat, HttpSink, HttpSinkConfig};
 pub use index::{IndexSink, Versioning};
 
 use crate::record::Record;
@@ -46,6 +50,11 @@ pub trait Sink: Send {
         records: &[Record],
     ) -> impl Future<Output = Result<(), (usize, SinkError)>> + Send {
         async move { self.write(records).await.map_err(|e| (0, e)) }
+    }
+
+    /// Its kind, as metrics and logs label it (`file`, `http`, ...).
+    fn kind(&self) -> &'static str {
+        "custom"
     }
 }
 
@@ -86,65 +95,6 @@ impl PendingFlush {
     }
 }
 
-/// Where poison documents go (`--dead-letter file:PATH`): a sink that appends each record's
-/// source as one line and syncs on every flush. The consumer hands it one entry per poison
-/// document, made by [`dead_letter_entry`].
-#[derive(Debug)]
-pub struct DeadLetterFile {
-    out: std::io::BufWriter<std::fs::File>,
-}
-
-impl DeadLetterFile {
-    pub fn open(path: &std::path::Path) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)?;
-        Ok(DeadLetterFile {
-            out: std::io::BufWriter::new(file),
-        })
-    }
-}
-
-impl Sink for DeadLetterFile {
-    async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
-        for r in records {
-            self.out.write_all(r.source.get().as_bytes())?;
-            self.out.write_all(b"\n")?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), SinkError> {
-        self.out.flush()?;
-        self.out.get_ref().sync_data()?;
-        Ok(())
-    }
-}
-
-/// The dead-letter entry of `record`, which the sink refused with `error`: a record of the same
-/// index and id whose source is `{"record": <the record's JSON line>, "error": "...",
-/// "failed_at": "<RFC 3339>"}`.
-pub fn dead_letter_entry(record: &Record, error: &SinkError) -> Record {
-    let mut line = String::new();
-    record.to_json_line(&mut line);
-    let entry = format!(
-        "{{\"record\":{line},\"error\":{},\"failed_at\":\"{}\"}}",
-        serde_json::Value::String(error.to_string()),
-        crate::date::now_iso()
-    );
-    Record {
-        index: record.index.clone(),
-        id: record.id.clone(),
-        shard: record.shard,
-        seq_no: record.seq_no,
-        primary_term: record.primary_term,
-        timestamp: None,
-        source: crate::record::Source::from_json(&entry)
-            .unwrap_or_else(|_| crate::record::Source::null()),
-    }
-}
-
 /// Which sink to build, as `--sink` names it: `stdout`, `file:PATH`, `null`, `exec:COMMAND`,
 /// `index:NAME` or `index:URL/NAME`; [`SinkSpec::with_options`] applies `--sink-option`s.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,12 +123,14 @@ pub enum SinkSpec {
         /// overwrite in timestamp mode.
         versioning: Option<Versioning>,
     },
+    /// `http://…` or `https://…`: batches POSTed to a webhook.
+    Http(HttpSinkConfig),
 }
 
 impl SinkSpec {
     /// Parses a `--sink` value; the error message names the value and the forms accepted.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let forms = "expected stdout, file:PATH, null, exec:COMMAND, index:NAME or index:URL/NAME";
+        let forms = "expected stdout, file:PATH, null, exec:COMMAND, index:NAME, index:URL/NAME or an http(s):// URL";
         match s {
             "stdout" | "-" => return Ok(SinkSpec::Stdout),
             "null" => return Ok(SinkSpec::Null),
@@ -190,6 +142,11 @@ impl SinkSpec {
             }
             return Err(format!("sink {s:?} names no file: {forms}"));
         }
+        if s.starts_with("http://") || s.starts_with("https://") {
+            return HttpSinkConfig::new(s)
+                .map(SinkSpec::Http)
+                .map_err(|why| format!("sink {why}"));
+        }
         if let Some(command) = s.strip_prefix("exec:") {
             if command.trim().is_empty() {
                 return Err(format!("sink {s:?} names no command: {forms}"));
@@ -200,22 +157,11 @@ impl SinkSpec {
             });
         }
         if let Some(target) = s.strip_prefix("index:") {
-            let (cluster, index) = if target.starts_with("http://")
-                || target.starts_with("https://")
-            {
-                match target.rsplit_once('/') {
-                    Some((url, name)) if url.split_once("://").is_some_and(|(_, host)| !host.is_empty() && !host.contains('/')) => {
-                        (Some(url.to_string()), name)
-                    }
-                    _ => return Err(format!("sink {s:?}: expected index:URL/NAME, e.g. index:http://127.0.0.1:9200/copy")),
-                }
-            } else {
-                (None, target)
-            };
-            check_index_name(index).map_err(|why| format!("sink {s:?}: {why}"))?;
+            let (cluster, index) =
+                parse_index_target(target).map_err(|why| format!("sink {s:?}: {why}"))?;
             return Ok(SinkSpec::Index {
                 cluster,
-                index: index.to_string(),
+                index,
                 versioning: None,
             });
         }
@@ -229,6 +175,11 @@ impl SinkSpec {
         options: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, String> {
         for (key, value) in options {
+            if let SinkSpec::Http(config) = &mut self {
+                if config.set(key, value)? {
+                    continue;
+                }
+            }
             match (&mut self, key) {
                 (SinkSpec::Exec { timeout, .. }, "timeout") => {
                     *timeout = crate::serde_duration::parse(value)
@@ -254,6 +205,7 @@ impl SinkSpec {
                     let takes = match spec {
                         SinkSpec::Exec { .. } => "timeout",
                         SinkSpec::Index { .. } => "versioning",
+                        SinkSpec::Http(_) => HttpSinkConfig::OPTIONS,
                         _ => "none",
                     };
                     return Err(format!(
@@ -274,6 +226,7 @@ impl SinkSpec {
             SinkSpec::Null => "null",
             SinkSpec::Exec { .. } => "exec",
             SinkSpec::Index { .. } => "index",
+            SinkSpec::Http(_) => "http",
         }
     }
 
@@ -281,25 +234,14 @@ impl SinkSpec {
     /// comma lists, `*` patterns) or the offsets index names: the consumer would read its own
     /// writes again. (An alias over the target is not seen here.)
     pub fn check_against(&self, expression: &str, offsets_index: &str) -> Result<(), String> {
-        let SinkSpec::Index {
-            cluster: None,
-            index,
-            ..
-        } = self
-        else {
-            return Ok(());
-        };
-        if index == offsets_index {
-            return Err(format!("the sink index {index:?} is the offsets index"));
+        match self {
+            SinkSpec::Index {
+                cluster: None,
+                index,
+                ..
+            } => check_not_read("sink", index, expression, offsets_index),
+            _ => Ok(()),
         }
-        for part in expression.split(',').map(str::trim) {
-            if !part.starts_with('-') && glob_matches(part, index) {
-                return Err(format!(
-                    "the sink index {index:?} is read by the consumed {expression:?}: the consumer would read its own writes"
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// Builds the sink (for a file, opens it for appending, creating it if missing). An index
@@ -322,22 +264,73 @@ impl SinkSpec {
                 index,
                 versioning,
             } => {
-                let config = match cluster {
-                    None => source.clone(),
-                    Some(url) => crate::client::ClientConfig {
-                        url: url.clone(),
-                        ..crate::client::ClientConfig::new(url.clone())
-                    },
-                };
-                let client = crate::client::Client::new(&config).map_err(SinkError::permanent)?;
+                let client = index_client(source, cluster.as_deref())?;
                 let versioning = versioning.unwrap_or(match mode {
                     crate::offset::Mode::Exact => Versioning::External,
                     crate::offset::Mode::Timestamp => Versioning::Overwrite,
                 });
                 AnySink::Index(IndexSink::new(client, index.clone(), versioning))
             }
+            SinkSpec::Http(config) => AnySink::Http(HttpSink::new(config.clone())?),
         })
     }
+}
+
+/// Refuses an index of the source cluster (the `what` index: sink, dead letters) that the
+/// consumed `expression` or the offsets index names: the consumer would read its own writes.
+pub(crate) fn check_not_read(
+    what: &str,
+    index: &str,
+    expression: &str,
+    offsets_index: &str,
+) -> Result<(), String> {
+    if index == offsets_index {
+        return Err(format!("the {what} index {index:?} is the offsets index"));
+    }
+    for part in expression.split(',').map(str::trim) {
+        if !part.starts_with('-') && glob_matches(part, index) {
+            return Err(format!(
+                "the {what} index {index:?} is read by the consumed {expression:?}: the consumer would read its own writes"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `index:NAME` or `index:URL/NAME` (after the prefix): the other cluster's URL, if any, and
+/// the index name, checked.
+pub(crate) fn parse_index_target(target: &str) -> Result<(Option<String>, String), String> {
+    let (cluster, index) = if target.starts_with("http://") || target.starts_with("https://") {
+        match target.rsplit_once('/') {
+            Some((url, name))
+                if url
+                    .split_once("://")
+                    .is_some_and(|(_, host)| !host.is_empty() && !host.contains('/')) =>
+            {
+                (Some(url.to_string()), name)
+            }
+            _ => {
+                return Err("expected index:URL/NAME, e.g. index:http://127.0.0.1:9200/copy".into())
+            }
+        }
+    } else {
+        (None, target)
+    };
+    check_index_name(index)?;
+    Ok((cluster, index.to_string()))
+}
+
+/// A client for an index of the source cluster (`cluster` `None`: connected as `source` is) or
+/// of another (no auth).
+pub(crate) fn index_client(
+    source: &crate::client::ClientConfig,
+    cluster: Option<&str>,
+) -> Result<crate::client::Client, SinkError> {
+    let config = match cluster {
+        None => source.clone(),
+        Some(url) => crate::client::ClientConfig::new(url.to_string()),
+    };
+    crate::client::Client::new(&config).map_err(SinkError::permanent)
 }
 
 /// Whether `name` matches `pattern`, where `*` stands for any run of characters.
@@ -395,6 +388,8 @@ pub enum AnySink {
     Exec(ExecSink),
     /// Written to an index with `_bulk`.
     Index(IndexSink),
+    /// POSTed to a webhook.
+    Http(HttpSink),
 }
 
 impl Sink for AnySink {
@@ -405,6 +400,7 @@ impl Sink for AnySink {
             AnySink::Null(s) => s.write(records).await,
             AnySink::Exec(s) => s.write(records).await,
             AnySink::Index(s) => s.write(records).await,
+            AnySink::Http(s) => s.write(records).await,
         }
     }
 
@@ -415,6 +411,7 @@ impl Sink for AnySink {
             AnySink::Null(s) => s.flush().await,
             AnySink::Exec(s) => s.flush().await,
             AnySink::Index(s) => s.flush().await,
+            AnySink::Http(s) => s.flush().await,
         }
     }
 
@@ -425,6 +422,18 @@ impl Sink for AnySink {
             AnySink::Null(s) => s.start_flush().await,
             AnySink::Exec(s) => s.start_flush().await,
             AnySink::Index(s) => s.start_flush().await,
+            AnySink::Http(s) => s.start_flush().await,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            AnySink::Stdout(s) => s.kind(),
+            AnySink::File(s) => s.kind(),
+            AnySink::Null(s) => s.kind(),
+            AnySink::Exec(s) => s.kind(),
+            AnySink::Index(s) => s.kind(),
+            AnySink::Http(s) => s.kind(),
         }
     }
 
@@ -435,6 +444,7 @@ impl Sink for AnySink {
             AnySink::Null(s) => s.write_each(records).await,
             AnySink::Exec(s) => s.write_each(records).await,
             AnySink::Index(s) => s.write_each(records).await,
+            AnySink::Http(s) => s.write_each(records).await,
         }
     }
 }
@@ -446,6 +456,10 @@ pub struct StdoutSink {
 }
 
 impl Sink for StdoutSink {
+    fn kind(&self) -> &'static str {
+        "stdout"
+    }
+
     async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         let mut out = std::io::stdout().lock();
         for r in records {
@@ -470,6 +484,10 @@ pub struct NullSink {
 }
 
 impl Sink for NullSink {
+    fn kind(&self) -> &'static str {
+        "null"
+    }
+
     async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         self.seen += records.len() as u64;
         Ok(())
@@ -490,6 +508,10 @@ pub struct MemorySink {
 }
 
 impl Sink for MemorySink {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+
     async fn write(&mut self, records: &[Record]) -> Result<(), SinkError> {
         self.records
             .lock()

@@ -19,6 +19,7 @@ use crate::partition::PartitionStatus;
 
 mod health;
 mod report;
+mod sink;
 
 pub use health::{Health, HealthConfig, HealthStatus};
 
@@ -177,6 +178,7 @@ pub struct Telemetry {
     missing_timestamp: Counter,
     primary_changes: Family<PartitionLabels, Counter>,
     membership: MembershipMetrics,
+    sink: sink::SinkMetrics,
     breakers: Mutex<Vec<(std::sync::Arc<crate::breaker::CircuitBreaker>, u64)>>,
     state: Mutex<State>,
 }
@@ -307,8 +309,10 @@ impl Telemetry {
             primary_changes.clone(),
         );
         let membership = MembershipMetrics::register(&mut registry);
+        let sink = sink::SinkMetrics::register(&mut registry);
         Telemetry {
             membership,
+            sink,
             group: group.to_string(),
             index: index.to_string(),
             started: Instant::now(),
@@ -367,12 +371,12 @@ impl Telemetry {
         }
     }
 
-    /// Reports this breaker's state and trips in metrics, health and the report.
+    /// Reports this breaker's state and trips in metrics, health and the report. It replaces
+    /// a breaker of the same name watched before (the sink's, from an earlier run).
     pub fn watch_breaker(&self, breaker: std::sync::Arc<crate::breaker::CircuitBreaker>) {
-        self.breakers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((breaker, 0));
+        let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        breakers.retain(|(b, _)| b.name() != breaker.name());
+        breakers.push((breaker, 0));
     }
 
     fn sync_breakers(&self) -> Vec<(String, crate::breaker::BreakerState, u64)> {

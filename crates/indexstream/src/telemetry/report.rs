@@ -66,6 +66,7 @@ impl Telemetry {
         let _ = writeln!(out, "Total Retries: {}", s.retries);
         let _ = writeln!(out, "Offset Commits: {}", s.commits);
         let _ = writeln!(out, "Dead Letters: {}", s.dead_letters);
+        self.sink_report(&mut out);
         let t = &s.timestamp;
         if t.active {
             let _ = writeln!(out, "\n--- Timestamp Mode ---");
@@ -141,6 +142,7 @@ impl Telemetry {
             "retries": s.retries,
             "commits": s.commits,
             "dead_letters": s.dead_letters,
+            "sink": self.sink_report_json(),
             "timestamp_mode": timestamp,
             "partitions": partitions,
         })
