@@ -89,7 +89,12 @@ impl ConfigFile {
                 let message = message
                     .strip_suffix(&format!(" in `{key}`"))
                     .unwrap_or(&message);
-                return Err(self.error(key, message.to_string()).into());
+                let message = if SECRET_KEYS.contains(&key.as_str()) {
+                    hide_quoted(message)
+                } else {
+                    message.to_string()
+                };
+                return Err(self.error(key, message).into());
             }
         }
         let mut merged = self.table.clone();
@@ -218,6 +223,26 @@ pub mod duration {
     }
 }
 
+/// Keys whose values may be secrets: an error about them does not quote the value.
+const SECRET_KEYS: &[&str] = &["password", "api-key", "sink-option"];
+
+/// `message` with every quoted part replaced by `"…"`.
+fn hide_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut quoted = false;
+    for c in message.chars() {
+        if c == '"' {
+            if !quoted {
+                out.push_str("\"…\"");
+            }
+            quoted = !quoted;
+        } else if !quoted {
+            out.push(c);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -233,6 +258,14 @@ mod tests {
         assert_eq!(
             plain("invalid type: string \"lots\", expected usize"),
             "invalid type: string \"lots\", expected a whole number"
+        );
+    }
+
+    #[test]
+    fn errors_about_secret_keys_do_not_quote_the_value() {
+        assert_eq!(
+            hide_quoted(r#"invalid type: string "bearer-token=t0k", expected a sequence"#),
+            r#"invalid type: string "…", expected a sequence"#
         );
     }
 }

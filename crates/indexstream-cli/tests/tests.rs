@@ -11,6 +11,7 @@ mod cli {
     mod faults;
     mod first_hour;
     mod group;
+    mod kafka;
     mod observe;
     mod sinks;
     pub mod support;

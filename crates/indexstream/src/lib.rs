@@ -41,10 +41,13 @@ pub use error::{Error, Result};
 pub use offset::{Mode, DEFAULT_OFFSETS_INDEX};
 pub use partition::{PartitionId, PartitionStatus};
 pub use record::{Record, Source};
+#[cfg(feature = "kafka")]
+pub use sink::KafkaSink;
 pub use sink::{
     AnySink, DeadLetter, DeadLetterSink, ExecSink, FileSink, HttpAuth, HttpFormat, HttpSink,
-    HttpSinkConfig, IndexSink, MemorySink, NullSink, PendingFlush, Sink, SinkError, SinkRetry,
-    SinkSpec, StdoutSink, Versioning, DEFAULT_EXEC_TIMEOUT,
+    HttpSinkConfig, IndexSink, KafkaCompression, KafkaSinkConfig, MemorySink, NullSink,
+    PendingFlush, Sink, SinkError, SinkRetry, SinkSpec, StdoutSink, Versioning,
+    DEFAULT_EXEC_TIMEOUT,
 };
 /// The committed position of a timestamp-mode group and the key of an event in its window
 /// (for tools that inspect what a group committed).

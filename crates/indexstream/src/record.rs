@@ -125,6 +125,20 @@ impl PartialEq for Source {
 }
 
 impl Record {
+    /// The stable key of this version of the document: `index/id/seq_no` in exact mode,
+    /// `index/id/timestamp` in timestamp mode, `index/id` otherwise. A redelivery has the same
+    /// key; an update of the document (exact mode) another.
+    pub fn position_key(&self) -> String {
+        match (&self.seq_no, &self.timestamp) {
+            (Some(seq), _) => format!("{}/{}/{seq}", self.index, self.id),
+            (None, Some(serde_json::Value::String(ts))) => {
+                format!("{}/{}/{ts}", self.index, self.id)
+            }
+            (None, Some(ts)) => format!("{}/{}/{ts}", self.index, self.id),
+            (None, None) => format!("{}/{}", self.index, self.id),
+        }
+    }
+
     /// The JSON Lines form sinks write: `index`, `id`, `source`, and `shard`, `seq_no`,
     /// `primary_term` in exact mode (`timestamp` in timestamp mode). No trailing newline.
     pub fn to_json_line(&self, out: &mut String) {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use super::support::{call, cluster, http, rng, run_killed, run_ok, unique, write, BIN};
+use super::support::{call, cluster, fill_numbered, http, run_killed, run_ok, seeded, unique, BIN};
 
 /// `n → (id, _seq_no or _version)` of the documents of `index` with `n` in `from..to`.
 fn by_n(
@@ -51,25 +51,8 @@ fn an_index_copy_survives_three_sigkills_with_each_document_once_at_its_seq_no()
     let url = c.url.as_str();
     let src = unique("copy-src");
     let dst = unique("copy-dst");
-    call(
-        url,
-        "PUT",
-        &format!("/{src}"),
-        Some(json!({"settings": {"number_of_shards": 3, "number_of_replicas": 0}})),
-    );
     const TOTAL: usize = 100_000;
-    for b in 0..(TOTAL / 5000) {
-        let docs: Vec<_> = (0..5000)
-            .map(|i| {
-                let n = b * 5000 + i;
-                (
-                    format!("c{n}"),
-                    json!({"n": n, "text": "a copied document"}),
-                )
-            })
-            .collect();
-        write(url, &src, &docs);
-    }
+    fill_numbered(url, &src, "c", TOTAL, "a copied document");
     let group = unique("copy-g");
     let offsets = unique("copy-offsets");
     let sink = format!("index:{dst}");
@@ -88,12 +71,7 @@ fn an_index_copy_survives_three_sigkills_with_each_document_once_at_its_seq_no()
         "--commit-interval",
         "5000",
     ];
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64;
-    eprintln!("index copy test seed {seed}");
-    let mut next = rng(seed);
+    let mut next = seeded("index copy test");
     let nowhere = std::env::temp_dir().join(unique("no-output"));
     // What the target holds (0 before its first batch created it).
     let copied = || {
@@ -165,7 +143,21 @@ fn a_bad_sink_or_sink_option_is_refused_naming_it() {
         ),
         (vec!["--sink", "index:Bad"], "not a valid index name"),
         (vec!["--sink", "index:http://h:9200/"], "no index name"),
-        (vec!["--sink", "kafka:x"], "unknown sink"),
+        (vec!["--sink", "mqtt:x"], "unknown sink"),
+        (
+            vec!["--sink", "kafka:audit", "--sink-option", "compression=zstd"],
+            "zstd is not built in",
+        ),
+        (
+            vec![
+                "--sink",
+                "kafka:audit",
+                "--sink-option",
+                "sasl-username=svc",
+            ],
+            "both sasl-username and sasl-password",
+        ),
+        (vec!["--sink", "kafka:a b"], "not a valid Kafka topic name"),
         (vec!["--sink", "index:some-index"], "its own writes"),
         (
             vec!["--sink", "index:copy", "--sink-option", "versioning=maybe"],

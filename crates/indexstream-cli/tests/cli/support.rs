@@ -216,3 +216,36 @@ pub fn rng(seed: u64) -> impl FnMut(u64) -> u64 {
         x % n
     }
 }
+
+/// Creates `index` with 3 shards and no replicas and writes `total` documents
+/// `{"n": n, "text": text}` with ids `{prefix}{n}`, in bulks of 5,000.
+pub fn fill_numbered(url: &str, index: &str, prefix: &str, total: usize, text: &str) {
+    call(
+        url,
+        "PUT",
+        &format!("/{index}"),
+        Some(serde_json::json!({"settings": {"number_of_shards": 3, "number_of_replicas": 0}})),
+    );
+    for b in 0..total.div_ceil(5000) {
+        let docs: Vec<_> = (b * 5000..((b + 1) * 5000).min(total))
+            .map(|n| {
+                (
+                    format!("{prefix}{n}"),
+                    serde_json::json!({"n": n, "text": text}),
+                )
+            })
+            .collect();
+        write(url, index, &docs);
+    }
+}
+
+/// A seeded generator for a test's random choices, its seed printed so a failure can be
+/// replayed.
+pub fn seeded(test: &str) -> impl FnMut(u64) -> u64 {
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    eprintln!("{test} seed {seed}");
+    rng(seed)
+}

@@ -573,7 +573,10 @@ impl<S: Sink> Runner<'_, '_, S> {
     ) -> Result<bool> {
         let mut start = 0;
         while start < batch.len() {
-            let Err((i, first)) = self.write(&batch[start..]).await else {
+            let Some(first) = self.write_or_stop(&batch[start..], shutdown).await else {
+                return Ok(false);
+            };
+            let Err((i, first)) = first else {
                 return Ok(true);
             };
             if first.retry() == SinkRetry::Stop {
@@ -584,18 +587,14 @@ impl<S: Sink> Runner<'_, '_, S> {
             let mut attempts = 1;
             let mut taken = false;
             let mut down = false;
-            while last.is_retriable() && (down || attempts < self.opts.sink_attempts.max(1)) {
+            while last.is_retriable()
+                && (down || self.sink_down() || attempts < self.opts.sink_attempts.max(1))
+            {
                 let kind = self.sink.sink.kind();
-                if self.sink_breaker.state() == crate::breaker::BreakerState::Open {
+                if self.sink_down() {
                     if !down {
                         self.consumer.telemetry.sink_down(kind, &last);
                         down = true;
-                    }
-                    // Waits for the probe the breaker lets through.
-                    while !self.sink_breaker.allow() {
-                        if sleep_or_stop(shutdown, Duration::from_millis(200)).await {
-                            return Ok(false);
-                        }
                     }
                 } else {
                     let delay = SINK_RETRY.ceiling(attempts);
@@ -607,16 +606,19 @@ impl<S: Sink> Runner<'_, '_, S> {
                     }
                 }
                 attempts += 1;
-                match self.write(&batch[at..at + 1]).await {
-                    Ok(()) => {
+                match self.write_or_stop(&batch[at..at + 1], shutdown).await {
+                    None => return Ok(false),
+                    Some(Ok(())) => {
                         taken = true;
                         if down {
                             self.consumer.telemetry.sink_back(kind);
                         }
                         break;
                     }
-                    Err((_, e)) if e.retry() == SinkRetry::Stop => return Err(Error::Sink(e)),
-                    Err((_, e)) => last = e,
+                    Some(Err((_, e))) if e.retry() == SinkRetry::Stop => {
+                        return Err(Error::Sink(e))
+                    }
+                    Some(Err((_, e))) => last = e,
                 }
             }
             if !taken {
@@ -641,6 +643,30 @@ impl<S: Sink> Runner<'_, '_, S> {
         Ok(true)
     }
 
+    /// Whether the sink's breaker is open: the sink is down, not the record bad.
+    fn sink_down(&self) -> bool {
+        self.sink_breaker.state() == crate::breaker::BreakerState::Open
+    }
+
+    /// One write, once the sink's breaker lets it through (while it is open, only its probe
+    /// goes, after the open timeout); `None` if `shutdown` resolved first, also in the middle
+    /// of the write (a sink retrying within itself may take long): nothing is committed after.
+    async fn write_or_stop<F: Future<Output = ()>>(
+        &mut self,
+        records: &[Record],
+        shutdown: &mut Shutdown<'_, F>,
+    ) -> Option<std::result::Result<(), (usize, SinkError)>> {
+        while !self.sink_breaker.allow() {
+            if sleep_or_stop(shutdown, Duration::from_millis(200)).await {
+                return None;
+            }
+        }
+        tokio::select! {
+            r = self.write(records) => Some(r),
+            _ = shutdown.as_mut() => None,
+        }
+    }
+
     /// One write to the sink, counted in its metrics and on its breaker.
     async fn write(&mut self, records: &[Record]) -> std::result::Result<(), (usize, SinkError)> {
         let began = Instant::now();
@@ -654,12 +680,11 @@ impl<S: Sink> Runner<'_, '_, S> {
             .sink_wrote(self.sink.sink.kind(), began.elapsed(), taken, failure);
         match failure {
             Some(e) if e.is_retriable() => {
-                self.sink_breaker.on_failure_because(e);
                 // What went through before the failure says the sink is up.
                 if taken > 0 {
                     self.sink_breaker.on_success();
-                    self.sink_breaker.on_failure_because(e);
                 }
+                self.sink_breaker.on_failure_because(e);
             }
             _ => self.sink_breaker.on_success(),
         }

@@ -143,8 +143,8 @@ fn dead_letter_index_body() -> serde_json::Value {
 pub enum DeadLetterSink {
     /// Appended to a file.
     File(DeadLetterFile),
-    /// Written to an index; an entry's `_id` is the record's index, id (and `_seq_no`, when it
-    /// has one), so a redelivery after a crash overwrites its own entry.
+    /// Written to an index; an entry's `_id` is the record's position key (its SHA-256 past
+    /// 512 bytes), so a redelivery after a crash overwrites its own entry.
     Index(IndexSink),
 }
 
@@ -207,8 +207,8 @@ impl Sink for DeadLetterFile {
 
 /// The dead-letter entry of `record`, which the sink refused with `error`: a record whose
 /// source is `{"record": <the record's JSON line>, "error": "...", "failed_at": "<RFC 3339>"}`
-/// and whose id is `index/id` (`index/id/seq_no` when it has a `_seq_no`): one entry per
-/// version of a document, the same for its redeliveries.
+/// and whose id is the record's [`Record::position_key`] (`index/id/seq_no`, or
+/// `index/id/timestamp`): one entry per version of a document, the same for its redeliveries.
 pub fn dead_letter_entry(record: &Record, error: &SinkError) -> Record {
     let mut line = String::new();
     record.to_json_line(&mut line);
@@ -217,10 +217,14 @@ pub fn dead_letter_entry(record: &Record, error: &SinkError) -> Record {
         serde_json::Value::String(error.to_string()),
         crate::date::now_iso()
     );
-    let id = match record.seq_no {
-        Some(seq) => format!("{}/{}/{seq}", record.index, record.id),
-        None => format!("{}/{}", record.index, record.id),
-    };
+    let mut id = record.position_key();
+    // An `_id` is at most 512 bytes: a longer key is replaced by its SHA-256 (still the same
+    // for every redelivery).
+    if id.len() > 512 {
+        use base64::Engine as _;
+        let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
+        id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest.as_ref());
+    }
     Record {
         index: record.index.clone(),
         id,

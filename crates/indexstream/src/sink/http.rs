@@ -5,11 +5,12 @@
 //! Every line carries a stable `key` (`index/id/position`, the position being the `_seq_no` or
 //! the timestamp), the same on every redelivery, and each request an `Idempotency-Key` derived
 //! from the keys it carries, so a receiver can drop what it has already taken. A 2xx
-//! acknowledges the request; 429, 5xx, timeouts and connection failures are sent again within
-//! the sink (honouring `Retry-After`), then reported as passing failures. A 400, 409 or 422
-//! blames the content: the request's records are sent one by one to find the ones refused,
-//! which the consumer dead-letters. Any other 4xx (401, 403, 404, ...) refuses every document:
-//! the consumer stops, naming the response.
+//! acknowledges the request; 408, 409, 425, 429, 5xx (but 501 and 505), timeouts and
+//! connection failures are sent again within the sink (honouring `Retry-After`), then
+//! reported as passing failures. A 400 or 422 blames the content (a 413 its size): the
+//! request's records are sent one by one to find the ones refused, which the consumer
+//! dead-letters. A redirect, and any other 4xx or 5xx (401, 403, 404, 501, ...), would refuse
+//! every document: the consumer stops, naming the response.
 
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use crate::client::Secret;
 use crate::record::{push_str, Record};
 
 /// A request refused with 429 or 5xx, or timed out, is sent this many times in all within the
-/// sink, with backoff (about 20 s without `Retry-After`), before the consumer is told.
+/// sink, with backoff (about 11 s of waits without `Retry-After`), before the consumer is told.
 const ATTEMPTS: u32 = 8;
 const BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// The longest `Retry-After` honoured; a longer one is waited this long.
@@ -81,9 +82,11 @@ pub struct HttpSinkConfig {
 impl HttpSinkConfig {
     /// The defaults for `url`, which must be an http(s) URL without credentials in it.
     pub fn new(url: &str) -> Result<Self, String> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("{url:?} is not a URL: {e}"))?;
+        // The URL is not quoted in these errors: it may hold credentials.
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| format!("the webhook URL is not a URL: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(format!("{url:?} is not an http(s) URL with a host"));
+            return Err("the webhook URL is not an http(s) URL with a host".into());
         }
         if !parsed.username().is_empty() || parsed.password().is_some() {
             return Err(
@@ -121,7 +124,7 @@ impl HttpSinkConfig {
                     .ok_or_else(|| bad("expected a number of records, at least 1"))?
             }
             "max-bytes" => {
-                self.max_bytes = parse_size(value)
+                self.max_bytes = super::parse_size(value)
                     .filter(|n| *n > 0)
                     .ok_or_else(|| bad("expected a size such as 1048576, 512KiB or 4MiB"))?
             }
@@ -134,10 +137,7 @@ impl HttpSinkConfig {
             "header" => {
                 // The value is a secret: the error never repeats it.
                 let Some((name, v)) = value.split_once(':') else {
-                    return Err(format!(
-                        "sink option header: expected \"Name: value\" (the name is {:?})",
-                        value.split(':').next().unwrap_or("").trim()
-                    ));
+                    return Err("sink option header: expected \"Name: value\"".into());
                 };
                 let name = name.trim();
                 if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err()
@@ -175,21 +175,6 @@ impl HttpSinkConfig {
         "format, max-records, max-bytes, timeout, header, bearer-token, basic-auth";
 }
 
-/// `1048576`, `512KiB`, `4MiB`, `1GiB` (also `KB`, `MB`, `GB`, as the same powers of 1024).
-fn parse_size(s: &str) -> Option<usize> {
-    let s = s.trim();
-    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let n: usize = s[..digits].parse().ok()?;
-    let shift = match s[digits..].trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kb" | "kib" => 10,
-        "m" | "mb" | "mib" => 20,
-        "g" | "gb" | "gib" => 30,
-        _ => return None,
-    };
-    n.checked_mul(1 << shift)
-}
-
 /// A sink POSTing batches to a webhook (see the module docs).
 #[derive(Debug)]
 pub struct HttpSink {
@@ -221,6 +206,9 @@ impl HttpSink {
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .timeout(config.timeout)
             .pool_max_idle_per_host(4)
+            // A redirect would turn the POST into a GET without the batch (and take the
+            // headers elsewhere): it is answered as a refusal naming where it points.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| SinkError::permanent(format!("cannot build the HTTP client: {e}")))?;
         Ok(HttpSink {
@@ -237,7 +225,7 @@ impl HttpSink {
         self.keys.clear();
         let mut rest = String::new();
         for r in records {
-            let key = record_key(r);
+            let key = r.position_key();
             rest.clear();
             r.to_json_line(&mut rest);
             let mut line = String::with_capacity(rest.len() + key.len() + 12);
@@ -311,7 +299,10 @@ impl HttpSink {
             .header("idempotency-key", idempotency_key)
             .body(self.body(range));
         for (name, value) in &self.config.headers {
-            req = req.header(name.as_str(), value.expose());
+            let mut value = reqwest::header::HeaderValue::from_str(value.expose())
+                .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static(""));
+            value.set_sensitive(true);
+            req = req.header(name.as_str(), value);
         }
         req = match &self.config.auth {
             HttpAuth::None => req,
@@ -320,7 +311,7 @@ impl HttpSink {
                 req.basic_auth(username, Some(password.expose()))
             }
         };
-        let url = &self.config.url;
+        let url = &shown_url(&self.config.url);
         let response = match req.send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
@@ -330,7 +321,10 @@ impl HttpSink {
                 )
             }
             Err(e) => {
-                return Outcome::Retry(format!("cannot reach {url}: {}", error_chain(&e)), None)
+                return Outcome::Retry(
+                    format!("cannot reach {url}: {}", error_chain(&e.without_url())),
+                    None,
+                )
             }
         };
         let status = response.status().as_u16();
@@ -344,6 +338,11 @@ impl HttpSink {
             .get("retry-after")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(shown_url);
         let body = response.text().await.unwrap_or_default();
         let mut quoted: String = body.chars().take(QUOTED_BODY).collect();
         if quoted.len() < body.len() {
@@ -351,8 +350,14 @@ impl HttpSink {
         }
         let why = format!("{url} answered {status}: {}", quoted.trim());
         match status {
-            408 | 425 | 429 | 500..=599 => Outcome::Retry(why, retry_after),
-            400 | 409 | 422 => Outcome::Refused(why),
+            // 409: under the Idempotency-Key draft, a request with this key still being
+            // processed (a resend after a timeout).
+            408 | 409 | 425 | 429 | 500 | 502..=504 | 507..=599 => Outcome::Retry(why, retry_after),
+            300..=399 => Outcome::Stop(format!(
+                "{url} answered {status}, a redirect to {}: give the URL it points to",
+                location.as_deref().unwrap_or("nowhere")
+            )),
+            400 | 422 => Outcome::Refused(why),
             413 => Outcome::TooLarge(why),
             _ => Outcome::Stop(why),
         }
@@ -367,7 +372,7 @@ impl HttpSink {
                     let wait = after
                         .map(|a| a.min(MAX_RETRY_AFTER))
                         .unwrap_or_else(|| BACKOFF.ceiling(attempt));
-                    tracing::warn!(url = %self.config.url, attempt = attempt + 1, wait = ?wait, reason = %why, "webhook request failed; sending it again");
+                    tracing::warn!(url = %shown_url(&self.config.url), attempt = attempt + 1, wait = ?wait, reason = %why, "webhook request failed; sending it again");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
@@ -380,17 +385,6 @@ impl HttpSink {
     }
 }
 
-/// The stable key of a record: `index/id/seq_no` in exact mode, `index/id/timestamp` in
-/// timestamp mode, `index/id` otherwise.
-fn record_key(r: &Record) -> String {
-    match (&r.seq_no, &r.timestamp) {
-        (Some(seq), _) => format!("{}/{}/{seq}", r.index, r.id),
-        (None, Some(serde_json::Value::String(ts))) => format!("{}/{}/{ts}", r.index, r.id),
-        (None, Some(ts)) => format!("{}/{}/{ts}", r.index, r.id),
-        (None, None) => format!("{}/{}", r.index, r.id),
-    }
-}
-
 /// The `Idempotency-Key` of a request carrying `keys`: SHA-256 of the keys, one per line,
 /// base64url without padding (43 characters).
 fn idempotency_key(keys: &[String]) -> String {
@@ -400,6 +394,15 @@ fn idempotency_key(keys: &[String]) -> String {
         ctx.update(b"\n");
     }
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ctx.finish().as_ref())
+}
+
+/// `url` as logs and errors show it: without its query, which may carry a token
+/// (`?token=...`), shown as `?…`.
+fn shown_url(url: &str) -> String {
+    match url.split_once('?') {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_string(),
+    }
 }
 
 /// `Retry-After` as seconds or an HTTP date.
@@ -529,7 +532,10 @@ mod tests {
         let e = c.set("header", "X Bad: v-s3cret").unwrap_err();
         assert!(!e.contains("s3cret"), "{e}");
         let e = c.set("header", "novalue-s3cret").unwrap_err();
-        assert!(e.contains("Name: value"), "{e}");
+        assert!(e.contains("Name: value") && !e.contains("s3cret"), "{e}");
+        let e = HttpSinkConfig::new("http://user:pa55@/x").unwrap_err();
+        assert!(!e.contains("pa55"), "{e}");
+        assert_eq!(shown_url("https://h/hook?token=s3cret"), "https://h/hook?…");
         for (k, v) in [
             ("format", "xml"),
             ("max-records", "0"),
@@ -538,9 +544,8 @@ mod tests {
         ] {
             assert!(c.set(k, v).is_err(), "{k}={v}");
         }
-        assert!(HttpSinkConfig::new("http://user:pw@h/x")
-            .unwrap_err()
-            .contains("credentials"));
+        let e = HttpSinkConfig::new("http://user:pw@h/x").unwrap_err();
+        assert!(e.contains("credentials") && !e.contains("pw@"), "{e}");
         assert!(HttpSinkConfig::new("ftp://h/x").is_err());
     }
 

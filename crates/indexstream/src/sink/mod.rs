@@ -8,6 +8,7 @@ mod exec;
 mod file;
 mod http;
 mod index;
+mod kafka;
 
 use std::future::Future;
 use std::io::Write;
@@ -19,6 +20,9 @@ pub use exec::{ExecSink, DEFAULT_EXEC_TIMEOUT};
 pub use file::FileSink;
 pub use http::{HttpAuth, HttpFormat, HttpSink, HttpSinkConfig};
 pub use index::{IndexSink, Versioning};
+#[cfg(feature = "kafka")]
+pub use kafka::KafkaSink;
+pub use kafka::{KafkaCompression, KafkaSinkConfig};
 
 use crate::record::Record;
 
@@ -125,12 +129,14 @@ pub enum SinkSpec {
     },
     /// `http://…` or `https://…`: batches POSTed to a webhook.
     Http(HttpSinkConfig),
+    /// `kafka:TOPIC`: records produced to a Kafka topic.
+    Kafka(KafkaSinkConfig),
 }
 
 impl SinkSpec {
     /// Parses a `--sink` value; the error message names the value and the forms accepted.
     pub fn parse(s: &str) -> Result<Self, String> {
-        let forms = "expected stdout, file:PATH, null, exec:COMMAND, index:NAME, index:URL/NAME or an http(s):// URL";
+        let forms = "expected stdout, file:PATH, null, exec:COMMAND, index:NAME, index:URL/NAME, kafka:TOPIC or an http(s):// URL";
         match s {
             "stdout" | "-" => return Ok(SinkSpec::Stdout),
             "null" => return Ok(SinkSpec::Null),
@@ -143,9 +149,12 @@ impl SinkSpec {
             return Err(format!("sink {s:?} names no file: {forms}"));
         }
         if s.starts_with("http://") || s.starts_with("https://") {
-            return HttpSinkConfig::new(s)
-                .map(SinkSpec::Http)
-                .map_err(|why| format!("sink {why}"));
+            return HttpSinkConfig::new(s).map(SinkSpec::Http);
+        }
+        if let Some(topic) = s.strip_prefix("kafka:") {
+            return KafkaSinkConfig::new(topic)
+                .map(SinkSpec::Kafka)
+                .map_err(|why| format!("sink {s:?}: {why}"));
         }
         if let Some(command) = s.strip_prefix("exec:") {
             if command.trim().is_empty() {
@@ -175,10 +184,13 @@ impl SinkSpec {
         options: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> Result<Self, String> {
         for (key, value) in options {
-            if let SinkSpec::Http(config) = &mut self {
-                if config.set(key, value)? {
-                    continue;
-                }
+            let taken = match &mut self {
+                SinkSpec::Http(config) => config.set(key, value)?,
+                SinkSpec::Kafka(config) => config.set(key, value)?,
+                _ => false,
+            };
+            if taken {
+                continue;
             }
             match (&mut self, key) {
                 (SinkSpec::Exec { timeout, .. }, "timeout") => {
@@ -206,6 +218,7 @@ impl SinkSpec {
                         SinkSpec::Exec { .. } => "timeout",
                         SinkSpec::Index { .. } => "versioning",
                         SinkSpec::Http(_) => HttpSinkConfig::OPTIONS,
+                        SinkSpec::Kafka(_) => KafkaSinkConfig::OPTIONS,
                         _ => "none",
                     };
                     return Err(format!(
@@ -214,6 +227,9 @@ impl SinkSpec {
                     ));
                 }
             }
+        }
+        if let SinkSpec::Kafka(config) = &self {
+            config.check()?;
         }
         Ok(self)
     }
@@ -227,6 +243,7 @@ impl SinkSpec {
             SinkSpec::Exec { .. } => "exec",
             SinkSpec::Index { .. } => "index",
             SinkSpec::Http(_) => "http",
+            SinkSpec::Kafka(_) => "kafka",
         }
     }
 
@@ -272,6 +289,14 @@ impl SinkSpec {
                 AnySink::Index(IndexSink::new(client, index.clone(), versioning))
             }
             SinkSpec::Http(config) => AnySink::Http(HttpSink::new(config.clone())?),
+            #[cfg(feature = "kafka")]
+            SinkSpec::Kafka(config) => AnySink::Kafka(KafkaSink::connect(config.clone())?),
+            #[cfg(not(feature = "kafka"))]
+            SinkSpec::Kafka(_) => {
+                return Err(SinkError::permanent(
+                    "this build has no Kafka sink: build with the `kafka` feature (the default of the indexstream command)",
+                ))
+            }
         })
     }
 }
@@ -333,6 +358,21 @@ pub(crate) fn index_client(
     crate::client::Client::new(&config).map_err(SinkError::permanent)
 }
 
+/// `1048576`, `512KiB`, `4MiB`, `1GiB` (also `KB`, `MB`, `GB`, as the same powers of 1024).
+pub(crate) fn parse_size(s: &str) -> Option<usize> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let n: usize = s[..digits].parse().ok()?;
+    let shift = match s[digits..].trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
+
 /// Whether `name` matches `pattern`, where `*` stands for any run of characters.
 fn glob_matches(pattern: &str, name: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
@@ -390,6 +430,9 @@ pub enum AnySink {
     Index(IndexSink),
     /// POSTed to a webhook.
     Http(HttpSink),
+    /// Produced to a Kafka topic.
+    #[cfg(feature = "kafka")]
+    Kafka(KafkaSink),
 }
 
 impl Sink for AnySink {
@@ -401,6 +444,8 @@ impl Sink for AnySink {
             AnySink::Exec(s) => s.write(records).await,
             AnySink::Index(s) => s.write(records).await,
             AnySink::Http(s) => s.write(records).await,
+            #[cfg(feature = "kafka")]
+            AnySink::Kafka(s) => s.write(records).await,
         }
     }
 
@@ -412,6 +457,8 @@ impl Sink for AnySink {
             AnySink::Exec(s) => s.flush().await,
             AnySink::Index(s) => s.flush().await,
             AnySink::Http(s) => s.flush().await,
+            #[cfg(feature = "kafka")]
+            AnySink::Kafka(s) => s.flush().await,
         }
     }
 
@@ -423,6 +470,8 @@ impl Sink for AnySink {
             AnySink::Exec(s) => s.start_flush().await,
             AnySink::Index(s) => s.start_flush().await,
             AnySink::Http(s) => s.start_flush().await,
+            #[cfg(feature = "kafka")]
+            AnySink::Kafka(s) => s.start_flush().await,
         }
     }
 
@@ -434,6 +483,8 @@ impl Sink for AnySink {
             AnySink::Exec(s) => s.kind(),
             AnySink::Index(s) => s.kind(),
             AnySink::Http(s) => s.kind(),
+            #[cfg(feature = "kafka")]
+            AnySink::Kafka(s) => s.kind(),
         }
     }
 
@@ -445,6 +496,8 @@ impl Sink for AnySink {
             AnySink::Exec(s) => s.write_each(records).await,
             AnySink::Index(s) => s.write_each(records).await,
             AnySink::Http(s) => s.write_each(records).await,
+            #[cfg(feature = "kafka")]
+            AnySink::Kafka(s) => s.write_each(records).await,
         }
     }
 }
@@ -538,7 +591,12 @@ mod tests {
             SinkSpec::parse("file:/tmp/x.jsonl").unwrap(),
             SinkSpec::File("/tmp/x.jsonl".into())
         );
-        assert!(SinkSpec::parse("kafka:x").unwrap_err().contains("kafka:x"));
+        assert!(SinkSpec::parse("mqtt:x").unwrap_err().contains("mqtt:x"));
+        assert!(matches!(
+            SinkSpec::parse("kafka:audit"),
+            Ok(SinkSpec::Kafka(_))
+        ));
+        assert!(SinkSpec::parse("kafka:a/b").is_err());
         assert!(SinkSpec::parse("file:").is_err());
     }
 

@@ -364,14 +364,21 @@ impl indexstream::Sink for Flaky {
     }
 }
 
-/// The sink goes down for a while in the middle of a run. Its circuit breaker opens after five
+/// The sink is down for the first 3 s of a run. Its circuit breaker opens after that many
 /// failed writes in a row: from then on delivery waits for it instead of dead-lettering, and
-/// `/health` says the sink's breaker is open. At most the one record whose attempts ran out
-/// before the breaker opened is dead-lettered; every other id is delivered, and the sink's
-/// metrics count the failed writes and the retries.
+/// `/health` says the sink's breaker is open. With 3 attempts per record, a threshold of 5
+/// lets the first record's attempts run out before it opens (that one is dead-lettered); with
+/// a threshold of 3 the breaker opens on its last attempt and nothing is. Every other id is
+/// delivered once, and the sink's metrics count the failed writes.
 #[tokio::test]
 async fn a_sink_outage_opens_its_breaker_and_delivery_waits_instead_of_dead_lettering() {
-    let t = target("sink-outage").await;
+    for (threshold, dead_lettered) in [(5, 1), (3, 0)] {
+        sink_outage(threshold, dead_lettered).await;
+    }
+}
+
+async fn sink_outage(threshold: u32, dead_lettered: usize) {
+    let t = target(&format!("sink-outage-{threshold}")).await;
     let index = t.name("p");
     t.create_index(&index, 1, "100ms").await;
     t.write_n(&index, "d", 300).await;
@@ -389,7 +396,7 @@ async fn a_sink_outage_opens_its_breaker_and_delivery_waits_instead_of_dead_lett
         .with_poll_interval(Duration::from_millis(50))
         .with_offsets_index(t.name("offsets"))
         .with_breaker(indexstream::BreakerConfig::new(
-            5,
+            threshold,
             Duration::from_millis(300),
         ))
         .build()
@@ -425,9 +432,10 @@ async fn a_sink_outage_opens_its_breaker_and_delivery_waits_instead_of_dead_lett
     assert!(watch.await.unwrap(), "/health named the open sink breaker");
     let dead = std::fs::read_to_string(&dlq).unwrap_or_default();
     let c = counts(&sink.inner.records.lock().unwrap());
-    assert!(
-        dead.lines().count() <= 1,
-        "at most one dead-lettered: {dead}"
+    assert_eq!(
+        dead.lines().count(),
+        dead_lettered,
+        "threshold {threshold}: {dead}"
     );
     assert_eq!(c.len() + dead.lines().count(), 300, "every id delivered");
     assert!(c.values().all(|n| *n == 1));

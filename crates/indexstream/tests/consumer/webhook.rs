@@ -139,6 +139,12 @@ async fn answer(
     };
     let mut response = hyper::Response::new(format!("{{\"status\":{status}}}"));
     *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+    if (300..400).contains(&status) {
+        response.headers_mut().insert(
+            "location",
+            hyper::header::HeaderValue::from_static("https://elsewhere.example/hook"),
+        );
+    }
     if status == 503 && n % 2 == 0 {
         response
             .headers_mut()
@@ -359,4 +365,69 @@ async fn an_unreachable_receiver_is_a_passing_failure_naming_the_url() {
     assert!(e.is_retriable());
     assert!(e.to_string().contains("127.0.0.1:9/hook"), "{e}");
     assert!(e.to_string().contains("8 attempts"), "{e}");
+}
+
+/// A redirect is not followed (it would turn the POST into a GET without the batch): the
+/// consumer stops naming where it points, and nothing is taken.
+#[tokio::test]
+async fn a_redirect_stops_the_consumer_naming_where_it_points() {
+    let t = target("webhook-redirect").await;
+    let index = t.name("src");
+    t.create_index(&index, 1, "100ms").await;
+    t.write_n(&index, "d", 10).await;
+    let moved = Receiver::start(|_, _| Answer::Status(302)).await;
+    let mut sink = http_sink(&moved, &[("header", "X-Api-Key: key-s3cret")]);
+    let e = run(&t, &index, &mut sink, None).await.unwrap_err();
+    let shown = e.to_string();
+    assert!(
+        shown.contains("a redirect to https://elsewhere.example/hook"),
+        "{shown}"
+    );
+    assert!(!shown.contains("s3cret"), "{shown}");
+    let seen = moved.seen.lock().unwrap();
+    assert_eq!(seen.requests, 1, "not followed, not retried");
+    assert!(seen.lines.is_empty());
+}
+
+/// A shutdown while the sink waits on a receiver that does not answer ends the run at once,
+/// not after the sink's own attempts, and commits nothing: the next run delivers every
+/// document.
+#[tokio::test]
+async fn a_shutdown_during_a_hanging_write_ends_the_run_without_a_commit() {
+    let t = target("webhook-hang").await;
+    let index = t.name("src");
+    t.create_index(&index, 1, "100ms").await;
+    t.write_n(&index, "d", 30).await;
+    let hanging = Receiver::start(|_, _| Answer::Late(Duration::from_secs(60))).await;
+    let mut sink = http_sink(&hanging, &[("timeout", "30s")]);
+    let mut consumer = Consumer::builder(t.client_config(), &index, t.name("g"))
+        .with_poll_interval(Duration::from_millis(50))
+        .with_offsets_index(t.name("offsets"))
+        .build()
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let summary = consumer
+        .run(
+            &mut sink,
+            RunOptions::default(),
+            tokio::time::sleep(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+    consumer.close().await.unwrap();
+    assert_eq!(summary.stop, indexstream::StopReason::Shutdown);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    let again = t
+        .consume(&index, &t.name("g"), Duration::from_millis(600), |b| b)
+        .await;
+    assert_eq!(
+        super::harness::counts(&again).len(),
+        30,
+        "nothing was committed"
+    );
 }
