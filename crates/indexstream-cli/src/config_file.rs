@@ -54,6 +54,7 @@ impl ConfigFile {
                 self.table.insert(name.clone(), v);
             }
         }
+        self.sink_table()?;
         let known = &known.names;
         for (key, value) in &self.table {
             if known.iter().any(|k| k == key) {
@@ -74,6 +75,71 @@ impl ConfigFile {
                 }
             };
             return Err(self.error(key, format!("unknown key{hint}")));
+        }
+        Ok(())
+    }
+
+    /// A `[sink]` table (`to = "kafka:audit"` and the sink's options as keys, `brokers =
+    /// "k1:9092"`) becomes the flat `sink` and `sink-option` keys the flags have.
+    fn sink_table(&mut self) -> Result<(), UsageError> {
+        let Some(toml::Value::Table(table)) = self.table.get("sink").cloned() else {
+            return Ok(());
+        };
+        if self.table.contains_key("sink-option") {
+            return Err(self.error(
+                "sink",
+                "a [sink] table holds the sink's options: give them there, not also in `sink-option`".into(),
+            ));
+        }
+        let mut to = None;
+        let mut options = Vec::new();
+        for (key, value) in &table {
+            let text = match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(_) | toml::Value::Float(_) | toml::Value::Boolean(_) => {
+                    value.to_string()
+                }
+                // Headers repeat: `header = ["A: 1", "B: 2"]`.
+                toml::Value::Array(items) if key.as_str() != "to" => {
+                    for item in items {
+                        match item {
+                            toml::Value::String(s) => {
+                                options.push(toml::Value::String(format!("{key}={s}")))
+                            }
+                            _ => {
+                                return Err(self.error(
+                                    "sink",
+                                    format!("[sink] {key}: expected a list of strings"),
+                                ))
+                            }
+                        }
+                    }
+                    continue;
+                }
+                _ => {
+                    return Err(self.error(
+                        "sink",
+                        format!("[sink] {key}: expected a string, a number or a boolean"),
+                    ))
+                }
+            };
+            if key == "to" {
+                to = Some(text);
+            } else {
+                options.push(toml::Value::String(format!("{key}={text}")));
+            }
+        }
+        let Some(to) = to else {
+            return Err(self.error(
+                "sink",
+                "a [sink] table needs `to`, the sink as --sink names it (to = \"kafka:audit\")"
+                    .into(),
+            ));
+        };
+        self.table.insert("sink".into(), toml::Value::String(to));
+        if !options.is_empty() {
+            self.table
+                .insert("sink-option".into(), toml::Value::Array(options));
         }
         Ok(())
     }

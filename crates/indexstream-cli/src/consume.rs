@@ -231,15 +231,18 @@ pub struct ConsumeArgs {
 
     /// Where documents go: stdout, file:PATH, null, exec:COMMAND (run once per batch, the
     /// batch as JSON Lines on stdin, exit 0 acknowledges), index:NAME (an index of this
-    /// cluster), index:URL/NAME (of another), or an http:// or https:// webhook URL (batches
-    /// POSTed as JSON Lines, a 2xx acknowledges) [default: stdout]
+    /// cluster), index:URL/NAME (of another), kafka:TOPIC (idempotent producer, key
+    /// index/id), or an http:// or https:// webhook URL (batches POSTed as JSON Lines, a 2xx
+    /// acknowledges) [default: stdout]
     #[arg(long, env = "INDEXSTREAM_SINK", help_heading = OUTPUT)]
     #[serde(skip_serializing_if = "Option::is_none")]
     sink: Option<String>,
     /// An option of the sink, KEY=VALUE (repeatable): exec takes timeout (default 30s); index
     /// takes versioning=external|overwrite; a webhook takes format=lines|array, max-records
     /// (500), max-bytes (4MiB), timeout (10s), header="Name: value", bearer-token,
-    /// basic-auth=USER:PASSWORD. In a config file: sink-option = ["timeout=10s"]
+    /// basic-auth=USER:PASSWORD; kafka takes brokers (localhost:9092), compression, linger,
+    /// batch-size, timeout, sasl-username, sasl-password. In a config file: sink-option =
+    /// ["timeout=10s"], or a [sink] table (to = "kafka:audit", brokers = "k1:9092")
     #[arg(long = "sink-option", value_name = "KEY=VALUE", action = clap::ArgAction::Append, help_heading = OUTPUT)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     sink_option: Vec<String>,

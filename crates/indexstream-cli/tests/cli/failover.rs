@@ -441,6 +441,19 @@ fn killing_the_nodes_of_two_primaries_loses_nothing_and_delivers_nothing_rolled_
         .lines()
         .filter(|l| l.contains("primary moved to another node"))
         .count();
+    if moved_lines < 2 {
+        // What the member saw of its partitions, to explain a move not seen (CI keeps no log).
+        for l in log.lines().filter(|l| {
+            ["partition", "primary", "lease", "renew", "rebalance"]
+                .iter()
+                .any(|w| l.contains(w))
+        }) {
+            eprintln!(
+                "failover: consumer log: {}",
+                l.chars().take(400).collect::<String>()
+            );
+        }
+    }
     eprintln!(
         "failover: cluster holds {} documents; delivered {} lines, {} distinct, {} duplicates, {superseded} versions superseded by a rewrite of the same id; a failed-over shard delivered again after {:?}; primary changes counted {primary_changes}, logged {moved_lines}",
         cluster.len(),

@@ -197,3 +197,73 @@ fn a_bad_sink_or_sink_option_is_refused_naming_it() {
         assert!(err.contains(expected), "{args:?}: {err}");
     }
 }
+
+/// A `[sink]` table in the config file: `to` is the sink, every other key one of its options
+/// (a list repeats it). The options reach the sink (here exec's `timeout`, refused when bad,
+/// and a command that delivers every document), and `sink-option` beside it is refused.
+#[test]
+fn a_sink_table_in_the_config_file_sets_the_sink_and_its_options() {
+    let c = cluster(&[]);
+    let url = c.url.as_str();
+    let index = unique("sink-table");
+    fill_numbered(url, &index, "t", 50, "x");
+    let tmp = super::support::TempDir::new("sink-table");
+    let out = tmp.path().join("out.jsonl");
+    let cfg = tmp.path().join("c.toml");
+    let file = |sink: &str| {
+        std::fs::write(
+            &cfg,
+            format!(
+                "url = \"{url}\"\nindex = \"{index}\"\ngroup = \"{}\"\noffsets-index = \"{}\"\nuntil-idle = \"1s\"\n{sink}",
+                unique("g"),
+                unique("offsets")
+            ),
+        )
+        .unwrap();
+    };
+    let run = || {
+        std::process::Command::new(BIN)
+            .args(["consume", "--config", cfg.to_str().unwrap()])
+            .env("INDEXSTREAM_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    file(&format!(
+        "[sink]\nto = \"exec:cat >> '{}'\"\ntimeout = \"5s\"\n",
+        out.display()
+    ));
+    let o = run();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let lines = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(
+        lines.lines().count(),
+        50,
+        "every document reached the command"
+    );
+    for (table, expected) in [
+        (
+            "[sink]\nto = \"exec:true\"\ntimeout = \"soon\"\n",
+            "timeout=\"soon\"",
+        ),
+        (
+            "[sink]\nto = \"exec:true\"\nretries = 3\n",
+            "takes no option \"retries\"",
+        ),
+        ("[sink]\ntimeout = \"5s\"\n", "needs `to`"),
+        (
+            "sink-option = [\"timeout=5s\"]\n[sink]\nto = \"exec:true\"\n",
+            "not also in `sink-option`",
+        ),
+    ] {
+        file(table);
+        let o = run();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{table}: {err}");
+        assert!(err.contains(expected), "{table}: {err}");
+    }
+}
