@@ -17,6 +17,37 @@ pub struct ConfigFile {
     table: toml::Table,
 }
 
+/// Warns when a config file that holds a secret can be read by users other than its owner.
+fn warn_if_others_can_read_secrets(path: &Path, table: &toml::Table) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // A `[sink]` option is a secret when its name says so (password, token, header).
+        let secret_name = |k: &str| {
+            ["password", "token", "secret", "header", "api-key"]
+                .iter()
+                .any(|s| k.contains(s))
+        };
+        let secret = SECRET_KEYS.iter().any(|k| table.contains_key(*k))
+            || table
+                .get("sink")
+                .and_then(|v| v.as_table())
+                .is_some_and(|t| t.keys().any(|k| secret_name(k)));
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o777);
+        if let (true, Ok(mode)) = (secret, mode) {
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    "config file {} holds secrets and other users can read it (mode {mode:o}): chmod 600 {}",
+                    path.display(),
+                    path.display()
+                );
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (path, table);
+}
+
 impl ConfigFile {
     /// Reads and parses `path`; a syntax error names its line and column.
     pub fn load(path: &Path) -> Result<Self, UsageError> {
@@ -36,6 +67,7 @@ impl ConfigFile {
                 one_line(e.message())
             ))
         })?;
+        warn_if_others_can_read_secrets(path, &table);
         Ok(ConfigFile {
             path: path.to_path_buf(),
             text,
@@ -290,7 +322,7 @@ pub mod duration {
 }
 
 /// Keys whose values may be secrets: an error about them does not quote the value.
-const SECRET_KEYS: &[&str] = &["password", "api-key", "sink-option"];
+const SECRET_KEYS: &[&str] = &["password", "api-key", "bearer-token", "sink-option"];
 
 /// `message` with every quoted part replaced by `"…"`.
 fn hide_quoted(message: &str) -> String {

@@ -285,20 +285,8 @@ impl ConsumerChild {
                 cmd.env_remove(&k);
             }
         }
-        let c = &self.conn;
-        for (var, value) in [
-            ("INDEXSTREAM_USERNAME", c.username.clone()),
-            ("INDEXSTREAM_PASSWORD", c.password.clone()),
-            ("INDEXSTREAM_API_KEY", c.api_key.clone()),
-            (
-                "INDEXSTREAM_REQUEST_TIMEOUT",
-                c.request_timeout
-                    .map(|d| humantime::format_duration(d).to_string()),
-            ),
-        ] {
-            if let Some(v) = value {
-                cmd.env(var, v);
-            }
+        for (var, value) in self.conn.to_env() {
+            cmd.env(var, value);
         }
         cmd.args(["consume", &self.index, &self.group, "--url", &self.url])
             .arg("--sink")

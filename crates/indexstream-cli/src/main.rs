@@ -58,7 +58,7 @@ enum Command {
     /// Inspect and move consumer groups' offsets.
     Groups(Box<groups::GroupsArgs>),
     /// Run the built-in OpenSearch-compatible fake cluster.
-    DevServer(dev_server::Args),
+    DevServer(Box<dev_server::Args>),
     /// Write synthetic audit events, some of them late.
     Produce(Box<produce::ProduceArgs>),
     /// Fake cluster + producer + consumer + live status, ending with a verdict.
@@ -142,7 +142,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Consume(args) => consume::run(*args).await,
             Command::Groups(args) => groups::run(*args).await,
-            Command::DevServer(args) => dev_server::run(args).await,
+            Command::DevServer(args) => dev_server::run(*args).await,
             Command::Produce(args) => produce::run(*args).await,
             Command::Demo(args) => demo::run(*args).await,
             Command::Bench(args) => bench::run(*args).await,

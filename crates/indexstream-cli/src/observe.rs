@@ -42,9 +42,15 @@ async fn health(State(t): State<Arc<Telemetry>>) -> impl IntoResponse {
 /// Binds the metrics and health listener, so that a bad `--metrics-addr` is found before the
 /// consumer joins its group.
 pub async fn bind(addr: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
+    let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|e| UsageError(format!("--metrics-addr {addr}: {e}")).into())
+        .map_err(|e| UsageError(format!("--metrics-addr {addr}: {e}")))?;
+    if let Ok(local) = listener.local_addr() {
+        if !local.ip().is_loopback() {
+            tracing::warn!("--metrics-addr {addr} listens beyond this machine ({local}): /metrics and /health (group, index, partitions, errors) are open to anyone who can reach it; bind 127.0.0.1 or put it behind a firewall");
+        }
+    }
+    Ok(listener)
 }
 
 /// Serves `GET /metrics` (Prometheus) and `GET /health` (JSON) on a bound listener.

@@ -13,6 +13,7 @@ mod cli {
     mod group;
     mod kafka;
     mod observe;
+    mod secure;
     mod sinks;
     pub mod support;
     mod timestamp;

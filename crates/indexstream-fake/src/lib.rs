@@ -18,7 +18,9 @@ mod faults;
 mod rng;
 
 mod server;
+mod sigv4;
 mod state;
+mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,6 +32,8 @@ use tokio::task::JoinHandle;
 
 pub use engine::visibility::VisibilityRule;
 pub use faults::{ApiKind, FaultAction, FaultRule, RequestRecord};
+pub use sigv4::FakeSigV4;
+pub use tls::FakeTls;
 
 /// Settings of a fake cluster.
 #[derive(Debug, Clone)]
@@ -43,6 +47,11 @@ pub struct FakeConfig {
     pub seed: Option<u64>,
     /// How many recent requests `GET /_fake/requests` keeps.
     pub request_log_capacity: usize,
+    /// Serve HTTPS (and require client certificates) instead of plain HTTP.
+    pub tls: Option<FakeTls>,
+    /// Require every request (but `/_fake/`) to be signed with AWS SigV4, and serve temporary
+    /// credentials under `/_fake/aws/`.
+    pub sigv4: Option<FakeSigV4>,
 }
 
 impl Default for FakeConfig {
@@ -52,6 +61,8 @@ impl Default for FakeConfig {
             default_refresh_interval: Some(Duration::from_secs(1)),
             seed: None,
             request_log_capacity: 100_000,
+            tls: None,
+            sigv4: None,
         }
     }
 }
@@ -75,12 +86,29 @@ fn shared_state(config: &FakeConfig) -> Arc<state::Shared> {
         log: Mutex::new(faults::RequestLog::new(config.request_log_capacity.max(1))),
         refreshed: tokio::sync::Notify::new(),
         started: tokio::time::Instant::now(),
+        sigv4: config.sigv4.clone().map(sigv4::SigV4State::new),
     })
 }
 
-/// Serves a fake cluster on `listener` until `shutdown` resolves (what `indexstream dev-server` runs).
-pub async fn serve(listener: TcpListener, config: FakeConfig, shutdown: impl Future<Output = ()>) {
-    server::serve(listener, shared_state(&config), shutdown).await
+fn acceptor(config: &FakeConfig) -> std::io::Result<Option<tokio_rustls::TlsAcceptor>> {
+    config
+        .tls
+        .as_ref()
+        .map(|t| t.acceptor())
+        .transpose()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))
+}
+
+/// Serves a fake cluster on `listener` until `shutdown` resolves (what `indexstream dev-server`
+/// runs); fails at once when the TLS settings cannot be used.
+pub async fn serve(
+    listener: TcpListener,
+    config: FakeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let tls = acceptor(&config)?;
+    server::serve(listener, shared_state(&config), tls, shutdown).await;
+    Ok(())
 }
 
 /// Builds a [`FakeCluster`].
@@ -110,17 +138,37 @@ impl FakeClusterBuilder {
         self
     }
 
+    /// Serves HTTPS with these settings.
+    pub fn tls(mut self, tls: FakeTls) -> Self {
+        self.config.tls = Some(tls);
+        self
+    }
+
+    /// Requires SigV4-signed requests.
+    pub fn sigv4(mut self, sigv4: FakeSigV4) -> Self {
+        self.config.sigv4 = Some(sigv4);
+        self
+    }
+
     /// Starts the cluster on `127.0.0.1:0`.
     pub async fn start(self) -> std::io::Result<FakeCluster> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shared = shared_state(&self.config);
+        let tls = acceptor(&self.config)?;
+        let https = tls.is_some();
         let task = tokio::spawn(server::serve(
             listener,
             shared.clone(),
+            tls,
             std::future::pending(),
         ));
-        Ok(FakeCluster { addr, shared, task })
+        Ok(FakeCluster {
+            addr,
+            shared,
+            task,
+            https,
+        })
     }
 }
 
@@ -131,6 +179,7 @@ pub struct FakeCluster {
     addr: SocketAddr,
     shared: Arc<state::Shared>,
     task: JoinHandle<()>,
+    https: bool,
 }
 
 impl FakeCluster {
@@ -147,9 +196,15 @@ impl FakeCluster {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (`https://` when it serves TLS)
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// How many session tokens the SigV4 credential endpoints have issued.
+    pub fn credentials_issued(&self) -> usize {
+        self.shared.sigv4.as_ref().map_or(0, |s| s.issued())
     }
 
     /// Adds a fault rule; returns its id.

@@ -76,6 +76,7 @@ async fn serve_one(
         .get("x-opaque-id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let headers = req.headers().clone();
     let declared = req
         .headers()
         .get("content-length")
@@ -93,6 +94,28 @@ async fn serve_one(
         Ok(b) => b.to_bytes().to_vec(),
         Err(_) => Vec::new(),
     };
+    if let Some(sigv4) = &shared.sigv4 {
+        let answer = if path.starts_with("/_fake/aws/") {
+            sigv4.endpoint(&method, &path, &query, &headers, &body)
+        } else if path.starts_with("/_fake/") {
+            None
+        } else {
+            sigv4
+                .check(
+                    &method,
+                    &path,
+                    &query,
+                    &headers,
+                    &body,
+                    std::time::SystemTime::now(),
+                )
+                .err()
+        };
+        if let Some(reply) = answer {
+            tracing::debug!(method = %method, path = %path, status = reply.status, "request answered by the SigV4 side");
+            return Ok(to_response(reply));
+        }
+    }
     let segments = api::split_path(&path);
     let (kind, indices) = api::classify(&method, &segments);
     let verdict = shared.faults().judge(kind, &indices);
@@ -146,8 +169,32 @@ async fn serve_one(
     Ok(to_response(reply))
 }
 
-/// Serves connections from `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Future<Output = ()>) {
+/// Serves one connection until it ends or a fault aborts it.
+async fn serve_connection<S>(io: S, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let abort = Arc::new(Notify::new());
+    let service = {
+        let abort = abort.clone();
+        service_fn(move |req| serve_one(shared.clone(), req, abort.clone()))
+    };
+    let conn = http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::select! {
+        _ = conn => {}
+        _ = abort.notified() => {}
+    }
+}
+
+/// Serves connections from `listener` until `shutdown` resolves, over TLS when `tls` is set.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
     let ticker = {
         let shared = shared.clone();
         tokio::spawn(async move {
@@ -170,16 +217,16 @@ pub async fn serve(listener: TcpListener, shared: Arc<Shared>, shutdown: impl Fu
                 let Ok((stream, _)) = accepted else { continue };
                 let _ = stream.set_nodelay(true);
                 let shared = shared.clone();
+                let tls = tls.clone();
                 tokio::spawn(async move {
-                    let abort = Arc::new(Notify::new());
-                    let service = {
-                        let abort = abort.clone();
-                        service_fn(move |req| serve_one(shared.clone(), req, abort.clone()))
-                    };
-                    let conn = http1::Builder::new().keep_alive(true).serve_connection(TokioIo::new(stream), service);
-                    tokio::select! {
-                        _ = conn => {}
-                        _ = abort.notified() => {}
+                    match tls {
+                        None => serve_connection(stream, shared).await,
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(stream) => serve_connection(stream, shared).await,
+                            // The client's side reports why (it refused our certificate, or
+                            // had none of its own to give).
+                            Err(e) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        },
                     }
                 });
             }

@@ -18,6 +18,8 @@ pub struct Shared {
     /// Woken after every refresh, for `?refresh=wait_for` and `wait_for_status`.
     pub refreshed: Notify,
     pub started: Instant,
+    /// The SigV4 check and the credentials issued, when requests must be signed.
+    pub sigv4: Option<crate::sigv4::SigV4State>,
 }
 
 impl Shared {

@@ -172,10 +172,24 @@ impl Consumer {
             &config.index,
             config.health.clone(),
         ));
+        if config.client.tls.verification == crate::client::Verification::Insecure {
+            let warning = "TLS certificate verification is off (insecure): anyone between the consumer and the cluster can read and change the traffic";
+            tracing::warn!("{warning}");
+            telemetry.add_warning(warning);
+        }
         let opaque_id = format!("indexstream:{}:{}", config.group, config.member_id);
         let base = Client::new(&config.client)?
             .with_retry(config.retry.clone())
             .with_opaque_id(&opaque_id);
+        // OpenSearch Serverless has no shard-level stats and no shard preference: only a
+        // timestamp read of the whole expression works there.
+        if base.aws_service() == Some(crate::client::AwsService::Aoss) && config.mode.has_members()
+        {
+            return Err(crate::Error::Config {
+                field: "mode",
+                reason: "OpenSearch Serverless (aws-sigv4 aoss) has no shard-level stats or shard preference, so exact mode and timestamp mode by shard cannot read it: read it in timestamp mode with one partition (--mode timestamp --timestamp-partitions one)".into(),
+            });
+        }
         let info = base.info().await?;
         // Checked before the group is joined: a consumer refused for its input must leave no
         // lease behind (the offsets' mode is checked below, before the lease too).

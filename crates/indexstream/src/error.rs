@@ -195,8 +195,14 @@ impl Error {
                 | Error::PartitionsMismatch { .. }
                 | Error::MemberIdInUse { .. }
                 | Error::NoOffsets { .. }
-        ) || matches!(self, Error::Client(ClientError::InvalidUrl { .. }))
-            || matches!(self, Error::Client(e) if matches!(e.status(), Some(401 | 403)))
+        ) || matches!(
+            self,
+            Error::Client(
+                ClientError::InvalidUrl { .. }
+                    | ClientError::Setting { .. }
+                    | ClientError::Tls { .. }
+            )
+        ) || matches!(self, Error::Client(e) if matches!(e.status(), Some(401 | 403)))
     }
 }
 

@@ -28,8 +28,9 @@ pub use client::types::{
     BulkItem, BulkResponse, Hit, Hits, SearchResponse, ShardsSummary, SortValues,
 };
 pub use client::{
-    Auth, Client, ClientConfig, ClientError, Distribution, RetryPolicy, RetryPolicyBuilder,
-    RetryPredicate, Secret, ServerInfo,
+    Auth, AwsConfig, AwsService, Client, ClientConfig, ClientError, CredentialSource, Credentials,
+    Distribution, Fingerprint, RetryPolicy, RetryPolicyBuilder, RetryPredicate, Roots, Secret,
+    ServerInfo, TlsConfig, TlsProblem, Verification,
 };
 pub use consumer::{
     default_member_id, Consumer, ConsumerBuilder, ConsumerConfig, ConsumerStats, ExactSettings,

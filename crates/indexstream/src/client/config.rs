@@ -49,8 +49,67 @@ pub enum Auth {
         /// The user's password.
         password: Secret,
     },
-    /// An API key, sent as `Authorization: ApiKey <key>`.
+    /// An API key, sent as `Authorization: ApiKey <key>`. Every form users have: `id:key` (as
+    /// Elasticsearch's create-API-key answer gives `id` and `api_key`; sent base64-encoded),
+    /// the base64 `encoded` form, Elastic Cloud `essu_...` keys and OpenSearch 3 `os_...` keys
+    /// (sent as they are).
     ApiKey(Secret),
+    /// A bearer token (OAuth/OIDC, Elastic service tokens), sent as `Authorization: Bearer ...`.
+    Bearer(Secret),
+}
+
+impl Auth {
+    /// The `Authorization` header value; fails, naming the setting, for a key or token that
+    /// cannot be one (empty, or with spaces or control characters in it).
+    pub(crate) fn header(
+        &self,
+    ) -> Result<Option<reqwest::header::HeaderValue>, super::ClientError> {
+        use base64::Engine;
+        let check = |setting: &'static str, v: &str| {
+            if v.is_empty() || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                Err(super::ClientError::Setting {
+                    setting,
+                    reason: "it is empty or holds spaces or control characters (a key copied with its line break?)".into(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        let value = match self {
+            Auth::None => return Ok(None),
+            Auth::Basic { username, password } => format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD
+                    .encode(format!("{username}:{}", password.expose()))
+            ),
+            Auth::ApiKey(key) => {
+                let key = key.expose().trim();
+                check("api-key", key)?;
+                // Base64 has no colon: a colon is the `id:key` form, which goes encoded.
+                if key.contains(':') {
+                    format!(
+                        "ApiKey {}",
+                        base64::engine::general_purpose::STANDARD.encode(key)
+                    )
+                } else {
+                    format!("ApiKey {key}")
+                }
+            }
+            Auth::Bearer(token) => {
+                let token = token.expose().trim();
+                check("bearer-token", token)?;
+                format!("Bearer {token}")
+            }
+        };
+        let mut v = reqwest::header::HeaderValue::from_str(&value).map_err(|e| {
+            super::ClientError::Setting {
+                setting: "auth",
+                reason: format!("not a header value: {e}"),
+            }
+        })?;
+        v.set_sensitive(true);
+        Ok(Some(v))
+    }
 }
 
 /// Connection settings.
@@ -71,6 +130,12 @@ pub struct ClientConfig {
     /// Timeout of establishing a connection (default 5 s).
     #[serde(default = "default_connect_timeout", with = "crate::serde_duration")]
     pub connect_timeout: Duration,
+    /// How HTTPS connections are verified (default: the system roots, full verification).
+    #[serde(default)]
+    pub tls: super::TlsConfig,
+    /// Sign requests with AWS SigV4 (Amazon OpenSearch Service, Serverless).
+    #[serde(default)]
+    pub aws: Option<super::AwsConfig>,
 }
 
 impl ClientConfig {
@@ -82,7 +147,21 @@ impl ClientConfig {
             auth: Auth::None,
             request_timeout: default_request_timeout(),
             connect_timeout: default_connect_timeout(),
+            tls: super::TlsConfig::default(),
+            aws: None,
         }
+    }
+
+    /// The same settings, signing requests with AWS SigV4.
+    pub fn with_aws(mut self, aws: super::AwsConfig) -> Self {
+        self.aws = Some(aws);
+        self
+    }
+
+    /// The same settings with other TLS settings.
+    pub fn with_tls(mut self, tls: super::TlsConfig) -> Self {
+        self.tls = tls;
+        self
     }
 
     /// The same settings with another timeout of establishing a connection.

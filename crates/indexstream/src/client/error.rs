@@ -89,6 +89,27 @@ pub enum ClientError {
         /// What could not be read.
         reason: String,
     },
+    /// A connection setting cannot be used (a TLS file missing or not PEM, settings that
+    /// contradict each other, an API key with spaces in it, no AWS region or credentials); a
+    /// retry does not help.
+    #[error("setting {setting}: {reason}")]
+    Setting {
+        /// The setting's name (`ca-cert`, `client-key`, ...).
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The TLS handshake with a node failed (an untrusted or expired certificate, a host name
+    /// mismatch, a client certificate required); a retry does not help.
+    #[error("TLS with {url} failed: {problem} (request: {op})")]
+    Tls {
+        /// The operation (`search`, `bulk`, `get`, ...).
+        op: &'static str,
+        /// The node's base URL.
+        url: String,
+        /// What went wrong.
+        problem: super::tls::TlsProblem,
+    },
     /// The circuit breaker is open: the request was not sent.
     #[error("the {breaker} circuit breaker is open after repeated failures, the last: {last_failure}; not calling the cluster until it probes again (request: {op})")]
     BreakerOpen {
@@ -134,7 +155,10 @@ impl ClientError {
                 matches!(status, 429 | 502 | 503 | 504)
                     || (*status == 500 && TRANSIENT_500.contains(&error_type.as_str()))
             }
-            ClientError::InvalidUrl { .. } | ClientError::Decode { .. } => false,
+            ClientError::InvalidUrl { .. }
+            | ClientError::Decode { .. }
+            | ClientError::Setting { .. }
+            | ClientError::Tls { .. } => false,
         }
     }
 
@@ -182,6 +206,8 @@ impl ClientError {
             ClientError::SearchTimedOut { .. } => "search_timeout",
             ClientError::Decode { .. } => "decode",
             ClientError::BreakerOpen { .. } => "breaker_open",
+            ClientError::Setting { .. } => "setting",
+            ClientError::Tls { .. } => "tls",
         }
     }
 }
@@ -223,6 +249,21 @@ pub(super) fn error_parts(body: &[u8]) -> (String, String) {
                 (t.to_string(), r.to_string())
             }
             Value::String(s) => (String::new(), s.clone()),
+            // AWS's own answers (SigV4 refused): `{"message": "..."}` or `{"Message": "..."}`.
+            _ if v
+                .get("message")
+                .or_else(|| v.get("Message"))
+                .is_some_and(Value::is_string) =>
+            {
+                (
+                    String::new(),
+                    v.get("message")
+                        .or_else(|| v.get("Message"))
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            }
             _ => (
                 String::new(),
                 String::from_utf8_lossy(body).chars().take(300).collect(),

@@ -3,6 +3,7 @@
 //! It detects the distribution (OpenSearch or Elasticsearch) and version from `GET /` and adapts
 //! where they differ: how a search is pinned to a shard's primary copy.
 
+mod aws;
 mod config;
 mod decode;
 mod error;
@@ -10,6 +11,7 @@ mod mapping;
 mod nodes;
 mod response;
 mod retry;
+mod tls;
 pub mod types;
 
 pub use retry::{RetryPolicy, RetryPolicyBuilder, RetryPredicate};
@@ -20,11 +22,13 @@ use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+pub use aws::{AwsConfig, AwsService, CredentialSource, Credentials};
 use config::parse_version;
 pub use config::{Auth, ClientConfig, Distribution, Secret, ServerInfo};
 pub(crate) use decode::SearchText;
 pub use error::ClientError;
 use error::{error_parts, not_utf8, root_cause};
+pub use tls::{Fingerprint, Roots, TlsConfig, TlsProblem, Verification};
 use types::*;
 
 /// A request body: JSON, or newline-delimited JSON for `_bulk`.
@@ -46,7 +50,10 @@ pub(crate) trait ObserveRetries: fmt::Debug + Send + Sync {
 pub struct Client {
     http: reqwest::Client,
     nodes: std::sync::Arc<nodes::Nodes>,
-    auth: Auth,
+    /// The `Authorization` header of basic auth, an API key or a bearer token.
+    auth: Option<reqwest::header::HeaderValue>,
+    /// The SigV4 signer, when requests are signed (in place of `auth`).
+    signer: Option<std::sync::Arc<aws::Signer>>,
     timeout: Duration,
     retry: RetryPolicy,
     breaker: Option<std::sync::Arc<crate::breaker::CircuitBreaker>>,
@@ -77,19 +84,33 @@ impl Client {
     /// not a valid http(s) URL without credentials.
     pub fn new(config: &ClientConfig) -> Result<Self, ClientError> {
         let nodes = nodes::Nodes::parse(&config.url)?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
-            .pool_max_idle_per_host(8)
-            .build()
-            .map_err(|e| ClientError::InvalidUrl {
-                url: config.url.clone(),
-                reason: e.to_string(),
-            })?;
+            .pool_max_idle_per_host(8);
+        if let Some(tls) = config.tls.build()? {
+            builder = builder.use_preconfigured_tls(tls);
+        }
+        let http = builder.build().map_err(|e| ClientError::InvalidUrl {
+            url: config.url.clone(),
+            reason: e.to_string(),
+        })?;
+        let auth = config.auth.header()?;
+        let signer = match &config.aws {
+            Some(_) if auth.is_some() => {
+                return Err(ClientError::Setting {
+                    setting: "aws-sigv4",
+                    reason: "SigV4 signs every request with AWS credentials, so basic auth, an API key or a bearer token would be sent in vain; give one or the other".into(),
+                });
+            }
+            Some(aws) => Some(std::sync::Arc::new(aws::Signer::new(aws)?)),
+            None => None,
+        };
         Ok(Client {
             http,
             nodes: std::sync::Arc::new(nodes),
-            auth: config.auth.clone(),
+            auth,
+            signer,
             timeout: config.request_timeout,
             retry: RetryPolicy::default(),
             breaker: None,
@@ -103,6 +124,11 @@ impl Client {
     pub fn with_opaque_id(mut self, id: impl Into<String>) -> Self {
         self.opaque_id = Some(id.into().into());
         self
+    }
+
+    /// The AWS service requests are signed for, if they are.
+    pub fn aws_service(&self) -> Option<AwsService> {
+        self.signer.as_ref().map(|s| s.service())
     }
 
     /// The same client with another retry policy.
@@ -298,21 +324,58 @@ impl Client {
         if !query.is_empty() {
             req = req.query(query);
         }
-        req = match &self.auth {
-            Auth::None => req,
-            Auth::Basic { username, password } => req.basic_auth(username, Some(password.expose())),
-            Auth::ApiKey(key) => req.header("authorization", format!("ApiKey {}", key.expose())),
-        };
+        if let Some(auth) = &self.auth {
+            req = req.header("authorization", auth.clone());
+        }
         if let Some(id) = &self.opaque_id {
             req = req.header("x-opaque-id", id.as_ref());
         }
         if let Some((content_type, body)) = body {
             req = req.header("content-type", content_type).body(body);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| self.transport_error(op, base, e))?;
+        let req = req.build().map_err(|e| self.transport_error(op, base, e))?;
+        let resp = match &self.signer {
+            None => self.http.execute(req).await,
+            Some(signer) => {
+                let again = req.try_clone();
+                let mut signed = req;
+                signer.sign(&mut signed).await?;
+                let resp = self.http.execute(signed).await;
+                match (resp, again) {
+                    // Temporary credentials the cluster says expired before we thought: fetch
+                    // new ones and send once more.
+                    (Ok(r), Some(mut again)) if r.status().as_u16() == 403 => {
+                        let status = r.status();
+                        let headers = r.headers().clone();
+                        let bytes = r
+                            .bytes()
+                            .await
+                            .map_err(|e| self.transport_error(op, base, e))?;
+                        let (_, reason) = error_parts(&bytes);
+                        if aws::token_expired(&reason) {
+                            tracing::info!("the cluster says the AWS session token expired; fetching new credentials");
+                            signer.invalidate().await;
+                            signer.sign(&mut again).await?;
+                            self.http.execute(again).await
+                        } else {
+                            return Err(ClientError::Status {
+                                op,
+                                status: status.as_u16(),
+                                error_type: headers
+                                    .get("x-amzn-errortype")
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or_default()
+                                    .to_string(),
+                                reason,
+                                retry_after: None,
+                            });
+                        }
+                    }
+                    (resp, _) => resp,
+                }
+            }
+        }
+        .map_err(|e| self.transport_error(op, base, e))?;
         let status = resp.status().as_u16();
         let retry_after = resp
             .headers()
@@ -351,6 +414,13 @@ impl Client {
                     "the server answered the TLS handshake in plain HTTP: use http://{} instead",
                     &base["https://".len()..]
                 ),
+            };
+        }
+        if let Some(problem) = tls::problem(&e) {
+            return ClientError::Tls {
+                op,
+                url: base.to_string(),
+                problem,
             };
         }
         if e.is_timeout() {
@@ -410,10 +480,27 @@ impl Client {
             _ => e,
         }
         };
-        let v: Value = self
-            .json("info", Method::GET, "/", &[], None)
-            .await
-            .map_err(not_a_cluster)?;
+        let answer = self
+            .json::<Value>("info", Method::GET, "/", &[], None)
+            .await;
+        // A Serverless collection does not list `GET /` among its operations; what answers is
+        // OpenSearch of the 2.x API.
+        if self.aws_service() == Some(AwsService::Aoss)
+            && matches!(
+                &answer,
+                Err(ClientError::Status {
+                    status: 404 | 400,
+                    ..
+                })
+            )
+        {
+            return Ok(ServerInfo {
+                distribution: Distribution::OpenSearch,
+                version: (2, 0, 0),
+                cluster_name: "serverless".into(),
+            });
+        }
+        let v = answer.map_err(not_a_cluster)?;
         let number = v["version"]["number"].as_str().ok_or_else(|| {
             not_a_cluster(ClientError::Decode {
                 op: "info",

@@ -59,7 +59,9 @@ impl HealthStatus {
 pub struct Health {
     /// The overall verdict.
     pub status: HealthStatus,
-    /// Why it is not HEALTHY, one sentence per condition that holds (empty when healthy).
+    /// Why it is not HEALTHY, one sentence per condition that holds, then the setup's standing
+    /// warnings (TLS verification off), which do not change the status (empty when healthy
+    /// and warned of nothing).
     pub reasons: Vec<String>,
     /// Documents delivered to the sink since the consumer started.
     pub delivered: u64,
@@ -138,6 +140,7 @@ impl Telemetry {
                 h.back().copied().unwrap_or(0)
             ));
         }
+        reasons.extend(s.warnings.iter().cloned());
         Health {
             status,
             reasons,

@@ -110,6 +110,8 @@ struct PartitionLabels {
 
 #[derive(Debug, Default)]
 struct State {
+    /// Standing warnings of the setup (TLS verification off), always in `/health` reasons.
+    warnings: Vec<String>,
     delivered: u64,
     errors: u64,
     retries: u64,
@@ -343,6 +345,12 @@ impl Telemetry {
             breakers: Mutex::new(Vec::new()),
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// Adds a standing warning: `/health` lists it among its reasons for the whole run,
+    /// without changing its status.
+    pub fn add_warning(&self, warning: impl Into<String>) {
+        self.state().warnings.push(warning.into());
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
