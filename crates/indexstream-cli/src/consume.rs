@@ -241,7 +241,9 @@ pub struct ConsumeArgs {
     /// takes versioning=external|overwrite; a webhook takes format=lines|array, max-records
     /// (500), max-bytes (4MiB), timeout (10s), header="Name: value", bearer-token,
     /// basic-auth=USER:PASSWORD; kafka takes brokers (localhost:9092), compression, linger,
-    /// batch-size, timeout, sasl-username, sasl-password. In a config file: sink-option =
+    /// batch-size, timeout, sasl-username, sasl-password, sasl-mechanism
+    /// (plain|scram-sha-256|scram-sha-512), tls=true, tls-ca-cert, tls-client-cert,
+    /// tls-client-key. In a config file: sink-option =
     /// ["timeout=10s"], or a [sink] table (to = "kafka:audit", brokers = "k1:9092")
     #[arg(long = "sink-option", value_name = "KEY=VALUE", action = clap::ArgAction::Append, help_heading = OUTPUT)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -8,9 +8,12 @@
 //! clients it is the one with the idempotent producer (`rskafka` has none: measured, its
 //! produce requests carry producer id -1), and the most used. Its cost is the build: librdkafka
 //! compiles from source in about 3 minutes on 2 cores (measured: 3m14s wall for a clean release
-//! build), once per target directory. It is built without OpenSSL, so TLS and SCRAM are not
-//! available (SASL PLAIN is).
+//! build), once per target directory. Its TLS, and the SCRAM mechanisms, need OpenSSL:
+//! librdkafka has no other TLS backend, so it links the system's libssl (the cluster client
+//! stays on rustls). Compiling OpenSSL too (`ssl-vendored`) would add minutes to every clean
+//! build for nothing the system library lacks.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::client::Secret;
@@ -47,9 +50,69 @@ pub struct KafkaSinkConfig {
     /// Option `timeout`: how long a record may wait for its delivery, retries included, before
     /// it counts as failed (default 30s).
     pub timeout: Duration,
-    /// Options `sasl-username` and `sasl-password`: SASL PLAIN (without TLS: use it only on a
-    /// network you trust).
-    pub sasl: Option<(String, Secret)>,
+    /// Options `sasl-username`, `sasl-password` and `sasl-mechanism`: a SASL login.
+    pub sasl: Option<KafkaSasl>,
+    /// Options `tls`, `tls-ca-cert`, `tls-client-cert` and `tls-client-key`: TLS to the
+    /// brokers (`None`: plaintext).
+    pub tls: Option<KafkaTls>,
+}
+
+/// A SASL login to the brokers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KafkaSasl {
+    /// Option `sasl-mechanism` (default `plain`).
+    pub mechanism: SaslMechanism,
+    /// Option `sasl-username`.
+    pub username: String,
+    /// Option `sasl-password`.
+    pub password: Secret,
+}
+
+/// How the SASL login proves the password.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SaslMechanism {
+    /// `PLAIN`: the password itself (only over TLS, or on a network you trust).
+    Plain,
+    /// `SCRAM-SHA-256`.
+    ScramSha256,
+    /// `SCRAM-SHA-512`.
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    /// The name librdkafka and the brokers use.
+    pub fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
+            SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+}
+
+/// TLS to the brokers: their certificates are checked against the CA (the system's roots when
+/// none is given), host names included.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KafkaTls {
+    /// Option `tls-ca-cert`: a PEM file of the CA(s) that signed the brokers' certificates.
+    pub ca_cert: Option<PathBuf>,
+    /// Option `tls-client-cert`: a PEM certificate for mutual TLS.
+    pub client_cert: Option<PathBuf>,
+    /// Option `tls-client-key`: the PEM private key of `tls-client-cert`.
+    pub client_key: Option<PathBuf>,
+}
+
+/// librdkafka's `security.protocol` for a TLS and SASL choice.
+pub(crate) fn security_protocol(tls: bool, sasl: bool) -> &'static str {
+    match (tls, sasl) {
+        (false, false) => "plaintext",
+        (true, false) => "ssl",
+        (false, true) => "sasl_plaintext",
+        (true, true) => "sasl_ssl",
+    }
 }
 
 impl KafkaSinkConfig {
@@ -74,12 +137,25 @@ impl KafkaSinkConfig {
             batch_bytes: 1 << 20,
             timeout: Duration::from_secs(30),
             sasl: None,
+            tls: None,
         })
     }
 
     /// The options it takes, for an error naming them.
     pub(crate) const OPTIONS: &'static str =
-        "brokers, compression, linger, batch-size, timeout, sasl-username, sasl-password";
+        "brokers, compression, linger, batch-size, timeout, sasl-username, sasl-password, sasl-mechanism, tls, tls-ca-cert, tls-client-cert, tls-client-key";
+
+    fn sasl_mut(&mut self) -> &mut KafkaSasl {
+        self.sasl.get_or_insert_with(|| KafkaSasl {
+            mechanism: SaslMechanism::Plain,
+            username: String::new(),
+            password: Secret::new(""),
+        })
+    }
+
+    fn tls_mut(&mut self) -> &mut KafkaTls {
+        self.tls.get_or_insert_with(KafkaTls::default)
+    }
 
     /// Applies one `--sink-option`; `Ok(false)` when the sink has no option `key`.
     pub(crate) fn set(&mut self, key: &str, value: &str) -> Result<bool, String> {
@@ -124,21 +200,50 @@ impl KafkaSinkConfig {
                     .filter(|d| *d >= Duration::from_millis(1))
                     .ok_or_else(|| bad("expected a duration above 0, such as 30s"))?
             }
-            "sasl-username" => {
-                let password = self
-                    .sasl
-                    .take()
-                    .map(|(_, p)| p)
-                    .unwrap_or_else(|| Secret::new(""));
-                self.sasl = Some((value.to_string(), password));
+            "sasl-username" => self.sasl_mut().username = value.to_string(),
+            // Not `bad`: the error must not echo the password.
+            "sasl-password" => self.sasl_mut().password = Secret::new(value.to_string()),
+            "sasl-mechanism" => {
+                self.sasl_mut().mechanism = match value.to_ascii_uppercase().as_str() {
+                    "PLAIN" => SaslMechanism::Plain,
+                    "SCRAM-SHA-256" => SaslMechanism::ScramSha256,
+                    "SCRAM-SHA-512" => SaslMechanism::ScramSha512,
+                    "GSSAPI" | "OAUTHBEARER" => {
+                        return Err(bad(
+                            "not built in: plain, scram-sha-256 and scram-sha-512 are",
+                        ))
+                    }
+                    _ => return Err(bad("expected plain, scram-sha-256 or scram-sha-512")),
+                }
             }
-            "sasl-password" => {
-                let user = self.sasl.take().map(|(u, _)| u).unwrap_or_default();
-                self.sasl = Some((user, Secret::new(value.to_string())));
+            "tls" => match value {
+                "true" => {
+                    self.tls_mut();
+                }
+                "false" => {
+                    if self.tls.as_ref().is_some_and(|t| *t != KafkaTls::default()) {
+                        return Err(bad("contradicts a tls-* option given before it"));
+                    }
+                    self.tls = None;
+                }
+                _ => return Err(bad("expected true or false")),
+            },
+            "tls-ca-cert" | "tls-client-cert" | "tls-client-key" => {
+                let path = PathBuf::from(value);
+                if !path.is_file() {
+                    return Err(bad("no such file"));
+                }
+                let tls = self.tls_mut();
+                let slot = match key {
+                    "tls-ca-cert" => &mut tls.ca_cert,
+                    "tls-client-cert" => &mut tls.client_cert,
+                    _ => &mut tls.client_key,
+                };
+                *slot = Some(path);
             }
-            "tls" | "ssl" | "security-protocol" | "sasl-mechanism" => {
+            "ssl" | "security-protocol" => {
                 return Err(format!(
-                    "sink option {key}: TLS and SASL mechanisms other than PLAIN are not built in (librdkafka would need OpenSSL, which this build leaves out); SASL PLAIN is, with sasl-username and sasl-password"
+                    "the kafka sink takes no option {key:?}: tls=true turns TLS on (tls-ca-cert, tls-client-cert and tls-client-key imply it), sasl-username and sasl-password SASL"
                 ))
             }
             _ => return Ok(false),
@@ -146,14 +251,24 @@ impl KafkaSinkConfig {
         Ok(true)
     }
 
-    /// Refuses a half-given SASL login.
+    /// Refuses a half-given SASL login or client certificate.
     pub(crate) fn check(&self) -> Result<(), String> {
-        match &self.sasl {
-            Some((user, password)) if user.is_empty() || password.expose().is_empty() => {
-                Err("the kafka sink needs both sasl-username and sasl-password, or neither".into())
+        if let Some(sasl) = &self.sasl {
+            if sasl.username.is_empty() || sasl.password.expose().is_empty() {
+                return Err(
+                    "the kafka sink needs both sasl-username and sasl-password, or neither (and sasl-mechanism only with them)".into(),
+                );
             }
-            _ => Ok(()),
         }
+        if let Some(tls) = &self.tls {
+            if tls.client_cert.is_some() != tls.client_key.is_some() {
+                return Err(
+                    "the kafka sink needs both tls-client-cert and tls-client-key, or neither"
+                        .into(),
+                );
+            }
+        }
+        Ok(())
     }
 }
 
@@ -164,6 +279,7 @@ pub use producer::KafkaSink;
 mod producer {
     use std::time::Duration;
 
+    use rdkafka::client::ClientContext;
     use rdkafka::error::{KafkaError, RDKafkaErrorCode};
     use rdkafka::message::{Header, OwnedHeaders};
     use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
@@ -193,7 +309,51 @@ mod producer {
     /// A sink producing to a Kafka topic (see the module docs).
     pub struct KafkaSink {
         config: KafkaSinkConfig,
-        producer: FutureProducer,
+        producer: FutureProducer<Context>,
+    }
+
+    /// librdkafka's client-level errors (a refused TLS handshake, a failed SASL login, a
+    /// broker down) come through this context, not through the calls that meet them: it logs
+    /// each and keeps the last, so that a failed connect says why.
+    #[derive(Default)]
+    pub(super) struct Context {
+        last_error: LastError,
+    }
+
+    /// The last client-level error, shared with the sink (librdkafka wraps the context).
+    type LastError = std::sync::Arc<std::sync::Mutex<Option<ClientError>>>;
+
+    #[derive(Clone)]
+    struct ClientError {
+        /// The brokers refused us (TLS or SASL): waiting longer cannot help.
+        refused: bool,
+        reason: String,
+    }
+
+    /// How often the check at open asks for the topic's metadata while it waits.
+    const CONNECT_POLL: Duration = Duration::from_millis(500);
+
+    impl ClientContext for Context {
+        fn error(&self, error: KafkaError, reason: &str) {
+            tracing::warn!(sink = "kafka", %error, "Kafka client: {reason}");
+            // "All brokers are down" follows the error that brought them down: keep that one.
+            let code = error.rdkafka_error_code();
+            let summary = code == Some(RDKafkaErrorCode::AllBrokersDown);
+            if let Ok(mut last) = self.last_error.lock() {
+                if !(summary && last.is_some()) {
+                    *last = Some(ClientError {
+                        // A refused handshake or login fails the same way on every retry. A
+                        // client certificate the broker refuses arrives as a transport
+                        // failure whose reason is OpenSSL's.
+                        refused: matches!(
+                            code,
+                            Some(RDKafkaErrorCode::SSL | RDKafkaErrorCode::Authentication)
+                        ) || reason.contains("SSL routines"),
+                        reason: reason.to_string(),
+                    });
+                }
+            }
+        }
     }
 
     impl std::fmt::Debug for KafkaSink {
@@ -224,23 +384,85 @@ mod producer {
                 // A missing topic is refused at start rather than created with the broker's
                 // default partitions.
                 .set("allow.auto.create.topics", "false");
-            if let Some((user, password)) = &config.sasl {
-                c.set("security.protocol", "sasl_plaintext")
-                    .set("sasl.mechanisms", "PLAIN")
-                    .set("sasl.username", user)
-                    .set("sasl.password", password.expose());
+            c.set(
+                "security.protocol",
+                super::security_protocol(config.tls.is_some(), config.sasl.is_some()),
+            );
+            if let Some(sasl) = &config.sasl {
+                c.set("sasl.mechanisms", sasl.mechanism.name())
+                    .set("sasl.username", &sasl.username)
+                    .set("sasl.password", sasl.password.expose());
             }
-            let producer: FutureProducer = c.create().map_err(|e| {
-                SinkError::permanent(format!("cannot create the Kafka producer: {e}"))
-            })?;
-            let metadata = producer
-                .client()
-                .fetch_metadata(Some(&config.topic), CONNECT_TIMEOUT)
+            if let Some(tls) = &config.tls {
+                // Certificates and host names are checked (librdkafka's defaults, set here so
+                // that a changed default cannot turn them off).
+                c.set("enable.ssl.certificate.verification", "true")
+                    .set("ssl.endpoint.identification.algorithm", "https");
+                let files = [
+                    ("ssl.ca.location", &tls.ca_cert),
+                    ("ssl.certificate.location", &tls.client_cert),
+                    ("ssl.key.location", &tls.client_key),
+                ];
+                for (name, path) in files {
+                    if let Some(p) = path {
+                        c.set(name, p.to_string_lossy());
+                    }
+                }
+            }
+            let last_error = LastError::default();
+            let context = Context {
+                last_error: last_error.clone(),
+            };
+            let producer: FutureProducer<Context> =
+                c.create_with_context(context).map_err(|e| {
+                    SinkError::permanent(format!("cannot create the Kafka producer: {e}"))
+                })?;
+            // Asked in short rounds, so that a refused handshake or login ends the wait at
+            // once instead of after the whole timeout.
+            let deadline = std::time::Instant::now() + CONNECT_TIMEOUT;
+            let last = || last_error.lock().ok().and_then(|r| r.clone());
+            let metadata = loop {
+                match producer
+                    .client()
+                    .fetch_metadata(Some(&config.topic), CONNECT_POLL)
+                {
+                    Ok(m) => break Ok(m),
+                    Err(e)
+                        if std::time::Instant::now() >= deadline
+                            || last().is_some_and(|l| l.refused) =>
+                    {
+                        break Err(e)
+                    }
+                    Err(_) => {}
+                }
+            };
+            let metadata = metadata
                 .map_err(|e| {
-                    SinkError::stop(format!(
-                        "the Kafka brokers {} did not answer within {CONNECT_TIMEOUT:?}: {e}",
-                        config.brokers
-                    ))
+                    let refused = last().is_some_and(|l| l.refused);
+                    let why = last()
+                        .map(|ClientError { reason: r, .. }| {
+                            // OpenSSL's name for a refused or missing client certificate.
+                            let hint = if r.contains("alert bad certificate")
+                                || r.contains("certificate required")
+                            {
+                                "; the brokers want a client certificate they trust: tls-client-cert and tls-client-key"
+                            } else {
+                                ""
+                            };
+                            format!(" (last: {r}{hint})")
+                        })
+                        .unwrap_or_default();
+                    if refused {
+                        SinkError::stop(format!(
+                            "the Kafka brokers {} refused the connection: {e}{why}",
+                            config.brokers
+                        ))
+                    } else {
+                        SinkError::stop(format!(
+                            "the Kafka brokers {} did not answer within {CONNECT_TIMEOUT:?}: {e}{why}",
+                            config.brokers
+                        ))
+                    }
                 })?;
             match metadata.topics().iter().find(|t| t.name() == config.topic) {
                 Some(t) if t.error().is_none() && !t.partitions().is_empty() => {}
@@ -466,12 +688,89 @@ mod tests {
             ("compression", "zstd"),
             ("batch-size", "0"),
             ("timeout", "0s"),
-            ("tls", "true"),
+            ("tls", "yes"),
         ] {
             assert!(c.set(k, v).is_err(), "{k}={v}");
         }
         for bad in ["", "a b", "a/b", ".."] {
             assert!(KafkaSinkConfig::new(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn sasl_and_tls_options_pick_the_protocol_and_refuse_contradictions() {
+        let dir =
+            std::env::temp_dir().join(format!("indexstream-kafka-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let pem = dir.join("ca.pem");
+        std::fs::write(&pem, "not checked here").unwrap();
+        let pem = pem.to_str().unwrap();
+
+        let mut c = KafkaSinkConfig::new("t").unwrap();
+        assert!(c.sasl.is_none() && c.tls.is_none());
+        assert_eq!(security_protocol(false, false), "plaintext");
+        for (given, want) in [
+            ("plain", SaslMechanism::Plain),
+            ("SCRAM-SHA-256", SaslMechanism::ScramSha256),
+            ("scram-sha-512", SaslMechanism::ScramSha512),
+        ] {
+            assert!(c.set("sasl-mechanism", given).unwrap());
+            assert_eq!(c.sasl.as_ref().unwrap().mechanism, want);
+        }
+        assert_eq!(SaslMechanism::ScramSha512.name(), "SCRAM-SHA-512");
+        for bad in ["gssapi", "OAUTHBEARER", "md5"] {
+            let e = c.set("sasl-mechanism", bad).unwrap_err();
+            assert!(e.contains("scram-sha-512"), "{e}");
+        }
+        assert!(c.check().is_err(), "a mechanism without a login");
+
+        let e = c
+            .set("sasl-password", "hunter2-secret")
+            .map(|_| ())
+            .and_then(|_| c.check());
+        assert!(e.is_err(), "a password without a username");
+        assert!(!e.unwrap_err().contains("hunter2"));
+        c.set("sasl-username", "svc").unwrap();
+        c.check().unwrap();
+
+        // tls=true alone: TLS with the system's roots.
+        c.set("tls", "true").unwrap();
+        assert_eq!(c.tls, Some(KafkaTls::default()));
+        c.set("tls", "false").unwrap();
+        assert_eq!(c.tls, None);
+        // A tls-* file turns TLS on; tls=false after it is a contradiction, not a silent off.
+        c.set("tls-ca-cert", pem).unwrap();
+        assert_eq!(
+            c.tls.as_ref().unwrap().ca_cert.as_deref(),
+            Some(std::path::Path::new(pem))
+        );
+        let e = c.set("tls", "false").unwrap_err();
+        assert!(e.contains("contradicts"), "{e}");
+        // A missing file is named, and nothing is set.
+        let e = c.set("tls-client-key", "/nonexistent/key.pem").unwrap_err();
+        assert!(
+            e.contains("/nonexistent/key.pem") && e.contains("no such file"),
+            "{e}"
+        );
+        assert!(c.tls.as_ref().unwrap().client_key.is_none());
+        // Half a client certificate is refused.
+        c.set("tls-client-cert", pem).unwrap();
+        let e = c.check().unwrap_err();
+        assert!(e.contains("tls-client-key"), "{e}");
+        c.set("tls-client-key", pem).unwrap();
+        c.check().unwrap();
+        // The librdkafka spellings point at ours.
+        for key in ["ssl", "security-protocol"] {
+            let e = c.set(key, "sasl_ssl").unwrap_err();
+            assert!(e.contains("tls=true"), "{e}");
+        }
+        for (tls, sasl, want) in [
+            (true, false, "ssl"),
+            (false, true, "sasl_plaintext"),
+            (true, true, "sasl_ssl"),
+        ] {
+            assert_eq!(security_protocol(tls, sasl), want);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

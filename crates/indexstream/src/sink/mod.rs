@@ -22,7 +22,7 @@ pub use http::{HttpAuth, HttpFormat, HttpSink, HttpSinkConfig};
 pub use index::{IndexSink, Versioning};
 #[cfg(feature = "kafka")]
 pub use kafka::KafkaSink;
-pub use kafka::{KafkaCompression, KafkaSinkConfig};
+pub use kafka::{KafkaCompression, KafkaSasl, KafkaSinkConfig, KafkaTls, SaslMechanism};
 
 use crate::record::Record;
 
