@@ -238,7 +238,9 @@ pub struct ConsumeArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     sink: Option<String>,
     /// An option of the sink, KEY=VALUE (repeatable): exec takes timeout (default 30s); index
-    /// takes versioning=external|overwrite; a webhook takes format=lines|array, max-records
+    /// takes versioning=external|overwrite, and index:URL/NAME how to reach the other cluster:
+    /// api-key, bearer-token or basic-auth=USER:PASSWORD, ca-cert, ca-cert-only=true,
+    /// client-cert, client-key, ca-fingerprint; a webhook takes format=lines|array, max-records
     /// (500), max-bytes (4MiB), timeout (10s), header="Name: value", bearer-token,
     /// basic-auth=USER:PASSWORD; kafka takes brokers (localhost:9092), compression, linger,
     /// batch-size, timeout, sasl-username, sasl-password, sasl-mechanism

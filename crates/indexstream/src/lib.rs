@@ -47,8 +47,8 @@ pub use sink::KafkaSink;
 pub use sink::{
     AnySink, DeadLetter, DeadLetterSink, ExecSink, FileSink, HttpAuth, HttpFormat, HttpSink,
     HttpSinkConfig, IndexSink, KafkaCompression, KafkaSasl, KafkaSinkConfig, KafkaTls, MemorySink,
-    NullSink, PendingFlush, SaslMechanism, Sink, SinkError, SinkRetry, SinkSpec, StdoutSink,
-    Versioning, DEFAULT_EXEC_TIMEOUT,
+    NullSink, OtherCluster, PendingFlush, SaslMechanism, Sink, SinkError, SinkRetry, SinkSpec,
+    StdoutSink, Versioning, DEFAULT_EXEC_TIMEOUT,
 };
 /// The committed position of a timestamp-mode group and the key of an event in its window
 /// (for tools that inspect what a group committed).

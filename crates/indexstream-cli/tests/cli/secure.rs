@@ -630,13 +630,12 @@ fn serverless_refuses_exact_mode_naming_timestamp_mode_and_reads_in_timestamp_mo
     assert_eq!((code, n), (0, 12), "{out}");
 }
 
-#[test]
-fn api_keys_in_every_form_and_bearer_tokens_are_sent_as_the_cluster_expects() {
+/// A server that records each request's Authorization header (empty when none) and answers
+/// 401, so that a run stops at once.
+fn authorization_recorder() -> (String, std::sync::mpsc::Receiver<String>) {
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    // A one-request server: records the Authorization header and answers 401, so the run
-    // stops at once.
     std::thread::spawn(move || {
         use std::io::{BufRead, BufReader, Write};
         for stream in listener.incoming() {
@@ -661,6 +660,12 @@ fn api_keys_in_every_form_and_bearer_tokens_are_sent_as_the_cluster_expects() {
             );
         }
     });
+    (url, rx)
+}
+
+#[test]
+fn api_keys_in_every_form_and_bearer_tokens_are_sent_as_the_cluster_expects() {
+    let (url, rx) = authorization_recorder();
     let home = TempDir::new(&unique("home"));
     let sent = |flag: &str, value: &str| -> String {
         while rx.try_recv().is_ok() {}
@@ -1055,4 +1060,122 @@ fn tls_and_sigv4_settings_have_config_file_keys() {
         home.path(),
     );
     assert_eq!((code, n), (0, 6), "{out}");
+}
+
+/// `index:URL/NAME` reaches the other cluster with its own TLS and authentication (sink
+/// options), not the source's flags; a refused connection delivers and commits nothing.
+#[test]
+fn an_index_sink_on_another_cluster_connects_with_its_own_tls_and_auth() {
+    let pki = Pki::new();
+    let client_ca = pki.path("client-ca.pem");
+    let target = pki.server("server", &["--tls-client-ca", &client_ca]);
+    let source = DevServer::start(&["--refresh-interval", "100ms"]);
+    let home = TempDir::new(&unique("home"));
+    let src = unique("copy-src");
+    produce(&source.url, &src, 50, &[], &[], home.path());
+    let ca = pki.path("ca.pem");
+    let (cert, key) = (pki.path("client.pem"), pki.path("client-key.pem"));
+    let group = unique("g");
+    let copy = |copy: &str, options: &[String]| {
+        let sink = format!("index:{}/{copy}", target.url);
+        let mut args = vec![
+            "consume",
+            &src,
+            &group,
+            "--url",
+            &source.url,
+            "--sink",
+            &sink,
+            "--until-idle",
+            "1500ms",
+        ];
+        for o in options {
+            args.extend_from_slice(&["--sink-option", o]);
+        }
+        let o = indexstream(&args, &[], home.path());
+        (o.status.code(), text(&o))
+    };
+    let tls = [
+        format!("ca-cert={ca}"),
+        format!("client-cert={cert}"),
+        format!("client-key={key}"),
+    ];
+    let read_target = [
+        "--ca-cert",
+        &ca,
+        "--client-cert",
+        &cert,
+        "--client-key",
+        &key,
+    ];
+
+    // Without the client certificate the target refuses; nothing is delivered or committed.
+    let (code, out) = copy("copy-a", &tls[..1]);
+    assert_ne!(code, Some(0), "{out}");
+    assert!(out.contains("client certificate"), "{out}");
+    let (_, out, n) = consume(&target.url, "copy-a", &read_target, &[], home.path());
+    assert_eq!(n, 0, "{out}");
+    // With it, the same group copies every document.
+    let (code, out) = copy("copy-b", &tls);
+    assert_eq!(code, Some(0), "{out}");
+    let (code, out, n) = consume(&target.url, "copy-b", &read_target, &[], home.path());
+    assert_eq!((code, n), (0, 50), "{out}");
+
+    // The other cluster's API key goes to it as the cluster expects, and is never printed.
+    let (recorder, rx) = authorization_recorder();
+    let secret = "other-id:other-k3y-Zq8";
+    let sink = format!("index:{recorder}/copy");
+    let o = indexstream(
+        &[
+            "consume",
+            &src,
+            &unique("g"),
+            "--url",
+            &source.url,
+            "--sink",
+            &sink,
+            "--sink-option",
+            &format!("api-key={secret}"),
+            "--until-idle",
+            "1500ms",
+        ],
+        &[],
+        home.path(),
+    );
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    let header = rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap();
+    assert_eq!(header, "ApiKey b3RoZXItaWQ6b3RoZXItazN5LVpxOA==");
+    assert!(!text(&o).contains("k3y"), "{}", text(&o));
+
+    // Refused before anything is read: credentials in the URL (not echoed), connection
+    // options on the source cluster's index:NAME, two logins, half a client certificate.
+    let refused = |sink: &str, options: &[&str]| {
+        let mut args = vec![
+            "consume",
+            &src,
+            "g-refused",
+            "--url",
+            &source.url,
+            "--sink",
+            sink,
+        ];
+        for o in options {
+            args.extend_from_slice(&["--sink-option", o]);
+        }
+        let o = indexstream(&args, &[], home.path());
+        assert_eq!(o.status.code(), Some(2), "{sink} {options:?}: {}", text(&o));
+        text(&o)
+    };
+    let out = refused("index:http://u:pa55word@127.0.0.1:9/copy", &[]);
+    assert!(
+        out.contains("basic-auth") && !out.contains("pa55word"),
+        "{out}"
+    );
+    let out = refused("index:copy", &["api-key=k"]);
+    assert!(out.contains("index:URL/NAME"), "{out}");
+    let out = refused(&sink, &["api-key=k", "basic-auth=u:p"]);
+    assert!(out.contains("give one of them"), "{out}");
+    let cert_only = format!("client-cert={cert}");
+    let out = refused(&sink, &[&cert_only]);
+    assert!(out.contains("client-key"), "{out}");
 }

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::{IndexSink, Sink, SinkError, Versioning};
+use crate::client::ClientConfig;
 use crate::record::Record;
 
 /// Where poison documents go, as `--dead-letter` names it.
@@ -39,8 +40,14 @@ impl DeadLetter {
             return Ok(DeadLetter::File(path.into()));
         }
         if let Some(target) = s.strip_prefix("index:") {
-            let (cluster, index) = super::parse_index_target(target)
-                .map_err(|why| format!("dead letters {s:?}: {why}"))?;
+            let (cluster, index) = super::parse_index_target(target).map_err(|why| {
+                if why == super::URL_CREDENTIALS {
+                    // Dead letters take no options: a secured other cluster is not for them.
+                    "dead letters index:URL/NAME: the URL holds credentials, which would show wherever the destination is named; dead letters go to another cluster without authentication only (or to the source cluster's index:NAME, or a file:PATH)".to_string()
+                } else {
+                    format!("dead letters {s:?}: {why}")
+                }
+            })?;
             return Ok(DeadLetter::Index { cluster, index });
         }
         Err(format!("unknown dead-letter destination {s:?}: {forms}"))
@@ -85,7 +92,8 @@ impl DeadLetter {
         match self {
             DeadLetter::File(path) => Ok(DeadLetterSink::File(DeadLetterFile::open(path)?)),
             DeadLetter::Index { cluster, index } => {
-                let client = super::index_client(source, cluster.as_deref())?;
+                let other = cluster.as_ref().map(|url| ClientConfig::new(url.clone()));
+                let client = super::index_client(source, other.as_ref())?;
                 client
                     .create_index(index, &dead_letter_index_body())
                     .await

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use super::{Sink, SinkError};
 use crate::backoff::Backoff;
-use crate::client::{Client, ClientError};
+use crate::client::{
+    Auth, Client, ClientConfig, ClientError, Fingerprint, Roots, Secret, TlsConfig,
+};
 use crate::record::{push_int, push_str, Record};
 
 /// How the target's copy of a document is replaced.
@@ -24,6 +26,128 @@ pub enum Versioning {
     External,
     /// Each write overwrites the document with its `_id` (the last one delivered wins).
     Overwrite,
+}
+
+/// The other cluster of an `index:URL/NAME` sink, and how to connect to it: its own
+/// authentication and TLS, given as `--sink-option`s (the consumer's `--api-key`, `--ca-cert`...
+/// are the source cluster's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OtherCluster {
+    /// Its URL (`http(s)://host:port`, a comma list of nodes too).
+    pub url: String,
+    /// Options `api-key`, `bearer-token` or `basic-auth=USER:PASSWORD` (one of them).
+    pub auth: Auth,
+    /// Options `ca-cert`, `ca-cert-only`, `client-cert`, `client-key`, `ca-fingerprint`.
+    pub tls: TlsConfig,
+}
+
+impl OtherCluster {
+    /// No authentication, the default TLS checks.
+    pub fn new(url: impl Into<String>) -> Self {
+        OtherCluster {
+            url: url.into(),
+            auth: Auth::None,
+            tls: TlsConfig::default(),
+        }
+    }
+
+    /// The options naming how to connect to it, for errors.
+    pub(crate) const OPTIONS: &'static str =
+        "api-key, bearer-token, basic-auth, ca-cert, ca-cert-only, client-cert, client-key, ca-fingerprint";
+
+    /// Whether `key` is one of [`Self::OPTIONS`].
+    pub(crate) fn is_option(key: &str) -> bool {
+        Self::OPTIONS.split(", ").any(|o| o == key)
+    }
+
+    /// Applies one `--sink-option`; `Ok(false)` when `key` is not about the connection. Errors
+    /// never quote a secret's value.
+    pub(crate) fn set(&mut self, key: &str, value: &str) -> Result<bool, String> {
+        let file = |value: &str| {
+            let path = std::path::PathBuf::from(value);
+            if path.is_file() {
+                Ok(path)
+            } else {
+                Err(format!("sink option {key}={value:?}: no such file"))
+            }
+        };
+        let auth = match key {
+            "api-key" => Some(Auth::ApiKey(Secret::new(value.trim()))),
+            "bearer-token" => Some(Auth::Bearer(Secret::new(value.trim()))),
+            "basic-auth" => {
+                let Some((username, password)) = value.split_once(':') else {
+                    return Err("sink option basic-auth: expected USER:PASSWORD".into());
+                };
+                if username.is_empty() {
+                    return Err("sink option basic-auth: the user name is empty".into());
+                }
+                Some(Auth::Basic {
+                    username: username.to_string(),
+                    password: Secret::new(password),
+                })
+            }
+            _ => None,
+        };
+        if let Some(auth) = auth {
+            if self.auth != Auth::None {
+                return Err(format!(
+                    "sink option {key}: api-key, bearer-token and basic-auth each authenticate every request: give one of them"
+                ));
+            }
+            // The header is built here so that a key that cannot be one is refused now.
+            auth.header().map_err(|e| match e {
+                ClientError::Setting { reason, .. } => format!("sink option {key}: {reason}"),
+                e => format!("sink option {key}: {e}"),
+            })?;
+            self.auth = auth;
+            return Ok(true);
+        }
+        match key {
+            "ca-cert" => self.tls.ca_cert = Some(file(value)?),
+            "client-cert" => self.tls.client_cert = Some(file(value)?),
+            "client-key" => self.tls.client_key = Some(file(value)?),
+            "ca-cert-only" => {
+                self.tls.roots = match value {
+                    "true" => Roots::OnlyGiven,
+                    "false" => Roots::SystemAndGiven,
+                    _ => {
+                        return Err(format!(
+                            "sink option ca-cert-only={value:?}: expected true or false"
+                        ))
+                    }
+                }
+            }
+            "ca-fingerprint" => {
+                self.tls.ca_fingerprint = Some(
+                    Fingerprint::parse(value)
+                        .map_err(|e| format!("sink option ca-fingerprint={value:?}: {e}"))?,
+                )
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Refuses settings that contradict each other.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.tls.roots == Roots::OnlyGiven && self.tls.ca_cert.is_none() {
+            return Err(
+                "sink option ca-cert-only=true trusts only the ca-cert file's CAs, but no ca-cert is given".into(),
+            );
+        }
+        if self.tls.client_cert.is_some() != self.tls.client_key.is_some() {
+            return Err("the index sink needs both client-cert and client-key, or neither".into());
+        }
+        Ok(())
+    }
+
+    /// The client settings (default timeouts).
+    pub(crate) fn client_config(&self) -> ClientConfig {
+        ClientConfig::new(self.url.clone())
+            .with_auth(self.auth.clone())
+            .with_tls(self.tls.clone())
+    }
 }
 
 /// Items the target pushed back on (429, 5xx) are sent again within the sink this many times,

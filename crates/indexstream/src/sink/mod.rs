@@ -19,7 +19,7 @@ pub use error::{SinkError, SinkRetry};
 pub use exec::{ExecSink, DEFAULT_EXEC_TIMEOUT};
 pub use file::FileSink;
 pub use http::{HttpAuth, HttpFormat, HttpSink, HttpSinkConfig};
-pub use index::{IndexSink, Versioning};
+pub use index::{IndexSink, OtherCluster, Versioning};
 #[cfg(feature = "kafka")]
 pub use kafka::KafkaSink;
 pub use kafka::{KafkaCompression, KafkaSasl, KafkaSinkConfig, KafkaTls, SaslMechanism};
@@ -117,10 +117,10 @@ pub enum SinkSpec {
         /// Option `timeout`: a run taking longer is killed and counts as failed.
         timeout: std::time::Duration,
     },
-    /// `index:NAME` (the source cluster) or `index:URL/NAME` (another cluster, no auth).
+    /// `index:NAME` (the source cluster) or `index:URL/NAME` (another cluster).
     Index {
-        /// The other cluster's URL; `None` for the source cluster.
-        cluster: Option<String>,
+        /// The other cluster; `None` for the source cluster.
+        cluster: Option<OtherCluster>,
         /// The target index.
         index: String,
         /// Option `versioning` (`external` or `overwrite`); `None`: external in exact mode,
@@ -166,10 +166,15 @@ impl SinkSpec {
             });
         }
         if let Some(target) = s.strip_prefix("index:") {
-            let (cluster, index) =
-                parse_index_target(target).map_err(|why| format!("sink {s:?}: {why}"))?;
+            let (cluster, index) = parse_index_target(target).map_err(|why| {
+                if why == URL_CREDENTIALS {
+                    format!("sink index:URL/NAME: {why}")
+                } else {
+                    format!("sink {s:?}: {why}")
+                }
+            })?;
             return Ok(SinkSpec::Index {
-                cluster,
+                cluster: cluster.map(OtherCluster::new),
                 index,
                 versioning: None,
             });
@@ -187,6 +192,15 @@ impl SinkSpec {
             let taken = match &mut self {
                 SinkSpec::Http(config) => config.set(key, value)?,
                 SinkSpec::Kafka(config) => config.set(key, value)?,
+                SinkSpec::Index {
+                    cluster: Some(other),
+                    ..
+                } => other.set(key, value)?,
+                SinkSpec::Index { cluster: None, .. } if OtherCluster::is_option(key) => {
+                    return Err(format!(
+                        "sink option {key}: index:NAME writes to the source cluster, connected as the consumer is (--api-key, --ca-cert and the rest); {key} is for another cluster's index:URL/NAME"
+                    ))
+                }
                 _ => false,
             };
             if taken {
@@ -216,7 +230,10 @@ impl SinkSpec {
                 (spec, key) => {
                     let takes = match spec {
                         SinkSpec::Exec { .. } => "timeout",
-                        SinkSpec::Index { .. } => "versioning",
+                        SinkSpec::Index { cluster: None, .. } => "versioning",
+                        SinkSpec::Index { cluster: Some(_), .. } => {
+                            "versioning, api-key, bearer-token, basic-auth, ca-cert, ca-cert-only, client-cert, client-key, ca-fingerprint"
+                        }
                         SinkSpec::Http(_) => HttpSinkConfig::OPTIONS,
                         SinkSpec::Kafka(_) => KafkaSinkConfig::OPTIONS,
                         _ => "none",
@@ -228,8 +245,13 @@ impl SinkSpec {
                 }
             }
         }
-        if let SinkSpec::Kafka(config) = &self {
-            config.check()?;
+        match &self {
+            SinkSpec::Kafka(config) => config.check()?,
+            SinkSpec::Index {
+                cluster: Some(other),
+                ..
+            } => other.check()?,
+            _ => {}
         }
         Ok(self)
     }
@@ -281,7 +303,10 @@ impl SinkSpec {
                 index,
                 versioning,
             } => {
-                let client = index_client(source, cluster.as_deref())?;
+                let client = index_client(
+                    source,
+                    cluster.as_ref().map(OtherCluster::client_config).as_ref(),
+                )?;
                 let versioning = versioning.unwrap_or(match mode {
                     crate::offset::Mode::Exact => Versioning::External,
                     crate::offset::Mode::Timestamp => Versioning::Overwrite,
@@ -322,10 +347,18 @@ pub(crate) fn check_not_read(
     Ok(())
 }
 
+/// The error for an `index:URL/NAME` whose URL holds a user name or password (the callers do
+/// not quote the value with it).
+pub(crate) const URL_CREDENTIALS: &str = "the URL holds credentials, which would show wherever the destination is named: give them with --sink-option basic-auth=USER:PASSWORD (or api-key, bearer-token), which is never logged";
+
 /// `index:NAME` or `index:URL/NAME` (after the prefix): the other cluster's URL, if any, and
 /// the index name, checked.
 pub(crate) fn parse_index_target(target: &str) -> Result<(Option<String>, String), String> {
     let (cluster, index) = if target.starts_with("http://") || target.starts_with("https://") {
+        let authority = target.split_once("://").map_or("", |(_, rest)| rest);
+        if authority.split('/').next().is_some_and(|a| a.contains('@')) {
+            return Err(URL_CREDENTIALS.into());
+        }
         match target.rsplit_once('/') {
             Some((url, name))
                 if url
@@ -345,17 +378,13 @@ pub(crate) fn parse_index_target(target: &str) -> Result<(Option<String>, String
     Ok((cluster, index.to_string()))
 }
 
-/// A client for an index of the source cluster (`cluster` `None`: connected as `source` is) or
-/// of another (no auth).
+/// A client for an index of the source cluster (`other` `None`: connected as `source` is) or
+/// of another.
 pub(crate) fn index_client(
     source: &crate::client::ClientConfig,
-    cluster: Option<&str>,
+    other: Option<&crate::client::ClientConfig>,
 ) -> Result<crate::client::Client, SinkError> {
-    let config = match cluster {
-        None => source.clone(),
-        Some(url) => crate::client::ClientConfig::new(url.to_string()),
-    };
-    crate::client::Client::new(&config).map_err(SinkError::permanent)
+    crate::client::Client::new(other.unwrap_or(source)).map_err(SinkError::permanent)
 }
 
 /// `1048576`, `512KiB`, `4MiB`, `1GiB` (also `KB`, `MB`, `GB`, as the same powers of 1024).
@@ -629,7 +658,7 @@ mod tests {
         assert_eq!(
             SinkSpec::parse("index:https://other:9200/copy").unwrap(),
             SinkSpec::Index {
-                cluster: Some("https://other:9200".into()),
+                cluster: Some(OtherCluster::new("https://other:9200")),
                 index: "copy".into(),
                 versioning: None
             }
@@ -668,5 +697,111 @@ mod tests {
             .unwrap()
             .with_options([("versioning", "sometimes")])
             .is_err());
+    }
+
+    #[test]
+    fn another_clusters_index_takes_its_own_auth_and_tls_options() {
+        let pem =
+            std::env::temp_dir().join(format!("indexstream-other-{}.pem", std::process::id()));
+        std::fs::write(&pem, "not read here").unwrap();
+        let pem_s = pem.to_str().unwrap();
+        let other = |options: &[(&str, &str)]| {
+            SinkSpec::parse("index:https://other:9200/copy")
+                .unwrap()
+                .with_options(options.iter().copied())
+        };
+        let spec = other(&[
+            ("api-key", "id:k3y"),
+            ("ca-cert", pem_s),
+            ("ca-cert-only", "true"),
+            ("client-cert", pem_s),
+            ("client-key", pem_s),
+            ("versioning", "overwrite"),
+        ])
+        .unwrap();
+        let SinkSpec::Index {
+            cluster: Some(c),
+            versioning,
+            ..
+        } = &spec
+        else {
+            panic!("{spec:?}")
+        };
+        assert_eq!(*versioning, Some(Versioning::Overwrite));
+        assert_eq!(c.url, "https://other:9200");
+        assert_eq!(
+            c.auth,
+            crate::client::Auth::ApiKey(crate::client::Secret::new("id:k3y"))
+        );
+        assert_eq!(c.tls.roots, crate::client::Roots::OnlyGiven);
+        assert_eq!(c.tls.client_key.as_deref(), Some(pem.as_path()));
+        assert!(!format!("{spec:?}").contains("k3y"), "{spec:?}");
+        let config = c.client_config();
+        assert_eq!(
+            (config.url.as_str(), &config.tls),
+            ("https://other:9200", &c.tls)
+        );
+
+        let basic = other(&[("basic-auth", "svc:pa:ss")]).unwrap();
+        let SinkSpec::Index {
+            cluster: Some(c), ..
+        } = basic
+        else {
+            panic!()
+        };
+        assert_eq!(
+            c.auth,
+            crate::client::Auth::Basic {
+                username: "svc".into(),
+                password: crate::client::Secret::new("pa:ss")
+            }
+        );
+        let fp = "AB".repeat(32);
+        assert!(other(&[("ca-fingerprint", &fp)]).is_ok());
+
+        for (options, says) in [
+            (vec![("ca-cert-only", "true")], "no ca-cert"),
+            (vec![("ca-cert-only", "yes")], "true or false"),
+            (vec![("client-cert", pem_s)], "client-key"),
+            (vec![("ca-cert", "/nonexistent.pem")], "no such file"),
+            (vec![("ca-fingerprint", "abc")], "ca-fingerprint"),
+            (vec![("basic-auth", "nocolon")], "USER:PASSWORD"),
+            (vec![("basic-auth", ":pw")], "user name"),
+            (
+                vec![("bearer-token", "t0k"), ("api-key", "k")],
+                "give one of them",
+            ),
+            (vec![("api-key", "sec ret")], "spaces"),
+        ] {
+            let e = other(&options).unwrap_err();
+            assert!(e.contains(says), "{options:?}: {e}");
+            assert!(
+                !e.contains("t0k") && !e.contains("sec ret") && !e.contains("pw"),
+                "{e}"
+            );
+        }
+        // The source cluster's index is reached as the consumer is.
+        let e = SinkSpec::parse("index:copy")
+            .unwrap()
+            .with_options([("ca-cert", pem_s)])
+            .unwrap_err();
+        assert!(e.contains("index:URL/NAME"), "{e}");
+        // Credentials in the URL are refused, and not repeated.
+        for bad in [
+            "index:http://u:s3cret@h:9200/copy",
+            "index:https://tok3n@h/copy",
+        ] {
+            let e = SinkSpec::parse(bad).unwrap_err();
+            assert!(
+                e.contains("basic-auth") && !e.contains("s3cret") && !e.contains("tok3n"),
+                "{e}"
+            );
+            let e = DeadLetter::parse(bad).unwrap_err();
+            assert!(
+                e.contains("credentials") && !e.contains("s3cret") && !e.contains("tok3n"),
+                "{e}"
+            );
+        }
+        std::fs::remove_file(&pem).unwrap();
     }
 }
